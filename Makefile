@@ -1,0 +1,52 @@
+# Two commands do all the set-up on a fresh machine: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+CONFIG ?= examples/router.yaml
+
+.PHONY: run test lint typecheck rules-test unit system-deps kafka-fetch bench clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+## Start the router on the embedded backend with the shipped example config and rules.
+run: $(STAMP)
+	$(BIN)/incident-router serve --config $(CONFIG)
+
+## Install what tests need, start what they need (Kafka, Alertmanager), run everything.
+test: $(STAMP) system-deps kafka-fetch lint typecheck rules-test unit
+
+lint: $(STAMP)
+	$(BIN)/ruff check router tests bench tools
+
+typecheck: $(STAMP)
+	$(BIN)/mypy --strict router
+
+rules-test: $(STAMP)
+	$(BIN)/incident-router test-rules --config $(CONFIG) rules/*.test.yaml
+
+unit: $(STAMP)
+	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Real Alertmanager and Prometheus for the end-to-end tests, from Debian's packages.
+system-deps:
+	@if ! command -v prometheus-alertmanager >/dev/null || ! command -v prometheus >/dev/null; then \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
+	    prometheus-alertmanager prometheus >/dev/null; \
+	fi
+
+# Apache Kafka jars from Maven Central into a cache; the tests start the broker themselves.
+kafka-fetch: $(STAMP)
+	$(BIN)/python tools/kafka/broker.py fetch
+
+bench: $(STAMP) system-deps kafka-fetch
+	$(BIN)/python bench/run.py
+
+clean:
+	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

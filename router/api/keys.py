@@ -1,0 +1,15 @@
+"""Typed application keys: what the app factory puts in the app for handlers to use."""
+
+from __future__ import annotations
+
+import aiohttp
+from aiohttp import web
+
+from router.backends.embedded import EmbeddedBackend
+from router.runtime import Runtime
+from router.sources.sns import SnsVerifier
+
+RUNTIME = web.AppKey("runtime", Runtime)
+BACKEND = web.AppKey("backend", EmbeddedBackend)
+HTTP = web.AppKey("http", aiohttp.ClientSession)
+SNS_VERIFIER = web.AppKey("sns_verifier", SnsVerifier)

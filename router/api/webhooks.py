@@ -1,0 +1,137 @@
+"""Intake: authenticate, read within the size limit, parse, classify, append durably, answer.
+
+The answer is 2xx only after the log has the alerts; 503 with Retry-After when it cannot take
+them (Alertmanager and SNS retry 5xx, and drop on 4xx); 4xx with a message for bad input.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+
+import orjson
+from aiohttp import web
+
+from router.api.auth import check_auth, www_authenticate
+from router.api.keys import BACKEND, RUNTIME, SNS_VERIFIER
+from router.backends.base import LogUnavailable
+from router.config import Auth
+from router.model import Alert, AlertEvent, utcnow
+from router.sources.alertmanager import parse_alertmanager
+from router.sources.base import Rejected
+from router.sources.cloudwatch import handle_sns, parse_eventbridge
+from router.sources.generic import parse_generic
+from router.sources.sns import SnsUnavailable
+
+log = logging.getLogger(__name__)
+
+Parser = Callable[[web.Request, bytes, datetime], Awaitable[list[Alert]]]
+
+
+def json_response(status: int, body: dict[str, object], **headers: str) -> web.Response:
+    return web.Response(
+        status=status, body=orjson.dumps(body), content_type="application/json", headers=headers
+    )
+
+
+def error_response(status: int, message: str, **headers: str) -> web.Response:
+    return json_response(status, {"status": "error", "error": message}, **headers)
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    if request.content_length is not None and request.content_length > limit:
+        raise Rejected(413, "too_large", f"body of {request.content_length} bytes exceeds the "
+                       f"limit of {limit} bytes")
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(65536):
+        body += chunk
+        if len(body) > limit:
+            raise Rejected(413, "too_large", f"body exceeds the limit of {limit} bytes")
+    return bytes(body)
+
+
+async def intake(request: web.Request, source: str, auth: Auth, enabled: bool,
+                 parse: Parser) -> web.Response:
+    runtime = request.app[RUNTIME]
+    metrics = runtime.metrics
+    started = time.perf_counter()
+    response = await _intake(request, source, auth, enabled, parse)
+    metrics.request_seconds.labels(source, f"{response.status // 100}xx").observe(
+        time.perf_counter() - started
+    )
+    return response
+
+
+async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
+                  parse: Parser) -> web.Response:
+    runtime = request.app[RUNTIME]
+    snapshot = runtime.snapshot
+    metrics = runtime.metrics
+    try:
+        if not enabled:
+            raise Rejected(404, "disabled", f"the {source} source is disabled")
+        check_auth(auth, request.headers)
+        body = await read_body(request, snapshot.config.server.max_body_bytes)
+        alerts = await parse(request, body, utcnow())
+    except Rejected as exc:
+        metrics.rejected.labels(source, exc.reason).inc()
+        headers = {}
+        if exc.status == 401 and (challenge := www_authenticate(auth)):
+            headers["WWW-Authenticate"] = challenge
+        return error_response(exc.status, exc.message, **headers)
+    except SnsUnavailable as exc:
+        metrics.unavailable.labels(source).inc()
+        log.warning("SNS verification could not complete: %s", exc)
+        return error_response(503, "SNS verification could not complete, retry later",
+                              **{"Retry-After": "5"})
+
+    classify = snapshot.rules.classify
+    events = [AlertEvent.model_construct(kind="alert", alert=classify(a)) for a in alerts]
+    if events:
+        try:
+            await request.app[BACKEND].log.append(events)
+        except LogUnavailable as exc:
+            metrics.unavailable.labels(source).inc()
+            log.error("intake refused %d %s alerts: %s", len(events), source, exc)
+            return error_response(503, "the alert log cannot take alerts now, retry later",
+                                  **{"Retry-After": "5"})
+        metrics.received.labels(source).inc(len(events))
+    return json_response(200, {"status": "success", "accepted": len(events)})
+
+
+async def alertmanager(request: web.Request) -> web.Response:
+    cfg = request.app[RUNTIME].snapshot.config.sources.alertmanager
+
+    async def parse(_: web.Request, body: bytes, now: datetime) -> list[Alert]:
+        return parse_alertmanager(body, now)
+
+    return await intake(request, "alertmanager", cfg.auth, cfg.enabled, parse)
+
+
+async def cloudwatch(request: web.Request) -> web.Response:
+    cfg = request.app[RUNTIME].snapshot.config.sources.cloudwatch
+
+    async def parse(req: web.Request, body: bytes, now: datetime) -> list[Alert]:
+        if "x-amz-sns-message-type" not in req.headers and b'"detail-type"' in body[:4096]:
+            # EventBridge API destination posting the event directly (auth from config).
+            return parse_eventbridge(body, cfg, now)
+        return await handle_sns(body, req.headers, cfg, req.app[SNS_VERIFIER], now)
+
+    return await intake(request, "cloudwatch", cfg.auth, cfg.enabled, parse)
+
+
+async def generic(request: web.Request) -> web.Response:
+    cfg = request.app[RUNTIME].snapshot.config.sources.generic
+
+    async def parse(_: web.Request, body: bytes, now: datetime) -> list[Alert]:
+        return parse_generic(body, now)
+
+    return await intake(request, "generic", cfg.auth, cfg.enabled, parse)
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/webhooks/alertmanager", alertmanager)
+    app.router.add_post("/webhooks/cloudwatch", cloudwatch)
+    app.router.add_post("/webhooks/generic", generic)

@@ -1,0 +1,126 @@
+"""Embedded backend: the log, the current-alerts view and (with the engine) state and outbox
+in one SQLite database (WAL). The default, so one process works out of the box.
+"""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import orjson
+
+from router.backends.base import LogEvent, LogUnavailable
+from router.backends.sqlite import Database
+from router.model import Alert, AlertEvent, event_key
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS log (
+    offset      INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    appended_at REAL NOT NULL
+);
+-- The read side of GET /api/v1/alerts: the latest state of each alert by the source's clock.
+CREATE TABLE IF NOT EXISTS alerts (
+    key        TEXT PRIMARY KEY,
+    source     TEXT NOT NULL,
+    status     TEXT NOT NULL,
+    event_time REAL NOT NULL,
+    body       BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status, source);
+"""
+
+_UPSERT_ALERT = """
+INSERT INTO alerts (key, source, status, event_time, body) VALUES (?, ?, ?, ?, ?)
+ON CONFLICT (key) DO UPDATE SET
+    source = excluded.source, status = excluded.status,
+    event_time = excluded.event_time, body = excluded.body
+WHERE excluded.event_time >= alerts.event_time
+"""
+
+
+class EmbeddedLog:
+    """`Log` over SQLite: `append` returns once the events are committed to disk."""
+
+    def __init__(self, db: Database) -> None:
+        self._db = db
+
+    async def append(self, events: Sequence[LogEvent]) -> None:
+        now = time.time()
+        rows = [(event_key(e), e.kind, e.model_dump_json().encode(), now) for e in events]
+        views = [
+            (
+                e.alert.key,
+                e.alert.source,
+                e.alert.status.value,
+                e.alert.event_time.timestamp(),
+                e.alert.model_dump_json().encode(),
+            )
+            for e in events
+            if isinstance(e, AlertEvent)
+        ]
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.executemany(
+                "INSERT INTO log (key, kind, body, appended_at) VALUES (?, ?, ?, ?)", rows
+            )
+            conn.executemany(_UPSERT_ALERT, views)
+
+        try:
+            await self._db.write_batched(work)
+        except sqlite3.Error as exc:
+            log.error("log append failed: %s", exc)
+            raise LogUnavailable(f"log store unavailable: {exc.__class__.__name__}") from exc
+
+
+class EmbeddedBackend:
+    """Owns the database; hands out the log and the read side."""
+
+    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
+        self.db = Database(path, SCHEMA, synchronous=synchronous)
+        self.log = EmbeddedLog(self.db)
+
+    async def start(self) -> None:
+        await self.db.open()
+
+    async def stop(self) -> None:
+        await self.db.close()
+
+    async def ready(self) -> bool:
+        try:
+            await self.db.read(lambda c: c.execute("SELECT 1").fetchone())
+        except sqlite3.Error:
+            return False
+        return True
+
+    async def current_alerts(
+        self, status: str | None = None, source: str | None = None, limit: int = 1000
+    ) -> list[Alert]:
+        where, args = [], []
+        if status:
+            where.append("status = ?")
+            args.append(status)
+        if source:
+            where.append("source = ?")
+            args.append(source)
+        sql = "SELECT body FROM alerts"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY event_time DESC LIMIT ?"
+
+        def q(conn: sqlite3.Connection) -> list[bytes]:
+            return [r[0] for r in conn.execute(sql, (*args, limit))]
+
+        bodies = await self.db.read(q)
+        return [Alert.model_validate(orjson.loads(b)) for b in bodies]
+
+    async def log_size(self) -> int:
+        row = await self.db.read(lambda c: c.execute("SELECT count(*) FROM log").fetchone())
+        return int(row[0])

@@ -1,0 +1,92 @@
+"""incident-router serve | check-config | test-rules"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from pathlib import Path
+
+from aiohttp import web
+
+from router.config import ConfigError, load_config
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from router.api.app import build_app
+    from router.api.keys import RUNTIME
+    from router.logs import setup_logging
+    from router.runtime import load_snapshot
+
+    setup_logging(args.log_level)
+    try:
+        snapshot = load_snapshot(Path(args.config))
+    except ConfigError as exc:
+        print(f"incident-router: invalid configuration:\n{exc}", file=sys.stderr)
+        return 1
+    app = build_app(snapshot, config_path=Path(args.config))
+
+    async def on_startup(app: web.Application) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGHUP, app[RUNTIME].reload)
+
+    app.on_startup.append(on_startup)
+    server = snapshot.config.server
+    web.run_app(
+        app,
+        host=args.host or server.host,
+        port=args.port if args.port is not None else server.port,
+        access_log=None,
+        print=lambda _: None,
+        handle_signals=True,
+    )
+    return 0
+
+
+def _check_config(args: argparse.Namespace) -> int:
+    from router.runtime import build_snapshot
+
+    try:
+        snapshot = build_snapshot(load_config(Path(args.config)))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    print(f"{args.config}: ok ({len(snapshot.rules)} rules, "
+          f"{len(snapshot.config.receivers)} receivers)")
+    return 0
+
+
+def _test_rules(args: argparse.Namespace) -> int:
+    from router.ruletest import main as ruletest_main
+
+    return ruletest_main(args.config, [Path(f) for f in args.files])
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="incident-router")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    serve = sub.add_parser("serve", help="run the router")
+    serve.add_argument("--config", required=True)
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+    serve.add_argument("--log-level", default="INFO")
+    serve.set_defaults(func=_serve)
+
+    check = sub.add_parser("check-config", help="validate a config file and its rules")
+    check.add_argument("--config", required=True)
+    check.set_defaults(func=_check_config)
+
+    tr = sub.add_parser("test-rules", help="run rule test files")
+    tr.add_argument("--config", default=None)
+    tr.add_argument("files", nargs="+")
+    tr.set_defaults(func=_test_rules)
+
+    args = parser.parse_args(argv)
+    code: int = args.func(args)
+    return code
+
+
+if __name__ == "__main__":
+    sys.exit(main())

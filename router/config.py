@@ -1,0 +1,233 @@
+"""router.yaml: strict pydantic models, `${ENV}` expansion for secrets, readable errors.
+
+Errors name the file, the key path and what is wrong, e.g.
+`router.yaml: backend.path: Input should be a valid string`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+
+from router.delivery.receivers import ReceiverConfig
+from router.policy import SeverityPolicies
+
+
+class ConfigError(Exception):
+    """A config file that cannot be used; the message is fit to show to an operator."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+# --- ingest authentication -------------------------------------------------------------
+
+
+class NoAuth(Strict):
+    type: Literal["none"] = "none"
+
+
+class BearerAuth(Strict):
+    """`Authorization: Bearer <token>`, as Alertmanager's `http_config.authorization` sends."""
+
+    type: Literal["bearer"] = "bearer"
+    tokens: list[SecretStr] = Field(min_length=1)
+
+
+class BasicAuth(Strict):
+    """HTTP basic auth, as Alertmanager's `http_config.basic_auth` or an SNS URL sends it."""
+
+    type: Literal["basic"] = "basic"
+    username: str
+    password: SecretStr
+
+
+Auth = Annotated[NoAuth | BearerAuth | BasicAuth, Field(discriminator="type")]
+
+
+# --- sections ----------------------------------------------------------------------------
+
+
+class ServerConfig(Strict):
+    host: str = "0.0.0.0"
+    port: int = Field(default=8080, ge=0, le=65535)
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # External URL of the router, used in links (Slack buttons, status page).
+    external_url: str | None = None
+
+
+class EmbeddedBackendConfig(Strict):
+    type: Literal["embedded"] = "embedded"
+    path: str = "data/router.db"
+
+
+class KafkaBackendConfig(Strict):
+    """Kafka scale-out backend. Security settings pass straight through to aiokafka."""
+
+    type: Literal["kafka"] = "kafka"
+    bootstrap_servers: list[str] = Field(min_length=1)
+    topic_prefix: str = "incident-router"
+    group_id: str = "incident-router"
+    partitions: int = Field(default=12, ge=1)
+    replication_factor: int = Field(default=1, ge=1)
+    create_topics: bool = True
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    sasl_username: str | None = None
+    sasl_password: SecretStr | None = None
+    ssl_cafile: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    # Where the intake-side producer waits before answering 503.
+    produce_timeout_seconds: float = Field(default=10.0, gt=0)
+
+
+BackendConfig = Annotated[
+    EmbeddedBackendConfig | KafkaBackendConfig, Field(discriminator="type")
+]
+
+
+class AlertmanagerSourceConfig(Strict):
+    enabled: bool = True
+    auth: Auth = NoAuth()
+
+
+SNS_CERT_HOST_PATTERN = r"^sns\.[a-zA-Z0-9\-]{3,}\.amazonaws\.com(\.cn)?$"
+
+
+class CloudWatchSourceConfig(Strict):
+    enabled: bool = True
+    # Basic auth embedded in the SNS subscription URL (optional, on top of signatures).
+    auth: Auth = NoAuth()
+    # Only these SNS topics are accepted; empty means none (fail closed).
+    topic_arns: list[str] = Field(default_factory=list)
+    # Host pattern that SigningCertURL and SubscribeURL must match (tests serve from 127.0.0.1).
+    cert_host_pattern: str = SNS_CERT_HOST_PATTERN
+    # Confirm subscriptions by fetching SubscribeURL after the same host check.
+    confirm_subscriptions: bool = True
+    # What INSUFFICIENT_DATA means: ignore it, or treat it as firing / resolved.
+    insufficient_data: Literal["ignore", "firing", "resolved"] = "ignore"
+    # Allow http:// for cert and subscribe URLs (tests only; never in production).
+    allow_insecure_urls: bool = False
+
+
+class GenericSourceConfig(Strict):
+    enabled: bool = True
+    auth: Auth = NoAuth()
+
+
+class SourcesConfig(Strict):
+    alertmanager: AlertmanagerSourceConfig = AlertmanagerSourceConfig()
+    cloudwatch: CloudWatchSourceConfig = CloudWatchSourceConfig()
+    generic: GenericSourceConfig = GenericSourceConfig()
+
+
+class ApiConfig(Strict):
+    """Bearer tokens for the REST API (incidents, DLQ, reload). Empty: read-only GETs open."""
+
+    tokens: list[SecretStr] = Field(default_factory=list)
+
+
+class Config(Strict):
+    server: ServerConfig = ServerConfig()
+    backend: BackendConfig = EmbeddedBackendConfig()
+    sources: SourcesConfig = SourcesConfig()
+    api: ApiConfig = ApiConfig()
+    rules_dir: str = "rules"
+    receivers: list[ReceiverConfig] = Field(default_factory=list)
+    severities: SeverityPolicies = SeverityPolicies()
+    # Map of the `severity` label's values to SEV levels, for alerts no rule matches.
+    severity_label_map: dict[str, str] = Field(
+        default_factory=lambda: {
+            "critical": "SEV1",
+            "page": "SEV1",
+            "error": "SEV2",
+            "high": "SEV2",
+            "warning": "SEV3",
+            "medium": "SEV3",
+            "info": "SEV4",
+            "low": "SEV4",
+            "none": "SEV4",
+        }
+    )
+    # Directory that relative paths (rules_dir, backend.path) are resolved against.
+    base_dir: str = Field(default=".", exclude=True)
+
+    def resolve(self, path: str) -> Path:
+        p = Path(path)
+        return p if p.is_absolute() else Path(self.base_dir) / p
+
+    def receiver_names(self) -> set[str]:
+        return {r.name for r in self.receivers}
+
+
+# --- loading -------------------------------------------------------------------------------
+
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def _expand(value: Any, path: str, env: dict[str, str]) -> Any:
+    """Replace ${VAR} and ${VAR:-default} in string values; missing variables are errors."""
+    if isinstance(value, dict):
+        return {k: _expand(v, f"{path}.{k}" if path else str(k), env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, f"{path}.{i}", env) for i, v in enumerate(value)]
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name, default = m.group(1), m.group(2)
+            if name in env:
+                return env[name]
+            if default is not None:
+                return default
+            raise ConfigError(f"{path}: environment variable {name} is not set")
+
+        return _ENV.sub(sub, value)
+    return value
+
+
+def format_validation_error(source: str, err: ValidationError) -> str:
+    lines = []
+    for e in err.errors(include_url=False, include_input=False):
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        lines.append(f"{source}: {loc}: {e['msg']}")
+    return "\n".join(lines)
+
+
+def parse_config(text: str, source: str = "router.yaml", env: dict[str, str] | None = None,
+                 base_dir: str = ".") -> Config:
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{source}: (top level): invalid YAML{where}: {problem}") from None
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: (top level): expected a mapping of sections")
+    try:
+        expanded = _expand(raw, "", dict(os.environ) if env is None else env)
+    except ConfigError as exc:
+        raise ConfigError(f"{source}: {exc}") from None
+    expanded["base_dir"] = base_dir
+    try:
+        return Config.model_validate(expanded)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(source, exc)) from None
+
+
+def load_config(path: str | Path, env: dict[str, str] | None = None) -> Config:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
+    return parse_config(text, source=str(p), env=env, base_dir=str(p.parent))

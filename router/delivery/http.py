@@ -1,0 +1,130 @@
+"""The one place receivers talk HTTP: a call that never raises and never leaks its URL.
+
+aiohttp exceptions carry the request URL (which for Slack/Teams webhooks *is* the secret), so
+every exception is turned into a reason without its text. Vendor answers are classified into
+retryable or permanent; any text kept from them passes through a `Redactor` first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import aiohttp
+import orjson
+
+from router.delivery.result import DeliveryResult
+
+DETAIL_LIMIT = 300
+
+
+class Redactor:
+    """Replaces every known secret (and its URL-quoted form) in a text with `[redacted]`."""
+
+    def __init__(self, secrets: Iterable[str | None]) -> None:
+        from urllib.parse import quote
+
+        found: set[str] = set()
+        for s in secrets:
+            if s and len(s) >= 4:
+                found.add(s)
+                found.add(quote(s, safe=""))
+        # Longest first, so a URL is removed whole before its parts.
+        self._secrets = sorted(found, key=len, reverse=True)
+
+    def __call__(self, text: str) -> str:
+        for s in self._secrets:
+            text = text.replace(s, "[redacted]")
+        return text
+
+
+@dataclass(frozen=True)
+class HttpAnswer:
+    status: int
+    headers: Mapping[str, str]
+    text: str
+
+    def json(self) -> Any:
+        try:
+            return orjson.loads(self.text)
+        except orjson.JSONDecodeError:
+            return None
+
+
+def dumps(body: Any) -> bytes:
+    return orjson.dumps(body)
+
+
+async def http_call(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    body: bytes | None = None,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 15.0,
+) -> HttpAnswer | DeliveryResult:
+    """One request. Transport problems come back as a retryable DeliveryResult, never raised."""
+    hdrs = {"Content-Type": "application/json", **(headers or {})} if body is not None else dict(
+        headers or {}
+    )
+    try:
+        async with session.request(
+            method, url, data=body, headers=hdrs, allow_redirects=False,
+            timeout=aiohttp.ClientTimeout(total=timeout),
+        ) as resp:
+            text = await resp.text(errors="replace")
+            return HttpAnswer(resp.status, dict(resp.headers), text)
+    except (TimeoutError, asyncio.TimeoutError):
+        return DeliveryResult.failed("timeout", retryable=True)
+    except aiohttp.InvalidURL:
+        return DeliveryResult.failed("client_error", retryable=False, detail="invalid URL")
+    except (aiohttp.ClientError, OSError):
+        # Deliberately not str(exc): it names the URL.
+        return DeliveryResult.failed("connection_error", retryable=True)
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Retry-After as seconds: either delta-seconds or an HTTP date (RFC 9110 10.2.3)."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+def classify(
+    answer: HttpAnswer,
+    redact: Redactor,
+    *,
+    rate_limit_statuses: frozenset[int] = frozenset({429}),
+) -> DeliveryResult:
+    """Map a vendor's HTTP answer to delivered / retryable / permanent."""
+    status = answer.status
+    if 200 <= status < 300:
+        return DeliveryResult.delivered(status)
+    detail = redact(answer.text[:DETAIL_LIMIT]).strip()
+    if status in rate_limit_statuses:
+        return DeliveryResult.failed(
+            "rate_limited", retryable=True, status=status,
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")), detail=detail,
+        )
+    if status >= 500 or status == 408:
+        return DeliveryResult.failed(
+            "server_error", retryable=True, status=status,
+            retry_after=parse_retry_after(answer.headers.get("Retry-After")), detail=detail,
+        )
+    return DeliveryResult.failed("client_error", retryable=False, status=status, detail=detail)

@@ -1,0 +1,42 @@
+"""Delivery records: what was already sent, and the vendor handles to continue a conversation.
+
+After a crash between "vendor accepted" and "outbox marked delivered", the item comes back;
+the Dispatcher asks `already_delivered` before sending again (vital for Slack and Teams, which
+have no dedup key). Sinks keep vendor references per dedup key here: Slack's (channel, ts) of
+the first message, Statuspage's incident id.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class DeliveryStore(Protocol):
+    async def already_delivered(self, notification_id: str, receiver: str) -> bool: ...
+
+    async def record(self, notification_id: str, receiver: str) -> None: ...
+
+    async def get_ref(self, receiver: str, key: str) -> dict[str, str] | None:
+        """The vendor reference stored for (receiver, key), e.g. {"channel":..., "ts":...}."""
+        ...
+
+    async def put_ref(self, receiver: str, key: str, ref: dict[str, str]) -> None: ...
+
+
+class MemoryDeliveryStore:
+    def __init__(self) -> None:
+        self._delivered: set[tuple[str, str]] = set()
+        self._refs: dict[tuple[str, str], dict[str, str]] = {}
+
+    async def already_delivered(self, notification_id: str, receiver: str) -> bool:
+        return (notification_id, receiver) in self._delivered
+
+    async def record(self, notification_id: str, receiver: str) -> None:
+        self._delivered.add((notification_id, receiver))
+
+    async def get_ref(self, receiver: str, key: str) -> dict[str, str] | None:
+        ref = self._refs.get((receiver, key))
+        return dict(ref) if ref is not None else None
+
+    async def put_ref(self, receiver: str, key: str, ref: dict[str, str]) -> None:
+        self._refs[(receiver, key)] = dict(ref)

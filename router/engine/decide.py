@@ -1,0 +1,317 @@
+"""`decide(state, event, now, ctx) -> (state, notifications)`: the alert state machine. Pure.
+
+One call applies one event to one group and then fires whatever of that group's timers are due
+at `now`. `now` is only used for timers and `created_at`; event ordering uses the source's own
+clock (`Alert.event_time`), so a replayed or replica-delayed event older than what the alert
+already has is stale: counted and dropped.
+
+Per group and firing epoch the notifications are: one TRIGGER (after group_wait), batched
+UPDATEs (new alerts, partial resolutions, severity rise; at most once per group_interval),
+REPEATs after repeat_interval while nothing changed, and one RESOLVE once every alert of the
+group is resolved. A firing after a notified resolution opens a new epoch (new dedup key).
+A flapping group is announced once (`details.flapping: true`), held open and kept quiet until
+it has had no status change for `flap_window`, then its settled state is notified.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from typing import Any
+
+from router.engine.state import (
+    FLAP_DAMPED,
+    FLAP_NONE,
+    FLAP_STARTED,
+    FLAP_STOPPED,
+    AlertState,
+    EngineContext,
+    GroupState,
+    Tick,
+    group_key_of,
+    to_ts,
+)
+from router.model import (
+    Alert,
+    AlertEvent,
+    CommandEvent,
+    Notification,
+    NotificationKind,
+    Severity,
+    Status,
+    stable_id,
+)
+
+Event = AlertEvent | CommandEvent | Tick
+
+K = NotificationKind
+
+
+def decide(
+    state: GroupState | None, event: Event, now: datetime, ctx: EngineContext
+) -> tuple[GroupState | None, list[Notification]]:
+    """Apply `event` to the group's `state`; None in means a new group, None out means delete."""
+    if isinstance(event, CommandEvent):
+        return state, []  # incidents (issue 6) will handle commands
+    now_ts = to_ts(now)
+    if isinstance(event, Tick):
+        if state is None:
+            return None, []
+        return _step(state, now_ts, now, ctx)
+    alert = event.alert
+    if state is None:
+        state = GroupState(k=group_key_of(alert))
+    state = _apply_alert(state, alert, now_ts, ctx)
+    return _step(state, now_ts, now, ctx)
+
+
+# --- applying one alert --------------------------------------------------------------------
+
+
+def severity_of(alert: Alert, ctx: EngineContext) -> Severity:
+    return alert.severity or ctx.default_severity
+
+
+def _most_severe(severities: Iterable[Severity]) -> Severity | None:
+    return min(severities, key=lambda s: s.rank, default=None)
+
+
+def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) -> GroupState:
+    t = to_ts(alert.event_time)
+    firing = alert.status is Status.FIRING
+    cur = s.a.get(alert.key)
+    duplicate = False
+    if cur is None:
+        # A resolution for an unknown alert is kept too: it makes a late firing recognisably stale.
+        new = AlertState(a=alert, t=t)
+        status_changed = firing
+    elif t < cur.t or (t == cur.t and firing and not cur.firing):
+        # Older than what we know (a resolution wins a tie with its own firing).
+        return s.model_copy(update={"o": s.o + 1})
+    elif firing == cur.firing:
+        same_severity = severity_of(alert, ctx) is severity_of(cur.a, ctx)
+        if same_severity and t == cur.t:
+            return s.model_copy(update={"d": s.d + 1})
+        # Same status with a newer source time or another severity: keep the newer data.
+        duplicate = same_severity
+        new = cur.model_copy(update={"a": alert, "t": t})
+        status_changed = False
+    else:
+        new = cur.model_copy(update={"a": alert, "t": t})
+        status_changed = True
+
+    update: dict[str, Any] = {}
+    if duplicate:
+        update["d"] = s.d + 1
+    if status_changed:
+        cutoff = t - ctx.flap_window.total_seconds()
+        history = tuple(h for h in (*new.h, t) if h > cutoff)[-(ctx.flap_threshold + 1) :]
+        new = new.model_copy(update={"h": history})
+        if firing:
+            update["x"] = None
+            if s.ns is Status.RESOLVED:
+                # Firing again after a notified resolution: a new epoch, paged afresh.
+                update.update(e=s.e + 1, et=int(t * 1000), q=0, ns=None, nv=None, rc=(), r=None)
+            elif s.ns is None and s.w is None:
+                update["et"] = int(t * 1000)
+        settle = now + ctx.flap_window.total_seconds()
+        if len(history) > ctx.flap_threshold:
+            update["f"] = settle
+            if s.fl == FLAP_NONE:
+                update["fl"] = FLAP_STARTED
+            elif s.fl == FLAP_STOPPED:  # stop not yet announced: receivers still see it flapping
+                update["fl"] = FLAP_DAMPED
+        elif s.fl in (FLAP_STARTED, FLAP_DAMPED):
+            update["f"] = settle  # any status change while flapping postpones settling
+    alerts = dict(s.a)
+    alerts[alert.key] = new
+    update["a"] = alerts
+    return s.model_copy(update=update)
+
+
+# --- timers and notifications ---------------------------------------------------------------
+
+
+def _group_severity(s: GroupState, firing: list[AlertState], ctx: EngineContext) -> Severity:
+    sev = _most_severe(severity_of(st.a, ctx) for st in firing)
+    if sev is None:
+        sev = s.nv or _most_severe(severity_of(st.a, ctx) for st in s.a.values())
+    return sev or ctx.default_severity
+
+
+def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> NotificationKind | None:
+    """What the group owes its receivers now, ignoring timing."""
+    if s.fl == FLAP_DAMPED:
+        return None
+    held = bool(firing) or s.fl == FLAP_STARTED  # a flapping group is held open
+    if s.ns is None:
+        return K.TRIGGER if held else None
+    if s.ns is Status.RESOLVED:
+        return None
+    if s.fl == FLAP_STARTED:
+        return K.UPDATE
+    if not firing:
+        return K.RESOLVE
+    if s.fl == FLAP_STOPPED:
+        return K.UPDATE
+    if s.nv is not None and sev.rank < s.nv.rank:
+        return K.UPDATE
+    if any(st.firing != st.n for st in s.a.values()):
+        return K.UPDATE
+    return None
+
+
+def _step(
+    s: GroupState, now: float, now_dt: datetime, ctx: EngineContext
+) -> tuple[GroupState | None, list[Notification]]:
+    notes: list[Notification] = []
+    if s.f is not None and s.f <= now:
+        # Flapping settled. If it was never announced there is nothing to take back.
+        s = s.model_copy(update={"f": None, "fl": FLAP_STOPPED if s.fl == FLAP_DAMPED else 0})
+    s = _prune(s, now, ctx)
+    firing = [st for st in s.a.values() if st.firing]
+    sev = _group_severity(s, firing, ctx)
+    policy = ctx.policy(sev)
+    kind = _pending(s, firing, sev)
+
+    w: float | None = None
+    u: float | None = None
+    if kind is K.TRIGGER:
+        w = now + policy.group_wait.total_seconds()
+        w = w if s.w is None else min(s.w, w)
+    elif kind is not None:
+        u = max(now, (s.nt if s.nt is not None else now) + policy.group_interval.total_seconds())
+        u = u if s.u is None else min(s.u, u)
+    if w != s.w or u != s.u:
+        s = s.model_copy(update={"w": w, "u": u})
+
+    due = w if kind is K.TRIGGER else u
+    if kind is not None and due is not None and due <= now:
+        s, notes = _notify(s, kind, firing, sev, now, now_dt, ctx)
+    elif s.r is not None and s.r <= now:
+        if kind is None and firing and s.ns is Status.FIRING and s.fl == FLAP_NONE:
+            s, notes = _notify(s, K.REPEAT, firing, sev, now, now_dt, ctx)
+        elif s.ns is Status.FIRING:  # damped or an update is on its way: remind later
+            s = s.model_copy(update={"r": now + policy.repeat_interval.total_seconds()})
+        else:
+            s = s.model_copy(update={"r": None})
+
+    quiet = (
+        s.ns is not Status.FIRING and not firing and s.fl == FLAP_NONE
+        and s.w is None and s.u is None
+    )
+    if quiet:
+        x = s.x if s.x is not None else now + ctx.resolved_retention.total_seconds()
+        if x <= now:
+            return None, notes
+        if x != s.x:
+            s = s.model_copy(update={"x": x})
+    elif s.x is not None:
+        s = s.model_copy(update={"x": None})
+    return s, notes
+
+
+def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
+    """Forget alerts resolved (and notified) longer than the retention ago in a live group."""
+    cutoff = now - ctx.resolved_retention.total_seconds()
+    old = {k for k, st in s.a.items() if not st.firing and not st.n and st.t < cutoff}
+    if not old or len(old) == len(s.a):  # a fully resolved group expires as a whole
+        return s
+    alerts = {k: st for k, st in s.a.items() if k not in old}
+    return s.model_copy(update={"a": alerts})
+
+
+def _receivers(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:
+    found = {r for a in alerts for r in a.receivers}
+    return found or set(ctx.policy(sev).receivers) or set(ctx.default_receivers)
+
+
+def _reasons(s: GroupState, kind: NotificationKind, sev: Severity) -> list[str]:
+    if kind is K.REPEAT:
+        return ["repeat"]
+    reasons = []
+    if s.fl == FLAP_STARTED:
+        reasons.append("flapping_started")
+    elif s.fl == FLAP_STOPPED:
+        reasons.append("flapping_stopped")
+    if kind is not K.TRIGGER:
+        if any(st.firing and not st.n for st in s.a.values()):
+            reasons.append("alerts_firing")
+        if any(st.n and not st.firing for st in s.a.values()):
+            reasons.append("alerts_resolved")
+        if s.nv is not None and sev.rank < s.nv.rank:
+            reasons.append("severity_raised")
+        elif s.nv is not None and sev.rank > s.nv.rank:
+            reasons.append("severity_lowered")
+    return reasons
+
+
+def _notify(
+    s: GroupState,
+    kind: NotificationKind,
+    firing: list[AlertState],
+    sev: Severity,
+    now: float,
+    now_dt: datetime,
+    ctx: EngineContext,
+) -> tuple[GroupState, list[Notification]]:
+    # Firing alerts plus those resolved since the last notification; sorted for determinism.
+    included = [st for st in s.a.values() if st.firing or st.n] or list(s.a.values())
+    included.sort(
+        key=lambda st: (not st.firing, severity_of(st.a, ctx).rank, st.a.starts_at, st.a.key)
+    )
+    alerts = tuple(st.a for st in included)
+    receivers = tuple(sorted(_receivers(alerts, sev, ctx) | set(s.rc)))
+    lead = alerts[0]
+    title = f"[{sev.value}] {lead.name}" + (f" ({lead.service})" if lead.service else "")
+    if len(alerts) > 1:
+        title += f" +{len(alerts) - 1} more"
+    details: dict[str, Any] = {
+        "epoch": s.e,
+        "sequence": s.q,
+        "flapping": s.fl in (FLAP_STARTED, FLAP_DAMPED),
+        "firing": len(firing),
+        "resolved": len(alerts) - sum(1 for a in alerts if a.status is Status.FIRING),
+        "reasons": _reasons(s, kind, sev),
+        "duplicates": s.d,
+        "stale": s.o,
+    }
+    if s.nv is not None and s.nv is not sev:
+        details["previous_severity"] = s.nv.value
+    epoch = f"{s.e}.{s.et}"
+    dedup_key = s.dedup_key
+    notes = [
+        Notification(
+            id=stable_id(s.k, epoch, kind.value, str(s.q), receiver),
+            receiver=receiver,
+            kind=kind,
+            group_key=s.k,
+            dedup_key=dedup_key,
+            severity=sev,
+            title=title,
+            alerts=alerts,
+            created_at=now_dt,
+            details=details,
+        )
+        for receiver in receivers
+    ]
+    synced = {
+        key: st.model_copy(update={"n": st.firing})
+        for key, st in s.a.items()
+        if st.n != st.firing
+    }
+    resolve = kind is K.RESOLVE
+    update: dict[str, Any] = {
+        "q": s.q + 1,
+        "nt": now,
+        "ns": Status.RESOLVED if resolve else Status.FIRING,
+        "nv": sev,
+        "rc": receivers,
+        "w": None,
+        "u": None,
+        "r": None if resolve else now + ctx.policy(sev).repeat_interval.total_seconds(),
+        "fl": {FLAP_STARTED: FLAP_DAMPED, FLAP_STOPPED: FLAP_NONE}.get(s.fl, s.fl),
+    }
+    if synced:
+        update["a"] = {**s.a, **synced}
+    return s.model_copy(update=update), notes

@@ -1,0 +1,181 @@
+"""The engine's state per group key, its inputs besides log events, and its settings.
+
+Plain frozen data, no I/O. A `GroupState` is what the engine keeps for one group key: one
+`AlertState` per alert (by `Alert.key`), what was last notified, and its timers as absolute
+deadlines so they survive restarts and move with partition ownership.
+
+Field names are short on purpose: state is serialised (changelog record / SQLite row) as JSON
+with defaults left out, and the engine holds it in memory as those bytes, so every byte counts
+when a million alerts are active. Times are float epoch seconds (UTC) for the same reason:
+`t` fields are by the source's own clock, deadlines and `nt` by the engine's `now`.
+Readable accessors are provided as properties.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from router.model import Alert, Severity, Status, stable_id
+from router.policy import SeverityPolicies, SeverityPolicy
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+def to_ts(value: datetime) -> float:
+    """Epoch seconds of an aware datetime (naive ones are taken as UTC)."""
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.timestamp()
+
+
+def from_ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+def default_group_key(alert: Alert) -> str:
+    """The group key when no rule set one: alert name plus service."""
+    return f"{alert.name}|{alert.service or ''}"
+
+
+def group_key_of(alert: Alert) -> str:
+    return alert.group_key or default_group_key(alert)
+
+
+class Tick(_Frozen):
+    """A timer of one group is due (group_wait, group_interval, repeat, flap settle, expiry)."""
+
+    kind: Literal["tick"] = "tick"
+    group_key: str
+
+
+class EngineContext(_Frozen):
+    """What `decide` needs besides state and event: policies and engine-wide defaults."""
+
+    policies: SeverityPolicies = SeverityPolicies()
+    # Severity of alerts no rule classified.
+    default_severity: Severity = Severity.SEV3
+    # Used when neither the alerts nor the severity policy name a receiver.
+    default_receivers: tuple[str, ...] = ()
+    # An alert with more than `flap_threshold` status changes within `flap_window` is flapping.
+    flap_threshold: int = Field(default=4, ge=1)
+    flap_window: timedelta = timedelta(minutes=30)
+    # How long a resolved group with nothing pending is kept, so that late (stale) firings are
+    # still recognised; after that it is deleted, which keeps the state store bounded.
+    resolved_retention: timedelta = timedelta(hours=1)
+
+    def policy(self, severity: Severity) -> SeverityPolicy:
+        return self.policies.for_severity(severity)
+
+
+class AlertState(_Frozen):
+    """One alert of a group."""
+
+    a: Alert  # latest accepted version (status, severity, labels for the templates)
+    t: float  # source-clock time of the latest accepted event (ends_at if resolved)
+    n: bool = False  # included as firing in the last notification of this epoch
+    h: tuple[float, ...] = ()  # source-clock times of recent status changes (flap history)
+
+    @property
+    def alert(self) -> Alert:
+        return self.a
+
+    @property
+    def firing(self) -> bool:
+        return self.a.status is Status.FIRING
+
+
+# Flap phases of a group (GroupState.fl).
+FLAP_NONE, FLAP_STARTED, FLAP_DAMPED, FLAP_STOPPED = 0, 1, 2, 3
+
+
+class GroupState(_Frozen):
+    """Everything the engine knows about one group key."""
+
+    k: str  # group key
+    a: dict[str, AlertState] = Field(default_factory=dict)  # by Alert.key
+    # Firing epoch: bumps when the group fires again after a notified resolution. `et` is the
+    # source time (ms) that opened it, so a group deleted and re-created gets new dedup keys.
+    e: int = 0
+    et: int = 0
+    q: int = 0  # notifications (rounds) emitted in this epoch: the sequence in ids
+    ns: Status | None = None  # group status as last notified in this epoch; None: not yet
+    nv: Severity | None = None  # group severity as last notified
+    nt: float | None = None  # engine time of the last notification
+    rc: tuple[str, ...] = ()  # receivers notified in this epoch (the resolution reaches all)
+    # Timers, absolute engine-time deadlines.
+    w: float | None = None  # group_wait: first notification of the epoch
+    u: float | None = None  # group_interval: next batched update / resolution
+    r: float | None = None  # repeat_interval: reminder while still firing
+    f: float | None = None  # flapping settles when no status change happened by then
+    x: float | None = None  # delete: resolved (or never notified) with nothing pending
+    fl: int = FLAP_NONE  # flap phase: 0 none, 1 started, 2 damped (announced), 3 stopped
+    d: int = 0  # duplicates counted
+    o: int = 0  # stale (out-of-order) events counted
+
+    # --- readable accessors ---------------------------------------------------------------
+
+    @property
+    def group_key(self) -> str:
+        return self.k
+
+    @property
+    def alerts(self) -> dict[str, AlertState]:
+        return self.a
+
+    @property
+    def epoch(self) -> int:
+        return self.e
+
+    @property
+    def dedup_key(self) -> str:
+        """Vendor dedup key: the same for trigger, updates and resolution of one epoch."""
+        return stable_id(self.k, f"{self.e}.{self.et}")
+
+    @property
+    def notified_status(self) -> Status | None:
+        return self.ns
+
+    @property
+    def notified_severity(self) -> Severity | None:
+        return self.nv
+
+    @property
+    def duplicates(self) -> int:
+        return self.d
+
+    @property
+    def stale(self) -> int:
+        return self.o
+
+    @property
+    def flapping(self) -> bool:
+        return self.fl in (FLAP_STARTED, FLAP_DAMPED)
+
+    @property
+    def firing(self) -> bool:
+        return any(s.firing for s in self.a.values())
+
+    def next_deadline(self) -> float | None:
+        """The earliest timer, epoch seconds; None when nothing is scheduled."""
+        best: float | None = None
+        for v in (self.w, self.u, self.r, self.f, self.x):
+            if v is not None and (best is None or v < best):
+                best = v
+        return best
+
+    # --- serialisation --------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        """Compact JSON (defaults left out): changelog value, SQLite blob, in-memory form."""
+        return self.__pydantic_serializer__.to_json(self, exclude_defaults=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview | str) -> GroupState:
+        if isinstance(data, memoryview):
+            data = data.tobytes()
+        return cls.model_validate_json(data)

@@ -1,0 +1,77 @@
+"""Intake and operations metrics, built from an injected registry and pre-created at zero.
+
+Label values are fixed words (source names, reason codes, route names): never user input,
+URLs or secrets.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+
+from router import __version__
+
+SOURCES = ("alertmanager", "cloudwatch", "generic")
+REJECT_REASONS = (
+    "malformed_json",
+    "invalid_shape",
+    "too_large",
+    "unauthorized",
+    "bad_signature",
+    "bad_signature_version",
+    "bad_cert_url",
+    "topic_not_allowed",
+    "raw_delivery",
+    "disabled",
+)
+
+
+class IntakeMetrics:
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.registry = registry
+        self.received = Counter(
+            "incident_router_alerts_received_total",
+            "Alerts accepted and durably appended to the log, by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.rejected = Counter(
+            "incident_router_alerts_rejected_total",
+            "Requests refused before reaching the log, by source and reason.",
+            ["source", "reason"],
+            registry=registry,
+        )
+        self.unavailable = Counter(
+            "incident_router_intake_unavailable_total",
+            "Requests answered 503 because the log could not take them, by source.",
+            ["source"],
+            registry=registry,
+        )
+        self.request_seconds = Histogram(
+            "incident_router_http_request_duration_seconds",
+            "HTTP request latency by route and status class.",
+            ["route", "code"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10),
+            registry=registry,
+        )
+        self.build = Info(
+            "incident_router_build", "Version of the running router.", registry=registry
+        )
+        self.build.info({"version": __version__})
+        self.reload_ok = Gauge(
+            "incident_router_config_last_reload_successful",
+            "1 if the last configuration reload succeeded, else 0.",
+            registry=registry,
+        )
+        self.reload_time = Gauge(
+            "incident_router_config_last_reload_success_timestamp_seconds",
+            "Time of the last successful configuration (re)load.",
+            registry=registry,
+        )
+        self.rules_loaded = Gauge(
+            "incident_router_rules_loaded", "Classification rules in effect.", registry=registry
+        )
+        for s in SOURCES:
+            self.received.labels(s)
+            self.unavailable.labels(s)
+            for r in REJECT_REASONS:
+                self.rejected.labels(s, r)

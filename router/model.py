@@ -1,0 +1,149 @@
+"""The data that flows through the router: plain frozen models, no I/O.
+
+Every source turns its payload into `Alert`s; rules fill in the classification fields; the
+log carries `Event`s (alerts and, later, commands); the engine emits `Notification`s that the
+delivery stage sends. Keep this module free of behaviour beyond small derived properties.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Frozen(BaseModel):
+    """Base for data in flight: immutable, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Status(StrEnum):
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class Severity(StrEnum):
+    """SEV1 is the worst. `rank` orders them so that a lower rank is more severe."""
+
+    SEV1 = "SEV1"
+    SEV2 = "SEV2"
+    SEV3 = "SEV3"
+    SEV4 = "SEV4"
+
+    @property
+    def rank(self) -> int:
+        return int(self.value[3])
+
+    def at_least(self, other: Severity) -> bool:
+        """True when self is as severe as `other` or worse."""
+        return self.rank <= other.rank
+
+
+class Alert(Frozen):
+    """One alert from any source, normalised. Rules fill in the classification fields."""
+
+    source: str
+    fingerprint: str
+    status: Status
+    name: str
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    value: float | None = None
+    starts_at: datetime
+    ends_at: datetime | None = None
+    received_at: datetime
+    generator_url: str | None = None
+    # Filled in by classification (router.rules); None/empty until then.
+    severity: Severity | None = None
+    team: str | None = None
+    service: str | None = None
+    runbook_url: str | None = None
+    dashboard_url: str | None = None
+    receivers: tuple[str, ...] = ()
+    group_key: str | None = None
+    rule: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Identity of the alert across deliveries: source plus the source's fingerprint."""
+        return f"{self.source}:{self.fingerprint}"
+
+    @property
+    def event_time(self) -> datetime:
+        """The source's own clock for this state: ends_at when resolved, else starts_at."""
+        if self.status is Status.RESOLVED and self.ends_at is not None:
+            return self.ends_at
+        return self.starts_at
+
+
+class AlertEvent(Frozen):
+    """An accepted (and classified) alert, as appended to the log."""
+
+    kind: Literal["alert"] = "alert"
+    alert: Alert
+
+
+class CommandEvent(Frozen):
+    """A human or integration command on an incident (ack, resolve, update, page, declare)."""
+
+    kind: Literal["command"] = "command"
+    command: str
+    incident_id: str | None = None
+    group_key: str | None = None
+    actor: str
+    at: datetime
+    args: dict[str, Any] = Field(default_factory=dict)
+
+
+Event = Annotated[AlertEvent | CommandEvent, Field(discriminator="kind")]
+
+
+def event_key(event: AlertEvent | CommandEvent) -> str:
+    """The log key: the group key, so every event of one incident reaches one owner."""
+    if isinstance(event, AlertEvent):
+        return event.alert.group_key or event.alert.key
+    return event.group_key or event.incident_id or ""
+
+
+class NotificationKind(StrEnum):
+    TRIGGER = "trigger"
+    UPDATE = "update"
+    REPEAT = "repeat"
+    ACKNOWLEDGE = "acknowledge"
+    RESOLVE = "resolve"
+    ESCALATE = "escalate"
+    SLA_BREACH = "sla_breach"
+    REMINDER = "reminder"
+
+
+class Notification(Frozen):
+    """One message for one receiver, emitted by the engine into the outbox.
+
+    `id` is deterministic (derived from the decision), so a redelivery after a crash carries the
+    same id and the same vendor dedup key.
+    """
+
+    id: str
+    receiver: str
+    kind: NotificationKind
+    group_key: str
+    dedup_key: str
+    severity: Severity
+    title: str
+    alerts: tuple[Alert, ...] = ()
+    incident_id: str | None = None
+    created_at: datetime
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def stable_id(*parts: str) -> str:
+    """A short deterministic id from parts (used for dedup keys and notification ids)."""
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]

@@ -1,0 +1,224 @@
+"""The Kafka intake log against a real broker: topics, durable appends, broker outages."""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.structs import ConsumerRecord
+from pydantic import SecretStr
+
+from router.backends.base import LogEvent, LogUnavailable
+from router.backends.kafka import (
+    KafkaLog,
+    TopicLayoutError,
+    client_kwargs,
+    decode_event,
+    ensure_topics,
+    topic_names,
+)
+from router.config import KafkaBackendConfig
+from router.model import Alert, AlertEvent, CommandEvent, Status, event_key
+
+pytestmark = pytest.mark.kafka
+
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def alert_event(fingerprint: str, group_key: str | None = None) -> AlertEvent:
+    return AlertEvent(
+        alert=Alert(
+            source="alertmanager",
+            fingerprint=fingerprint,
+            status=Status.FIRING,
+            name="HighErrorRate",
+            labels={"service": "checkout"},
+            starts_at=T0,
+            received_at=T0,
+            group_key=group_key,
+        )
+    )
+
+
+async def read_records(cfg: KafkaBackendConfig, count: int) -> list[ConsumerRecord[bytes, bytes]]:
+    """Read `count` records of the alerts topic from the start, as the engine will: committed."""
+    topic = topic_names(cfg.topic_prefix).alerts
+    consumer = AIOKafkaConsumer(
+        **client_kwargs(cfg), isolation_level="read_committed", enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        partitions = [TopicPartition(topic, p) for p in range(cfg.partitions)]
+        consumer.assign(partitions)
+        await consumer.seek_to_beginning(*partitions)
+        records: list[ConsumerRecord[bytes, bytes]] = []
+        while len(records) < count:
+            batch = await asyncio.wait_for(consumer.getmany(timeout_ms=1000), 30)
+            for part in batch.values():
+                records.extend(part)
+        return records
+    finally:
+        await consumer.stop()
+
+
+@pytest.fixture
+async def kafka_log(kafka_config: KafkaBackendConfig) -> AsyncIterator[KafkaLog]:
+    await ensure_topics(kafka_config)
+    log = KafkaLog(kafka_config)
+    await log.start()
+    yield log
+    await log.stop()
+
+
+async def test_ensure_topics_creates_co_partitioned_topics_with_a_compacted_state_topic(
+    kafka_config: KafkaBackendConfig,
+) -> None:
+    await ensure_topics(kafka_config)
+    await ensure_topics(kafka_config)  # a second replica starting up finds them in place
+
+    topics = topic_names(kafka_config.topic_prefix)
+    names = [topics.alerts, topics.state, topics.notifications, topics.notifications_dlq]
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka_config))
+    await admin.start()
+    try:
+        described = await admin.describe_topics(names)
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, {"cleanup.policy": None})
+             for name in names]
+        )
+    finally:
+        await admin.close()
+
+    assert {d["topic"]: len(d["partitions"]) for d in described} == dict.fromkeys(names, 3)
+    policies = {
+        resource[3]: {entry[0]: entry[1] for entry in resource[4]}["cleanup.policy"]
+        for response in responses
+        for resource in response.resources
+    }
+    assert policies == {
+        topics.alerts: "delete",
+        topics.state: "compact",
+        topics.notifications: "delete",
+        topics.notifications_dlq: "delete",
+    }
+
+
+async def test_ensure_topics_refuses_a_state_topic_with_another_partition_count(
+    kafka_config: KafkaBackendConfig,
+) -> None:
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka_config))
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic_names(kafka_config.topic_prefix).state, 2, 1)])
+    finally:
+        await admin.close()
+
+    with pytest.raises(TopicLayoutError, match="same partition count"):
+        await ensure_topics(kafka_config)
+
+
+async def test_appended_events_are_read_back_keyed_by_group_key(
+    kafka_config: KafkaBackendConfig, kafka_log: KafkaLog
+) -> None:
+    events: list[LogEvent] = [
+        alert_event("a1", group_key="checkout/HighErrorRate"),
+        alert_event("a2", group_key="checkout/HighErrorRate"),
+        alert_event("b1"),
+        CommandEvent(command="ack", group_key="checkout/HighErrorRate", actor="alice", at=T0),
+    ]
+
+    await kafka_log.append(events)
+
+    records = await read_records(kafka_config, len(events))
+    assert sorted((r.key or b"").decode() for r in records) == sorted(
+        event_key(e) for e in events
+    )
+    assert sorted((decode_event(r.value or b"") for r in records), key=repr) == sorted(
+        events, key=repr
+    )
+    group_partitions = {r.partition for r in records if r.key == b"checkout/HighErrorRate"}
+    assert len(group_partitions) == 1
+    # One key, one partition: the incident's events stay in the order they were appended.
+    in_group = sorted((r for r in records if r.key == b"checkout/HighErrorRate"),
+                      key=lambda r: r.offset)
+    assert [decode_event(r.value or b"") for r in in_group] == [events[0], events[1], events[3]]
+
+
+async def test_append_of_nothing_is_a_no_op(kafka_log: KafkaLog) -> None:
+    await kafka_log.append([])
+
+
+async def test_append_before_start_is_unavailable(kafka_config: KafkaBackendConfig) -> None:
+    with pytest.raises(LogUnavailable):
+        await KafkaLog(kafka_config).append([alert_event("x")])
+
+
+async def test_append_is_unavailable_while_the_broker_is_down_and_recovers_after_restart(
+    kafka_broker: Any, kafka_topic_prefix: str
+) -> None:
+    broker = kafka_broker
+    cfg = KafkaBackendConfig(
+        bootstrap_servers=[broker.bootstrap],
+        topic_prefix=kafka_topic_prefix,
+        partitions=3,
+        produce_timeout_seconds=2.0,
+    )
+    await ensure_topics(cfg)
+    log = KafkaLog(cfg)
+    await log.start()
+    try:
+        await log.append([alert_event("before")])
+
+        await asyncio.to_thread(broker.stop)
+        with pytest.raises(LogUnavailable, match="within 2s"):
+            await log.append([alert_event("during")])
+
+        await asyncio.to_thread(broker.start)
+        await log.append([alert_event("after")])
+    finally:
+        await log.stop()
+
+    # The outage lost nothing that was acknowledged; "during" may arrive too (at least once).
+    records = await read_records(cfg, 2)
+    seen = [decode_event(r.value or b"") for r in records]
+    assert alert_event("before") in seen
+    assert alert_event("after") in seen
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ({}, {"security_protocol": "PLAINTEXT"}),
+        (
+            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+             "sasl_username": "router", "sasl_password": SecretStr("s3cret")},
+            {"security_protocol": "SASL_PLAINTEXT", "sasl_mechanism": "SCRAM-SHA-512",
+             "sasl_plain_username": "router", "sasl_plain_password": "s3cret"},
+        ),
+        (
+            {"security_protocol": "SASL_SSL", "sasl_username": "u",
+             "sasl_password": SecretStr("p")},
+            {"security_protocol": "SASL_SSL", "sasl_mechanism": "PLAIN",
+             "sasl_plain_username": "u", "sasl_plain_password": "p", "ssl_context": ssl.SSLContext},
+        ),
+        ({"security_protocol": "SSL"}, {"security_protocol": "SSL", "ssl_context": ssl.SSLContext}),
+    ],
+)
+def test_client_settings_follow_the_security_protocol(
+    settings: dict[str, object], expected: dict[str, object]
+) -> None:
+    cfg = KafkaBackendConfig(bootstrap_servers=["k1:9092", "k2:9092"], **settings)  # type: ignore[arg-type]
+
+    kwargs = client_kwargs(cfg)
+
+    assert kwargs.pop("bootstrap_servers") == ["k1:9092", "k2:9092"]
+    assert {k: type(v) if isinstance(v, ssl.SSLContext) else v for k, v in kwargs.items()} == (
+        expected
+    )
