@@ -141,6 +141,8 @@ class Config(Strict):
     api: ApiConfig = ApiConfig()
     rules_dir: str = "rules"
     receivers: list[ReceiverConfig] = Field(default_factory=list)
+    # Who hears about alerts whose rule and severity policy name no receiver.
+    default_receivers: list[str] = Field(default_factory=list)
     severities: SeverityPolicies = SeverityPolicies()
     # Map of the `severity` label's values to SEV levels, for alerts no rule matches.
     severity_label_map: dict[str, str] = Field(

@@ -75,3 +75,58 @@ class IntakeMetrics:
             self.unavailable.labels(s)
             for r in REJECT_REASONS:
                 self.rejected.labels(s, r)
+
+
+NOTIFICATION_KINDS = (
+    "trigger", "update", "repeat", "acknowledge", "resolve", "escalate", "sla_breach", "reminder",
+)
+
+
+class EngineMetrics:
+    """The decision engine, the same names on both backends."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.events = Counter(
+            "incident_router_engine_events_total", "Log events decided by the engine.",
+            registry=registry,
+        )
+        self.duplicates = Counter(
+            "incident_router_engine_duplicates_suppressed_total",
+            "Alert deliveries recognised as duplicates and not notified.", registry=registry,
+        )
+        self.stale = Counter(
+            "incident_router_engine_stale_events_total",
+            "Events older, by the source's clock, than what the alert already had.",
+            registry=registry,
+        )
+        self.flapping = Counter(
+            "incident_router_engine_flapping_groups_total",
+            "Groups that started flapping (notifications damped).", registry=registry,
+        )
+        self.notifications = Counter(
+            "incident_router_engine_notifications_total",
+            "Notifications emitted into the outbox, by kind (reason).", ["kind"],
+            registry=registry,
+        )
+        self.groups = Gauge(
+            "incident_router_engine_groups", "Alert groups held in the engine's state.",
+            registry=registry,
+        )
+        self.lag = Gauge(
+            "incident_router_engine_consumer_lag",
+            "Log events appended but not yet decided.", registry=registry,
+        )
+        self.owned_partitions = Gauge(
+            "incident_router_engine_owned_partitions",
+            "Log partitions this process owns (1 on the embedded backend).", registry=registry,
+        )
+        self.restore_seconds = Gauge(
+            "incident_router_engine_restore_duration_seconds",
+            "How long the last state restore took.", registry=registry,
+        )
+        self.aborts = Counter(
+            "incident_router_engine_transaction_aborts_total",
+            "Engine commits that failed and were rolled back.", registry=registry,
+        )
+        for kind in NOTIFICATION_KINDS:
+            self.notifications.labels(kind)

@@ -105,7 +105,9 @@ Event = Annotated[AlertEvent | CommandEvent, Field(discriminator="kind")]
 def event_key(event: AlertEvent | CommandEvent) -> str:
     """The log key: the group key, so every event of one incident reaches one owner."""
     if isinstance(event, AlertEvent):
-        return event.alert.group_key or event.alert.key
+        a = event.alert
+        # Rules always set the group key; the fallback matches the engine's default.
+        return a.group_key or f"{a.name}|{a.service or ''}"
     return event.group_key or event.incident_id or ""
 
 

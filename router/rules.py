@@ -108,7 +108,7 @@ def parse_matcher(text: str) -> Matcher:
     label, op, raw = m.groups()
     if len(raw) >= 2 and raw[0] == raw[-1] == '"':
         value = _unquote(raw[1:-1], text)
-    elif '"' in raw:
+    elif '"' in raw or raw[:1] in ("=", "~"):  # `env==prod`, `env=~~x`: surely a typo
         raise ValueError(text)
     else:
         value = raw

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -47,6 +48,8 @@ class Runtime:
         self.snapshot = snapshot
         self.metrics = metrics
         self.path = path
+        # Components that follow the config (e.g. the engine's severity policy).
+        self.on_reload: list[Callable[[Snapshot], None]] = []
         metrics.reload_ok.set(1)
         metrics.reload_time.set(time.time())
         metrics.rules_loaded.set(len(snapshot.rules))
@@ -65,6 +68,8 @@ class Runtime:
         if new.config.server != self.snapshot.config.server:
             log.warning("server settings changed: they take effect after a restart")
         self.snapshot = new
+        for follow in self.on_reload:
+            follow(new)
         self.metrics.reload_ok.set(1)
         self.metrics.reload_time.set(time.time())
         self.metrics.rules_loaded.set(len(new.rules))

@@ -221,12 +221,16 @@ class FakeSns:
 
     def subscription_confirmation(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("cert_url", self.cert_url)
-        kwargs.setdefault("subscribe_url", self.subscribe_url(kwargs.get("topic_arn", TOPIC_ARN)))
+        kwargs.setdefault("token", "tok")
+        kwargs.setdefault("subscribe_url", self.subscribe_url(kwargs.get("topic_arn", TOPIC_ARN),
+                                                              kwargs["token"]))
         return control_message(type="SubscriptionConfirmation", key=self.key, **kwargs)
 
     def unsubscribe_confirmation(self, **kwargs: Any) -> dict[str, Any]:
         kwargs.setdefault("cert_url", self.cert_url)
-        kwargs.setdefault("subscribe_url", self.subscribe_url(kwargs.get("topic_arn", TOPIC_ARN)))
+        kwargs.setdefault("token", "tok")
+        kwargs.setdefault("subscribe_url", self.subscribe_url(kwargs.get("topic_arn", TOPIC_ARN),
+                                                              kwargs["token"]))
         return control_message(type="UnsubscribeConfirmation", key=self.key, **kwargs)
 
     async def _cert(self, request: web.Request) -> web.Response:

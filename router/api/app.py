@@ -9,25 +9,35 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from router.api import ops, webhooks
-from router.api.keys import BACKEND, HTTP, RUNTIME, SNS_VERIFIER
+from router.api import dlq, ops, webhooks
+from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.backends.embedded import EmbeddedBackend
-from router.config import EmbeddedBackendConfig
-from router.metrics import IntakeMetrics
+from router.config import Config, EmbeddedBackendConfig
+from router.delivery.dispatcher import Dispatcher
+from router.delivery.receivers import build_receivers
+from router.delivery.sink import SinkContext
+from router.engine.state import EngineContext
+from router.metrics import EngineMetrics, IntakeMetrics
 from router.runtime import Runtime, Snapshot
 from router.sources.sns import SnsVerifier
+
+
+def engine_context(config: Config) -> EngineContext:
+    return EngineContext(policies=config.severities,
+                         default_receivers=tuple(config.default_receivers))
 
 
 def build_app(snapshot: Snapshot, config_path: Path | None = None,
               registry: CollectorRegistry | None = None) -> web.Application:
     config = snapshot.config
+    registry = registry or CollectorRegistry()
     # The body limit is enforced by intake itself, with a 413 that names the limit.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1)
-    metrics = IntakeMetrics(registry or CollectorRegistry())
-    app[RUNTIME] = Runtime(snapshot, metrics, config_path)
+    app[RUNTIME] = Runtime(snapshot, IntakeMetrics(registry), config_path)
+    engine_metrics = EngineMetrics(registry)
 
     async def http_session(app: web.Application) -> AsyncIterator[None]:
-        timeout = aiohttp.ClientTimeout(total=10, connect=5)
+        timeout = aiohttp.ClientTimeout(total=30, connect=5)
         async with aiohttp.ClientSession(timeout=timeout) as session:
             app[HTTP] = session
             app[SNS_VERIFIER] = SnsVerifier(session)
@@ -37,14 +47,29 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
         cfg = config.backend
         if not isinstance(cfg, EmbeddedBackendConfig):
             raise NotImplementedError("the kafka backend is not wired yet")
-        store = EmbeddedBackend(config.resolve(cfg.path))
+        store = EmbeddedBackend(config.resolve(cfg.path), engine_context(config), engine_metrics)
         await store.start()
         app[BACKEND] = store
+        app[RUNTIME].on_reload.append(
+            lambda snap: setattr(store.engine.engine, "context", engine_context(snap.config)))
         yield
         await store.stop()
 
+    async def delivery(app: web.Application) -> AsyncIterator[None]:
+        store = app[BACKEND]
+        receivers = build_receivers(config.receivers, SinkContext(app[HTTP], store.records))
+        dispatcher = Dispatcher(store.outbox, store.outbox, receivers, store=store.records,
+                                registry=registry)
+        store.engine.on_outbox = dispatcher.wake
+        app[DISPATCHER] = dispatcher
+        await dispatcher.start()
+        yield
+        await dispatcher.stop()
+
     app.cleanup_ctx.append(http_session)
     app.cleanup_ctx.append(backend)
+    app.cleanup_ctx.append(delivery)
     webhooks.add_routes(app)
     ops.add_routes(app)
+    dlq.add_routes(app)
     return app

@@ -7,13 +7,19 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import orjson
 
+from router.backends import embedded_engine, embedded_outbox
 from router.backends.base import LogEvent, LogUnavailable
+from router.backends.embedded_engine import EmbeddedEngineRunner
+from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
 from router.backends.sqlite import Database
+from router.engine.engine import Engine
+from router.engine.state import EngineContext
+from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, event_key
 
 log = logging.getLogger(__name__)
@@ -51,6 +57,7 @@ class EmbeddedLog:
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        self.on_commit: list[Callable[[], None]] = []
 
     async def append(self, events: Sequence[LogEvent]) -> None:
         now = time.time()
@@ -78,19 +85,29 @@ class EmbeddedLog:
         except sqlite3.Error as exc:
             log.error("log append failed: %s", exc)
             raise LogUnavailable(f"log store unavailable: {exc.__class__.__name__}") from exc
+        for callback in self.on_commit:
+            callback()
 
 
 class EmbeddedBackend:
-    """Owns the database; hands out the log and the read side."""
+    """Owns the database: the log, the engine consuming it, the outbox and dead letters."""
 
-    def __init__(self, path: Path, synchronous: str = "FULL") -> None:
-        self.db = Database(path, SCHEMA, synchronous=synchronous)
+    def __init__(self, path: Path, context: EngineContext, metrics: EngineMetrics,
+                 synchronous: str = "FULL") -> None:
+        schema = SCHEMA + embedded_engine.SCHEMA + embedded_outbox.SCHEMA
+        self.db = Database(path, schema, synchronous=synchronous)
         self.log = EmbeddedLog(self.db)
+        self.outbox = SqliteOutbox(self.db)
+        self.records = SqliteDeliveryStore(self.db)
+        self.engine = EmbeddedEngineRunner(self.db, Engine(context), metrics)
+        self.log.on_commit.append(self.engine.appended)
 
     async def start(self) -> None:
         await self.db.open()
+        await self.engine.start()
 
     async def stop(self) -> None:
+        await self.engine.stop()
         await self.db.close()
 
     async def ready(self) -> bool:

@@ -7,7 +7,6 @@ retryable or permanent; any text kept from them passes through a `Redactor` firs
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -66,7 +65,7 @@ async def http_call(
     *,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
-    timeout: float = 15.0,
+    timeout_seconds: float = 15.0,
 ) -> HttpAnswer | DeliveryResult:
     """One request. Transport problems come back as a retryable DeliveryResult, never raised."""
     hdrs = {"Content-Type": "application/json", **(headers or {})} if body is not None else dict(
@@ -75,11 +74,11 @@ async def http_call(
     try:
         async with session.request(
             method, url, data=body, headers=hdrs, allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout),
+            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
         ) as resp:
             text = await resp.text(errors="replace")
             return HttpAnswer(resp.status, dict(resp.headers), text)
-    except (TimeoutError, asyncio.TimeoutError):
+    except TimeoutError:
         return DeliveryResult.failed("timeout", retryable=True)
     except aiohttp.InvalidURL:
         return DeliveryResult.failed("client_error", retryable=False, detail="invalid URL")

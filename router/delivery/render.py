@@ -197,8 +197,10 @@ def context(n: Notification) -> dict[str, Any]:
         "resolution": d.get("resolution"),
         "note": str(note),
         "update_label": UPDATE_LABELS.get(n.kind, "Update"),
-        "postmortem": d.get("postmortem")
-        or f"A post-mortem will be shared within 48 hours (by {_fmt_time(resolved + POSTMORTEM_WITHIN)}).",
+        "postmortem": d.get("postmortem") or (
+            "A post-mortem will be shared within 48 hours "
+            f"(by {_fmt_time(resolved + POSTMORTEM_WITHIN)})."
+        ),
         "runbook_url": first_link(n, "runbook_url"),
         "dashboard_url": first_link(n, "dashboard_url"),
         "alerts": [

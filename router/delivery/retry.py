@@ -7,6 +7,7 @@ vendor says `Retry-After`, that wait replaces the computed backoff.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -64,6 +65,7 @@ async def send_with_retry(
     policy: RetryPolicy,
     *,
     on_retry: Callable[[DeliveryResult, float], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> DeliveryResult:
     """Call `attempt` until delivered, permanently failed, or the caps are reached.
 
@@ -76,6 +78,7 @@ async def send_with_retry(
         on_retry(state.outcome.result(), state.next_action.sleep)
 
     retrying = AsyncRetrying(
+        sleep=sleep,
         stop=stop_after_attempt(policy.max_attempts)
         | stop_before_delay(policy.max_elapsed_seconds),
         wait=_Wait(policy),

@@ -57,12 +57,12 @@ def decide(
     if isinstance(event, Tick):
         if state is None:
             return None, []
-        return _step(state, now_ts, now, ctx)
+        return _step(state, now_ts, now, ctx, timers=True)
     alert = event.alert
     if state is None:
         state = GroupState(k=group_key_of(alert))
     state = _apply_alert(state, alert, now_ts, ctx)
-    return _step(state, now_ts, now, ctx)
+    return _step(state, now_ts, now, ctx, timers=False)
 
 
 # --- applying one alert --------------------------------------------------------------------
@@ -162,13 +162,21 @@ def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> Notifica
 
 
 def _step(
-    s: GroupState, now: float, now_dt: datetime, ctx: EngineContext
+    s: GroupState, now: float, now_dt: datetime, ctx: EngineContext, *, timers: bool
 ) -> tuple[GroupState | None, list[Notification]]:
+    """Re-arm the group's timers after a change and fire what is due.
+
+    After an alert event (`timers=False`) only a due first notification goes out (SEV1's
+    group_wait is 0); updates, resolutions, reminders, flap settling and expiry wait for the
+    group's Tick, so that every change of one batch of events goes out together.
+    """
     notes: list[Notification] = []
-    if s.f is not None and s.f <= now:
-        # Flapping settled. If it was never announced there is nothing to take back.
-        s = s.model_copy(update={"f": None, "fl": FLAP_STOPPED if s.fl == FLAP_DAMPED else 0})
-    s = _prune(s, now, ctx)
+    if timers:
+        if s.f is not None and s.f <= now:
+            # Flapping settled. If it was never announced there is nothing to take back.
+            fl = FLAP_STOPPED if s.fl == FLAP_DAMPED else FLAP_NONE
+            s = s.model_copy(update={"f": None, "fl": fl})
+        s = _prune(s, now, ctx)
     firing = [st for st in s.a.values() if st.firing]
     sev = _group_severity(s, firing, ctx)
     policy = ctx.policy(sev)
@@ -186,9 +194,9 @@ def _step(
         s = s.model_copy(update={"w": w, "u": u})
 
     due = w if kind is K.TRIGGER else u
-    if kind is not None and due is not None and due <= now:
+    if kind is not None and due is not None and due <= now and (timers or kind is K.TRIGGER):
         s, notes = _notify(s, kind, firing, sev, now, now_dt, ctx)
-    elif s.r is not None and s.r <= now:
+    elif timers and s.r is not None and s.r <= now:
         if kind is None and firing and s.ns is Status.FIRING and s.fl == FLAP_NONE:
             s, notes = _notify(s, K.REPEAT, firing, sev, now, now_dt, ctx)
         elif s.ns is Status.FIRING:  # damped or an update is on its way: remind later
@@ -202,7 +210,7 @@ def _step(
     )
     if quiet:
         x = s.x if s.x is not None else now + ctx.resolved_retention.total_seconds()
-        if x <= now:
+        if x <= now and timers:
             return None, notes
         if x != s.x:
             s = s.model_copy(update={"x": x})

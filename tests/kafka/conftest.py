@@ -42,9 +42,11 @@ def _start(broker: KafkaBroker) -> str:
     try:
         bootstrap: str = broker.start()
     except BrokerError as exc:
-        broker.close()
-        pytest.fail(f"the test Kafka broker did not start: {exc}", pytrace=False)
-    return bootstrap
+        failure = str(exc)
+    else:
+        return bootstrap
+    broker.close()
+    pytest.fail(f"the test Kafka broker did not start: {failure}", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -22,6 +22,7 @@ import argparse
 import atexit
 import base64
 import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -74,6 +75,14 @@ def fetch(version: str | None = None, cache: Path | None = None) -> Path:
     """
     version = version or kafka_version()
     cache = cache or cache_dir(version)
+    cache.mkdir(parents=True, exist_ok=True)
+    # Several test sessions may start at once; one fetches while the others wait for it.
+    with (cache / ".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        return _fetch_locked(version, cache)
+
+
+def _fetch_locked(version: str, cache: Path) -> Path:
     libs = cache / "libs"
     marker = cache / COMPLETE_MARKER
     if marker.is_file() and marker.read_text().strip() == version and any(libs.glob("*.jar")):
@@ -81,7 +90,6 @@ def fetch(version: str | None = None, cache: Path | None = None) -> Path:
     mvn = shutil.which("mvn")
     if mvn is None:
         raise BrokerError("cannot fetch Kafka: `mvn` is not on PATH (install Maven 3.8+)")
-    cache.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix="libs-", dir=cache))
     profile = "kafka3" if _major(version) < 4 else "kafka4"
     cmd = [
@@ -139,6 +147,10 @@ def server_properties(data_dir: Path, port: int, controller_port: int) -> str:
         "auto.create.topics.enable": "false",
         # Tests use small compacted topics; let the cleaner look at them promptly.
         "log.cleaner.backoff.ms": "1000",
+        # After a kill the old registration blocks the new one until its session expires (default
+        # 9 s); shorter keeps kill-and-restart tests quick with margin for a busy machine.
+        "broker.session.timeout.ms": "4000",
+        "broker.heartbeat.interval.ms": "500",
         "num.network.threads": "2",
         "num.io.threads": "2",
         "num.recovery.threads.per.data.dir": "1",

@@ -62,10 +62,10 @@ def _details(n: Notification) -> dict[str, str]:
             raw.setdefault(f"label.{k}", v)
     out: dict[str, str] = {}
     budget = 8000
-    for k, v in raw.items():
-        if not v:
+    for key, value in raw.items():
+        if not value:
             continue
-        k, v = truncate(k, 100), truncate(v, 1000)
+        k, v = truncate(key, 100), truncate(value, 1000)
         if len(k) + len(v) > budget:
             break
         out[k] = v
@@ -159,7 +159,7 @@ class AlertApiSink:
         answer = await http_call(
             self._session, "POST", url, body=dumps(body),
             headers={"Authorization": f"GenieKey {self._key.get_secret_value()}"},
-            timeout=self._timeout,
+            timeout_seconds=self._timeout,
         )
         if isinstance(answer, DeliveryResult):
             return answer

@@ -128,7 +128,7 @@ class PagerDutySink:
             return DeliveryResult.failed("template_error", retryable=False)
         event = build_event(self._config, n, text)
         answer = await http_call(self._session, "POST", self._config.url, body=dumps(event),
-                                 timeout=self._config.timeout_seconds)
+                                 timeout_seconds=self._config.timeout_seconds)
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)

@@ -145,7 +145,7 @@ class SlackSink:
         assert self._config.webhook_url is not None
         answer = await http_call(self._session, "POST",
                                  self._config.webhook_url.get_secret_value(), body=dumps(body),
-                                 timeout=self._config.timeout_seconds)
+                                 timeout_seconds=self._config.timeout_seconds)
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)
@@ -159,7 +159,7 @@ class SlackSink:
                 "Authorization": f"Bearer {self._config.bot_token.get_secret_value()}",
                 "Content-Type": "application/json; charset=utf-8",
             },
-            timeout=self._config.timeout_seconds,
+            timeout_seconds=self._config.timeout_seconds,
         )
         if isinstance(answer, DeliveryResult):
             return answer, None

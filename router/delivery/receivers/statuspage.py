@@ -33,6 +33,14 @@ ComponentStatus = Literal[
 Impact = Literal["none", "minor", "major", "critical"]
 IncidentStatus = Literal["investigating", "identified", "monitoring", "resolved"]
 RATE_LIMITED = frozenset({420, 429})
+COMPONENT_STATUS: dict[Severity, ComponentStatus] = {
+    Severity.SEV1: "major_outage", Severity.SEV2: "partial_outage",
+    Severity.SEV3: "degraded_performance", Severity.SEV4: "degraded_performance",
+}
+IMPACT: dict[Severity, Impact] = {
+    Severity.SEV1: "critical", Severity.SEV2: "major", Severity.SEV3: "minor",
+    Severity.SEV4: "none",
+}
 PUBLISHED = {NotificationKind.TRIGGER, NotificationKind.UPDATE, NotificationKind.RESOLVE}
 
 
@@ -42,14 +50,10 @@ class StatuspageConfig(ReceiverSettings):
     api_key: SecretStr
     api_url: str = "https://api.statuspage.io/v1"
     component_ids: list[str] = Field(default_factory=list)
-    component_status: dict[Severity, ComponentStatus] = Field(default_factory=lambda: {
-        Severity.SEV1: "major_outage", Severity.SEV2: "partial_outage",
-        Severity.SEV3: "degraded_performance", Severity.SEV4: "degraded_performance",
-    })
-    impact: dict[Severity, Impact] = Field(default_factory=lambda: {
-        Severity.SEV1: "critical", Severity.SEV2: "major", Severity.SEV3: "minor",
-        Severity.SEV4: "none",
-    })
+    component_status: dict[Severity, ComponentStatus] = Field(
+        default_factory=lambda: dict(COMPONENT_STATUS)
+    )
+    impact: dict[Severity, Impact] = Field(default_factory=lambda: dict(IMPACT))
     deliver_notifications: bool = True
     # A notification may take two requests (look-up + create): half the 1/s token limit.
     rate_limit: RateLimit = RateLimit(per_second=0.5, burst=1)
@@ -97,7 +101,7 @@ class StatuspageSink:
             self._session, method, self._base + path,
             body=dumps(body) if body is not None else None,
             headers={"Authorization": f"OAuth {self._config.api_key.get_secret_value()}"},
-            timeout=self._config.timeout_seconds,
+            timeout_seconds=self._config.timeout_seconds,
         )
         if isinstance(answer, DeliveryResult):
             return answer, None

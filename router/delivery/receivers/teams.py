@@ -98,7 +98,7 @@ class TeamsSink:
             return DeliveryResult.failed("template_error", retryable=False)
         answer = await http_call(self._session, "POST", self._config.webhook_url.get_secret_value(),
                                  body=dumps(build_card(n, msg)),
-                                 timeout=self._config.timeout_seconds)
+                                 timeout_seconds=self._config.timeout_seconds)
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)

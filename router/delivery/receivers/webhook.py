@@ -114,7 +114,7 @@ class WebhookSink:
             )
         answer = await http_call(self._session, "POST", self._config.url.get_secret_value(),
                                  body=body, headers=headers,
-                                 timeout=self._config.timeout_seconds)
+                                 timeout_seconds=self._config.timeout_seconds)
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)

@@ -1,0 +1,176 @@
+"""The engine on the embedded backend: consume the SQLite log, decide, commit atomically.
+
+Each step reads the next events after the consumed position, runs them (and any due timers)
+through the in-memory `Engine`, then writes the changed group states, the new outbox rows and
+the new position in ONE transaction. A crash before the commit replays the same events from the
+same state (the decisions are deterministic, ids included); a crash after it replays nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import sqlite3
+import time
+from collections.abc import Callable
+from datetime import datetime
+
+import orjson
+from pydantic import TypeAdapter
+
+from router.backends.embedded_outbox import insert_notifications
+from router.backends.sqlite import Database
+from router.engine.engine import Batch, Engine
+from router.metrics import EngineMetrics
+from router.model import Event, utcnow
+
+log = logging.getLogger(__name__)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS engine_state (
+    key  TEXT PRIMARY KEY,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS engine_position (
+    id     INTEGER PRIMARY KEY CHECK (id = 1),
+    offset INTEGER NOT NULL
+);
+"""
+
+_EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+
+
+class EmbeddedEngineRunner:
+    def __init__(self, db: Database, engine: Engine, metrics: EngineMetrics,
+                 on_outbox: Callable[[], None] = lambda: None, batch_size: int = 2000,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self._db = db
+        self.clock = clock
+        self.engine = engine
+        self._metrics = metrics
+        self.on_outbox = on_outbox
+        self._batch_size = batch_size
+        self._position = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._idle = asyncio.Event()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        await self._restore()
+        self._metrics.owned_partitions.set(1)
+        self._task = asyncio.create_task(self._run(), name="engine")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def appended(self) -> None:
+        """Called by the log after each commit: there is something new to decide."""
+        self._idle.clear()
+        self._wake.set()
+
+    async def drained(self) -> None:
+        """Wait until every event appended so far has been decided (tests, shutdown)."""
+        self._wake.set()
+        await self._idle.wait()
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    async def _restore(self) -> None:
+        started = time.perf_counter()
+
+        def q(conn: sqlite3.Connection) -> tuple[list[tuple[str, bytes]], int]:
+            rows = conn.execute("SELECT key, body FROM engine_state").fetchall()
+            pos = conn.execute("SELECT offset FROM engine_position WHERE id = 1").fetchone()
+            return rows, (pos[0] if pos else 0)
+
+        rows, self._position = await self._db.read(q)
+        for key in list(self.engine.keys()):
+            self.engine.drop([key])
+        for key, body in rows:
+            self.engine.load(key, bytes(body))
+        self._metrics.groups.set(len(self.engine))
+        self._metrics.restore_seconds.set(time.perf_counter() - started)
+        log.info("engine restored %d groups at log position %d", len(rows), self._position)
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                busy = await self.step()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                # The commit did not happen: rebuild memory from what is durable, then retry.
+                self._metrics.aborts.inc()
+                log.exception("engine step failed; restoring state from the database")
+                await asyncio.sleep(1)
+                with contextlib.suppress(Exception):
+                    await self._restore()
+                continue
+            if busy:
+                continue
+            self._idle.set()
+            deadline = self.engine.next_deadline()
+            timeout = None
+            if deadline is not None:
+                timeout = max(0.0, (deadline - self.clock()).total_seconds())
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout)
+
+    async def step(self) -> bool:
+        """Decide the next batch of log events and due timers; True if there may be more."""
+        def q(conn: sqlite3.Connection) -> tuple[list[tuple[int, bytes]], int]:
+            rows = conn.execute(
+                "SELECT offset, body FROM log WHERE offset > ? ORDER BY offset LIMIT ?",
+                (self._position, self._batch_size),
+            ).fetchall()
+            last = conn.execute("SELECT max(offset) FROM log").fetchone()[0] or 0
+            return rows, last
+
+        rows, last = await self._db.read(q)
+        now = self.clock()
+        batch = self.engine.tick(now)
+        position = self._position
+        if rows:
+            events = [_EVENT.validate_python(orjson.loads(body)) for _, body in rows]
+            batch = batch.merge(self.engine.apply(events, now))
+            position = rows[-1][0]
+            self._metrics.events.inc(len(events))
+        if rows or not batch.empty:
+            await self._commit(batch, position)
+        self._metrics.lag.set(max(0, last - position))
+        self._metrics.groups.set(len(self.engine))
+        return len(rows) == self._batch_size
+
+    async def _commit(self, batch: Batch, position: int) -> None:
+        def work(conn: sqlite3.Connection) -> None:
+            upserts = [(k, v) for k, v in batch.encoded.items() if v is not None]
+            deletes = [(k,) for k, v in batch.encoded.items() if v is None]
+            conn.executemany(
+                "INSERT OR REPLACE INTO engine_state (key, body) VALUES (?, ?)", upserts
+            )
+            conn.executemany("DELETE FROM engine_state WHERE key = ?", deletes)
+            insert_notifications(conn, batch.notifications)
+            conn.execute(
+                "INSERT INTO engine_position (id, offset) VALUES (1, ?) "
+                "ON CONFLICT (id) DO UPDATE SET offset = excluded.offset",
+                (position,),
+            )
+
+        await self._db.transaction(work)
+        self._position = position
+        m = self._metrics
+        m.duplicates.inc(batch.duplicates)
+        m.stale.inc(batch.stale)
+        m.flapping.inc(batch.flapping)
+        for kind, count in batch.notified.items():
+            m.notifications.labels(kind.value).inc(count)
+        if batch.notifications:
+            self.on_outbox()

@@ -1,0 +1,229 @@
+"""The Dispatcher: outbox -> per-receiver, per-incident lanes -> sink, with retries and limits.
+
+Guarantees
+- One slow or failing receiver never blocks another: every (receiver, group key) is its own
+  lane, run as its own task; a receiver runs at most `concurrency` lanes at once.
+- Order per incident: a lane delivers strictly one item after another, retries included, so
+  a resolution never overtakes its trigger. If an item is dead-lettered, the later items of
+  that lane park behind it (reason `held`) and a replay sends them again in order.
+- Rate limits: each receiver has a token bucket; bursts wait instead of failing, and a vendor's
+  Retry-After pauses the whole receiver.
+- Idempotency: the delivery record is written before the outbox is told, and checked before
+  sending, so an item that comes back after a crash is not posted twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Mapping
+
+from prometheus_client import CollectorRegistry
+
+from router.delivery.metrics import DeliveryMetrics
+from router.delivery.outbox import DeadLetters, Outbox, OutboxItem
+from router.delivery.ratelimit import TokenBucket
+from router.delivery.records import DeliveryStore
+from router.delivery.result import DeliveryResult
+from router.delivery.retry import send_with_retry
+from router.delivery.sink import Receiver
+
+log = logging.getLogger("router.delivery")
+
+Lane = tuple[str, str]
+
+
+def describe(result: DeliveryResult) -> str:
+    """A one-line reason for the DLQ and logs (vendor text was redacted by the sink)."""
+    parts: list[str] = [result.reason or "failed"]
+    if result.status is not None:
+        parts.append(f"HTTP {result.status}")
+    if result.detail:
+        parts.append(result.detail)
+    return ": ".join(parts)
+
+
+class Dispatcher:
+    def __init__(
+        self,
+        outbox: Outbox,
+        dead_letters: DeadLetters,
+        receivers: Mapping[str, Receiver],
+        *,
+        store: DeliveryStore,
+        registry: CollectorRegistry,
+        poll_interval: float = 1.0,
+        batch_size: int = 200,
+        max_in_flight: int = 10_000,
+    ) -> None:
+        self._outbox = outbox
+        self._dead_letters = dead_letters
+        self._receivers = dict(receivers)
+        self._store = store
+        self.metrics = DeliveryMetrics(registry, self._receivers)
+        self._poll_interval = poll_interval
+        self._batch_size = batch_size
+        self._max_in_flight = max_in_flight
+        self._buckets = {n: TokenBucket(r.rate_limit) for n, r in self._receivers.items()}
+        self._slots = {n: asyncio.Semaphore(r.concurrency) for n, r in self._receivers.items()}
+        self._cursor: int | None = None
+        self._in_flight: set[str] = set()
+        self._lanes: dict[Lane, deque[OutboxItem]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._poller: asyncio.Task[None] | None = None
+        self._wakeup = asyncio.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._poller is None:
+            self._cursor = None
+            self._poller = asyncio.create_task(self._poll(), name="delivery-poller")
+
+    async def stop(self) -> None:
+        """Stop at once. Items in flight stay pending in the outbox and go out after restart."""
+        tasks = [t for t in (self._poller, *self._tasks) if t is not None]
+        for t in tasks:
+            t.cancel()
+        for t in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await t
+        self._poller = None
+        self._tasks.clear()
+        self._lanes.clear()
+        self._in_flight.clear()
+
+    def wake(self) -> None:
+        """New items were committed (or replayed): look at the outbox now, not at next poll."""
+        self._wakeup.set()
+
+    async def replay(self, id: str | None = None, receiver: str | None = None) -> int:
+        """DeadLetters.replay, then wake up: for `dlq replay` and POST /api/v1/dlq."""
+        count = await self._dead_letters.replay(id=id, receiver=receiver)
+        self.wake()
+        return count
+
+    async def wait_idle(self, interval: float = 0.02) -> None:
+        """Until nothing is in flight and nothing is pending (tests, CLI one-shot runs)."""
+        while True:
+            if not self._in_flight and not await self._outbox.pending(1, self._cursor):
+                return
+            self.wake()
+            await asyncio.sleep(interval)
+
+    # --- intake ----------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        while True:
+            room = self._max_in_flight - len(self._in_flight)
+            items: list[OutboxItem] = []
+            if room > 0:
+                try:
+                    items = await self._outbox.pending(min(room, self._batch_size), self._cursor)
+                except Exception as exc:  # the backend is down: try again later
+                    log.warning("outbox read failed: %s", type(exc).__name__)
+            for item in items:
+                self._cursor = max(self._cursor or 0, item.seq)
+                if item.id not in self._in_flight:
+                    self._in_flight.add(item.id)
+                    self._enqueue(item)
+            if len(items) < self._batch_size or room <= len(items):
+                self._wakeup.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+
+    def _enqueue(self, item: OutboxItem) -> None:
+        lane = item.lane
+        queue = self._lanes.get(lane)
+        if queue is not None:
+            queue.append(item)  # its task is running and will get to it, in order
+            return
+        self._lanes[lane] = deque([item])
+        task = asyncio.create_task(self._run_lane(lane), name=f"delivery-lane-{lane[0]}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_lane(self, lane: Lane) -> None:
+        slot = self._slots.get(lane[0]) or asyncio.Semaphore(1)
+        async with slot:
+            queue = self._lanes[lane]
+            while queue:
+                item = queue[0]
+                await self._deliver_until_recorded(item)
+                queue.popleft()
+                self._in_flight.discard(item.id)
+            # No await between the emptiness check and this: nothing can slip in unseen.
+            del self._lanes[lane]
+
+    # --- one item --------------------------------------------------------------------------
+
+    async def _deliver_until_recorded(self, item: OutboxItem) -> None:
+        while True:
+            try:
+                await self._deliver(item)
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # backend trouble while recording: keep the lane's order
+                log.warning("delivery bookkeeping failed for %s (%s), retrying",
+                            item.id, type(exc).__name__)
+                await asyncio.sleep(self._poll_interval)
+
+    async def _deliver(self, item: OutboxItem) -> None:
+        n = item.notification
+        receiver = self._receivers.get(n.receiver)
+        if receiver is None:
+            log.warning("notification %s for unknown receiver %r: dead-lettered", n.id, n.receiver)
+            await self._outbox.dead_letter(item, f"unknown_receiver: {n.receiver}")
+            return
+        name = receiver.name
+        if await self._dead_letters.holds(name, n.group_key):
+            await self._outbox.dead_letter(
+                item, "held: an earlier notification of this incident is in the dead-letter store"
+            )
+            self.metrics.failed.labels(name, "held").inc()
+            self.metrics.dead_lettered.labels(name).inc()
+            log.info("receiver %s: %s %s held behind a dead letter", name, n.kind.value, n.id)
+            return
+        if await self._store.already_delivered(n.id, name):
+            await self._outbox.mark_delivered([item.id])
+            log.info("receiver %s: %s already delivered, not sent again", name, n.id)
+            return
+
+        bucket = self._buckets[name]
+        started = time.monotonic()
+
+        async def attempt() -> DeliveryResult:
+            await bucket.acquire()
+            try:
+                result = await receiver.sink.send(n)
+            except Exception as exc:  # a sink bug; its text may hold a URL, so only the type
+                log.error("receiver %s: sink raised %s", name, type(exc).__name__)
+                result = DeliveryResult.failed("server_error", retryable=True,
+                                               detail=type(exc).__name__)
+            if not result.ok and result.reason is not None:
+                self.metrics.failed.labels(name, result.reason).inc()
+                if result.reason == "rate_limited" and result.retry_after:
+                    bucket.pause(result.retry_after)
+            return result
+
+        def on_retry(result: DeliveryResult, sleep: float) -> None:
+            self.metrics.retries.labels(name).inc()
+            log.info("receiver %s: %s %s failed (%s), retrying in %.1fs",
+                     name, n.kind.value, n.id, describe(result), sleep)
+
+        result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry)
+        if result.ok:
+            await self._store.record(n.id, name)
+            await self._outbox.mark_delivered([item.id])
+            self.metrics.sent.labels(name).inc()
+            self.metrics.latency.labels(name).observe(time.monotonic() - started)
+            log.debug("receiver %s: %s %s delivered", name, n.kind.value, n.id)
+            return
+        reason = describe(result)
+        await self._outbox.dead_letter(item, reason)
+        self.metrics.dead_lettered.labels(name).inc()
+        log.warning("receiver %s: %s %s dead-lettered: %s", name, n.kind.value, n.id, reason)

@@ -1,0 +1,141 @@
+"""PagerDuty Events API v2: the exact events sent for trigger, update, acknowledge, resolve."""
+
+from __future__ import annotations
+
+import aiohttp
+import pytest
+
+from router.delivery.receivers.pagerduty import PagerDutyConfig, build
+from router.delivery.records import MemoryDeliveryStore
+from router.delivery.sink import SinkContext
+from router.model import NotificationKind, Severity
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.unit.delivery.conftest import Serve, notification
+
+KEY = "R0UTINGKEY0123456789abcdef012345"
+
+
+async def pd_sink(serve: Serve, session: aiohttp.ClientSession) -> tuple[FakePagerDuty, object]:
+    fake = FakePagerDuty(KEY)
+    url = await serve(fake.app())
+    config = PagerDutyConfig(name="pd", routing_key=KEY, url=f"{url}/v2/enqueue",
+                             client_url="https://router.example.net")
+    return fake, build(config, SinkContext(session=session, store=MemoryDeliveryStore()))
+
+
+async def test_trigger_event_is_exactly_what_pagerduty_documents(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    fake, sink = await pd_sink(serve, session)
+    result = await sink.send(notification(receiver="pd"))  # type: ignore[attr-defined]
+    assert result.ok and result.status == 202
+    (req,) = fake.requests
+    assert (req.method, req.path) == ("POST", "/v2/enqueue")
+    assert req.headers["Content-Type"] == "application/json"
+    event = req.json
+    message = event["payload"]["custom_details"].pop("message")
+    assert message.startswith("[SEV2] DiskFull on db-1\nStatus: Investigating")
+    assert event == {
+        "routing_key": KEY,
+        "event_action": "trigger",
+        "dedup_key": "inc:g1",
+        "payload": {
+            "summary": "[SEV2] DiskFull on db-1",
+            "source": "db-1",
+            "severity": "error",
+            "timestamp": "2026-11-27T10:00:00+00:00",
+            "component": "postgres",
+            "group": "storage",
+            "class": "DiskFull",
+            "custom_details": {
+                "incident_id": "INC-g1",
+                "group_key": "g1",
+                "kind": "trigger",
+                "alerts": [{
+                    "name": "DiskFull", "status": "firing",
+                    "labels": {"alertname": "DiskFull", "instance": "db-1"},
+                    "annotations": {"summary": "Disk almost full on db-1"}, "value": None,
+                }],
+            },
+        },
+        "client": "incident-router",
+        "client_url": "https://router.example.net",
+        "links": [
+            {"href": "https://runbooks.example.net/disk", "text": "Runbook"},
+            {"href": "https://grafana.example.net/d/disk", "text": "Dashboard"},
+            {"href": "https://prom.example.net/graph?g0.expr=disk", "text": "Source"},
+        ],
+    }
+
+
+@pytest.mark.parametrize(
+    ("kind", "action"),
+    [
+        (NotificationKind.UPDATE, "trigger"),
+        (NotificationKind.REPEAT, "trigger"),
+        (NotificationKind.ESCALATE, "trigger"),
+    ],
+)
+async def test_updates_retrigger_the_same_dedup_key(
+    serve: Serve, session: aiohttp.ClientSession, kind: NotificationKind, action: str
+) -> None:
+    fake, sink = await pd_sink(serve, session)
+    assert (await sink.send(notification(kind, receiver="pd"))).ok  # type: ignore[attr-defined]
+    event = fake.requests[0].json
+    assert (event["event_action"], event["dedup_key"]) == (action, "inc:g1")
+
+
+@pytest.mark.parametrize(
+    ("kind", "action"),
+    [(NotificationKind.ACKNOWLEDGE, "acknowledge"), (NotificationKind.RESOLVE, "resolve")],
+)
+async def test_acknowledge_and_resolve_carry_only_key_action_and_dedup_key(
+    serve: Serve, session: aiohttp.ClientSession, kind: NotificationKind, action: str
+) -> None:
+    fake, sink = await pd_sink(serve, session)
+    assert (await sink.send(notification(kind, receiver="pd"))).ok  # type: ignore[attr-defined]
+    assert fake.requests[0].json == {"routing_key": KEY, "event_action": action,
+                                     "dedup_key": "inc:g1"}
+
+
+@pytest.mark.parametrize(
+    ("severity", "expected"),
+    [(Severity.SEV1, "critical"), (Severity.SEV2, "error"), (Severity.SEV3, "warning"),
+     (Severity.SEV4, "info")],
+)
+async def test_severity_mapping(
+    serve: Serve, session: aiohttp.ClientSession, severity: Severity, expected: str
+) -> None:
+    fake, sink = await pd_sink(serve, session)
+    await sink.send(notification(receiver="pd", severity=severity))  # type: ignore[attr-defined]
+    assert fake.requests[0].json["payload"]["severity"] == expected
+
+
+async def test_long_title_is_cut_to_pagerdutys_summary_limit(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    fake, sink = await pd_sink(serve, session)
+    result = await sink.send(notification(receiver="pd", title="x" * 5000))  # type: ignore[attr-defined]
+    assert result.ok
+    assert len(fake.requests[0].json["payload"]["summary"]) == 1024
+
+
+@pytest.mark.parametrize(
+    ("status", "headers", "reason", "retryable", "retry_after"),
+    [
+        (429, {"Retry-After": "3"}, "rate_limited", True, 3.0),
+        (500, {}, "server_error", True, None),
+        (503, {}, "server_error", True, None),
+        (400, {}, "client_error", False, None),
+        (403, {}, "client_error", False, None),
+    ],
+)
+async def test_answers_are_classified(
+    serve: Serve, session: aiohttp.ClientSession, status: int, headers: dict[str, str],
+    reason: str, retryable: bool, retry_after: float | None,
+) -> None:
+    fake, sink = await pd_sink(serve, session)
+    fake.fail(status, headers=headers, body='{"status":"nope"}')
+    result = await sink.send(notification(receiver="pd"))  # type: ignore[attr-defined]
+    assert (result.ok, result.reason, result.retryable, result.retry_after) == (
+        False, reason, retryable, retry_after)
