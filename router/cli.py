@@ -1,4 +1,4 @@
-"""incident-router serve | check-config | test-rules"""
+"""incident-router serve | check-config | test-rules | dlq list|replay"""
 
 from __future__ import annotations
 
@@ -63,6 +63,41 @@ def _test_rules(args: argparse.Namespace) -> int:
     return ruletest_main(args.config, [Path(f) for f in args.files])
 
 
+def _dlq(args: argparse.Namespace) -> int:
+    from router.backends.embedded_outbox import SCHEMA, SqliteOutbox
+    from router.backends.sqlite import Database
+    from router.config import EmbeddedBackendConfig
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if not isinstance(config.backend, EmbeddedBackendConfig):
+        print("dlq: with the kafka backend use GET/POST /api/v1/dlq of a running router",
+              file=sys.stderr)
+        return 1
+
+    async def run() -> int:
+        db = Database(config.resolve(config.backend.path), SCHEMA)
+        await db.open()
+        try:
+            outbox = SqliteOutbox(db)
+            if args.dlq_command == "list":
+                for d in await outbox.list(receiver=args.receiver):
+                    n = d.notification
+                    print(f"{d.id}\t{d.failed_at.isoformat()}\t{d.receiver}\t{n.kind.value}\t"
+                          f"{n.group_key}\t{d.reason}")
+                return 0
+            count = await outbox.replay(id=args.id, receiver=args.receiver)
+            print(f"replayed {count} notification(s); a running router delivers them now")
+            return 0 if count or not args.id else 1
+        finally:
+            await db.close()
+
+    return asyncio.run(run())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incident-router")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +117,19 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--config", default=None)
     tr.add_argument("files", nargs="+")
     tr.set_defaults(func=_test_rules)
+
+    dlq = sub.add_parser("dlq", help="list or replay dead-lettered notifications")
+    dlq_sub = dlq.add_subparsers(dest="dlq_command", required=True)
+    dlq_list = dlq_sub.add_parser("list")
+    dlq_list.add_argument("--config", required=True)
+    dlq_list.add_argument("--receiver")
+    dlq_list.set_defaults(func=_dlq, id=None)
+    dlq_replay = dlq_sub.add_parser("replay")
+    dlq_replay.add_argument("--config", required=True)
+    which = dlq_replay.add_mutually_exclusive_group()
+    which.add_argument("--id")
+    which.add_argument("--receiver")
+    dlq_replay.set_defaults(func=_dlq)
 
     args = parser.parse_args(argv)
     code: int = args.func(args)

@@ -19,6 +19,7 @@ class JsonFormatter(logging.Formatter):
         }
         if record.exc_info and record.exc_info[0] is not None:
             entry["exc_type"] = record.exc_info[0].__name__
+            entry["exc"] = self.formatException(record.exc_info)
         return orjson.dumps(entry).decode()
 
 

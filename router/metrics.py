@@ -21,6 +21,8 @@ REJECT_REASONS = (
     "bad_cert_url",
     "topic_not_allowed",
     "raw_delivery",
+    "bad_subscribe_url",
+    "unauthenticated_eventbridge",
     "disabled",
 )
 

@@ -8,8 +8,9 @@ matching rules add to and override what it set. The format is documented in docs
 
 Loading is strict and reports every problem at once (file, rule, what is wrong), the way
 `promtool check rules` does. Classification is on the hot path of intake: matchers are compiled
-once, candidate rules are indexed by alertname and source, and the result is built with
-`model_copy` (no re-validation).
+once, rules are indexed by one exact-value matcher each (alertname first) and the candidate
+list is cached per source and indexed label values, and the result is built with `model_copy`
+(no re-validation).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ _SET_KEYS = (
     "labels",
 )
 _SEVERITIES = ", ".join(s.value for s in Severity)
-# Cap on the per-(source, alertname) candidate cache, so hostile alert names cannot grow it.
+# Cap on the candidate cache (keyed by indexed label values), so hostile labels cannot grow it.
 _CACHE_MAX = 10_000
 
 
@@ -152,7 +153,7 @@ class ValueCondition:
         return f"value {self.op} {self.threshold:g} ({self.unit})"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, eq=False)  # identity: rules are hashed into candidate sets
 class Rule:
     name: str
     file: str
@@ -170,22 +171,20 @@ class Rule:
     labels: Mapping[str, str] = field(default_factory=dict)
     continue_: bool = False
     description: str = ""
-    # Filled in by __post_init__: the alertnames this rule can match (None: any), and the
-    # matchers left to evaluate once a candidate was found through that index.
-    alertnames: frozenset[str] | None = field(default=None, init=False)
+    # Filled in by __post_init__: the label and exact values the rule set indexes this rule
+    # under (an `alertname` matcher if there is one, else the first `=` or `=~"A|B"`), and the
+    # matchers left to evaluate once the index found the rule.
+    index_label: str | None = field(default=None, init=False)
+    index_values: frozenset[str] = field(default=frozenset(), init=False)
     residual: tuple[Matcher, ...] = field(default=(), init=False)
 
     def __post_init__(self) -> None:
-        names: frozenset[str] | None = None
-        residual = []
-        for m in self.matchers:
-            lits = m.literals() if m.label == "alertname" and names is None else None
-            if lits is not None:
-                names = lits
-            else:
-                residual.append(m)
-        object.__setattr__(self, "alertnames", names)
-        object.__setattr__(self, "residual", tuple(residual))
+        ordered = sorted(self.matchers, key=lambda m: m.label != "alertname")
+        chosen = next((m for m in ordered if m.literals() is not None), None)
+        if chosen is not None:
+            object.__setattr__(self, "index_label", chosen.label)
+            object.__setattr__(self, "index_values", chosen.literals())
+        object.__setattr__(self, "residual", tuple(m for m in self.matchers if m is not chosen))
 
     @property
     def where(self) -> str:
@@ -225,15 +224,17 @@ class RuleSet:
         self._policy_receivers = {
             s: tuple(config.severities.for_severity(s).receivers) for s in Severity
         }
-        self._by_name: dict[str, list[Rule]] = {}
-        self._unindexed: list[Rule] = []
+        # label -> value -> rules indexed under it; rules without an exact matcher are checked
+        # for every alert of their sources.
+        index: dict[str, dict[str, list[Rule]]] = {}
+        self._unindexed: tuple[Rule, ...] = tuple(r for r in self.rules if r.index_label is None)
         for r in self.rules:
-            if r.alertnames is None:
-                self._unindexed.append(r)
-            else:
-                for n in r.alertnames:
-                    self._by_name.setdefault(n, []).append(r)
-        self._cache: dict[tuple[str, str], tuple[Rule, ...]] = {}
+            if r.index_label is not None:
+                for v in r.index_values:
+                    index.setdefault(r.index_label, {}).setdefault(v, []).append(r)
+        self._index_labels: tuple[str, ...] = tuple(sorted(index))
+        self._index = [index[label] for label in self._index_labels]
+        self._cache: dict[tuple[str, ...], tuple[Rule, ...]] = {}
 
     def __len__(self) -> int:
         return len(self.rules)
@@ -242,13 +243,21 @@ class RuleSet:
     def files(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys(r.file for r in self.rules))
 
-    def candidates(self, source: str, alertname: str) -> tuple[Rule, ...]:
-        """Rules that may match an alert of this source and name, in evaluation order."""
-        key = (source, alertname)
+    def candidates(self, source: str, labels: Mapping[str, str]) -> tuple[Rule, ...]:
+        """Rules that may match an alert of this source and labels, in evaluation order.
+
+        Cached by the values of the indexed labels: alerts of one kind share one list.
+        """
+        key = (source, *[labels.get(label, "") for label in self._index_labels])
         found = self._cache.get(key)
         if found is None:
             merged = sorted(
-                [*self._by_name.get(alertname, ()), *self._unindexed], key=lambda r: r.position
+                {
+                    *self._unindexed,
+                    *(r for by_value, v in zip(self._index, key[1:], strict=True)
+                      for r in by_value.get(v, ())),
+                },
+                key=lambda r: r.position,
             )
             found = tuple(r for r in merged if r.sources is None or source in r.sources)
             if len(self._cache) >= _CACHE_MAX:
@@ -259,11 +268,9 @@ class RuleSet:
     def classify(self, alert: Alert) -> Alert:
         """A copy of `alert` with the classification fields filled in (see docs/rules.md)."""
         labels = alert.labels
-        alertname = labels.get("alertname")
-        if alertname is None:
+        if "alertname" not in labels:
             # Matchers on `alertname` see the alert's name when the source has no such label.
-            alertname = alert.name
-            labels = {**labels, "alertname": alertname}
+            labels = {**labels, "alertname": alert.name}
         value = alert.value
         severity: Severity | None = None
         team = service = runbook_url = dashboard_url = None
@@ -271,7 +278,7 @@ class RuleSet:
         group_by: tuple[str, ...] | None = None
         extra: dict[str, str] = {}
         matched: list[str] = []
-        for r in self.candidates(alert.source, alertname):
+        for r in self.candidates(alert.source, labels):
             if r.condition is not None and not r.condition.holds(value):
                 continue
             for m in r.residual:

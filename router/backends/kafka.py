@@ -91,11 +91,12 @@ def topic_specs(cfg: KafkaBackendConfig) -> list[NewTopic]:
     ]
 
 
-async def ensure_topics(cfg: KafkaBackendConfig) -> None:
+async def ensure_topics(cfg: KafkaBackendConfig, visible_within: float = 30.0) -> None:
     """Create the four topics if missing (callers gate this on `cfg.create_topics`).
 
-    Existing topics are left alone, but alerts and state must have the same partition count or
-    partitions' state would be restored from the wrong changelog partition.
+    Returns once the broker serves metadata for them. Existing topics are left alone, but alerts
+    and state must have the same partition count or a partition's state would be restored from
+    the wrong changelog partition.
     """
     topics = topic_names(cfg.topic_prefix)
     admin = AIOKafkaAdminClient(**client_kwargs(cfg))
@@ -107,16 +108,35 @@ async def ensure_topics(cfg: KafkaBackendConfig) -> None:
             error = for_code(code)
             if code != 0 and error is not TopicAlreadyExistsError:
                 raise error(f"cannot create topic {name}")
-        described = await admin.describe_topics([topics.alerts, topics.state])
+        counts = await _partition_counts(admin, [topics.alerts, topics.state], visible_within)
     finally:
         await admin.close()
-    counts = {d["topic"]: len(d["partitions"]) for d in described}
-    if counts.get(topics.alerts) != counts.get(topics.state):
+    if counts[topics.alerts] != counts[topics.state]:
         raise TopicLayoutError(
-            f"topics {topics.alerts} ({counts.get(topics.alerts)} partitions) and "
-            f"{topics.state} ({counts.get(topics.state)} partitions) must have the same "
+            f"topics {topics.alerts} ({counts[topics.alerts]} partitions) and "
+            f"{topics.state} ({counts[topics.state]} partitions) must have the same "
             "partition count"
         )
+
+
+async def _partition_counts(
+    admin: AIOKafkaAdminClient, names: list[str], within: float
+) -> dict[str, int]:
+    """Partition count per topic, once metadata shows them all (it lags creation briefly)."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        described = await admin.describe_topics(names)
+        counts = {
+            d["topic"]: len(d["partitions"])
+            for d in described
+            if d["error_code"] == 0 and d["partitions"]
+        }
+        if set(counts) == set(names):
+            return counts
+        if asyncio.get_running_loop().time() > deadline:
+            missing = ", ".join(sorted(set(names) - set(counts)))
+            raise TopicLayoutError(f"topics {missing} not visible in metadata after {within:g}s")
+        await asyncio.sleep(0.1)
 
 
 # --- encoding --------------------------------------------------------------------------------

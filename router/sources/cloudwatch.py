@@ -561,7 +561,18 @@ def parse_alarm_message(message: str, cfg: CloudWatchSourceConfig,
 
 def parse_eventbridge(body: bytes, cfg: CloudWatchSourceConfig,
                       received_at: datetime) -> list[Alert]:
-    """An EventBridge event POSTed directly (authenticate it with `cfg.auth` first)."""
+    """An EventBridge event POSTed directly (an API destination), authenticated by `cfg.auth`.
+
+    Such a post carries no SNS signature, so it is refused (403) unless `cfg.auth` is set:
+    otherwise anyone could bypass the signature check by posting this shape instead.
+    """
+    if cfg.auth.type == "none":
+        raise Rejected(
+            403,
+            "unauthenticated_eventbridge",
+            "direct EventBridge events need sources.cloudwatch.auth (bearer or basic); "
+            "unsigned posts are refused",
+        )
     data = decode_json(body)
     if not isinstance(data, dict):
         raise Rejected(422, "invalid_shape", "invalid payload: (body): expected a JSON object")

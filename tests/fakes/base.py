@@ -25,6 +25,7 @@ class Recorded:
     query: dict[str, str]
     headers: dict[str, str]
     body: bytes
+    raw_path: str = ""
     at: float = field(default_factory=time.monotonic)
 
     @property
@@ -72,7 +73,8 @@ class FakeVendor:
         async def recorded(request: web.Request) -> web.StreamResponse:
             body = await request.read()
             self.requests.append(Recorded(request.method, request.path, dict(request.query),
-                                          dict(request.headers), body))
+                                          dict(request.headers), body,
+                                          request.raw_path))
             forced = self._next_forced()
             if forced is not None:
                 return web.Response(status=forced.status, text=forced.body,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import aiohttp
 import pytest
 
-from router.delivery.receivers.pagerduty import PagerDutyConfig, build
+from router.delivery.receivers.pagerduty import PagerDutyConfig, PagerDutySink, build
 from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
 from router.model import NotificationKind, Severity
@@ -15,7 +15,9 @@ from tests.unit.delivery.conftest import Serve, notification
 KEY = "R0UTINGKEY0123456789abcdef012345"
 
 
-async def pd_sink(serve: Serve, session: aiohttp.ClientSession) -> tuple[FakePagerDuty, object]:
+async def pd_sink(
+    serve: Serve, session: aiohttp.ClientSession
+) -> tuple[FakePagerDuty, PagerDutySink]:
     fake = FakePagerDuty(KEY)
     url = await serve(fake.app())
     config = PagerDutyConfig(name="pd", routing_key=KEY, url=f"{url}/v2/enqueue",
@@ -27,7 +29,7 @@ async def test_trigger_event_is_exactly_what_pagerduty_documents(
     serve: Serve, session: aiohttp.ClientSession
 ) -> None:
     fake, sink = await pd_sink(serve, session)
-    result = await sink.send(notification(receiver="pd"))  # type: ignore[attr-defined]
+    result = await sink.send(notification(receiver="pd"))
     assert result.ok and result.status == 202
     (req,) = fake.requests
     assert (req.method, req.path) == ("POST", "/v2/enqueue")
@@ -80,7 +82,7 @@ async def test_updates_retrigger_the_same_dedup_key(
     serve: Serve, session: aiohttp.ClientSession, kind: NotificationKind, action: str
 ) -> None:
     fake, sink = await pd_sink(serve, session)
-    assert (await sink.send(notification(kind, receiver="pd"))).ok  # type: ignore[attr-defined]
+    assert (await sink.send(notification(kind, receiver="pd"))).ok
     event = fake.requests[0].json
     assert (event["event_action"], event["dedup_key"]) == (action, "inc:g1")
 
@@ -93,7 +95,7 @@ async def test_acknowledge_and_resolve_carry_only_key_action_and_dedup_key(
     serve: Serve, session: aiohttp.ClientSession, kind: NotificationKind, action: str
 ) -> None:
     fake, sink = await pd_sink(serve, session)
-    assert (await sink.send(notification(kind, receiver="pd"))).ok  # type: ignore[attr-defined]
+    assert (await sink.send(notification(kind, receiver="pd"))).ok
     assert fake.requests[0].json == {"routing_key": KEY, "event_action": action,
                                      "dedup_key": "inc:g1"}
 
@@ -107,7 +109,7 @@ async def test_severity_mapping(
     serve: Serve, session: aiohttp.ClientSession, severity: Severity, expected: str
 ) -> None:
     fake, sink = await pd_sink(serve, session)
-    await sink.send(notification(receiver="pd", severity=severity))  # type: ignore[attr-defined]
+    await sink.send(notification(receiver="pd", severity=severity))
     assert fake.requests[0].json["payload"]["severity"] == expected
 
 
@@ -115,7 +117,7 @@ async def test_long_title_is_cut_to_pagerdutys_summary_limit(
     serve: Serve, session: aiohttp.ClientSession
 ) -> None:
     fake, sink = await pd_sink(serve, session)
-    result = await sink.send(notification(receiver="pd", title="x" * 5000))  # type: ignore[attr-defined]
+    result = await sink.send(notification(receiver="pd", title="x" * 5000))
     assert result.ok
     assert len(fake.requests[0].json["payload"]["summary"]) == 1024
 
@@ -136,6 +138,6 @@ async def test_answers_are_classified(
 ) -> None:
     fake, sink = await pd_sink(serve, session)
     fake.fail(status, headers=headers, body='{"status":"nope"}')
-    result = await sink.send(notification(receiver="pd"))  # type: ignore[attr-defined]
+    result = await sink.send(notification(receiver="pd"))
     assert (result.ok, result.reason, result.retryable, result.retry_after) == (
         False, reason, retryable, retry_after)

@@ -11,8 +11,9 @@ import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
-from router.config import CloudWatchSourceConfig
+from router.config import BearerAuth, CloudWatchSourceConfig
 from router.model import Alert, Status
 from router.sources.base import Rejected
 from router.sources.cloudwatch import (
@@ -30,6 +31,9 @@ from tests.snskit import FakeSns
 DATA = Path(__file__).parents[2] / "testdata" / "cloudwatch"
 NOW = datetime(2026, 11, 27, 18, 0, tzinfo=UTC)
 CFG = CloudWatchSourceConfig(topic_arns=[snskit.TOPIC_ARN])
+# Direct EventBridge posts carry no signature, so they need the source's own auth.
+AUTHED = CloudWatchSourceConfig(topic_arns=[snskit.TOPIC_ARN],
+                                auth=BearerAuth(tokens=[SecretStr("t0ken")]))
 
 
 def fixture_text(name: str) -> str:
@@ -405,7 +409,7 @@ EVENTBRIDGE = [
 def test_eventbridge_events_posted_directly_and_through_sns(
     name: str, expected: dict[str, Any]
 ) -> None:
-    direct = parse_eventbridge((DATA / name).read_bytes(), CFG, NOW)
+    direct = parse_eventbridge((DATA / name).read_bytes(), AUTHED, NOW)
     via_sns = parse(fixture_text(name))
     assert direct == via_sns and len(direct) == 1
     alert = direct[0]
@@ -438,15 +442,22 @@ def test_eventbridge_value_prefers_reason_data(reason_data: str | None, value: f
 
 
 def test_eventbridge_events_other_than_state_changes_are_ignored() -> None:
-    assert parse_eventbridge((DATA / "eventbridge-config-change.json").read_bytes(), CFG,
+    assert parse_eventbridge((DATA / "eventbridge-config-change.json").read_bytes(), AUTHED,
                              NOW) == []
     assert parse(fixture_text("eventbridge-config-change.json")) == []
 
 
 def test_eventbridge_direct_post_needs_detail_type() -> None:
     with pytest.raises(Rejected) as info:
-        parse_eventbridge((DATA / "alarm-single-metric.json").read_bytes(), CFG, NOW)
+        parse_eventbridge((DATA / "alarm-single-metric.json").read_bytes(), AUTHED, NOW)
     assert info.value.status == 422 and "detail-type" in info.value.message
+
+
+def test_direct_eventbridge_post_without_configured_auth_is_refused() -> None:
+    # Otherwise an unsigned post of this shape would bypass SNS signature verification.
+    with pytest.raises(Rejected) as info:
+        parse_eventbridge((DATA / "eventbridge-single-metric.json").read_bytes(), CFG, NOW)
+    assert (info.value.status, info.value.reason) == (403, "unauthenticated_eventbridge")
 
 
 # --- bad messages -----------------------------------------------------------------------------
@@ -541,7 +552,7 @@ def test_mutated_alarm_messages_only_ever_reject(name: str, edits: list[tuple[li
     value: Any = fixture_json(name)
     for path, new in edits:
         value = _mutate(value, path, new)
-    cfg = CloudWatchSourceConfig(insufficient_data=mode)
+    cfg = AUTHED.model_copy(update={"insufficient_data": mode})
     text = json.dumps(value)
     for parser in (_as_sns_message, _as_direct_post):
         try:

@@ -516,3 +516,15 @@ def test_random_bodies_only_ever_reject(body: bytes) -> None:
         parse_envelope(body, {})
     except Rejected as exc:
         assert 400 <= exc.status < 500
+
+
+async def test_certificate_cache_is_bounded(fake_sns: FakeSns,
+                                            cfg: CloudWatchSourceConfig) -> None:
+    # Two cert URLs (same server, different query) and room for one: the oldest is evicted.
+    urls = [fake_sns.cert_url + "?v=a", fake_sns.cert_url + "?v=b", fake_sns.cert_url + "?v=a"]
+    async with aiohttp.ClientSession() as session:
+        small = SnsVerifier(session, cache_size=1)
+        for url in urls:
+            body = snskit.to_body(signed_notification(fake_sns, SigningCertURL=url))
+            assert len(await handle_sns(body, {}, cfg, small, NOW)) == 1
+    assert fake_sns.cert_requests == 3
