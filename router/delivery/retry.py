@@ -47,7 +47,7 @@ class _Wait:
     def __init__(self, policy: RetryPolicy) -> None:
         self._policy = policy
         self._backoff = wait_exponential_jitter(
-            initial=policy.initial_backoff_seconds, max=policy.max_backoff_seconds,
+            multiplier=policy.initial_backoff_seconds, max=policy.max_backoff_seconds,
             jitter=policy.jitter_seconds,
         )
 
