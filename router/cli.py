@@ -73,13 +73,14 @@ def _dlq(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    if not isinstance(config.backend, EmbeddedBackendConfig):
+    backend = config.backend
+    if not isinstance(backend, EmbeddedBackendConfig):
         print("dlq: with the kafka backend use GET/POST /api/v1/dlq of a running router",
               file=sys.stderr)
         return 1
 
     async def run() -> int:
-        db = Database(config.resolve(config.backend.path), SCHEMA)
+        db = Database(config.resolve(backend.path), SCHEMA)
         await db.open()
         try:
             outbox = SqliteOutbox(db)

@@ -8,7 +8,7 @@ delivery stage sends. Keep this module free of behaviour beyond small derived pr
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
@@ -66,6 +66,10 @@ class Alert(Frozen):
     receivers: tuple[str, ...] = ()
     group_key: str | None = None
     rule: str | None = None
+    # Per-rule overrides of the severity policy's grouping timers (None: the policy's).
+    group_wait: timedelta | None = None
+    group_interval: timedelta | None = None
+    repeat_interval: timedelta | None = None
 
     @property
     def key(self) -> str:

@@ -19,6 +19,7 @@ import operator
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -43,9 +44,10 @@ GROUP_FIELDS = ("alertname", "service", "team", "severity", "source")
 _RULE_KEYS = ("name", "description", "match", "value", "set", "continue")
 _MATCH_KEYS = ("source", "labels")
 _VALUE_KEYS = ("op", "threshold", "unit")
+_TIMER_KEYS = ("group_wait", "group_interval", "repeat_interval")
 _SET_KEYS = (
     "severity", "team", "service", "runbook_url", "dashboard_url", "receivers", "group_by",
-    "labels",
+    "labels", *_TIMER_KEYS,
 )
 _SEVERITIES = ", ".join(s.value for s in Severity)
 # Cap on the candidate cache (keyed by indexed label values), so hostile labels cannot grow it.
@@ -169,6 +171,8 @@ class Rule:
     receivers: tuple[str, ...] | None = None
     group_by: tuple[str, ...] | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+    # group_wait / group_interval / repeat_interval overrides for the engine.
+    timers: Mapping[str, timedelta] = field(default_factory=dict)
     continue_: bool = False
     description: str = ""
     # Filled in by __post_init__: the label and exact values the rule set indexes this rule
@@ -277,6 +281,7 @@ class RuleSet:
         receivers: tuple[str, ...] | None = None
         group_by: tuple[str, ...] | None = None
         extra: dict[str, str] = {}
+        timers: dict[str, timedelta] = {}
         matched: list[str] = []
         for r in self.candidates(alert.source, labels):
             if r.condition is not None and not r.condition.holds(value):
@@ -303,6 +308,8 @@ class RuleSet:
                     group_by = r.group_by
                 if r.labels:
                     extra.update(r.labels)
+                if r.timers:
+                    timers.update(r.timers)
                 if not r.continue_:
                     break
 
@@ -337,6 +344,7 @@ class RuleSet:
                 "group_key": group_key,
                 "rule": ", ".join(matched) if matched else None,
                 "labels": out_labels,
+                **timers,
             }
         )
 
@@ -637,6 +645,15 @@ def _parse_set(spec: Any, bad: Callable[[str], None]) -> dict[str, Any]:
             out["labels"] = dict(v)
         else:
             bad("set.labels: expected a mapping of label names to string values")
+    timers: dict[str, timedelta] = {}
+    for key in _TIMER_KEYS:
+        if key in spec:
+            try:
+                timers[key] = parse_duration(str(spec[key]))
+            except ValueError as exc:
+                bad(f"set.{key}: {exc}")
+    if timers:
+        out["timers"] = timers
     return out
 
 

@@ -9,6 +9,7 @@ fsync, not N. Nothing is acknowledged before its transaction commits.
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -17,7 +18,7 @@ from typing import TypeVar
 
 T = TypeVar("T")
 
-Work = Callable[[sqlite3.Connection], None]
+Work = Callable[[sqlite3.Connection], object]
 
 
 class Database:
@@ -99,7 +100,7 @@ class Database:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                await self._run(lambda: self._commit(batch))
+                await self._run(functools.partial(self._commit, batch))
             except BaseException as exc:  # the whole batch failed: tell every waiter
                 for _, fut in batch:
                     if not fut.done():

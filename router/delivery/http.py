@@ -12,9 +12,11 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 import orjson
+from yarl import URL
 
 from router.delivery.result import DeliveryResult
 
@@ -22,23 +24,45 @@ DETAIL_LIMIT = 300
 
 
 class Redactor:
-    """Replaces every known secret (and its URL-quoted form) in a text with `[redacted]`."""
+    """Replaces every known secret in a text with `[redacted]`.
+
+    A secret URL (Slack/Teams webhooks) also contributes its normalised form, its path and
+    its long query values, since a vendor or library may echo any of them.
+    """
 
     def __init__(self, secrets: Iterable[str | None]) -> None:
-        from urllib.parse import quote
-
         found: set[str] = set()
         for s in secrets:
-            if s and len(s) >= 4:
-                found.add(s)
-                found.add(quote(s, safe=""))
+            if not s:
+                continue
+            found.update(_variants(s))
         # Longest first, so a URL is removed whole before its parts.
-        self._secrets = sorted(found, key=len, reverse=True)
+        self._secrets = sorted((f for f in found if len(f) >= 8), key=len, reverse=True)
 
     def __call__(self, text: str) -> str:
         for s in self._secrets:
             text = text.replace(s, "[redacted]")
         return text
+
+
+def _variants(secret: str) -> set[str]:
+    out = {secret, quote(secret, safe="")}
+    if secret.startswith(("http://", "https://")):
+        try:
+            url = URL(secret)
+        except ValueError:
+            return out
+        out.add(str(url))
+        out.add(url.raw_path_qs)
+        out.add(url.path_qs)
+        if len(url.path) > 1:
+            out.add(url.raw_path)
+        last = url.raw_parts[-1] if url.raw_parts else ""
+        out.add(last)
+        for value in url.query.values():
+            out.add(value)
+            out.add(quote(value, safe=""))
+    return out
 
 
 @dataclass(frozen=True)
@@ -115,7 +139,8 @@ def classify(
     status = answer.status
     if 200 <= status < 300:
         return DeliveryResult.delivered(status)
-    detail = redact(answer.text[:DETAIL_LIMIT]).strip()
+    # Redact before cutting, so half a secret can never survive the cut.
+    detail = redact(answer.text[:65_536]).strip()[:DETAIL_LIMIT]
     if status in rate_limit_statuses:
         return DeliveryResult.failed(
             "rate_limited", retryable=True, status=status,

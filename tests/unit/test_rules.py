@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import textwrap
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -437,7 +437,7 @@ def test_classified_alert_is_a_valid_alert(tmp_path: Path) -> None:
     rs = load_rules(ROOT / "rules", CONFIG)
     got = rs.classify(make_alert(labels={"alertname": "APIHighErrorRate"}, value=0.3))
     assert Alert.model_validate(got.model_dump()) == got
-    assert got.receivers == ("log",)
+    assert got.severity is Severity.SEV1 and got.receivers == ()  # from the (empty) policy
 
 
 # --- files -------------------------------------------------------------------------------------
@@ -527,7 +527,8 @@ LOAD_ERRORS = [
     ("rules: [{name: r, set: [severity]}]", "rule 'r': set: expected a mapping of fields to set"),
     ("rules: [{name: r, set: {owner: me}}]",
      "rule 'r': set: unknown key 'owner' (expected one of: severity, team, service, "
-     "runbook_url, dashboard_url, receivers, group_by, labels)"),
+     "runbook_url, dashboard_url, receivers, group_by, labels, group_wait, group_interval, "
+     "repeat_interval)"),
     ("rules: [{name: r, set: {severity: P1}}]",
      "rule 'r': set.severity: 'P1' is not one of SEV1, SEV2, SEV3, SEV4"),
     ("rules: [{name: r, set: {severity: sev1}}]",
@@ -668,3 +669,23 @@ def test_unknown_receivers_can_be_left_unchecked(tmp_path: Path) -> None:
         f"{tmp_path / 'r.yaml'}: rule 'r': set.receivers: unknown receiver 'pager' "
         "(configured: none)"
     ]
+
+
+def test_rule_sets_grouping_timers(tmp_path: Path) -> None:
+    write_rules(tmp_path, {"10-a.yaml": (
+        "rules:\n  - name: fast\n    match: {labels: ['alertname=\"Fast\"']}\n"
+        "    set: {severity: SEV2, group_wait: 0s, group_interval: 30s, repeat_interval: 2h}\n")})
+    rs = load_rules(tmp_path, CONFIG)
+    got = rs.classify(make_alert(labels={"alertname": "Fast"}))
+    assert (got.group_wait, got.group_interval, got.repeat_interval) == (
+        timedelta(0), timedelta(seconds=30), timedelta(hours=2))
+    other = rs.classify(make_alert(labels={"alertname": "Other"}))
+    assert other.group_wait is None
+
+
+def test_bad_timer_is_reported(tmp_path: Path) -> None:
+    write_rules(tmp_path, {"10-a.yaml": (
+        "rules:\n  - name: slow\n    set: {group_wait: soon}\n")})
+    with pytest.raises(RuleError) as err:
+        load_rules(tmp_path, CONFIG)
+    assert "rule 'slow': set.group_wait: invalid duration 'soon'" in str(err.value)

@@ -490,7 +490,8 @@ def _cli_start(args: argparse.Namespace) -> int:
         if _pid_is_our_broker(info["pid"], info["properties"]):
             print(info["bootstrap"])
             return 0
-    shutil.rmtree(run_dir, ignore_errors=True)
+    # A fresh cluster each time (format wipes <dir>/data); never delete the directory itself.
+    (run_dir / "broker.log").unlink(missing_ok=True)
     started = time.monotonic()
     broker = KafkaBroker(work_dir=run_dir, tie_to_parent=False)
     try:

@@ -119,7 +119,7 @@ class PagerDutySink:
         self._config = config
         self._session = ctx.session
         self._renderer = Renderer(config.templates)
-        self._redact = Redactor([config.routing_key.get_secret_value(), config.url])
+        self._redact = Redactor([config.routing_key.get_secret_value()])
 
     async def send(self, n: Notification) -> DeliveryResult:
         try:

@@ -23,7 +23,8 @@ async def metric(client, name: str, **labels: str) -> float:  # type: ignore[no-
 
 async def test_alertmanager_payload_is_stored_with_fingerprints(router_client: RouterClient):
     client = await router_client()
-    resp = await client.post("/webhooks/alertmanager", data=read_testdata("alertmanager", "firing.json"),
+    resp = await client.post("/webhooks/alertmanager",
+                             data=read_testdata("alertmanager", "firing.json"),
                              headers={"Content-Type": "application/json"})
     assert resp.status == 200, await resp.text()
     assert (await resp.json())["accepted"] == 2
@@ -47,7 +48,8 @@ async def test_alertmanager_payload_is_stored_with_fingerprints(router_client: R
 async def test_resolution_updates_the_alert(router_client: RouterClient):
     client = await router_client()
     await client.post("/webhooks/alertmanager", data=read_testdata("alertmanager", "firing.json"))
-    resp = await client.post("/webhooks/alertmanager", data=read_testdata("alertmanager", "resolved.json"))
+    resp = await client.post("/webhooks/alertmanager",
+                             data=read_testdata("alertmanager", "resolved.json"))
     assert resp.status == 200
     resolved = (await (await client.get("/api/v1/alerts?status=resolved")).json())["data"]
     assert [a["fingerprint"] for a in resolved] == ["1a30ba71cca2921f"]
@@ -170,7 +172,8 @@ async def test_generic_unknown_field_is_422(router_client: RouterClient):
 async def test_log_unavailable_answers_503_with_retry_after(router_client: RouterClient):
     client = await router_client()
     await client.app[BACKEND].db.close()  # the store can no longer take writes
-    resp = await client.post("/webhooks/alertmanager", data=read_testdata("alertmanager", "firing.json"))
+    resp = await client.post("/webhooks/alertmanager",
+                             data=read_testdata("alertmanager", "firing.json"))
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "5"
     assert await metric(client, "incident_router_intake_unavailable_total",

@@ -81,14 +81,15 @@ def test_sighup_reloads_a_running_router(tmp_path: Path) -> None:
         url = f"http://127.0.0.1:{port}/metrics"
 
         def rules_loaded() -> float:
-            with urllib.request.urlopen(url, timeout=2) as r:  # noqa: S310 (loopback)
+            with urllib.request.urlopen(url, timeout=2) as r:
                 return gauge(r.read().decode(), "incident_router_rules_loaded")
 
         wait_until(lambda: rules_loaded() == 0, 30, "the router to start", log)
         (rules / "10-thing.yaml").write_text(RULE)
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: rules_loaded() == 1, 15, "the SIGHUP reload", log)
-        (rules / "10-thing.yaml").write_text("rules: [{name: broken, match: {labels: ['a=~\"(\"']}}]")
+        broken = "rules: [{name: broken, match: {labels: ['a=~\"(\"']}}]"
+        (rules / "10-thing.yaml").write_text(broken)
         proc.send_signal(signal.SIGHUP)
         wait_until(lambda: "config reload refused" in log.read_text(), 15, "the refusal", log)
         assert rules_loaded() == 1

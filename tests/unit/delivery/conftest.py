@@ -85,7 +85,8 @@ async def serve() -> AsyncIterator[Serve]:
     servers: list[TestServer] = []
 
     async def start(app: web.Application) -> str:
-        server = TestServer(app, host="127.0.0.1")
+        # No access log: it is the fake vendor's log, and it prints the secret paths.
+        server = TestServer(app, host="127.0.0.1", access_log=None)
         await server.start_server()
         servers.append(server)
         return str(server.make_url("")).rstrip("/")

@@ -185,19 +185,20 @@ async def test_redelivery_after_a_crash_does_not_post_to_slack_twice(
 async def test_a_burst_to_one_slack_channel_respects_the_rate_limit_and_loses_nothing(
     serve: Serve, harness: Build
 ) -> None:
-    # Slack allows ~1/s per channel; the test runs the same logic at 200/s to stay short.
-    slack = FakeSlack(TOKEN, per_second=260)
+    # Slack allows ~1/s per channel; the test runs the same logic at 150/s to stay short
+    # (unthrottled, this machine sends well over the fake's 200/s limit).
+    slack = FakeSlack(TOKEN, per_second=200)
     url = await serve(slack.app())
     h = await harness(receiver_config(type="slack", name="s", bot_token=TOKEN, channel="C1",
                                       api_url=f"{url}/api", retry=FAST_RETRY,
-                                      rate_limit={"per_second": 0, "burst": 1},
+                                      rate_limit={"per_second": 150, "burst": 1},
                                       concurrency=16))
     burst = [notification(receiver="s", group=f"g{i}", severity=Severity.SEV3,
                           title=f"Disk {i}") for i in range(1000)]
     h.add(*burst)
     await h.dispatcher.wait_idle()
     assert slack.rate_limited == 0
-    assert max(slack.windows.values()) <= 260
+    assert max(slack.windows.values()) <= 200
     assert sorted(m["text"] for m in slack.messages) == sorted(
         f"[SEV3] Disk {i}" for i in range(1000))
     assert await h.outbox.list() == []
