@@ -11,20 +11,13 @@ from prometheus_client import CollectorRegistry
 
 from router.api import dlq, ops, webhooks
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
-from router.backends.embedded import EmbeddedBackend
-from router.config import Config, EmbeddedBackendConfig
+from router.backends.factory import engine_context, make_backend
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.receivers import build_receivers
 from router.delivery.sink import SinkContext
-from router.engine.state import EngineContext
 from router.metrics import EngineMetrics, IntakeMetrics
 from router.runtime import Runtime, Snapshot
 from router.sources.sns import SnsVerifier
-
-
-def engine_context(config: Config) -> EngineContext:
-    return EngineContext(policies=config.severities,
-                         default_receivers=tuple(config.default_receivers))
 
 
 def build_app(snapshot: Snapshot, config_path: Path | None = None,
@@ -44,14 +37,11 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
             yield
 
     async def backend(app: web.Application) -> AsyncIterator[None]:
-        cfg = config.backend
-        if not isinstance(cfg, EmbeddedBackendConfig):
-            raise NotImplementedError("the kafka backend is not wired yet")
-        store = EmbeddedBackend(config.resolve(cfg.path), engine_context(config), engine_metrics)
+        store = make_backend(config, engine_metrics)
         await store.start()
         app[BACKEND] = store
         app[RUNTIME].on_reload.append(
-            lambda snap: setattr(store.engine.engine, "context", engine_context(snap.config)))
+            lambda snap: store.engine.set_context(engine_context(snap.config)))
         yield
         await store.stop()
 

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from router.model import AlertEvent, CommandEvent
+from router.delivery.outbox import DeadLetters, Outbox
+from router.delivery.records import DeliveryStore
+from router.engine.state import EngineContext
+from router.model import Alert, AlertEvent, CommandEvent
 
 LogEvent = AlertEvent | CommandEvent
 
@@ -22,3 +25,48 @@ class Log(Protocol):
     """
 
     async def append(self, events: Sequence[LogEvent]) -> None: ...
+
+
+class EngineHandle(Protocol):
+    """What the app needs of a backend's engine runner."""
+
+    on_outbox: Callable[[], None]
+
+    def set_context(self, context: EngineContext) -> None:
+        """Apply a reloaded severity policy to future decisions."""
+        ...
+
+    async def drained(self) -> None:
+        """Until every event appended so far by this process has been decided (tests)."""
+        ...
+
+
+class Backend(Protocol):
+    """One pipeline's storage: the log intake appends to, the engine consuming it, the outbox
+    and dead letters delivery drains, delivery records, and the read side of current alerts."""
+
+    @property
+    def log(self) -> Log: ...
+
+    @property
+    def outbox(self) -> OutboxStore: ...
+
+    @property
+    def records(self) -> DeliveryStore: ...
+
+    @property
+    def engine(self) -> EngineHandle: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+    async def ready(self) -> bool: ...
+
+    async def current_alerts(
+        self, status: str | None = None, source: str | None = None, limit: int = 1000
+    ) -> list[Alert]: ...
+
+
+class OutboxStore(Outbox, DeadLetters, Protocol):
+    """Outbox and dead letters, from one backend object."""

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from router.backends.embedded_outbox import insert_notifications
 from router.backends.sqlite import Database
 from router.engine.engine import Batch, Engine
+from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
 from router.model import Event, utcnow
 
@@ -69,6 +70,9 @@ class EmbeddedEngineRunner:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+
+    def set_context(self, context: EngineContext) -> None:
+        self.engine.context = context
 
     def appended(self) -> None:
         """Called by the log after each commit: there is something new to decide."""

@@ -48,9 +48,19 @@ K = NotificationKind
 
 
 def decide(
-    state: GroupState | None, event: Event, now: datetime, ctx: EngineContext
+    state: GroupState | None,
+    event: Event,
+    now: datetime,
+    ctx: EngineContext,
+    *,
+    flush: bool = True,
 ) -> tuple[GroupState | None, list[Notification]]:
-    """Apply `event` to the group's `state`; None in means a new group, None out means delete."""
+    """Apply `event` to the group's `state`; None in means a new group, None out means delete.
+
+    With `flush=False` an alert event only updates state and arms timers, and the caller sends
+    the group a `Tick` once it has applied a whole batch of events: `Engine` does this, so a
+    burst of SEV1 alerts in one batch gives one TRIGGER listing all of them.
+    """
     if isinstance(event, CommandEvent):
         return state, []  # incidents (issue 6) will handle commands
     now_ts = to_ts(now)
@@ -62,7 +72,7 @@ def decide(
     if state is None:
         state = GroupState(k=group_key_of(alert))
     state = _apply_alert(state, alert, now_ts, ctx)
-    return _step(state, now_ts, now, ctx, timers=False)
+    return _step(state, now_ts, now, ctx, timers=False, flush=flush)
 
 
 # --- applying one alert --------------------------------------------------------------------
@@ -162,7 +172,13 @@ def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> Notifica
 
 
 def _step(
-    s: GroupState, now: float, now_dt: datetime, ctx: EngineContext, *, timers: bool
+    s: GroupState,
+    now: float,
+    now_dt: datetime,
+    ctx: EngineContext,
+    *,
+    timers: bool,
+    flush: bool = True,
 ) -> tuple[GroupState | None, list[Notification]]:
     """Re-arm the group's timers after a change and fire what is due.
 
@@ -194,7 +210,10 @@ def _step(
         s = s.model_copy(update={"w": w, "u": u})
 
     due = w if kind is K.TRIGGER else u
-    if kind is not None and due is not None and due <= now and (timers or kind is K.TRIGGER):
+    if (
+        kind is not None and due is not None and due <= now
+        and (timers or (flush and kind is K.TRIGGER))
+    ):
         s, notes = _notify(s, kind, firing, sev, now, now_dt, ctx)
     elif timers and s.r is not None and s.r <= now:
         if kind is None and firing and s.ns is Status.FIRING and s.fl == FLAP_NONE:

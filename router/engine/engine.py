@@ -289,7 +289,8 @@ class _Run:
         else:
             state = self.engine.get(key)
             self.before[key] = state
-        new, emitted = decide(state, event, self.now, self.engine.context)
+        # Alert events only arm timers; the Tick after the batch sends what is due.
+        new, emitted = decide(state, event, self.now, self.engine.context, flush=False)
         self.work[key] = new
         self.notes.extend(emitted)
         if new is not None:

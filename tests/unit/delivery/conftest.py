@@ -86,8 +86,8 @@ async def serve() -> AsyncIterator[Serve]:
 
     async def start(app: web.Application) -> str:
         # No access log: it is the fake vendor's log, and it prints the secret paths.
-        server = TestServer(app, host="127.0.0.1", access_log=None)
-        await server.start_server()
+        server = TestServer(app, host="127.0.0.1")
+        await server.start_server(access_log=None)
         servers.append(server)
         return str(server.make_url("")).rstrip("/")
 

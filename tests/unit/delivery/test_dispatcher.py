@@ -33,9 +33,10 @@ LIFECYCLE = (NotificationKind.TRIGGER, NotificationKind.UPDATE, NotificationKind
              NotificationKind.RESOLVE)
 
 
-async def eventually(cond: Callable[[], bool], timeout: float = 30.0) -> None:
-    async with asyncio.timeout(timeout):
-        while not cond():
+async def eventually(cond: Callable[[], bool], limit: float = 30.0) -> None:
+    """Poll a fake's state (the fakes have no events to wait on); fail after `limit` s."""
+    async with asyncio.timeout(limit):
+        while not cond():  # noqa: ASYNC110
             await asyncio.sleep(0.01)
 
 

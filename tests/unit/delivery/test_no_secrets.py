@@ -62,24 +62,26 @@ async def test_no_secret_leaks_on_any_path(
                "XXXXSECRETXXXX", WHSEC.removeprefix("whsec_")]
 
     retry = {**FAST_RETRY, "max_attempts": 3}
+    fast = {"per_second": 0}
     configs = [
         receiver_config(type="pagerduty", name="pd", routing_key=PD_KEY,
-                        url=f"{urls['pd']}/v2/enqueue", retry=retry),
+                        url=f"{urls['pd']}/v2/enqueue", retry=retry, rate_limit=fast),
         receiver_config(type="opsgenie", name="og", api_key=GENIE, api_url=urls["og"],
-                        retry=retry),
+                        retry=retry, rate_limit=fast),
         receiver_config(type="jsm", name="jsm", api_key=JSM_KEY, api_url=urls["jsm"],
-                        retry=retry),
+                        retry=retry, rate_limit=fast),
         receiver_config(type="slack", name="slack_hook", webhook_url=slack_webhook_url,
-                        retry=retry, rate_limit={"per_second": 0}),
+                        retry=retry, rate_limit=fast),
         receiver_config(type="slack", name="slack_bot", bot_token=BOT, channel="C1",
-                        api_url=f"{urls['slack_bot']}/api", retry=retry,
-                        rate_limit={"per_second": 0}),
-        receiver_config(type="teams", name="teams", webhook_url=teams_url, retry=retry),
+                        api_url=f"{urls['slack_bot']}/api", retry=retry, rate_limit=fast),
+        receiver_config(type="teams", name="teams", webhook_url=teams_url, retry=retry,
+                        rate_limit=fast),
         receiver_config(type="webhook", name="hook", url=hook_url, secrets=[WHSEC],
-                        retry=retry),
+                        retry=retry, rate_limit=fast),
         receiver_config(type="statuspage", name="sp", page_id="pg1", api_key=SP_KEY,
-                        api_url=f"{urls['sp']}/v1", retry=retry, rate_limit={"per_second": 0}),
-        receiver_config(type="slack", name="dead", webhook_url=dead_url, retry=retry),
+                        api_url=f"{urls['sp']}/v1", retry=retry, rate_limit=fast),
+        receiver_config(type="slack", name="dead", webhook_url=dead_url, retry=retry,
+                        rate_limit=fast),
     ]
     # Each fake echoes its own receiver's secrets back in its error bodies.
     own: dict[FakeVendor, list[str]] = {

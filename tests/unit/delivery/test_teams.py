@@ -71,7 +71,7 @@ async def test_update_and_resolution_cards(
 async def test_expired_signature_is_permanent(
     serve: Serve, session: aiohttp.ClientSession
 ) -> None:
-    fake, sink = await teams(serve, session, sig="old")
+    _, sink = await teams(serve, session, sig="old")
     result = await sink.send(notification(receiver="t"))
     assert (result.ok, result.status, result.retryable) == (False, 401, False)
     assert "old" not in result.detail

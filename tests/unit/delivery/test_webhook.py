@@ -29,7 +29,9 @@ def test_signature_matches_the_spec_example_construction() -> None:
     assert sign(SECRET, "msg_1", 1795773600, b"{}") == f"v1,{expected}"
 
 
-@pytest.mark.parametrize("bad", ["whsec_not base64!", "whsec_" + base64.b64encode(b"short").decode()])
+@pytest.mark.parametrize(
+    "bad", ["whsec_not base64!", "whsec_" + base64.b64encode(b"short").decode()]
+)
 def test_bad_secrets_are_rejected_at_load(bad: str) -> None:
     with pytest.raises(ValueError, match="secret 0"):
         WebhookConfig(name="w", url="https://example.net/h", secrets=[bad])

@@ -1,0 +1,23 @@
+"""Choose the backend from the config: embedded SQLite (default) or Kafka."""
+
+from __future__ import annotations
+
+from router.backends.base import Backend
+from router.backends.embedded import EmbeddedBackend
+from router.config import Config, EmbeddedBackendConfig
+from router.engine.state import EngineContext
+from router.metrics import EngineMetrics
+
+
+def engine_context(config: Config) -> EngineContext:
+    return EngineContext(policies=config.severities,
+                         default_receivers=tuple(config.default_receivers))
+
+
+def make_backend(config: Config, metrics: EngineMetrics) -> Backend:
+    cfg = config.backend
+    if isinstance(cfg, EmbeddedBackendConfig):
+        return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics)
+    from router.backends.kafka import KafkaBackend
+
+    return KafkaBackend(cfg, engine_context(config), metrics)

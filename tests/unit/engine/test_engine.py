@@ -1,0 +1,294 @@
+"""`Engine`: batches, timers, restore, retention, and the one-trigger-per-epoch property."""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import UTC, datetime, timedelta
+from itertools import pairwise
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from router.engine import Batch, Engine, EngineContext, GroupState
+from router.model import Alert, AlertEvent, Notification, NotificationKind, Severity, Status
+
+T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
+KEY = "HighErrorRate|checkout"
+
+
+def at(seconds: float) -> datetime:
+    return T0 + timedelta(seconds=seconds)
+
+
+def alert_event(
+    fp: str,
+    start: float = 0,
+    end: float | None = None,
+    sev: Severity = Severity.SEV1,
+    *,
+    received: float | None = None,
+    name: str = "HighErrorRate",
+    receivers: tuple[str, ...] = ("pd",),
+) -> AlertEvent:
+    return AlertEvent(
+        alert=Alert(
+            source="am",
+            fingerprint=fp,
+            status=Status.FIRING if end is None else Status.RESOLVED,
+            name=name,
+            starts_at=at(start),
+            ends_at=None if end is None else at(end),
+            received_at=at(received if received is not None else (end or start)),
+            severity=sev,
+            service="checkout",
+            receivers=receivers,
+        )
+    )
+
+
+def kinds(batch: Batch) -> list[str]:
+    return [n.kind.value for n in batch.notifications]
+
+
+def test_burst_within_group_wait_gives_one_trigger_listing_all() -> None:
+    engine = Engine()
+    for i, fp in enumerate("abc"):
+        assert engine.apply([alert_event(fp, i * 5, sev=Severity.SEV3)], at(i * 5)).empty is False
+    assert engine.next_deadline() == at(30)
+    assert engine.tick(at(29)).notifications == []
+    batch = engine.tick(at(30))
+    (trigger,) = batch.notifications
+    assert trigger.kind is NotificationKind.TRIGGER
+    assert [a.fingerprint for a in trigger.alerts] == ["a", "b", "c"]
+    assert batch.notified == {NotificationKind.TRIGGER: 1}
+
+
+def test_changes_of_one_batch_go_out_together() -> None:
+    engine = Engine()
+    (trigger,) = engine.apply([alert_event("a"), alert_event("b")], at(0)).notifications
+    assert [a.fingerprint for a in trigger.alerts] == ["a", "b"]
+    batch = engine.apply([alert_event("a", 0, 100), alert_event("b", 0, 100)], at(100))
+    (resolution,) = batch.notifications
+    assert resolution.kind is NotificationKind.RESOLVE
+    assert sorted(a.fingerprint for a in resolution.alerts) == ["a", "b"]
+
+
+def test_group_interval_batches_updates() -> None:
+    engine = Engine()
+    assert kinds(engine.apply([alert_event("a")], at(0))) == ["trigger"]
+    assert kinds(engine.apply([alert_event("b", 10)], at(10))) == []
+    assert kinds(engine.apply([alert_event("c", 20)], at(20))) == []
+    assert engine.next_deadline() == at(60)
+    batch = engine.tick(at(60))
+    assert kinds(batch) == ["update"]
+    assert len(batch.notifications[0].alerts) == 3
+
+
+def test_ha_pair_double_delivery_notifies_once_and_counts_duplicates() -> None:
+    engine = Engine()
+    replica_a = [alert_event("a", received=0), alert_event("b", received=0)]
+    replica_b = [alert_event("a", received=1), alert_event("b", received=1)]
+    first = engine.apply([*replica_a, *replica_b], at(1))
+    second = engine.apply(replica_b, at(2))
+    assert kinds(first) == ["trigger"]
+    assert len(first.notifications[0].alerts) == 2
+    assert (first.duplicates, second.duplicates) == (2, 2)
+    assert second.notifications == []
+    assert engine.tick(at(61)).notifications == []
+
+
+def test_out_of_order_firing_after_resolution_is_stale() -> None:
+    engine = Engine()
+    engine.apply([alert_event("a", 0)], at(0))
+    assert kinds(engine.apply([alert_event("a", 0, 100)], at(100))) == ["resolve"]
+    batch = engine.apply([alert_event("a", 50, received=150)], at(150))
+    assert batch.stale == 1
+    assert batch.notifications == []
+
+
+def test_refire_after_resolution_is_a_new_trigger_with_a_new_dedup_key() -> None:
+    engine = Engine()
+    first = engine.apply([alert_event("a", 0)], at(0)).notifications[0]
+    engine.apply([alert_event("a", 0, 100)], at(100))
+    again = engine.apply([alert_event("a", 200)], at(200)).notifications[0]
+    assert again.kind is NotificationKind.TRIGGER
+    assert again.dedup_key != first.dedup_key
+
+
+def test_repeat_after_repeat_interval_via_tick() -> None:
+    engine = Engine()
+    engine.apply([alert_event("a")], at(0))
+    assert engine.next_deadline() == at(1800)
+    assert kinds(engine.tick(at(1799))) == []
+    assert kinds(engine.tick(at(1800))) == ["repeat"]
+    assert engine.next_deadline() == at(3600)
+
+
+def test_severity_rise_is_an_update() -> None:
+    engine = Engine()
+    engine.apply([alert_event("a", sev=Severity.SEV3)], at(0))
+    assert kinds(engine.tick(at(30))) == ["trigger"]
+    engine.apply([alert_event("a", sev=Severity.SEV1, received=40)], at(40))
+    batch = engine.tick(at(90))
+    assert kinds(batch) == ["update"]
+    assert batch.notifications[0].severity is Severity.SEV1
+    assert batch.notifications[0].details["reasons"] == ["severity_raised"]
+
+
+def test_flapping_is_damped_and_counted() -> None:
+    engine = Engine(EngineContext(flap_threshold=2))
+    notes: list[Notification] = []
+    flapping = 0
+    events = [(0, alert_event("a", 0)), (10, alert_event("a", 0, 10)),
+              (70, alert_event("a", 70)), (80, alert_event("a", 70, 80)),
+              (90, alert_event("a", 90)), (100, alert_event("a", 90, 100))]
+    for now, event in events:
+        batch = engine.apply([event], at(now))
+        notes += batch.notifications
+        flapping += batch.flapping
+    # The resolution at 10 waits for group_interval (60); by then it flaps: held open, marked.
+    assert [(n.kind.value, n.details["flapping"]) for n in notes] == [
+        ("trigger", False), ("update", True)]
+    assert flapping == 1
+    settled = engine.tick(at(100 + 1800))
+    assert [(n.kind.value, n.details["flapping"]) for n in settled.notifications] == [
+        ("resolve", False)]
+
+
+def test_same_events_on_fresh_engines_give_identical_notifications() -> None:
+    events = [alert_event("a"), alert_event("b", 5), alert_event("a", received=6)]
+    runs = []
+    for _ in range(2):
+        engine = Engine()
+        notes = engine.apply(events, at(10)).notifications
+        notes += engine.tick(at(70)).notifications
+        notes += engine.apply([alert_event("a", 0, 80), alert_event("b", 5, 80)],
+                              at(80)).notifications
+        runs.append(notes)
+    assert runs[0] == runs[1]
+    assert [n.kind.value for n in runs[0]] == ["trigger", "resolve"]
+
+
+def test_changed_states_round_trip_through_bytes() -> None:
+    engine = Engine()
+    batch = engine.apply([alert_event("a"), alert_event("b", sev=Severity.SEV2)], at(0))
+    assert batch.changed.keys() == batch.encoded.keys() == {KEY}
+    state = batch.changed[KEY]
+    assert state is not None
+    assert batch.encoded[KEY] == state.to_bytes() == engine.encoded(KEY)
+    assert GroupState.from_bytes(state.to_bytes()) == state
+
+
+def test_restore_after_load_decides_like_an_engine_that_never_restarted() -> None:
+    part1 = [alert_event("a"), alert_event("b", 5, sev=Severity.SEV2), alert_event("c", 6)]
+    part2 = [alert_event("a", received=100), alert_event("a", 0, 120), alert_event("d", 130)]
+    steady = Engine()
+    changelog: dict[str, bytes | None] = {}
+    for batch in (steady.apply(part1, at(10)), steady.tick(at(70))):
+        changelog.update(batch.encoded)
+
+    restarted = Engine()
+    for key, value in changelog.items():
+        restarted.load(key, value)
+    assert restarted.next_deadline() == steady.next_deadline()
+
+    def rest(engine: Engine) -> list[Notification]:
+        return engine.apply(part2, at(130)).notifications + engine.tick(at(1930)).notifications
+
+    expected = rest(steady)
+    assert rest(restarted) == expected
+    assert [n.kind.value for n in expected] == ["update", "repeat"]
+
+
+def test_resolved_groups_are_deleted_after_retention() -> None:
+    ctx = EngineContext(resolved_retention=timedelta(hours=1))
+    engine = Engine(ctx)
+    engine.apply([alert_event("a")], at(0))
+    engine.apply([alert_event("a", 0, 100)], at(100))
+    assert len(engine) == 1
+    assert engine.next_deadline() == at(100 + 3600)
+    batch = engine.tick(at(100 + 3600))
+    assert batch.changed == {KEY: None}
+    assert batch.encoded == {KEY: None}
+    assert len(engine) == 0
+    assert engine.next_deadline() is None
+
+
+def test_drop_forgets_groups_and_their_timers() -> None:
+    engine = Engine()
+    engine.apply([alert_event("a"), alert_event("x", name="Other")], at(0))
+    engine.drop([KEY])
+    assert KEY not in engine and "Other|checkout" in engine
+    engine.drop(["Other|checkout"])
+    assert engine.next_deadline() is None
+    assert engine.tick(at(7200)).empty
+
+
+def test_compressed_engine_decides_the_same_and_holds_fewer_bytes() -> None:
+    plain, packed = Engine(), Engine(compress_level=1)
+    events = [alert_event(f"fp{i}", name=f"Alert{i}") for i in range(20)]
+    assert plain.apply(events, at(0)).notifications == packed.apply(events, at(0)).notifications
+    key = "Alert3|checkout"
+    assert packed.encoded(key) == plain.encoded(key)
+    assert len(packed._raw[key]) < len(plain._raw[key])
+
+
+def test_small_hot_cache_still_decides_correctly() -> None:
+    engine = Engine(hot_alerts=1)
+    events = [alert_event(f"fp{i}", name=f"Alert{i}") for i in range(10)]
+    engine.apply(events, at(0))
+    assert kinds(engine.tick(at(1800))) == ["repeat"] * 10
+
+
+# --- property: never more than one TRIGGER per group epoch ----------------------------------
+
+# An alert's history: alternating firing/resolved at increasing source times.
+histories = st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_size=4)
+
+
+@st.composite
+def event_orders(draw: st.DrawFn) -> tuple[list[AlertEvent], list[int]]:
+    events: list[AlertEvent] = []
+    for g in range(draw(st.integers(1, 3))):
+        for fp in "ab"[: draw(st.integers(1, 2))]:
+            t = 0
+            for i, gap in enumerate(draw(histories)):
+                t += gap
+                if i % 2 == 0:
+                    start = t
+                    events.append(alert_event(fp, start, name=f"G{g}", received=t))
+                else:
+                    events.append(alert_event(fp, start, t, name=f"G{g}", received=t))
+    # Any interleaving, with duplicates (HA pairs, retries, replays).
+    events += draw(st.lists(st.sampled_from(events), max_size=len(events)))
+    ordered = draw(st.permutations(events))
+    cuts = draw(st.lists(st.integers(0, len(ordered)), max_size=5))
+    return ordered, sorted(cuts)
+
+
+@settings(max_examples=150, deadline=None)
+@given(event_orders(), st.sampled_from([Severity.SEV1, Severity.SEV3]))
+def test_no_interleaving_or_duplication_triggers_twice_per_epoch(
+    order: tuple[list[AlertEvent], list[int]], sev: Severity
+) -> None:
+    events, cuts = order
+    events = [AlertEvent(alert=e.alert.model_copy(update={"severity": sev})) for e in events]
+    engine = Engine()
+    notes: list[Notification] = []
+    now = 0.0
+    bounds = [0, *cuts, len(events)]
+    for lo, hi in pairwise(bounds):
+        now += 45
+        notes += engine.apply(events[lo:hi], at(now)).notifications
+    for extra in (60, 600, 7200):
+        notes += engine.tick(at(now + extra)).notifications
+    per_epoch = Counter((n.group_key, n.dedup_key, n.kind) for n in notes)
+    assert all(
+        count == 1 for (_, _, kind), count in per_epoch.items()
+        if kind in (NotificationKind.TRIGGER, NotificationKind.RESOLVE)
+    )
+    # Every epoch that was resolved had been triggered first.
+    triggered = {(g, d) for g, d, k in per_epoch if k is NotificationKind.TRIGGER}
+    resolved = {(g, d) for g, d, k in per_epoch if k is NotificationKind.RESOLVE}
+    assert resolved <= triggered
+    assert len({n.id for n in notes}) == len(notes)
