@@ -82,3 +82,73 @@ def alertmanager(workdir: Path, config_yaml: str) -> Iterator[str]:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+def _stop(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(timeout=10)
+
+
+@contextlib.contextmanager
+def prometheus(workdir: Path, config_yaml: str, files: dict[str, str] | None = None,
+               resend_delay: str = "1s") -> Iterator[str]:
+    """Start the real Prometheus with `config_yaml` (plus `files`, e.g. rule files, written
+    next to it, so relative `rule_files` resolve); yield its base URL.
+
+    `resend_delay` is how often a firing alert is re-sent to Alertmanager: 1s so a changed
+    annotation (a new `$value`) reaches Alertmanager at once instead of after the 1m default.
+    """
+    workdir.mkdir(parents=True, exist_ok=True)
+    for name, text in (files or {}).items():
+        (workdir / name).parent.mkdir(parents=True, exist_ok=True)
+        (workdir / name).write_text(text)
+    (workdir / "prometheus.yml").write_text(config_yaml)
+    port = free_port()
+    log = workdir / "prometheus.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [
+                binary("prometheus"),
+                f"--config.file={workdir / 'prometheus.yml'}",
+                f"--storage.tsdb.path={workdir / 'data'}",
+                f"--web.listen-address=127.0.0.1:{port}",
+                f"--rules.alert.resend-delay={resend_delay}",
+                "--log.level=debug",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/-/ready"), 60, "Prometheus to be ready", log)
+        yield url
+    finally:
+        _stop(proc)
+
+
+@contextlib.contextmanager
+def router_process(config_path: Path, log: Path) -> Iterator[str]:
+    """Run `python -m router.cli serve --config <config_path>` on a free loopback port as its
+    own process; yield its base URL once /readyz answers 200."""
+    import os
+    import sys
+
+    port = free_port()
+    root = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "router.cli", "serve", "--config", str(config_path),
+             "--host", "127.0.0.1", "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the router to be ready", log)
+        yield url
+    finally:
+        _stop(proc)

@@ -247,7 +247,7 @@ histories = st.lists(st.integers(min_value=1, max_value=400), min_size=1, max_si
 
 
 @st.composite
-def event_orders(draw: st.DrawFn) -> tuple[list[AlertEvent], list[int]]:
+def event_orders(draw: st.DrawFn) -> tuple[list[AlertEvent], list[int], list[int]]:
     events: list[AlertEvent] = []
     for g in range(draw(st.integers(1, 3))):
         for fp in "ab"[: draw(st.integers(1, 2))]:
@@ -259,26 +259,39 @@ def event_orders(draw: st.DrawFn) -> tuple[list[AlertEvent], list[int]]:
                     events.append(alert_event(fp, start, name=f"G{g}", received=t))
                 else:
                     events.append(alert_event(fp, start, t, name=f"G{g}", received=t))
-    # Any interleaving, with duplicates (HA pairs, retries, replays).
+    # Any interleaving, with duplicates (HA pairs, retries, replays); half of the time mostly in
+    # source order, so that resolutions go out and re-firings open new epochs.
     events += draw(st.lists(st.sampled_from(events), max_size=len(events)))
-    ordered = draw(st.permutations(events))
-    cuts = draw(st.lists(st.integers(0, len(ordered)), max_size=5))
-    return ordered, sorted(cuts)
+    if draw(st.booleans()):
+        events.sort(key=lambda e: e.alert.received_at)
+        ordered = list(events)
+        for i, j in draw(st.lists(st.tuples(st.integers(0, len(events) - 1),
+                                            st.integers(0, len(events) - 1)), max_size=3)):
+            ordered[i], ordered[j] = ordered[j], ordered[i]
+    else:
+        ordered = draw(st.permutations(events))
+    if draw(st.booleans()):
+        cuts = list(range(1, len(ordered)))  # one event per batch
+    else:
+        cuts = sorted(draw(st.lists(st.integers(0, len(ordered)), max_size=len(ordered))))
+    gaps = draw(st.lists(st.sampled_from([20, 90, 700]), min_size=len(cuts) + 1,
+                         max_size=len(cuts) + 1))
+    return ordered, cuts, gaps
 
 
 @settings(max_examples=150, deadline=None)
 @given(event_orders(), st.sampled_from([Severity.SEV1, Severity.SEV3]))
 def test_no_interleaving_or_duplication_triggers_twice_per_epoch(
-    order: tuple[list[AlertEvent], list[int]], sev: Severity
+    order: tuple[list[AlertEvent], list[int], list[int]], sev: Severity
 ) -> None:
-    events, cuts = order
+    events, cuts, gaps = order
     events = [AlertEvent(alert=e.alert.model_copy(update={"severity": sev})) for e in events]
     engine = Engine()
     notes: list[Notification] = []
     now = 0.0
     bounds = [0, *cuts, len(events)]
-    for lo, hi in pairwise(bounds):
-        now += 45
+    for (lo, hi), gap in zip(pairwise(bounds), gaps, strict=False):
+        now += gap
         notes += engine.apply(events[lo:hi], at(now)).notifications
     for extra in (60, 600, 7200):
         notes += engine.tick(at(now + extra)).notifications
