@@ -27,13 +27,16 @@ from __future__ import annotations
 import hashlib
 import sys
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import orjson
 
 ROOT = Path(__file__).resolve().parent.parent
 SEQ = b"SSSSSSSS"  # placeholder: 8 hex digits of the sequence number
-STARTS_AT = "2026-01-01T00:00:00.000Z"
+# A minute ago at import: Alertmanager refuses alerts that start after they would end.
+STARTS_AT = (datetime.now(UTC) - timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%S.000Z")
 ZERO_TIME = "0001-01-01T00:00:00Z"
 
 # Realistic alert names; APIHighErrorRate hits the shipped ladder, GeneratedN the generated rules.
@@ -71,9 +74,9 @@ def _alert(name: str, severity: str, service: str, pod: str, bench_seq: str,
     }
 
 
-def _group(t: int, n: int) -> list[dict[str, object]]:
+def _group(t: int, n: int, names: tuple[str, ...] = NAMES) -> list[dict[str, object]]:
     """Template `t` of an n-alert group; SSSSSSSS stands for the request's sequence number."""
-    name = NAMES[t % len(NAMES)]
+    name = names[t % len(names)]
     severity = SEVERITIES[t % len(SEVERITIES)]
     service = "svc-SSSSSSSS"
     value = ("0.23", "0.07", "0.01")[t % 3]
@@ -139,15 +142,22 @@ def _hash(seq: int) -> int:
                           "little")
 
 
-def alertmanager(n: int, dup_ratio: float = 0.0) -> Payload:
-    templates = [orjson.dumps(webhook(_group(t, n))) for t in range(TEMPLATES)]
-    kind = f"am{n}" if not dup_ratio else f"dup{round(dup_ratio * 100)}"
+def alertmanager(n: int, dup_ratio: float = 0.0, names: tuple[str, ...] = NAMES,
+                 kind: str = "") -> Payload:
+    templates = [orjson.dumps(webhook(_group(t, n, names))) for t in range(TEMPLATES)]
+    kind = kind or (f"am{n}" if not dup_ratio else f"dup{round(dup_ratio * 100)}")
     return Payload(kind, "/webhooks/alertmanager", n, templates=templates, dup_ratio=dup_ratio)
 
 
-def alertmanager_v2(n: int) -> Payload:
-    templates = [orjson.dumps(postable(_group(t, n))) for t in range(TEMPLATES)]
-    return Payload(f"amv2-{n}", "/api/v2/alerts", n, templates=templates)
+def alertmanager_v2(n: int, names: tuple[str, ...] = NAMES, kind: str = "") -> Payload:
+    templates = [orjson.dumps(postable(_group(t, n, names))) for t in range(TEMPLATES)]
+    return Payload(kind or f"amv2-{n}", "/api/v2/alerts", n, templates=templates)
+
+
+# Alerts every one of which must become its own notification (delivery and latency scenarios):
+# the bench rule (bench/run.py) groups `BenchE2E` by its unique `bench_seq` label with
+# group_wait 0, and Alertmanager is configured with group_by ['...'] and group_wait 0s.
+E2E_NAME = ("BenchE2E",)
 
 
 def storm() -> Payload:
@@ -192,13 +202,35 @@ def cloudwatch_alarm(i: int) -> str:
     }).decode()
 
 
-def sns(cert_url: str, count: int) -> Payload:
-    """`count` signed SNS notifications (about 1 ms each to sign) for the CloudWatch source."""
+def sns_key(directory: str) -> Any:
+    """The SNS signing key shared by the signer (loadgen) and the cert host (sink), as a
+    `tests.snskit.SigningKey`, created in `directory` by whichever process comes first."""
     if str(ROOT) not in sys.path:
         sys.path.insert(0, str(ROOT))
+    from cryptography.hazmat.primitives import serialization
+
     from tests import snskit
 
-    key = snskit.default_key()
+    key_path, cert_path = Path(directory) / "sns-key.pem", Path(directory) / "sns-cert.pem"
+    if not key_path.exists():
+        key = snskit.SigningKey.generate()
+        pem = key.private_key.private_bytes(serialization.Encoding.PEM,
+                                            serialization.PrivateFormat.PKCS8,
+                                            serialization.NoEncryption())
+        tmp = key_path.with_suffix(".tmp")
+        cert_path.write_bytes(key.cert_pem)
+        tmp.write_bytes(pem)
+        tmp.rename(key_path)
+        return key
+    private = serialization.load_pem_private_key(key_path.read_bytes(), password=None)
+    return snskit.SigningKey(private, cert_path.read_bytes())  # type: ignore[arg-type]
+
+
+def sns(cert_url: str, count: int, key_dir: str) -> Payload:
+    """`count` signed SNS notifications (about 1 ms each to sign) for the CloudWatch source."""
+    from tests import snskit
+
+    key = sns_key(key_dir)
     pool = []
     for i in range(count):
         env = snskit.notification(message=cloudwatch_alarm(i), cert_url=cert_url, key=key,
@@ -213,7 +245,11 @@ def sns(cert_url: str, count: int) -> Payload:
                    headers=headers, pool=pool)
 
 
-def build(kind: str, *, cert_url: str = "", sns_pool: int = 2000) -> Payload:
+def build(kind: str, *, cert_url: str = "", sns_pool: int = 2000, key_dir: str = "") -> Payload:
+    if kind.startswith("e2e-v2-"):
+        return alertmanager_v2(int(kind[7:]), E2E_NAME, kind)
+    if kind.startswith("e2e-"):
+        return alertmanager(int(kind[4:]), names=E2E_NAME, kind=kind)
     if kind.startswith("amv2-"):
         return alertmanager_v2(int(kind[5:]))
     if kind.startswith("am"):
@@ -223,7 +259,7 @@ def build(kind: str, *, cert_url: str = "", sns_pool: int = 2000) -> Payload:
     if kind == "storm":
         return storm()
     if kind == "sns":
-        return sns(cert_url, sns_pool)
+        return sns(cert_url, sns_pool, key_dir)
     raise ValueError(f"unknown payload kind {kind!r}")
 
 

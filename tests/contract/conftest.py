@@ -110,6 +110,8 @@ def start_routers(request: pytest.FixtureRequest, tmp_path: Path, sink: WebhookS
         started.extend(routers)
         for r in routers:
             r.start()
+        for r in routers:  # an earlier one may be rebalancing since a later one joined
+            r.wait_ready(60)
         return routers
 
     yield make

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -32,7 +33,7 @@ HOURS_12 = schedule(time_zone="Europe/Berlin", rotation={"hours": 12}, start="20
 
 
 def local(zone: ZoneInfo, *args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=zone, fold=fold)  # type: ignore[misc]
+    return datetime(*args, tzinfo=zone, fold=fold)  # type: ignore[arg-type,misc]
 
 
 @pytest.mark.parametrize(
@@ -137,7 +138,7 @@ def test_overrides_win_over_the_rotation(at: datetime, expected: str) -> None:
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[arg-type,misc]
 
 
 def test_shifts_apply_overrides_and_clip_to_the_window() -> None:
@@ -151,7 +152,7 @@ def test_shifts_apply_overrides_and_clip_to_the_window() -> None:
         Shift("carol", utc(2026, 4, 6, 7), utc(2026, 4, 7)),
     ]
     # Shifts tile the window with no gap or overlap.
-    assert all(a.end == b.start for a, b in zip(got, got[1:], strict=False))
+    assert all(a.end == b.start for a, b in pairwise(got))
 
 
 @pytest.mark.parametrize(

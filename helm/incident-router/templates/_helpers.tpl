@@ -93,3 +93,17 @@ more than one replica (or an autoscaler) needs Kafka.
 {{- $_ := set $cfg "rules_dir" "/etc/incident-router/rules" }}
 {{- toYaml $cfg }}
 {{- end }}
+
+{{/* The rule files, name -> text: the shipped copies, then rules.files (same name wins). */}}
+{{- define "incident-router.ruleFiles" -}}
+{{- $files := dict }}
+{{- if .Values.rules.shipped }}
+{{- range $path, $_ := .Files.Glob "files/rules/*.yaml" }}
+{{- $_ := set $files (base $path) ($.Files.Get $path) }}
+{{- end }}
+{{- end }}
+{{- range $name, $text := .Values.rules.files }}
+{{- $_ := set $files $name $text }}
+{{- end }}
+{{- toYaml $files }}
+{{- end }}

@@ -1,0 +1,177 @@
+"""A compacted topic tailed into memory, and the plain producer that writes to such topics.
+
+Each replica reads the whole topic (no consumer group: every partition, from the beginning,
+`read_committed`) into a dict, so every replica answers reads locally with the full view: the
+dead letters, the delivery records, the current-alerts view.
+
+Local writes are applied to the dict as soon as the broker acknowledges them, so a replica
+reads its own writes at once. The tail may still be behind and deliver an older record of the
+same key later; the offset of the local write tells that record apart and it is skipped.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable, Iterable
+from typing import Generic, TypeVar
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.structs import ConsumerRecord, RecordMetadata
+
+from router.backends.kafka_topics import client_kwargs
+from router.config import KafkaBackendConfig
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class KafkaWriter:
+    """An idempotent producer (acks=all) for records that need no transaction."""
+
+    def __init__(self, cfg: KafkaBackendConfig, client_id: str) -> None:
+        self._cfg = cfg
+        self._client_id = client_id
+        self._producer: AIOKafkaProducer | None = None
+
+    async def start(self) -> None:
+        producer = AIOKafkaProducer(
+            **client_kwargs(self._cfg), enable_idempotence=True, acks="all",
+            client_id=self._client_id,
+        )
+        await producer.start()
+        self._producer = producer
+
+    async def stop(self) -> None:
+        producer, self._producer = self._producer, None
+        if producer is not None:
+            await producer.stop()
+
+    async def send(self, topic: str, key: str, value: bytes | None) -> RecordMetadata:
+        """Returns once the broker acknowledged the record."""
+        if self._producer is None:
+            raise RuntimeError("kafka writer is not started")
+        return await self._producer.send_and_wait(topic, value=value, key=key.encode())
+
+
+class CompactedTable(Generic[T]):
+    """`key -> decoded value` of a compacted topic; tombstones delete."""
+
+    def __init__(self, cfg: KafkaBackendConfig, topic: str, decode: Callable[[bytes], T],
+                 writer: KafkaWriter | None = None) -> None:
+        self._cfg = cfg
+        self.topic = topic
+        self._decode = decode
+        self._writer = writer
+        self.rows: dict[str, T] = {}
+        # key -> (partition, offset) of the latest local write not yet seen by the tail.
+        self._written: dict[str, tuple[int, int]] = {}
+        self._consumer: AIOKafkaConsumer | None = None
+        self._tps: list[TopicPartition] = []
+        self._task: asyncio.Task[None] | None = None
+        self._progress = asyncio.Event()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Start tailing; returns once the table holds everything committed so far."""
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest",
+        )
+        await consumer.start()
+        self._consumer = consumer
+        await consumer.topics()  # metadata for every topic, ours included
+        partitions = consumer.partitions_for_topic(self.topic) or set()
+        if not partitions:
+            raise RuntimeError(f"topic {self.topic} not found")
+        self._tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        consumer.assign(self._tps)
+        await consumer.seek_to_beginning(*self._tps)
+        self._task = asyncio.create_task(self._tail(), name=f"tail-{self.topic}")
+        await self.sync()
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await consumer.stop()
+
+    # --- reading ---------------------------------------------------------------------------
+
+    async def sync(self) -> None:
+        """Until the table has read everything committed to the topic before this call."""
+        consumer = self._consumer
+        if consumer is None:
+            raise RuntimeError(f"table {self.topic} is not started")
+        end = await consumer.end_offsets(self._tps)
+        while True:
+            behind = False
+            for tp in self._tps:
+                if await consumer.position(tp) < end[tp]:
+                    behind = True
+                    break
+            if not behind:
+                return
+            if self._task is not None and self._task.done():
+                raise RuntimeError(f"table {self.topic} stopped tailing")
+            self._progress.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._progress.wait(), 0.5)
+
+    async def _tail(self) -> None:
+        consumer = self._consumer
+        assert consumer is not None
+        while True:
+            try:
+                data = await consumer.getmany(timeout_ms=1000, max_records=5000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # the broker is away; the consumer reconnects
+                log.warning("tailing %s failed: %s", self.topic, type(exc).__name__)
+                await asyncio.sleep(1)
+                continue
+            for records in data.values():
+                self._apply(records)
+            self._progress.set()
+
+    def _apply(self, records: Iterable[ConsumerRecord[bytes, bytes]]) -> None:
+        for r in records:
+            if r.key is None:
+                continue
+            key = r.key.decode()
+            written = self._written.get(key)
+            if written is not None:
+                if (r.partition, r.offset) < written:
+                    continue  # older than what this replica wrote and already applied
+                del self._written[key]
+            self._set(key, r.value)
+
+    def _set(self, key: str, value: bytes | None) -> None:
+        if value is None:
+            self.rows.pop(key, None)
+            return
+        try:
+            self.rows[key] = self._decode(value)
+        except ValueError:
+            log.error("skipping an undecodable record in %s", self.topic)
+
+    # --- writing ---------------------------------------------------------------------------
+
+    async def put(self, key: str, value: bytes | None) -> None:
+        """Write (None: delete) and apply locally once the broker acknowledged it."""
+        if self._writer is None:
+            raise RuntimeError(f"table {self.topic} is read-only")
+        meta = await self._writer.send(self.topic, key, value)
+        self.applied(key, value, meta.partition, meta.offset)
+
+    def applied(self, key: str, value: bytes | None, partition: int, offset: int) -> None:
+        """A write made elsewhere in this process (e.g. in a transaction) was committed."""
+        self._written[key] = (partition, offset)
+        self._set(key, value)

@@ -1,0 +1,135 @@
+"""tools/k8s_checks.py passes on the shipped tree and fails on deliberately broken copies of
+it: a template that does not render, a manifest Kubernetes would reject, a value off the
+chart's schema, an alerting rule with a syntax error, a Dockerfile hadolint rejects."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKER = ROOT / "tools" / "k8s_checks.py"
+
+
+@pytest.fixture(scope="module")
+def helm() -> str:
+    """The cached helm binary (built once by the checker if missing)."""
+    sys.path.insert(0, str(ROOT / "tools"))
+    try:
+        import k8s_checks
+    finally:
+        sys.path.pop(0)
+    return k8s_checks.ensure_helm(None)
+
+
+def run_checks(root: Path, helm: str, *steps: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(CHECKER), "--root", str(root), "--helm", helm, "--only", *steps],
+        capture_output=True, text=True, timeout=600,
+    )
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    """A copy of what the checker looks at, free to break."""
+    for d in ("helm", "deploy", "rules"):
+        shutil.copytree(ROOT / d, tmp_path / d)
+    shutil.copy(ROOT / "Dockerfile", tmp_path / "Dockerfile")
+    return tmp_path
+
+
+def edit(path: Path, old: str, new: str) -> None:
+    text = path.read_text()
+    assert old in text, f"{old!r} not in {path}"
+    path.write_text(text.replace(old, new, 1))
+
+
+CHART = Path("helm/incident-router")
+
+
+def test_shipped_tree_passes_every_check(helm: str) -> None:
+    proc = run_checks(ROOT, helm, "hadolint", "helm", "kubernetes", "prometheus",
+                      "alertmanager", "docker")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "all deployment checks passed" in proc.stdout
+    # The operator's CRDs cannot be validated offline: skipped by name, never silently.
+    assert "skip  embedded-values: ServiceMonitor" in proc.stdout
+    assert "skip  embedded-values: PrometheusRule" in proc.stdout
+
+
+def test_template_that_does_not_render_fails(tree: Path, helm: str) -> None:
+    edit(tree / CHART / "templates/service.yaml", "spec:", "spec:\n  {{- if }}")
+    proc = run_checks(tree, helm, "helm")
+    assert proc.returncode == 1
+    assert "FAIL  helm lint embedded-values" in proc.stdout
+
+
+def test_manifest_kubernetes_rejects_fails(tree: Path, helm: str) -> None:
+    # Renders fine, but Deployment has no `spec.replicass`.
+    edit(tree / CHART / "templates/deployment.yaml", "  revisionHistoryLimit: 5",
+         "  revisionHistoryLimit: 5\n  replicass: 2")
+    proc = run_checks(tree, helm, "helm")
+    assert proc.returncode == 1
+    assert "FAIL  embedded-values: Deployment/ir-incident-router is not valid" in proc.stdout
+    assert "replicass" in proc.stdout
+
+
+def test_value_off_the_schema_fails(tree: Path, helm: str) -> None:
+    edit(tree / CHART / "ci/kafka-values.yaml", "replicaCount: 3", 'replicaCount: "three"')
+    proc = run_checks(tree, helm, "helm")
+    assert proc.returncode == 1
+    assert "FAIL  helm lint kafka-values" in proc.stdout
+    assert "replicaCount" in proc.stdout
+
+
+def test_embedded_scenario_with_three_replicas_fails(tree: Path, helm: str) -> None:
+    edit(tree / CHART / "ci/embedded-values.yaml", "replicaCount: 1", "replicaCount: 3")
+    proc = run_checks(tree, helm, "helm")
+    assert proc.returncode == 1
+    assert "needs backend.type=kafka" in proc.stdout
+
+
+def test_router_config_the_router_rejects_fails(tree: Path, helm: str) -> None:
+    # Valid for the chart's schema (config is free-form) but not for the router.
+    edit(tree / CHART / "ci/embedded-values.yaml", "  default_receivers: [slack]",
+         "  default_receivers: [slack]\n  severites: {}")
+    proc = run_checks(tree, helm, "helm")
+    assert proc.returncode == 1
+    assert "FAIL  embedded-values: incident-router check-config" in proc.stdout
+    assert "severites" in proc.stdout
+
+
+def test_alerting_rule_with_syntax_error_fails(tree: Path, helm: str) -> None:
+    edit(tree / "deploy/prometheus/rules/incident-router.rules.yml",
+         'expr: up{job="incident-router"} == 0', 'expr: up{job="incident-router" == 0')
+    proc = run_checks(tree, helm, "prometheus")
+    assert proc.returncode == 1
+    assert "FAIL  promtool check rules" in proc.stdout
+
+
+def test_chart_copy_of_alerting_rules_must_follow(tree: Path, helm: str) -> None:
+    edit(tree / "deploy/prometheus/rules/incident-router.rules.yml", "for: 2m", "for: 3m")
+    proc = run_checks(tree, helm, "helm")
+    assert proc.returncode == 1
+    assert "PrometheusRule differs" in proc.stdout
+    assert "files/prometheus-rules.yml is not a copy" in proc.stdout
+
+
+def test_broken_alertmanager_config_fails(tree: Path, helm: str) -> None:
+    edit(tree / "deploy/alertmanager/alertmanager.yml", "receiver: incident-router-direct",
+         "receiver: nobody")
+    proc = run_checks(tree, helm, "alertmanager")
+    assert proc.returncode == 1
+    assert "FAIL  amtool check-config" in proc.stdout
+
+
+def test_dockerfile_hadolint_rejects_fails(tree: Path, helm: str) -> None:
+    edit(tree / "Dockerfile", "FROM ${PYTHON_IMAGE} AS runtime",
+         "FROM ${PYTHON_IMAGE} AS runtime\nRUN apt-get update && apt-get install -y curl")
+    proc = run_checks(tree, helm, "hadolint")
+    assert proc.returncode == 1
+    assert "DL3008" in proc.stdout
