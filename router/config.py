@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from datetime import timedelta
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
 
 from router.delivery.receivers import ReceiverConfig
+from router.durations import Duration
+from router.escalation import OnCallConfig
+from router.model import Severity
 from router.policy import SeverityPolicies
 
 
@@ -134,6 +138,39 @@ class ApiConfig(Strict):
     tokens: list[SecretStr] = Field(default_factory=list)
 
 
+class SlackAppConfig(Strict):
+    """The Slack app behind `/incident` and the Acknowledge/Resolve buttons."""
+
+    signing_secret: SecretStr
+    # Slash commands answer in Slack's 3 s; these users may run them (empty: everyone).
+    allowed_users: list[str] = Field(default_factory=list)
+
+
+class PagerDutyWebhookConfig(Strict):
+    """PagerDuty webhooks v3 (acknowledge/resolve there -> here); several during rotation."""
+
+    secrets: list[SecretStr] = Field(min_length=1)
+
+
+class IncidentsConfig(Strict):
+    """When alerts become incidents, and what an incident drives."""
+
+    # Alert groups at or above this severity open an incident.
+    open_at: Severity = Severity.SEV2
+    # Incidents at or above this severity are paged through the escalation policy.
+    page_at: Severity = Severity.SEV2
+    # Incidents at or above this severity go on the status page.
+    statuspage_at: Severity = Severity.SEV2
+    # The `statuspage` receiver to drive (none: the router serves its own GET /status).
+    statuspage_receiver: str | None = None
+    # Service -> Statuspage component id.
+    components: dict[str, str] = Field(default_factory=dict)
+    # Receivers told about SLA breaches and escalations (besides the incident's own).
+    sla_receivers: list[str] = Field(default_factory=list)
+    # A post-mortem is due this long after resolution; a reminder fires if not marked done.
+    postmortem_due: Duration = timedelta(hours=48)
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     backend: BackendConfig = EmbeddedBackendConfig()
@@ -144,6 +181,10 @@ class Config(Strict):
     # Who hears about alerts whose rule and severity policy name no receiver.
     default_receivers: list[str] = Field(default_factory=list)
     severities: SeverityPolicies = SeverityPolicies()
+    incidents: IncidentsConfig = IncidentsConfig()
+    oncall: OnCallConfig = OnCallConfig()
+    slack: SlackAppConfig | None = None
+    pagerduty_webhook: PagerDutyWebhookConfig | None = None
     # Map of the `severity` label's values to SEV levels, for alerts no rule matches.
     severity_label_map: dict[str, str] = Field(
         default_factory=lambda: {

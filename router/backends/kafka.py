@@ -1,157 +1,58 @@
-"""Kafka backend, intake side: topic layout, topic creation, client settings, the event log.
+"""Kafka backend (`backend: kafka`): the intake log and the backend that ties the parts together.
 
 Every accepted event goes to `<prefix>.alerts`, keyed by `model.event_key` (the group key), so
-all events of one incident land in one partition and reach one engine owner. The engine keeps
-its state in `<prefix>.state`, a compacted changelog with the same partition count: the same
-key hashes to the same partition number in both topics (co-partitioning), which is what lets
-a partition's new owner restore exactly the state it needs.
+all events of one incident land in one partition and reach one engine owner. The parts:
+`kafka_topics` (layout, creation, client settings), `kafka_engine` (the consumer group of
+engines with per-partition state and transactions), `kafka_outbox` (outbox, dead letters and
+delivery records for the Dispatcher), `kafka_table` (compacted topics tailed into memory).
+See docs/kafka.md.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Callable, Sequence
+from datetime import datetime
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
-from aiokafka.helpers import create_ssl_context
-from pydantic import TypeAdapter
+from aiokafka.errors import KafkaError
 
 from router.backends.base import LogEvent, LogUnavailable
+from router.backends.kafka_engine import KafkaEngineRunner, decode_view
+from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
+from router.backends.kafka_table import CompactedTable, KafkaWriter
+from router.backends.kafka_topics import (
+    TopicLayoutError,
+    Topics,
+    check_layout,
+    client_kwargs,
+    decode_event,
+    encode_event,
+    ensure_topics,
+    init_topics,
+    topic_names,
+    topic_specs,
+)
 from router.config import KafkaBackendConfig
-from router.model import Event, event_key
+from router.delivery.outbox import DeadLetter
+from router.engine.state import EngineContext
+from router.metrics import EngineMetrics
+from router.model import Alert, utcnow
 
-# --- topic layout ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Topics:
-    alerts: str
-    state: str
-    notifications: str
-    notifications_dlq: str
-
-
-def topic_names(prefix: str) -> Topics:
-    return Topics(
-        alerts=f"{prefix}.alerts",
-        state=f"{prefix}.state",
-        notifications=f"{prefix}.notifications",
-        notifications_dlq=f"{prefix}.notifications-dlq",
-    )
-
-
-class TopicLayoutError(Exception):
-    """Existing topics cannot be used as they are (e.g. state not co-partitioned with alerts)."""
-
-
-# --- client settings -------------------------------------------------------------------------
-
-
-def client_kwargs(cfg: KafkaBackendConfig) -> dict[str, Any]:
-    """Connection settings shared by every aiokafka client (producer, consumer, admin).
-
-    The result holds the SASL password: pass it to aiokafka, never log it.
-    """
-    kwargs: dict[str, Any] = {
-        "bootstrap_servers": list(cfg.bootstrap_servers),
-        "security_protocol": cfg.security_protocol,
-    }
-    if cfg.security_protocol in ("SSL", "SASL_SSL"):
-        kwargs["ssl_context"] = create_ssl_context(
-            cafile=cfg.ssl_cafile, certfile=cfg.ssl_certfile, keyfile=cfg.ssl_keyfile
-        )
-    if cfg.security_protocol in ("SASL_PLAINTEXT", "SASL_SSL"):
-        kwargs["sasl_mechanism"] = cfg.sasl_mechanism or "PLAIN"
-        kwargs["sasl_plain_username"] = cfg.sasl_username
-        kwargs["sasl_plain_password"] = (
-            cfg.sasl_password.get_secret_value() if cfg.sasl_password is not None else None
-        )
-    return kwargs
-
-
-# --- topic creation --------------------------------------------------------------------------
-
-
-def topic_specs(cfg: KafkaBackendConfig) -> list[NewTopic]:
-    topics = topic_names(cfg.topic_prefix)
-
-    def spec(name: str, configs: dict[str, str] | None = None) -> NewTopic:
-        return NewTopic(name, cfg.partitions, cfg.replication_factor, topic_configs=configs or {})
-
-    return [
-        spec(topics.alerts),
-        # Compacted: the latest state per key survives, so a restore reads little.
-        spec(topics.state, {"cleanup.policy": "compact"}),
-        spec(topics.notifications),
-        spec(topics.notifications_dlq),
-    ]
-
-
-async def ensure_topics(cfg: KafkaBackendConfig, visible_within: float = 30.0) -> None:
-    """Create the four topics if missing (callers gate this on `cfg.create_topics`).
-
-    Returns once the broker serves metadata for them. Existing topics are left alone, but alerts
-    and state must have the same partition count or a partition's state would be restored from
-    the wrong changelog partition.
-    """
-    topics = topic_names(cfg.topic_prefix)
-    admin = AIOKafkaAdminClient(**client_kwargs(cfg))
-    await admin.start()
-    try:
-        response = await admin.create_topics(topic_specs(cfg))
-        for item in response.topic_errors:
-            name, code = item[0], item[1]
-            error = for_code(code)
-            if code != 0 and error is not TopicAlreadyExistsError:
-                raise error(f"cannot create topic {name}")
-        counts = await _partition_counts(admin, [topics.alerts, topics.state], visible_within)
-    finally:
-        await admin.close()
-    if counts[topics.alerts] != counts[topics.state]:
-        raise TopicLayoutError(
-            f"topics {topics.alerts} ({counts[topics.alerts]} partitions) and "
-            f"{topics.state} ({counts[topics.state]} partitions) must have the same "
-            "partition count"
-        )
-
-
-async def _partition_counts(
-    admin: AIOKafkaAdminClient, names: list[str], within: float
-) -> dict[str, int]:
-    """Partition count per topic, once metadata shows them all (it lags creation briefly)."""
-    deadline = asyncio.get_running_loop().time() + within
-    while True:
-        described = await admin.describe_topics(names)
-        counts = {
-            d["topic"]: len(d["partitions"])
-            for d in described
-            if d["error_code"] == 0 and d["partitions"]
-        }
-        if set(counts) == set(names):
-            return counts
-        if asyncio.get_running_loop().time() > deadline:
-            missing = ", ".join(sorted(set(names) - set(counts)))
-            raise TopicLayoutError(f"topics {missing} not visible in metadata after {within:g}s")
-        await asyncio.sleep(0.1)
-
-
-# --- encoding --------------------------------------------------------------------------------
-
-_EVENT: TypeAdapter[LogEvent] = TypeAdapter(Event)
-
-
-def encode_event(event: LogEvent) -> tuple[bytes, bytes]:
-    """(key, value) of a log record: the group key and the event's JSON (tagged by `kind`)."""
-    return event_key(event).encode(), event.model_dump_json().encode()
-
-
-def decode_event(value: bytes) -> LogEvent:
-    return _EVENT.validate_json(value)
-
+__all__ = [
+    "KafkaBackend",
+    "KafkaLog",
+    "TopicLayoutError",
+    "Topics",
+    "check_layout",
+    "client_kwargs",
+    "decode_event",
+    "encode_event",
+    "ensure_topics",
+    "init_topics",
+    "topic_names",
+    "topic_specs",
+]
 
 # --- the log ---------------------------------------------------------------------------------
 
@@ -216,3 +117,75 @@ class KafkaLog:
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+# --- the backend -----------------------------------------------------------------------------
+
+
+class KafkaBackend:
+    """`router.backends.base.Backend` on Kafka: N replicas in one consumer group."""
+
+    def __init__(self, cfg: KafkaBackendConfig, context: EngineContext, metrics: EngineMetrics,
+                 *, clock: Callable[[], datetime] = utcnow) -> None:
+        self.cfg = cfg
+        self.topics = topic_names(cfg.topic_prefix)
+        self.log = KafkaLog(cfg)
+        self._writer = KafkaWriter(cfg, client_id="incident-router-delivery-writer")
+        self._view: CompactedTable[list[Alert]] = CompactedTable(
+            cfg, self.topics.alerts_view, decode_view)
+        self._dead: CompactedTable[DeadLetter] = CompactedTable(
+            cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
+        self._records: CompactedTable[bytes] = CompactedTable(
+            cfg, self.topics.delivery_records, bytes, self._writer)
+        self.engine = KafkaEngineRunner(cfg, context, metrics, clock=clock)
+        # The app points engine.on_outbox at the Dispatcher; new outbox items arrive through
+        # the delivery consumer, so that is where the wake-up comes from.
+        self.outbox = KafkaOutbox(cfg, self._dead, self._records,
+                                  on_items=lambda: self.engine.on_outbox())
+        self.records = KafkaDeliveryStore(self._records)
+        self._started = False
+
+    async def start(self) -> None:
+        if self.cfg.create_topics:
+            await ensure_topics(self.cfg)
+        else:
+            await check_layout(self.cfg)
+        await self.log.start()
+        await self._writer.start()
+        for table in (self._view, self._dead, self._records):
+            await table.start()
+        await self.outbox.start()
+        await self.engine.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        self._started = False
+        await self.engine.stop()
+        await self.outbox.stop()
+        for table in (self._records, self._dead, self._view):
+            await table.stop()
+        await self._writer.stop()
+        await self.log.stop()
+
+    async def ready(self) -> bool:
+        """Started, and every engine partition this replica owns is restored."""
+        return self._started and self.engine.ready()
+
+    async def wait_ready(self, within: float = 60.0) -> None:
+        """Until `ready()` (tests, tools); TimeoutError after `within` seconds."""
+        async with asyncio.timeout(within):
+            while True:
+                if await self.ready():
+                    return
+                await asyncio.sleep(0.05)
+
+    async def current_alerts(
+        self, status: str | None = None, source: str | None = None, limit: int = 1000
+    ) -> list[Alert]:
+        """From the alerts view every replica tails: all groups, whoever owns them."""
+        alerts = [
+            a for group in list(self._view.rows.values()) for a in group
+            if (not status or a.status.value == status) and (not source or a.source == source)
+        ]
+        alerts.sort(key=lambda a: a.event_time, reverse=True)
+        return alerts[:limit]

@@ -26,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
+from typing import TypeAlias
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
@@ -41,7 +42,7 @@ from router.model import Alert, utcnow
 
 log = logging.getLogger(__name__)
 
-Record = ConsumerRecord[bytes, bytes]
+Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 _ALERTS: TypeAdapter[list[Alert]] = TypeAdapter(list[Alert])
 
 
@@ -149,7 +150,9 @@ class KafkaEngineRunner:
         tps = [TopicPartition(self._topics.alerts, p) for p in sorted(partitions)]
         end = await consumer.end_offsets(tps)
         for tp in tps:
-            while end[tp] > 0 and ((await consumer.committed(tp)) or 0) < end[tp]:
+            while True:
+                if end[tp] == 0 or ((await consumer.committed(tp)) or 0) >= end[tp]:
+                    break
                 await asyncio.sleep(0.05)
 
     # --- ownership -------------------------------------------------------------------------
