@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= examples/router.yaml
 
-.PHONY: run test lint typecheck rules-test unit system-deps kafka-fetch bench clean
+.PHONY: run test lint typecheck rules-test unit system-deps kafka-fetch k8s-checks bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/incident-router serve --config $(CONFIG)
 
 ## Install what tests need, start what they need (Kafka, Alertmanager), run everything.
-test: $(STAMP) system-deps kafka-fetch lint typecheck rules-test unit
+test: $(STAMP) system-deps kafka-fetch lint typecheck rules-test k8s-checks unit
 
 lint: $(STAMP)
 	$(BIN)/ruff check router tests bench tools
@@ -31,6 +31,11 @@ rules-test: $(STAMP)
 
 unit: $(STAMP)
 	$(BIN)/python -m pytest -q -p no:cacheprovider
+
+# Dockerfile, Helm chart, deploy/ manifests, Prometheus/Alertmanager examples (offline).
+# helm is built once with `go install` into ~/.cache/incident-router/.
+k8s-checks: $(STAMP) system-deps
+	$(BIN)/python tools/k8s_checks.py
 
 # Real Alertmanager and Prometheus for the end-to-end tests, from Debian's packages.
 system-deps:

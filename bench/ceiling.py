@@ -22,7 +22,7 @@ from pydantic import ValidationError
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router.sources.alertmanager import WebhookPayload  # noqa: E402
+from router.sources.alertmanager import WebhookPayload
 
 OK = orjson.dumps({"status": "success"})
 

@@ -33,7 +33,7 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import payloads  # noqa: E402
+import payloads
 
 
 class ProtocolError(Exception):

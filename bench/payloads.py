@@ -228,9 +228,8 @@ def sns_key(directory: str) -> Any:
 
 def sns(cert_url: str, count: int, key_dir: str) -> Payload:
     """`count` signed SNS notifications (about 1 ms each to sign) for the CloudWatch source."""
-    from tests import snskit
-
     key = sns_key(key_dir)
+    from tests import snskit
     pool = []
     for i in range(count):
         env = snskit.notification(message=cloudwatch_alarm(i), cert_url=cert_url, key=key,

@@ -61,6 +61,10 @@ class Settings:
     work: Path
     results: Path
     stamp: str
+    payloads: set[str] | None = None
+
+    def wants(self, kind: str) -> bool:
+        return self.payloads is None or kind in self.payloads
 
 
 @dataclass
@@ -184,7 +188,8 @@ def running(*procs: Proc) -> Iterator[None]:
 
 def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], float]:
     """Run the load generator; return its result and the CPU seconds `pids` used while it
-    measured (sampled when it says `measure` and `done`)."""
+    measured (sampled when it says `measure` and `done`). The peak RSS of `pids` at the end
+    goes into the result as `peak_rss`."""
     spec = {"cpu": LOAD_CPU, **spec}
     proc = subprocess.Popen([PY, str(BENCH / "loadgen.py")], stdin=subprocess.PIPE,
                             stdout=subprocess.PIPE, cwd=str(ROOT))
@@ -193,6 +198,7 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], flo
     proc.stdin.close()
     start = sum(cpu_seconds(p) for p in pids)
     used = 0.0
+    rss = 0
     result: dict[str, Any] = {}
     for line in proc.stdout:
         text = line.strip()
@@ -200,22 +206,23 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], flo
             start = sum(cpu_seconds(p) for p in pids)
         elif text == b"done":
             used = sum(cpu_seconds(p) for p in pids) - start
+            rss = max(peak_rss(p) for p in pids)
         elif text.startswith(b"{"):
             result = json.loads(text)
+            result["peak_rss"] = rss
     if proc.wait() != 0 or not result:
         raise RuntimeError(f"load generator failed (exit {proc.returncode})")
     return result, used
 
 
-def load_row(scenario: str, result: dict[str, Any], cpu: float, pids: list[int],
-             note: str = "") -> Row:
+def load_row(scenario: str, result: dict[str, Any], cpu: float, note: str = "") -> Row:
     alerts = result["requests"] * result["alerts_per_request"]
     bad = result["requests"] - result["ok"] + result["errors"]
     if bad:
         note = f"{note}; {bad} non-2xx/errors {result['status']}".strip("; ")
     return Row(
         scenario, result["kind"], result["alerts_s"], result["req_s"], result["p50_ms"],
-        result["p99_ms"], max(peak_rss(p) for p in pids) / 2**20,
+        result["p99_ms"], result["peak_rss"] / 2**20,
         cpu / (alerts / 1000) if alerts else None, note,
     )
 
@@ -317,19 +324,23 @@ def load_spec(s: Settings, ports: list[int], kind: str, **extra: Any) -> dict[st
 def scenario_ceiling(s: Settings) -> list[Row]:
     rows = []
     for kind in ("am1", "am10", "am100"):
+        if not s.wants(kind):
+            continue
         port = free_port()
         proc = Proc("ceiling", [PY, str(BENCH / "ceiling.py"), "--port", str(port)],
                     s.work / "ceiling.log", SERVER_CPU)
         with running(proc):
             proc.wait_ready(f"http://127.0.0.1:{port}/readyz")
             result, cpu = run_load(load_spec(s, [port], kind), [proc.pid])
-        rows.append(load_row("1 ceiling (aiohttp+pydantic)", result, cpu, [proc.pid]))
+        rows.append(load_row("1 ceiling (aiohttp+pydantic)", result, cpu))
     return rows
 
 
 def scenario_embedded(s: Settings) -> list[Row]:
     rows = []
     for kind in ("am1", "am10", "am100", "dup30", "storm", "sns"):
+        if not s.wants(kind):
+            continue
         sink, sink_port = start_sink(s)
         with running(sink):
             port = free_port()
@@ -344,7 +355,7 @@ def scenario_embedded(s: Settings) -> list[Row]:
                                                     "/SimpleNotificationService-0123456789"
                                                     "abcdef.pem"}
                 result, cpu = run_load(load_spec(s, [port], kind, **extra), [proc.pid])
-            rows.append(load_row("2 router embedded", result, cpu, [proc.pid],
+            rows.append(load_row("2 router embedded", result, cpu,
                                  "pool of signed messages cycled" if kind == "sns" else ""))
     return rows
 
@@ -406,7 +417,7 @@ def scenario_kafka(s: Settings) -> list[Row]:
                     rows.append(Row(f"3 router kafka x{n}", "am10", note=str(exc)[:200]))
                     continue
             alerts = result["requests"] * 10
-            row = load_row(f"3 router kafka x{n}", result, cpu, pids,
+            row = load_row(f"3 router kafka x{n}", result, cpu,
                            f"routers on core {SERVER_CPU}, broker on core {LOAD_CPU}")
             row.extra["broker_cpu_s_per_1k"] = broker_cpu / (alerts / 1000) if alerts else None
             rows.append(row)
@@ -459,6 +470,8 @@ def alertmanager_version() -> str:
 def scenario_alertmanager(s: Settings) -> list[Row]:
     rows = []
     for kind in ("amv2-1", "amv2-10", "amv2-100"):
+        if not s.wants(kind.replace("amv2-", "am")):
+            continue
         try:
             proc, port = alertmanager_proc(s, f"am-{kind}", None)
         except RuntimeError as exc:
@@ -466,7 +479,7 @@ def scenario_alertmanager(s: Settings) -> list[Row]:
         with running(proc):
             result, cpu = run_load(load_spec(s, [port], kind), [proc.pid])
         rows.append(load_row(f"4 alertmanager {alertmanager_version()} ingest", result, cpu,
-                             [proc.pid], "POST /api/v2/alerts, null receiver"))
+                             "POST /api/v2/alerts, null receiver"))
     return rows
 
 
@@ -553,7 +566,7 @@ def scenario_delivery(s: Settings) -> list[Row]:
             alerts = result["requests"] * 10
             rows.append(Row(
                 f"4 delivery {label}", f"{prefix}10", rate, result["req_s"], pct(lat, 0.5),
-                pct(lat, 0.99), max(peak_rss(p) for p in pids) / 2**20,
+                pct(lat, 0.99), result["peak_rss"] / 2**20,
                 cpu / (alerts / 1000) if alerts else None,
                 f"alerts/s = delivered/s; ingest {result['alerts_s']:.0f}/s; "
                 f"{arrived}/{sent * 10} delivered within 5 s",
@@ -585,7 +598,7 @@ def scenario_e2e(s: Settings) -> list[Row]:
                 settle=10)
             rows.append(Row(
                 f"5 e2e @{s.e2e_rate:.0f}/s {label}", f"{prefix}1", rate, result["req_s"],
-                pct(lat, 0.5), pct(lat, 0.99), max(peak_rss(p) for p in pids) / 2**20,
+                pct(lat, 0.5), pct(lat, 0.99), result["peak_rss"] / 2**20,
                 cpu / (result["requests"] / 1000) if result["requests"] else None,
                 f"p50/p99 = POST to sink; HTTP p99 {result['p99_ms']:.1f} ms; "
                 f"{arrived}/{sent} delivered",
@@ -744,6 +757,8 @@ def main() -> None:
     parser.add_argument("--state-alerts", type=int)
     parser.add_argument("--only", help=f"comma-separated subset of {','.join(SCENARIOS)}")
     parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
+    parser.add_argument("--payloads", help="only these payload kinds in ceiling/embedded/"
+                        "alertmanager, e.g. am10,storm")
     parser.add_argument("--profile", choices=("cprofile", "py-spy"),
                         help="profile every router process (files next to the JSON)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -767,7 +782,8 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     s = Settings(warmup, duration, args.connections, args.e2e_rate, state_alerts,
                  sns_pool=1000 if quick else 4000, profile=args.profile, work=work,
-                 results=results, stamp=stamp)
+                 results=results, stamp=stamp,
+                 payloads=set(args.payloads.split(",")) if args.payloads else None)
     info = machine()
     print(f"bench: {info['nproc']} CPUs ({info['cpu']}), load {info['loadavg_at_start'][0]:.2f};"
           f" server on core {SERVER_CPU}, load on core {LOAD_CPU}; warm-up {warmup:g} s,"

@@ -27,6 +27,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import payloads  # noqa: E402
+
 from tests import snskit  # noqa: E402
 
 

@@ -30,9 +30,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from router.engine.engine import Engine  # noqa: E402
-from router.engine.state import EngineContext  # noqa: E402
-from router.model import Alert, AlertEvent, Severity, Status  # noqa: E402
+from router.engine.engine import Engine
+from router.engine.state import EngineContext
+from router.model import Alert, AlertEvent, Severity, Status
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -132,7 +132,8 @@ def main() -> None:
     fill_s = fill(engine, args.alerts, args.group_size)
     gc.collect()
     after = rss_bytes()
-    states = [(k, engine.encoded(k) or b"") for k in engine.keys()]
+    keys = list(engine.keys())
+    states = [(k, engine.encoded(k) or b"") for k in keys]
     encoded = sum(len(v) for _, v in states)
     result: dict[str, Any] = {
         "alerts": args.alerts, "groups": len(engine), "group_size": args.group_size,

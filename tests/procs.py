@@ -147,8 +147,15 @@ def router_process(config_path: Path, log: Path) -> Iterator[str]:
             stdout=out, stderr=subprocess.STDOUT, cwd=root, env=env,
         )
     url = f"http://127.0.0.1:{port}"
+
+    def ready() -> bool:
+        if proc.poll() is not None:  # exited (e.g. a bad config): no point waiting
+            tail = log.read_text(errors="replace")[-4000:]
+            pytest.fail(f"the router exited with {proc.returncode}:\n{tail}")
+        return http_ok(f"{url}/readyz")
+
     try:
-        wait_until(lambda: http_ok(f"{url}/readyz"), 60, "the router to be ready", log)
+        wait_until(ready, 60, "the router to be ready", log)
         yield url
     finally:
         _stop(proc)

@@ -41,8 +41,12 @@ from typing import Any
 import yaml
 
 HELM_VERSION = "v3.21.4"
-KUBE_VERSION = "1.30.0"  # oldest Kubernetes the chart is checked against (Chart.yaml: >=1.25)
-CRD_KINDS = {("monitoring.coreos.com", "ServiceMonitor"), ("monitoring.coreos.com", "PrometheusRule")}
+# The Kubernetes version the chart is rendered for and every object is validated against.
+KUBE_VERSION = "1.30.0"
+CRD_KINDS = {
+    ("monitoring.coreos.com", "ServiceMonitor"),
+    ("monitoring.coreos.com", "PrometheusRule"),
+}
 ROOT = Path(__file__).resolve().parent.parent
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
 
@@ -126,7 +130,7 @@ def load_all(text: str) -> list[dict[str, Any]]:
 
 def validate_objects(checks: Checks, where: str, objects: Iterable[dict[str, Any]]) -> None:
     """Every object against the Kubernetes schemas, strictly (unknown fields are errors)."""
-    from kubernetes_validate import utils as kv
+    from kubernetes_validate import utils as kv  # type: ignore[import-untyped]
 
     for obj in objects:
         kind = obj.get("kind", "?")
@@ -274,10 +278,10 @@ def step_kubernetes(checks: Checks, root: Path, _: argparse.Namespace) -> None:
         print("skip  kubectl kustomize (kubectl not installed): overlays not rendered")
         return
     for k in kustomizations:
-        where = str(k.parent.relative_to(root))
-        proc = checks.run(f"kubectl kustomize {where}", [kubectl, "kustomize", str(k.parent)])
+        rendered = str(k.parent.relative_to(root))
+        proc = checks.run(f"kubectl kustomize {rendered}", [kubectl, "kustomize", str(k.parent)])
         if proc is not None:
-            validate_objects(checks, where, load_all(proc.stdout))
+            validate_objects(checks, rendered, load_all(proc.stdout))
 
 
 def step_prometheus(checks: Checks, root: Path, _: argparse.Namespace) -> None:

@@ -147,18 +147,23 @@ class KafkaBackend:
 
     async def start(self) -> None:
         if self.cfg.create_topics:
-            await ensure_topics(self.cfg)
+            counts = await ensure_topics(self.cfg)
         else:
-            await check_layout(self.cfg)
-        await self.log.start()
-        await self._writer.start()
-        for table in (self._view, self._dead, self._records):
-            await table.start()
-        await self.outbox.start()
-        await self.engine.start()
+            counts = await check_layout(self.cfg)
+        try:
+            await self.log.start()
+            await self._writer.start()
+            for table in (self._view, self._dead, self._records):
+                await table.start(counts[table.topic])
+            await self.outbox.start()
+            await self.engine.start()
+        except BaseException:
+            await self.stop()
+            raise
         self._started = True
 
     async def stop(self) -> None:
+        """Stop every part that started, in reverse order (also after a failed start)."""
         self._started = False
         await self.engine.stop()
         await self.outbox.stop()

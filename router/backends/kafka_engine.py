@@ -171,6 +171,7 @@ class KafkaEngineRunner:
                     log.warning("restoring partition %d failed: %s", tp.partition,
                                 type(exc).__name__)
             self._metrics.owned_partitions.set(len(self._parts))
+            self._metrics.groups.set(sum(len(p.engine) for p in self._parts.values()))
 
     async def revoked(self, tps: Iterable[TopicPartition]) -> None:
         async with self._lock:

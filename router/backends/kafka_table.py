@@ -75,19 +75,16 @@ class CompactedTable(Generic[T]):
 
     # --- lifecycle -------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Start tailing; returns once the table holds everything committed so far."""
+    async def start(self, partitions: int) -> None:
+        """Start tailing the topic's `partitions`; returns once the table holds everything
+        committed so far."""
         consumer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
         )
         await consumer.start()
         self._consumer = consumer
-        await consumer.topics()  # metadata for every topic, ours included
-        partitions = consumer.partitions_for_topic(self.topic) or set()
-        if not partitions:
-            raise RuntimeError(f"topic {self.topic} not found")
-        self._tps = [TopicPartition(self.topic, p) for p in sorted(partitions)]
+        self._tps = [TopicPartition(self.topic, p) for p in range(partitions)]
         consumer.assign(self._tps)
         await consumer.seek_to_beginning(*self._tps)
         self._task = asyncio.create_task(self._tail(), name=f"tail-{self.topic}")

@@ -110,10 +110,12 @@ def topic_specs(cfg: KafkaBackendConfig) -> list[NewTopic]:
     ]
 
 
-async def ensure_topics(cfg: KafkaBackendConfig, visible_within: float = 30.0) -> None:
+async def ensure_topics(
+    cfg: KafkaBackendConfig, visible_within: float = 30.0
+) -> dict[str, int]:
     """Create the topics if missing (callers gate this on `cfg.create_topics`).
 
-    Returns once the broker serves metadata for them. Existing topics are left alone, but alerts
+    Returns the partition count per topic, once the broker serves metadata for them. Existing topics are left alone, but alerts
     and state must have the same partition count or a partition's state would be restored from
     the wrong changelog partition.
     """
@@ -126,7 +128,7 @@ async def ensure_topics(cfg: KafkaBackendConfig, visible_within: float = 30.0) -
             error = for_code(code)
             if code != 0 and error is not TopicAlreadyExistsError:
                 raise error(f"cannot create topic {name}")
-        await _check(admin, cfg, visible_within)
+        return await _check(admin, cfg, visible_within)
     finally:
         await admin.close()
 
@@ -147,8 +149,7 @@ async def init_topics(cfg: KafkaBackendConfig) -> dict[str, int]:
 
     Returns the partition count of every topic of the layout.
     """
-    await ensure_topics(cfg)
-    return await check_layout(cfg)
+    return await ensure_topics(cfg)
 
 
 async def _check(

@@ -45,6 +45,7 @@ from router.model import (
 Event = AlertEvent | CommandEvent | Tick
 
 K = NotificationKind
+_RANK = {sev: sev.rank for sev in Severity}  # Enum.value is slow on hot paths
 
 
 def decide(
@@ -83,7 +84,7 @@ def severity_of(alert: Alert, ctx: EngineContext) -> Severity:
 
 
 def _most_severe(severities: Iterable[Severity]) -> Severity | None:
-    return min(severities, key=lambda s: s.rank, default=None)
+    return min(severities, key=_RANK.__getitem__, default=None)
 
 
 def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) -> GroupState:
@@ -164,7 +165,7 @@ def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> Notifica
         return K.RESOLVE
     if s.fl == FLAP_STOPPED:
         return K.UPDATE
-    if s.nv is not None and sev.rank < s.nv.rank:
+    if s.nv is not None and _RANK[sev] < _RANK[s.nv]:
         return K.UPDATE
     if any(st.firing != st.n for st in s.a.values()):
         return K.UPDATE
@@ -285,7 +286,7 @@ def _notify(
     # Firing alerts plus those resolved since the last notification; sorted for determinism.
     included = [st for st in s.a.values() if st.firing or st.n] or list(s.a.values())
     included.sort(
-        key=lambda st: (not st.firing, severity_of(st.a, ctx).rank, st.a.starts_at, st.a.key)
+        key=lambda st: (not st.firing, _RANK[severity_of(st.a, ctx)], st.a.starts_at, st.a.key)
     )
     alerts = tuple(st.a for st in included)
     receivers = tuple(sorted(_receivers(alerts, sev, ctx) | set(s.rc)))
