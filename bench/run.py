@@ -220,6 +220,8 @@ def load_row(scenario: str, result: dict[str, Any], cpu: float, note: str = "") 
     bad = result["requests"] - result["ok"] + result["errors"]
     if bad:
         note = f"{note}; {bad} non-2xx/errors {result['status']}".strip("; ")
+    if not result["requests"]:
+        note = f"{note}; no request completed in the window".strip("; ")
     return Row(
         scenario, result["kind"], result["alerts_s"], result["req_s"], result["p50_ms"],
         result["p99_ms"], result["peak_rss"] / 2**20,

@@ -1,4 +1,4 @@
-"""incident-router serve | check-config | test-rules | dlq list|replay"""
+"""incident-router serve | check-config | test-rules | dlq list|replay | kafka init"""
 
 from __future__ import annotations
 
@@ -99,6 +99,30 @@ def _dlq(args: argparse.Namespace) -> int:
     return asyncio.run(run())
 
 
+def _kafka_init(args: argparse.Namespace) -> int:
+    from aiokafka.errors import KafkaError
+
+    from router.backends.kafka import TopicLayoutError, init_topics
+    from router.config import KafkaBackendConfig
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    if not isinstance(config.backend, KafkaBackendConfig):
+        print("kafka init: backend.type is not kafka", file=sys.stderr)
+        return 1
+    try:
+        counts = asyncio.run(init_topics(config.backend))
+    except (TopicLayoutError, KafkaError) as exc:
+        print(f"kafka init: {exc}", file=sys.stderr)
+        return 1
+    for name, n in sorted(counts.items()):
+        print(f"{name}\t{n} partitions")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incident-router")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -131,6 +155,12 @@ def main(argv: list[str] | None = None) -> int:
     which.add_argument("--id")
     which.add_argument("--receiver")
     dlq_replay.set_defaults(func=_dlq)
+
+    kafka = sub.add_parser("kafka", help="Kafka backend tools")
+    kafka_sub = kafka.add_subparsers(dest="kafka_command", required=True)
+    kinit = kafka_sub.add_parser("init", help="create the topics and check their layout")
+    kinit.add_argument("--config", required=True)
+    kinit.set_defaults(func=_kafka_init)
 
     args = parser.parse_args(argv)
     code: int = args.func(args)

@@ -56,8 +56,10 @@ class _Held:
 class _Cursor:
     """Progress of one owned outbox partition."""
 
-    next_offset: int  # records below were already taken (re-fetches after a seek are skipped)
-    committed: int  # last offset committed for the group
+    # Records below were already taken (re-fetches after a seek are skipped); -1: none yet,
+    # so nothing is committed before the first record (the group's offset stays as it is).
+    next_offset: int = -1
+    committed: int = -1  # last offset this process committed for the group
     open: deque[int] = field(default_factory=deque)  # taken, not yet done, in offset order
     done: set[int] = field(default_factory=set)  # done out of order
 
@@ -93,6 +95,7 @@ class KafkaOutbox:
         self._replay_lock = asyncio.Lock()
         self._tasks: list[asyncio.Task[None]] = []
         self._joined = False
+        self._full = False
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -136,15 +139,17 @@ class KafkaOutbox:
         consumer = self._consumer
         assert consumer is not None
         self._joined = True
-        # What a previous owner recorded or parked must be visible before its items come back.
+        # What a previous owner recorded or parked must be visible before its items come back:
+        # hold the partitions (paused records stay unread, not skipped) until caught up.
+        consumer.pause(*tps)
+        for tp in tps:
+            self._cursors.setdefault(tp, _Cursor())
         try:
             await self._records.sync()
             await self._dead.sync()
         except Exception as exc:
             log.warning("delivery tables not caught up on assignment: %s", type(exc).__name__)
-        for tp in tps:
-            committed = await consumer.committed(tp)
-            self._cursors[tp] = _Cursor(next_offset=committed or 0, committed=committed or 0)
+        consumer.resume(*tps)
 
     async def revoked(self, tps: set[TopicPartition]) -> None:
         consumer = self._consumer
@@ -166,11 +171,14 @@ class KafkaOutbox:
         assert consumer is not None
         while True:
             try:
-                assignment = consumer.assignment()
-                if len(self._held) >= self._max_buffer:
-                    consumer.pause(*assignment)  # keep polling (group liveness), fetch nothing
-                elif consumer.paused():
-                    consumer.resume(*consumer.paused())
+                full = len(self._held) >= self._max_buffer
+                if full != self._full:  # keep polling (group liveness), but fetch nothing
+                    assignment = consumer.assignment()
+                    if full:
+                        consumer.pause(*assignment)
+                    else:
+                        consumer.resume(*assignment)
+                    self._full = full
                 data = await consumer.getmany(timeout_ms=1000, max_records=1000)
             except asyncio.CancelledError:
                 raise
@@ -180,9 +188,8 @@ class KafkaOutbox:
                 continue
             new = False
             for tp, records in data.items():
-                cursor = self._cursors.get(tp)
-                if cursor is None:
-                    continue
+                # Records may come before the assignment callback ran: a cursor from here.
+                cursor = self._cursors.setdefault(tp, _Cursor())
                 for r in records:
                     if r.offset < cursor.next_offset:
                         continue

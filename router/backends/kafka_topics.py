@@ -115,9 +115,9 @@ async def ensure_topics(
 ) -> dict[str, int]:
     """Create the topics if missing (callers gate this on `cfg.create_topics`).
 
-    Returns the partition count per topic, once the broker serves metadata for them. Existing topics are left alone, but alerts
-    and state must have the same partition count or a partition's state would be restored from
-    the wrong changelog partition.
+    Returns the partition count per topic, once the broker serves metadata for them. Existing
+    topics are left alone, but alerts and state must have the same partition count or a
+    partition's state would be restored from the wrong changelog partition.
     """
     admin = AIOKafkaAdminClient(**client_kwargs(cfg))
     await admin.start()

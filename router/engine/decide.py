@@ -16,7 +16,7 @@ it has had no status change for `flap_window`, then its settled state is notifie
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from router.engine.state import (
@@ -150,6 +150,23 @@ def _group_severity(s: GroupState, firing: list[AlertState], ctx: EngineContext)
     return sev or ctx.default_severity
 
 
+def _timers(
+    s: GroupState, firing: list[AlertState], sev: Severity, ctx: EngineContext
+) -> tuple[float, float, float]:
+    """group_wait, group_interval, repeat_interval in seconds: the severity policy's, unless
+    rules override them on the alerts (the smallest override of the group wins)."""
+    policy = ctx.policy(sev)
+    timers = [policy.group_wait, policy.group_interval, policy.repeat_interval]
+    overrides: list[list[timedelta]] = [[], [], []]
+    for st in firing or s.a.values():
+        a = st.a
+        for i, value in enumerate((a.group_wait, a.group_interval, a.repeat_interval)):
+            if value is not None:
+                overrides[i].append(value)
+    gw, gi, ri = (min(o) if o else t for o, t in zip(overrides, timers, strict=True))
+    return gw.total_seconds(), gi.total_seconds(), ri.total_seconds()
+
+
 def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> NotificationKind | None:
     """What the group owes its receivers now, ignoring timing."""
     if s.fl == FLAP_DAMPED:
@@ -184,8 +201,9 @@ def _step(
     """Re-arm the group's timers after a change and fire what is due.
 
     After an alert event (`timers=False`) only a due first notification goes out (SEV1's
-    group_wait is 0); updates, resolutions, reminders, flap settling and expiry wait for the
-    group's Tick, so that every change of one batch of events goes out together.
+    group_wait is 0), and not even that with `flush=False`; updates, resolutions, reminders,
+    flap settling and expiry wait for the group's Tick, so that every change of one batch of
+    events goes out together.
     """
     notes: list[Notification] = []
     if timers:
@@ -196,16 +214,16 @@ def _step(
         s = _prune(s, now, ctx)
     firing = [st for st in s.a.values() if st.firing]
     sev = _group_severity(s, firing, ctx)
-    policy = ctx.policy(sev)
+    group_wait, group_interval, repeat_interval = _timers(s, firing, sev, ctx)
     kind = _pending(s, firing, sev)
 
     w: float | None = None
     u: float | None = None
     if kind is K.TRIGGER:
-        w = now + policy.group_wait.total_seconds()
+        w = now + group_wait
         w = w if s.w is None else min(s.w, w)
     elif kind is not None:
-        u = max(now, (s.nt if s.nt is not None else now) + policy.group_interval.total_seconds())
+        u = max(now, (s.nt if s.nt is not None else now) + group_interval)
         u = u if s.u is None else min(s.u, u)
     if w != s.w or u != s.u:
         s = s.model_copy(update={"w": w, "u": u})
@@ -215,12 +233,12 @@ def _step(
         kind is not None and due is not None and due <= now
         and (timers or (flush and kind is K.TRIGGER))
     ):
-        s, notes = _notify(s, kind, firing, sev, now, now_dt, ctx)
+        s, notes = _notify(s, kind, firing, sev, now, now_dt, ctx, repeat_interval)
     elif timers and s.r is not None and s.r <= now:
         if kind is None and firing and s.ns is Status.FIRING and s.fl == FLAP_NONE:
-            s, notes = _notify(s, K.REPEAT, firing, sev, now, now_dt, ctx)
+            s, notes = _notify(s, K.REPEAT, firing, sev, now, now_dt, ctx, repeat_interval)
         elif s.ns is Status.FIRING:  # damped or an update is on its way: remind later
-            s = s.model_copy(update={"r": now + policy.repeat_interval.total_seconds()})
+            s = s.model_copy(update={"r": now + repeat_interval})
         else:
             s = s.model_copy(update={"r": None})
 
@@ -282,6 +300,7 @@ def _notify(
     now: float,
     now_dt: datetime,
     ctx: EngineContext,
+    repeat_interval: float,
 ) -> tuple[GroupState, list[Notification]]:
     # Firing alerts plus those resolved since the last notification; sorted for determinism.
     included = [st for st in s.a.values() if st.firing or st.n] or list(s.a.values())
@@ -337,7 +356,7 @@ def _notify(
         "rc": receivers,
         "w": None,
         "u": None,
-        "r": None if resolve else now + ctx.policy(sev).repeat_interval.total_seconds(),
+        "r": None if resolve else now + repeat_interval,
         "fl": {FLAP_STARTED: FLAP_DAMPED, FLAP_STOPPED: FLAP_NONE}.get(s.fl, s.fl),
     }
     if synced:

@@ -331,17 +331,51 @@ def logs_of(routers: Iterable[RouterProcess]) -> str:
     return "\n".join(r.log_tail() for r in routers)
 
 
+ENGINE_GAUGES = (
+    "incident_router_engine_events_total",
+    "incident_router_engine_consumer_lag",
+    "incident_router_engine_owned_partitions",
+    "incident_router_engine_notifications_total",
+    "incident_router_notifications_sent_total",
+    "incident_router_engine_transaction_aborts_total",
+)
+
+
+def engine_summary(routers: Iterable[RouterProcess]) -> str:
+    """One line per router: alive or not, and its engine and delivery counters."""
+    lines = []
+    for r in routers:
+        if not r.alive():
+            lines.append(f"{r.name}: not running (exit {r.returncode()})")
+            continue
+        try:
+            m = r.metrics()
+        except OSError as exc:
+            lines.append(f"{r.name}: /metrics failed: {type(exc).__name__}")
+            continue
+        values = ", ".join(f"{k.removeprefix('incident_router_')}={m.get(k, 0):g}"
+                           for k in ENGINE_GAUGES)
+        lines.append(f"{r.name}: {values}")
+    return "\n".join(lines)
+
+
 def wait_for(check: Callable[[], bool], timeout: float, what: str,
-             routers: Iterable[RouterProcess] = ()) -> None:
-    """Poll `check` until true; fail with `what` and the routers' log tails after `timeout`."""
+             routers: Sequence[RouterProcess] = (),
+             detail: Callable[[], str] | None = None) -> None:
+    """Poll `check` until true; fail with `what`, `detail()`, the routers' counters and log
+    tails after `timeout`."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(Exception):
             if check():
                 return
         time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout:g}s waiting for {what}\n{logs_of(routers)}",
-                pytrace=False)
+    extra = ""
+    if detail is not None:
+        with contextlib.suppress(Exception):
+            extra = detail() + "\n"
+    pytest.fail(f"timed out after {timeout:g}s waiting for {what}\n{extra}"
+                f"{engine_summary(routers)}\n{logs_of(routers)}", pytrace=False)
 
 
 def settled(routers: Sequence[RouterProcess], sink: WebhookSink | None = None) -> bool:

@@ -16,8 +16,8 @@ from router.backends.kafka import KafkaBackend, client_kwargs, topic_names
 from router.config import KafkaBackendConfig
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
-from router.policy import SeverityPolicies, SeverityPolicy
 from router.model import Alert, AlertEvent, Notification, NotificationKind, Severity, Status, utcnow
+from router.policy import SeverityPolicies, SeverityPolicy
 
 pytestmark = pytest.mark.kafka
 
@@ -64,7 +64,8 @@ async def read_topic(cfg: KafkaBackendConfig, topic: str,
         async with asyncio.timeout(60):
             while any([await consumer.position(tp) < end[tp] for tp in tps]):
                 for part in (await consumer.getmany(timeout_ms=500)).values():
-                    records.extend(r for r in part if r.offset < end[TopicPartition(r.topic, r.partition)])
+                    records.extend(
+                        r for r in part if r.offset < end[TopicPartition(r.topic, r.partition)])
         return records
     finally:
         await consumer.stop()
@@ -220,7 +221,7 @@ async def test_not_ready_until_every_assigned_partition_is_restored(
     assert replica.metric("incident_router_engine_restore_duration_seconds") > 0
 
 
-async def test_repeat_timer_fires_from_the_restored_deadline(
+async def test_a_repeat_reminder_fires_when_its_timer_is_due(
     kafka_config: KafkaBackendConfig, replicas: list[Replica]
 ) -> None:
     replica = await start(replicas, kafka_config, context(repeat=timedelta(seconds=1)))

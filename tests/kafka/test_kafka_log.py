@@ -106,7 +106,7 @@ async def test_ensure_topics_creates_co_partitioned_topics_with_a_compacted_stat
         topics.alerts: "delete",
         topics.state: "compact",
         topics.notifications: "delete",
-        topics.notifications_dlq: "delete",
+        topics.notifications_dlq: "compact",
     }
 
 

@@ -347,6 +347,30 @@ def test_resolved_group_is_deleted_after_retention_but_recognises_stale_firing_u
     assert (state, notes) == (None, [])
 
 
+def timed(event: AlertEvent, **timers: float) -> AlertEvent:
+    overrides = {k: timedelta(seconds=v) for k, v in timers.items()}
+    return AlertEvent(alert=event.alert.model_copy(update=overrides))
+
+
+@pytest.mark.parametrize(
+    ("steps", "expected"),
+    [
+        ([(0, timed(fire(sev=SEV3), group_wait=5)), (5, TICK)], ["5 trigger SEV3 a"]),
+        ([(0, timed(fire(sev=SEV1), group_wait=20)), (20, TICK)], ["20 trigger SEV1 a"]),
+        ([(0, timed(fire(), group_interval=300)), (10, fire("b", 10)), (60, TICK), (300, TICK)],
+         ["0 trigger SEV1 a", "300 update SEV1 a,b"]),
+        ([(0, timed(fire(), repeat_interval=600)), (600, TICK)],
+         ["0 trigger SEV1 a", "600 repeat SEV1 a"]),
+    ],
+    ids=["shorter group_wait", "SEV1 made to wait", "longer group_interval",
+         "shorter repeat_interval"],
+)
+def test_rule_timer_overrides_win_over_the_severity_policy(
+    steps: list[Step], expected: list[str]
+) -> None:
+    assert run(steps)[1] == expected
+
+
 def test_tick_without_state_and_commands_change_nothing() -> None:
     assert decide(None, Tick(group_key="g"), at(0), CTX) == (None, [])
     state, _ = decide(None, fire(), at(0), CTX)
