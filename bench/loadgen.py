@@ -35,6 +35,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import payloads
 
+GRACE = 5.0  # seconds after the window that in-flight requests may still complete
+
 
 class ProtocolError(Exception):
     pass
@@ -192,9 +194,13 @@ class LoadGen:
         loop = asyncio.get_running_loop()
         return loop.time() + (mono - time.monotonic())
 
+    async def _bounded(self, answer: asyncio.Future[int]) -> int:
+        """An answer, or TimeoutError once the run is `GRACE` s past its end (bounded runs)."""
+        return await asyncio.wait_for(answer, max(0.1, self.t_end + GRACE - time.monotonic()))
+
     def _record(self, seq: int, sent: float, status: int | None) -> None:
         now = time.monotonic()
-        if sent < self.t_measure or now > self.t_end + 5:
+        if sent < self.t_measure or now > self.t_end + GRACE:
             return
         if status is None:
             self.errors += 1
@@ -223,8 +229,10 @@ class LoadGen:
             try:
                 if conn is None or conn.closed:
                     conn = await self.connect(target)
-                status = await conn.request(data)
-            except (OSError, ProtocolError):
+                status = await self._bounded(conn.request(data))
+            except (OSError, ProtocolError, TimeoutError):
+                if conn is not None and conn.transport is not None:
+                    conn.transport.close()
                 conn = None
                 await asyncio.sleep(0.01)
             self._record(seq, now, status)
@@ -273,8 +281,10 @@ class LoadGen:
             try:
                 if conn is None or conn.closed:
                     conn = await self.connect(target)
-                status = await conn.request(self.request_bytes(seq, target))
-            except (OSError, ProtocolError):
+                status = await self._bounded(conn.request(self.request_bytes(seq, target)))
+            except (OSError, ProtocolError, TimeoutError):
+                if conn is not None and conn.transport is not None:
+                    conn.transport.close()
                 conn = None
             self._record(seq, due, status)
         if conn is not None and conn.transport is not None:

@@ -45,7 +45,8 @@ ZERO_TIME = "0001-01-01T00:00:00Z"
 # the same goes for generated rules that match (they set `service`), so the GeneratedN alerts
 # here are looked at by those rules but stay under their thresholds.
 NAMES = (
-    "KubePodCrashLooping", "CertificateExpiringSoon", "HighRequestLatency", "NodeFilesystemAlmostFull",
+    "KubePodCrashLooping", "CertificateExpiringSoon", "HighRequestLatency",
+    "NodeFilesystemAlmostFull",
     "Generated3", "KubeDeploymentReplicasMismatch", "PostgresReplicationLag", "Generated18",
     "TargetDown", "KafkaConsumerLag", "RedisMemoryHigh", "Generated42",
 )

@@ -171,7 +171,7 @@ class Proc:
         if self.popen.poll() is None:
             self.popen.send_signal(signal.SIGINT)
             try:
-                self.popen.wait(15)
+                self.popen.wait(8)
             except subprocess.TimeoutExpired:
                 self.popen.kill()
                 self.popen.wait()
@@ -372,19 +372,28 @@ def kafka_available() -> str | None:
     return None
 
 
+_BROKER: list[Any] = []  # one broker for the whole run (it takes 10-30 s to start)
+
+
 @contextlib.contextmanager
 def kafka_broker(s: Settings) -> Iterator[tuple[str, int]]:
-    sys.path.insert(0, str(ROOT / "tools" / "kafka"))
-    from broker import KafkaBroker  # type: ignore[import-not-found]
+    """The run's broker, started on first use; each user takes fresh topics (prefix)."""
+    if not _BROKER:
+        sys.path.insert(0, str(ROOT / "tools" / "kafka"))
+        from broker import KafkaBroker  # type: ignore[import-not-found]
 
-    broker = KafkaBroker(work_dir=s.work / "kafka", heap="1g")
-    broker.start()
+        broker = KafkaBroker(work_dir=s.work / "kafka", heap="1g")
+        broker.start()
+        _BROKER.append(broker)
+    broker = _BROKER[0]
     assert broker.pid is not None
     pin_all(broker.pid, LOAD_CPU)  # the router gets core 0 to itself, as in every scenario
-    try:
-        yield broker.bootstrap, broker.pid
-    finally:
-        broker.close()
+    yield broker.bootstrap, broker.pid
+
+
+def close_broker() -> None:
+    while _BROKER:
+        _BROKER.pop().close()
 
 
 def kafka_backend(bootstrap: str, name: str) -> dict[str, Any]:
@@ -768,15 +777,18 @@ def main() -> None:
 
     quick = args.quick
     warmup = args.warmup if args.warmup is not None else (1.0 if quick else 5.0)
-    duration = args.duration if args.duration is not None else (3.0 if quick else 15.0)
+    duration = args.duration if args.duration is not None else (3.0 if quick else 10.0)
     state_alerts = args.state_alerts or (50_000 if quick else 1_000_000)
     chosen = [x for x in (args.only.split(",") if args.only else SCENARIOS)
               if x not in args.skip.split(",")]
     unknown = set(chosen) - set(SCENARIOS)
     if unknown:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
+    payload_set = set(args.payloads.split(",")) if args.payloads else None
     if quick and not args.only:
         chosen = [c for c in chosen if c != "delivery"]  # e2e covers delivery in a smoke run
+    if quick and payload_set is None:
+        payload_set = {"am10", "storm", "sns"}
 
     results = BENCH / "results"
     results.mkdir(exist_ok=True)
@@ -785,7 +797,7 @@ def main() -> None:
     s = Settings(warmup, duration, args.connections, args.e2e_rate, state_alerts,
                  sns_pool=1000 if quick else 4000, profile=args.profile, work=work,
                  results=results, stamp=stamp,
-                 payloads=set(args.payloads.split(",")) if args.payloads else None)
+                 payloads=payload_set)
     info = machine()
     print(f"bench: {info['nproc']} CPUs ({info['cpu']}), load {info['loadavg_at_start'][0]:.2f};"
           f" server on core {SERVER_CPU}, load on core {LOAD_CPU}; warm-up {warmup:g} s,"
@@ -805,6 +817,7 @@ def main() -> None:
                       f"alerts/s  p99 {fmt(r.p99_ms, '.1f'):>7} ms  {r.note}", flush=True)
             print(f"  ({name}: {time.monotonic() - t:.0f} s)", flush=True)
     finally:
+        close_broker()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     items = ratios(rows)

@@ -310,7 +310,7 @@ def _notify(
     alerts = tuple(st.a for st in included)
     receivers = tuple(sorted(_receivers(alerts, sev, ctx) | set(s.rc)))
     lead = alerts[0]
-    title = f"[{sev.value}] {lead.name}" + (f" ({lead.service})" if lead.service else "")
+    title = lead.name + (f" ({lead.service})" if lead.service else "")
     if len(alerts) > 1:
         title += f" +{len(alerts) - 1} more"
     details: dict[str, Any] = {

@@ -144,6 +144,8 @@ def test_restart_restores_state(
         r.start()
     for r in routers:  # the first may have rebalanced when the second joined
         r.wait_ready(60)
+    wait_for(lambda: metric_sum(routers, "incident_router_engine_groups") == count, 60,
+             f"the {count} groups to be restored", routers)
 
     # The same firing alerts again, through every router: remembered, so not notified.
     for k in range(len(routers)):
@@ -207,6 +209,7 @@ def test_kafka_broker_outage_answers_503_and_recovers(
              [router])
     restarting = time.monotonic()
     kafka_broker.restart()
+    restarted = time.monotonic()
     poster.join(180)
     assert not poster.is_alive(), "posting did not finish after the broker came back"
 
@@ -220,6 +223,9 @@ def test_kafka_broker_outage_answers_503_and_recovers(
     assert refused, f"no 503 while the broker was down: {during}"
     assert all(a.headers.get("Retry-After") for a in refused), refused
     assert sorted(accepted) == list(range(total))
+    first_tries = {i: min(sent for j, sent, _, _ in answers if j == i) for i in range(total)}
+    fresh = [i for i, sent in first_tries.items() if sent >= restarted]
+    assert fresh, "no alert was first posted after the broker came back: nothing was tested"
 
     # Processing resumes on its own: everything accepted is notified, the later alerts too.
     keys = [group_key(i) for i in range(total)]

@@ -381,7 +381,7 @@ def test_tick_without_state_and_commands_change_nothing() -> None:
 def test_notification_content() -> None:
     _, notes = decide(None, fire(), at(0), CTX)
     (note,) = notes
-    assert note.title == "[SEV1] HighErrorRate (checkout)"
+    assert note.title == "HighErrorRate (checkout)"  # the templates add "[SEV1] "
     assert note.group_key == "HighErrorRate|checkout"
     assert note.created_at == at(0)
     assert note.details["flapping"] is False
