@@ -159,6 +159,9 @@ class IncidentsConfig(Strict):
     open_at: Severity = Severity.SEV2
     # Incidents at or above this severity are paged through the escalation policy.
     page_at: Severity = Severity.SEV2
+    # Receivers that page people (pagerduty, opsgenie, jsm): they get one page per
+    # escalation level, with the level's on-call targets.
+    page_receivers: list[str] = Field(default_factory=list)
     # Incidents at or above this severity go on the status page.
     statuspage_at: Severity = Severity.SEV2
     # The `statuspage` receiver to drive (none: the router serves its own GET /status).
