@@ -71,6 +71,16 @@ class Alert(Frozen):
     group_interval: timedelta | None = None
     repeat_interval: timedelta | None = None
 
+    @classmethod
+    def trusted(cls, **values: Any) -> Alert:
+        """An Alert from values a source already validated: no second validation on the hot
+        path (pydantic's model_construct costs ~10 us an alert, this ~1 us)."""
+        return _trusted({**_ALERT_DEFAULTS, "labels": {}, "annotations": {}, **values})
+
+    def replace(self, **changes: Any) -> Alert:
+        """A copy with `changes` (already valid values), e.g. the classification fields."""
+        return _trusted({**self.__dict__, **changes})
+
     @property
     def key(self) -> str:
         """Identity of the alert across deliveries: source plus the source's fingerprint."""
@@ -84,11 +94,41 @@ class Alert(Frozen):
         return self.starts_at
 
 
+_ALERT_DEFAULTS: dict[str, Any] = {
+    name: field.default
+    for name, field in Alert.model_fields.items()
+    if not field.is_required() and field.default_factory is None
+}
+_ALERT_FIELDS = frozenset(Alert.model_fields)
+
+
+def _trusted(values: dict[str, Any]) -> Alert:
+    obj = object.__new__(Alert)
+    object.__setattr__(obj, "__dict__", values)
+    object.__setattr__(obj, "__pydantic_fields_set__", _ALERT_FIELDS)
+    object.__setattr__(obj, "__pydantic_extra__", None)
+    object.__setattr__(obj, "__pydantic_private__", None)
+    return obj
+
+
 class AlertEvent(Frozen):
     """An accepted (and classified) alert, as appended to the log."""
 
     kind: Literal["alert"] = "alert"
     alert: Alert
+
+    @classmethod
+    def of(cls, alert: Alert) -> AlertEvent:
+        """Wrap an already valid alert without validating it again (intake hot path)."""
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "__dict__", {"kind": "alert", "alert": alert})
+        object.__setattr__(obj, "__pydantic_fields_set__", _EVENT_FIELDS)
+        object.__setattr__(obj, "__pydantic_extra__", None)
+        object.__setattr__(obj, "__pydantic_private__", None)
+        return obj
+
+
+_EVENT_FIELDS = frozenset({"kind", "alert"})
 
 
 class CommandEvent(Frozen):

@@ -9,7 +9,7 @@ matching rules add to and override what it set. The format is documented in docs
 Loading is strict and reports every problem at once (file, rule, what is wrong), the way
 `promtool check rules` does. Classification is on the hot path of intake: matchers are compiled
 once, rules are indexed by one exact-value matcher each (alertname first) and the candidate
-list is cached per source and indexed label values, and the result is built with `model_copy`
+list is cached per source and indexed label values, and the result is built with `Alert.replace`
 (no re-validation).
 """
 
@@ -333,19 +333,17 @@ class RuleSet:
             )
         else:
             group_key = alert.group_key or default_group_key(alert.name, service)
-        return alert.model_copy(
-            update={
-                "severity": severity,
-                "team": team,
-                "service": service,
-                "runbook_url": runbook_url,
-                "dashboard_url": dashboard_url,
-                "receivers": receivers,
-                "group_key": group_key,
-                "rule": ", ".join(matched) if matched else None,
-                "labels": out_labels,
-                **timers,
-            }
+        return alert.replace(
+            severity=severity,
+            team=team,
+            service=service,
+            runbook_url=runbook_url,
+            dashboard_url=dashboard_url,
+            receivers=receivers,
+            group_key=group_key,
+            rule=", ".join(matched) if matched else None,
+            labels=out_labels,
+            **timers,
         )
 
 

@@ -88,7 +88,7 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
                               **{"Retry-After": "5"})
 
     classify = snapshot.rules.classify
-    events = [AlertEvent.model_construct(kind="alert", alert=classify(a)) for a in alerts]
+    events = [AlertEvent.of(classify(a)) for a in alerts]
     if events:
         try:
             await request.app[BACKEND].log.append(events)

@@ -61,18 +61,17 @@ class EmbeddedLog:
 
     async def append(self, events: Sequence[LogEvent]) -> None:
         now = time.time()
-        rows = [(event_key(e), e.kind, e.model_dump_json().encode(), now) for e in events]
-        views = [
-            (
-                e.alert.key,
-                e.alert.source,
-                e.alert.status.value,
-                e.alert.event_time.timestamp(),
-                e.alert.model_dump_json().encode(),
-            )
-            for e in events
-            if isinstance(e, AlertEvent)
-        ]
+        rows: list[tuple[str, str, bytes, float]] = []
+        views: list[tuple[str, str, str, float, bytes]] = []
+        for e in events:
+            if isinstance(e, AlertEvent):
+                a = e.alert
+                body = a.model_dump_json().encode()  # serialised once, for both tables
+                rows.append((event_key(e), "alert", b'{"kind":"alert","alert":' + body + b"}",
+                             now))
+                views.append((a.key, a.source, a.status.value, a.event_time.timestamp(), body))
+            else:
+                rows.append((event_key(e), e.kind, e.model_dump_json().encode(), now))
 
         def work(conn: sqlite3.Connection) -> None:
             conn.executemany(

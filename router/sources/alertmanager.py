@@ -86,7 +86,7 @@ def to_alerts(payload: WebhookPayload, received_at: datetime) -> list[Alert]:
     for a in payload.alerts:
         labels = a.labels
         alerts.append(
-            Alert.model_construct(
+            Alert.trusted(
                 source=SOURCE,
                 fingerprint=a.fingerprint,
                 status=a.status,
@@ -98,14 +98,7 @@ def to_alerts(payload: WebhookPayload, received_at: datetime) -> list[Alert]:
                 ends_at=a.endsAt,
                 received_at=received_at,
                 generator_url=a.generatorURL or None,
-                severity=None,
-                team=None,
-                service=None,
                 runbook_url=a.annotations.get("runbook_url"),
-                dashboard_url=None,
-                receivers=(),
-                group_key=None,
-                rule=None,
             )
         )
     return alerts
