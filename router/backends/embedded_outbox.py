@@ -80,7 +80,8 @@ class SqliteOutbox:
 
     async def mark_delivered(self, ids: Sequence[str]) -> None:
         await self._db.write_batched(
-            lambda c: c.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids])
+            lambda c: c.executemany("DELETE FROM outbox WHERE id = ?", [(i,) for i in ids]),
+            durable=False,
         )
 
     async def dead_letter(self, item: OutboxItem, reason: str) -> None:
@@ -97,7 +98,7 @@ class SqliteOutbox:
                      reason, time.time()),
                 )
 
-        await self._db.write_batched(work)
+        await self._db.write_batched(work, durable=False)
 
     async def list(self, receiver: str | None = None) -> list[DeadLetter]:
         def q(conn: sqlite3.Connection) -> list[tuple[str, int, bytes, str, float]]:
@@ -178,7 +179,7 @@ class SqliteDeliveryStore:
         await self._db.write_batched(lambda c: c.execute(
             "INSERT OR IGNORE INTO deliveries (notification_id, receiver, at) VALUES (?, ?, ?)",
             (notification_id, receiver, time.time()),
-        ))
+        ), durable=False)
 
     async def get_ref(self, receiver: str, key: str) -> dict[str, str] | None:
         def q(conn: sqlite3.Connection) -> bytes | None:
@@ -197,7 +198,7 @@ class SqliteDeliveryStore:
         await self._db.write_batched(lambda c: c.execute(
             "INSERT OR REPLACE INTO delivery_refs (receiver, key, ref) VALUES (?, ?, ?)",
             (receiver, key, orjson.dumps(ref)),
-        ))
+        ), durable=False)
 
     async def prune(self, older_than_seconds: float) -> int:
         cutoff = time.time() - older_than_seconds

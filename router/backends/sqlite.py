@@ -4,6 +4,12 @@ Every statement runs on a single dedicated thread (sqlite3 connections are not s
 threads, and one writer is what SQLite wants anyway). Concurrent `append`s that arrive while a
 commit is in flight are batched into the next transaction, so N concurrent requests cost one
 fsync, not N. Nothing is acknowledged before its transaction commits.
+
+Durability is chosen per write: what intake acknowledges to a source (`durable=True`) commits
+with `synchronous=FULL` (the WAL is fsynced); bookkeeping that can be redone after a power loss
+(engine state and outbox, recomputed deterministically from the log; delivery records, whose
+loss means at worst a resend with the same vendor dedup key) commits with `NORMAL`, which
+survives a process crash. A FULL commit makes everything before it durable too.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ class Database:
     def __init__(self, path: Path, schema: str, synchronous: str = "FULL") -> None:
         self._path = path
         self._schema = schema
+        # The level for durable writes (FULL); tests and benchmarks may relax it.
         self._synchronous = synchronous
+        self._level: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
         self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Work, asyncio.Future[None]]] = []
+        self._pending: list[tuple[Work, bool, asyncio.Future[None]]] = []
         self._flusher: asyncio.Task[None] | None = None
         self._closed = False
 
@@ -42,10 +50,10 @@ class Database:
             self._path.parent.mkdir(parents=True, exist_ok=True)
         conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(self._schema)
         self._conn = conn
+        self._level = None
 
     async def close(self) -> None:
         if self._closed:
@@ -72,11 +80,13 @@ class Database:
         """Run a read (or a self-contained write) on the database thread."""
         return await self._run(lambda: fn(self._require()))
 
-    async def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+    async def transaction(self, fn: Callable[[sqlite3.Connection], T],
+                          durable: bool = False) -> T:
         """Run `fn` in its own transaction (used by the engine for its atomic commits)."""
 
         def run() -> T:
             conn = self._require()
+            self._set_level(conn, durable)
             conn.execute("BEGIN IMMEDIATE")
             try:
                 result = fn(conn)
@@ -88,10 +98,10 @@ class Database:
 
         return await self._run(run)
 
-    async def write_batched(self, work: Work) -> None:
+    async def write_batched(self, work: Work, durable: bool = True) -> None:
         """Queue `work` for the next group commit and wait until it is committed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((work, fut))
+        self._pending.append((work, durable, fut))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         await fut
@@ -102,24 +112,31 @@ class Database:
             try:
                 await self._run(functools.partial(self._commit, batch))
             except BaseException as exc:  # the whole batch failed: tell every waiter
-                for _, fut in batch:
+                for _, _, fut in batch:
                     if not fut.done():
                         fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
                 continue
-            for _, fut in batch:
+            for _, _, fut in batch:
                 if not fut.done():
                     fut.set_result(None)
 
-    def _commit(self, batch: list[tuple[Work, asyncio.Future[None]]]) -> None:
+    def _commit(self, batch: list[tuple[Work, bool, asyncio.Future[None]]]) -> None:
         conn = self._require()
+        self._set_level(conn, any(durable for _, durable, _ in batch))
         conn.execute("BEGIN IMMEDIATE")
         try:
-            for work, _ in batch:
+            for work, _, _ in batch:
                 work(conn)
         except BaseException:
             conn.execute("ROLLBACK")
             raise
         conn.execute("COMMIT")
+
+    def _set_level(self, conn: sqlite3.Connection, durable: bool) -> None:
+        level = self._synchronous if durable else "NORMAL"
+        if level != self._level:
+            conn.execute(f"PRAGMA synchronous={level}")
+            self._level = level
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
