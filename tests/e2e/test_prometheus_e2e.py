@@ -233,7 +233,12 @@ async def test_prometheus_alertmanager_router_slack(tmp_path: Path, aiohttp_serv
         # Every post came from the one incident thread, and nothing was left undelivered.
         threads = {m.get("thread_ts", m["ts"]) for m in slack.messages}
         assert threads == {first["ts"]}
-        sent = await query('incident_router_notifications_sent_total{receiver="slack"}')
-        assert sent and float(sent[0]["value"][1]) >= 3
+
+        # Prometheus sees the three deliveries once it scrapes the router again.
+        async def three_sent() -> bool:
+            sent = await query('incident_router_notifications_sent_total{receiver="slack"}')
+            return bool(sent) and float(sent[0]["value"][1]) >= 3
+
+        assert await eventually("3 Slack deliveries in the router's metrics", three_sent)
     finally:
         await asyncio.to_thread(stack.close)
