@@ -1,4 +1,4 @@
-"""incident-router serve | check-config | test-rules | dlq list|replay | kafka init"""
+"""incident-router serve | check-config | test-rules | dlq list|replay | kafka init | postmortem"""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import sys
 from pathlib import Path
 
 from aiohttp import web
+from prometheus_client import CollectorRegistry
 
-from router.config import ConfigError, load_config
+from router.config import Config, ConfigError, load_config
 
 
 def _serve(args: argparse.Namespace) -> int:
@@ -123,6 +124,84 @@ def _kafka_init(args: argparse.Namespace) -> int:
     return 0
 
 
+def _postmortem(args: argparse.Namespace) -> int:
+    from router.config import EmbeddedBackendConfig
+
+    try:
+        config = load_config(Path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 1
+    incident_id = args.incident_id.upper()
+    if args.url:
+        code, text = asyncio.run(_postmortem_over_http(args.url, incident_id, args.token))
+    elif isinstance(config.backend, EmbeddedBackendConfig):
+        code, text = asyncio.run(_postmortem_embedded(config, incident_id))
+    else:
+        print("postmortem: with the kafka backend this requires a running router: pass its "
+              "address with --url (and --token or INCIDENT_ROUTER_TOKEN if api.tokens is set)",
+              file=sys.stderr)
+        return 1
+    if code != 0:
+        print(f"postmortem: {text}", file=sys.stderr)
+        return code
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+async def _postmortem_embedded(config: Config, incident_id: str) -> tuple[int, str]:
+    """Read the incident from the SQLite view without starting an engine (a running router may
+    own the database; the CLI only reads)."""
+    from router.backends.embedded import EmbeddedBackend
+    from router.backends.factory import engine_context
+    from router.config import EmbeddedBackendConfig
+    from router.incidents import postmortem_input
+    from router.metrics import EngineMetrics
+    from router.postmortem import render_postmortem
+
+    assert isinstance(config.backend, EmbeddedBackendConfig)
+    path = config.resolve(config.backend.path)
+    if not path.exists():
+        return 1, f"no database at {path} (backend.path)"
+    backend = EmbeddedBackend(path, engine_context(config), EngineMetrics(CollectorRegistry()))
+    await backend.db.open()
+    try:
+        incident = await backend.incident(incident_id)
+    finally:
+        await backend.db.close()
+    if incident is None:
+        return 1, f"no incident {incident_id} in {path}"
+    return 0, render_postmortem(postmortem_input(incident, config.severities))
+
+
+async def _postmortem_over_http(url: str, incident_id: str, token: str | None) -> tuple[int, str]:
+    import os
+
+    import aiohttp
+
+    token = token or os.environ.get("INCIDENT_ROUTER_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    target = f"{url.rstrip('/')}/api/v1/incidents/{incident_id}/postmortem"
+    try:
+        timeout = aiohttp.ClientTimeout(total=30)
+        async with (aiohttp.ClientSession(timeout=timeout) as session,
+                    session.get(target, headers=headers) as resp):
+            text = await resp.text()
+    except (aiohttp.ClientError, TimeoutError) as exc:
+        return 1, f"cannot reach {url}: {exc.__class__.__name__}"
+    if resp.status == 200:
+        return 0, text
+    if resp.status == 404:
+        return 1, f"no incident {incident_id} at {url}"
+    if resp.status == 401:
+        return 1, "the router wants an API token (--token or INCIDENT_ROUTER_TOKEN)"
+    return 1, f"{url} answered HTTP {resp.status}"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incident-router")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -161,6 +240,14 @@ def main(argv: list[str] | None = None) -> int:
     kinit = kafka_sub.add_parser("init", help="create the topics and check their layout")
     kinit.add_argument("--config", required=True)
     kinit.set_defaults(func=_kafka_init)
+
+    pm = sub.add_parser("postmortem", help="print the post-mortem draft of an incident")
+    pm.add_argument("incident_id", metavar="INC-YYYYMMDD-N")
+    pm.add_argument("--config", required=True)
+    pm.add_argument("--url", help="a running router (required with the kafka backend)")
+    pm.add_argument("--token", help="API token (default: $INCIDENT_ROUTER_TOKEN)")
+    pm.add_argument("--output", "-o", help="write the Markdown to this file")
+    pm.set_defaults(func=_postmortem)
 
     args = parser.parse_args(argv)
     code: int = args.func(args)

@@ -16,6 +16,9 @@ from enum import StrEnum
 from pydantic import Field
 
 from router.model import Frozen, Severity
+from router.policy import SeverityPolicies
+from router.postmortem import IncidentUpdate, PostmortemAlert, PostmortemInput
+from router.postmortem import TimelineEntry as PostmortemEntry
 
 
 class IncidentStatus(StrEnum):
@@ -80,3 +83,63 @@ class Command(StrEnum):
     RESOLVE = "resolve"  # args: message?
     PAGE = "page"  # args: target, target_kind ("user" | "team")
     POSTMORTEM_DONE = "postmortem_done"  # args: url?
+
+
+def _time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    if isinstance(value, str) and value:
+        try:
+            return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+    return None
+
+
+def postmortem_input(incident: Incident, policies: SeverityPolicies) -> PostmortemInput:
+    """The post-mortem renderer's input, from an incident view and the severity policies.
+
+    Impact starts at the first alert's start (`details.started_at`, else the opening);
+    detection is the opening; SLAs are the incident's (final) severity's.
+    """
+    d = incident.details
+    policy = policies.for_severity(incident.severity)
+    info = d.get("alert_info")
+    alerts = [
+        PostmortemAlert(name=str(a.get("name") or key), service=a.get("service"),
+                        started_at=_time(a.get("started_at")),
+                        ended_at=_time(a.get("ended_at")))
+        for key, a in (info.items() if isinstance(info, dict) else ())
+        if isinstance(a, dict)
+    ]
+    raw_updates = d.get("updates")
+    updates = [
+        IncidentUpdate(at=at, status=u.get("status"), message=str(u.get("message") or u.get("summary") or ""))
+        for u in (raw_updates if isinstance(raw_updates, list) else ())
+        if isinstance(u, dict) and (at := _time(u.get("at"))) is not None
+    ]
+    return PostmortemInput(
+        incident_id=incident.id,
+        title=incident.title,
+        severity=incident.severity,
+        severity_description=policy.description or None,
+        commander=incident.commander,
+        service=incident.service,
+        started_at=_time(d.get("started_at")) or incident.opened_at,
+        detected_at=incident.opened_at,
+        acknowledged_at=incident.acknowledged_at,
+        resolved_at=incident.resolved_at,
+        impact=incident.impact or None,
+        alerts=alerts,
+        timeline=[PostmortemEntry(at=e.at, kind=e.kind.value, actor=e.actor, text=e.text)
+                  for e in incident.timeline],
+        updates=updates,
+        root_cause=incident.root_cause,
+        mitigation=incident.mitigation or _opt_str(d.get("resolution")),
+        ack_sla=policy.ack_sla,
+        resolve_sla=policy.resolve_sla,
+    )
+
+
+def _opt_str(value: object) -> str | None:
+    return str(value) if value else None

@@ -6,9 +6,14 @@ URLs or secrets.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 from router import __version__
+
+if TYPE_CHECKING:
+    from router.engine.engine import Batch
 
 SOURCES = ("alertmanager", "cloudwatch", "generic")
 REJECT_REASONS = (
@@ -81,7 +86,10 @@ class IntakeMetrics:
 
 NOTIFICATION_KINDS = (
     "trigger", "update", "repeat", "acknowledge", "resolve", "escalate", "sla_breach", "reminder",
+    "page",
 )
+SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
+SLAS = ("ack", "resolve")
 
 
 class EngineMetrics:
@@ -130,5 +138,29 @@ class EngineMetrics:
             "incident_router_engine_transaction_aborts_total",
             "Engine commits that failed and were rolled back.", registry=registry,
         )
+        self.sla_breaches = Counter(
+            "incident_router_sla_breaches_total",
+            "Incident SLAs breached (once per incident and SLA), by severity and SLA.",
+            ["severity", "sla"], registry=registry,
+        )
+        self.unknown_commands = Counter(
+            "incident_router_engine_unknown_commands_total",
+            "Incident commands for an incident the engine does not know (ignored).",
+            registry=registry,
+        )
         for kind in NOTIFICATION_KINDS:
             self.notifications.labels(kind)
+        for severity in SEVERITIES:
+            for sla in SLAS:
+                self.sla_breaches.labels(severity, sla)
+
+    def count(self, batch: Batch) -> None:
+        """The counters of one committed batch (both runners call this after commit)."""
+        self.duplicates.inc(batch.duplicates)
+        self.stale.inc(batch.stale)
+        self.flapping.inc(batch.flapping)
+        self.unknown_commands.inc(batch.unknown_commands)
+        for kind, n in batch.notified.items():
+            self.notifications.labels(kind.value).inc(n)
+        for (severity, sla), n in batch.sla_breaches.items():
+            self.sla_breaches.labels(severity, sla).inc(n)

@@ -164,6 +164,9 @@ class NotificationKind(StrEnum):
     ESCALATE = "escalate"
     SLA_BREACH = "sla_breach"
     REMINDER = "reminder"
+    # A page to on-call people (incident escalation level or `/incident page`): details carry
+    # `targets` (users) and `level` (1-based escalation level, None for a hand page).
+    PAGE = "page"
 
 
 class Notification(Frozen):

@@ -13,6 +13,9 @@ from router.api.app import build_app
 from router.config import parse_config
 from router.runtime import build_snapshot
 
+# The real Kafka broker fixtures, shared by tests/kafka and tests/contract (one session broker).
+pytest_plugins = ["tests.kafka.fixtures"]
+
 ROOT = Path(__file__).resolve().parent.parent
 TESTDATA = Path(__file__).resolve().parent / "testdata"
 

@@ -9,7 +9,7 @@ import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from router.api import dlq, ops, webhooks
+from router.api import dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.backends.factory import engine_context, make_backend
 from router.delivery.dispatcher import Dispatcher
@@ -62,4 +62,9 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     webhooks.add_routes(app)
     ops.add_routes(app)
     dlq.add_routes(app)
+    incidents.add_routes(app)
+    oncall.add_routes(app)
+    slack.add_routes(app)
+    pagerduty.add_routes(app)
+    status.add_routes(app)
     return app

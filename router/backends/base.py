@@ -8,6 +8,7 @@ from typing import Protocol
 from router.delivery.outbox import DeadLetters, Outbox
 from router.delivery.records import DeliveryStore
 from router.engine.state import EngineContext
+from router.incidents import Incident
 from router.model import Alert, AlertEvent, CommandEvent
 
 LogEvent = AlertEvent | CommandEvent
@@ -66,6 +67,15 @@ class Backend(Protocol):
     async def current_alerts(
         self, status: str | None = None, source: str | None = None, limit: int = 1000
     ) -> list[Alert]: ...
+
+    async def incidents(self, status: str | None = None, limit: int = 200,
+                        group_key: str | None = None) -> list[Incident]:
+        """The incident view, newest (by opened_at) first. `status`: an `IncidentStatus`
+        value, or "open" for every unresolved one; `group_key`: only that group's (e.g. the
+        `manual:<uuid>` key of a declare, to learn the id the engine gave it)."""
+        ...
+
+    async def incident(self, incident_id: str) -> Incident | None: ...
 
 
 class OutboxStore(Outbox, DeadLetters, Protocol):

@@ -19,6 +19,7 @@ from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
 from router.backends.sqlite import Database
 from router.engine.engine import Engine
 from router.engine.state import EngineContext
+from router.incidents import Incident
 from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, event_key
 
@@ -136,6 +137,38 @@ class EmbeddedBackend:
 
         bodies = await self.db.read(q)
         return [Alert.model_validate(orjson.loads(b)) for b in bodies]
+
+    async def incidents(self, status: str | None = None, limit: int = 200,
+                        group_key: str | None = None) -> list[Incident]:
+        """Newest first; `status` one of investigating|identified|monitoring|resolved, or
+        "open" for every unresolved one."""
+        where, args = [], []
+        if status == "open":
+            where.append("status != 'resolved'")
+        elif status:
+            where.append("status = ?")
+            args.append(status)
+        if group_key:
+            where.append("group_key = ?")
+            args.append(group_key)
+        sql = "SELECT body FROM incidents"
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        sql += " ORDER BY opened_at DESC, rowid DESC LIMIT ?"
+
+        def q(conn: sqlite3.Connection) -> list[bytes]:
+            return [r[0] for r in conn.execute(sql, (*args, limit))]
+
+        return [Incident.model_validate_json(b) for b in await self.db.read(q)]
+
+    async def incident(self, incident_id: str) -> Incident | None:
+        def q(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT body FROM incidents WHERE id = ?",
+                               (incident_id,)).fetchone()
+            return row[0] if row else None
+
+        body = await self.db.read(q)
+        return Incident.model_validate_json(body) if body is not None else None
 
     async def log_size(self) -> int:
         row = await self.db.read(lambda c: c.execute("SELECT count(*) FROM log").fetchone())

@@ -37,6 +37,24 @@ CREATE TABLE IF NOT EXISTS engine_position (
     id     INTEGER PRIMARY KEY CHECK (id = 1),
     offset INTEGER NOT NULL
 );
+-- The incident view (router.incidents.Incident as JSON), written with the engine's commit.
+CREATE TABLE IF NOT EXISTS incidents (
+    id        TEXT PRIMARY KEY,
+    group_key TEXT NOT NULL,
+    status    TEXT NOT NULL,
+    severity  TEXT NOT NULL,
+    opened_at REAL NOT NULL,
+    body      BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at DESC);
+CREATE INDEX IF NOT EXISTS incidents_group ON incidents (group_key);
+"""
+
+_UPSERT_INCIDENT = """
+INSERT INTO incidents (id, group_key, status, severity, opened_at, body)
+VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    status = excluded.status, severity = excluded.severity, body = excluded.body
 """
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
@@ -44,7 +62,7 @@ _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 
 class EmbeddedEngineRunner:
     def __init__(self, db: Database, engine: Engine, metrics: EngineMetrics,
-                 on_outbox: Callable[[], None] = lambda: None, batch_size: int = 2000,
+                 on_outbox: Callable[[], None] = lambda: None, batch_size: int = 500,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self._db = db
         self.clock = clock
@@ -81,6 +99,7 @@ class EmbeddedEngineRunner:
 
     async def drained(self) -> None:
         """Wait until every event appended so far has been decided (tests, shutdown)."""
+        self._idle.clear()
         self._wake.set()
         await self._idle.wait()
 
@@ -95,8 +114,7 @@ class EmbeddedEngineRunner:
             return rows, (pos[0] if pos else 0)
 
         rows, self._position = await self._db.read(q)
-        for key in list(self.engine.keys()):
-            self.engine.drop([key])
+        self.engine.clear()
         for key, body in rows:
             self.engine.load(key, bytes(body))
         self._metrics.groups.set(len(self.engine))
@@ -105,6 +123,9 @@ class EmbeddedEngineRunner:
 
     async def _run(self) -> None:
         while True:
+            # Cleared before reading the log: an append that commits while this step runs
+            # sets it again, so its events are never left waiting for the next wake-up.
+            self._wake.clear()
             try:
                 busy = await self.step()
             except asyncio.CancelledError:
@@ -117,14 +138,13 @@ class EmbeddedEngineRunner:
                 with contextlib.suppress(Exception):
                     await self._restore()
                 continue
-            if busy:
+            if busy or self._wake.is_set():
                 continue
             self._idle.set()
             deadline = self.engine.next_deadline()
             timeout = None
             if deadline is not None:
                 timeout = max(0.0, (deadline - self.clock()).total_seconds())
-            self._wake.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout)
 
@@ -161,6 +181,11 @@ class EmbeddedEngineRunner:
                 "INSERT OR REPLACE INTO engine_state (key, body) VALUES (?, ?)", upserts
             )
             conn.executemany("DELETE FROM engine_state WHERE key = ?", deletes)
+            conn.executemany(_UPSERT_INCIDENT, [
+                (i.id, i.group_key, i.status.value, i.severity.value, i.opened_at.timestamp(),
+                 i.model_dump_json().encode())
+                for i in batch.incidents.values()
+            ])
             insert_notifications(conn, batch.notifications)
             conn.execute(
                 "INSERT INTO engine_position (id, offset) VALUES (1, ?) "
@@ -170,11 +195,6 @@ class EmbeddedEngineRunner:
 
         await self._db.transaction(work)
         self._position = position
-        m = self._metrics
-        m.duplicates.inc(batch.duplicates)
-        m.stale.inc(batch.stale)
-        m.flapping.inc(batch.flapping)
-        for kind, count in batch.notified.items():
-            m.notifications.labels(kind.value).inc(count)
+        self._metrics.count(batch)
         if batch.notifications:
             self.on_outbox()

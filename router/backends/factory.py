@@ -11,7 +11,8 @@ from router.metrics import EngineMetrics
 
 def engine_context(config: Config) -> EngineContext:
     return EngineContext(policies=config.severities,
-                         default_receivers=tuple(config.default_receivers))
+                         default_receivers=tuple(config.default_receivers),
+                         incidents=config.incidents, oncall=config.oncall)
 
 
 def make_backend(config: Config, metrics: EngineMetrics) -> Backend:

@@ -36,6 +36,7 @@ from router.backends.kafka_topics import (
 from router.config import KafkaBackendConfig
 from router.delivery.outbox import DeadLetter
 from router.engine.state import EngineContext
+from router.incidents import Incident
 from router.metrics import EngineMetrics
 from router.model import Alert, utcnow
 
@@ -137,7 +138,10 @@ class KafkaBackend:
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
             cfg, self.topics.delivery_records, bytes, self._writer)
+        self._incidents: CompactedTable[Incident] = CompactedTable(
+            cfg, self.topics.incidents_view, Incident.model_validate_json)
         self.engine = KafkaEngineRunner(cfg, context, metrics, clock=clock)
+        self.engine.on_incident = self._incidents.applied
         # The app points engine.on_outbox at the Dispatcher; new outbox items arrive through
         # the delivery consumer, so that is where the wake-up comes from.
         self.outbox = KafkaOutbox(cfg, self._dead, self._records,
@@ -153,7 +157,7 @@ class KafkaBackend:
         try:
             await self.log.start()
             await self._writer.start()
-            for table in (self._view, self._dead, self._records):
+            for table in (self._view, self._dead, self._records, self._incidents):
                 await table.start(counts[table.topic])
             await self.outbox.start()
             await self.engine.start()
@@ -167,7 +171,7 @@ class KafkaBackend:
         self._started = False
         await self.engine.stop()
         await self.outbox.stop()
-        for table in (self._records, self._dead, self._view):
+        for table in (self._incidents, self._records, self._dead, self._view):
             await table.stop()
         await self._writer.stop()
         await self.log.stop()
@@ -194,3 +198,18 @@ class KafkaBackend:
         ]
         alerts.sort(key=lambda a: a.event_time, reverse=True)
         return alerts[:limit]
+
+    async def incidents(self, status: str | None = None, limit: int = 200,
+                        group_key: str | None = None) -> list[Incident]:
+        """From the incidents view every replica tails; newest (opened_at) first."""
+        rows = [
+            i for i in list(self._incidents.rows.values())
+            if (not status or i.status.value == status
+                or (status == "open" and i.resolved_at is None))
+            and (not group_key or i.group_key == group_key)
+        ]
+        rows.sort(key=lambda i: (i.opened_at, i.id), reverse=True)
+        return rows[:limit]
+
+    async def incident(self, incident_id: str) -> Incident | None:
+        return self._incidents.rows.get(incident_id)

@@ -8,8 +8,10 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
 2. restore: read `<prefix>.state` partition p (co-partitioned with alerts) from the beginning
    up to the end offset captured at restore start, `read_committed`; tombstones delete.
 3. seek the alerts partition to the group's committed offset; only then process it.
-4. each batch: `engine.apply` (and due timers), then ONE transaction: state changes,
-   notifications, the changed groups' alerts view, and the consumed offsets. Any failure
+4. each batch: `engine.apply` (and due timers), then ONE transaction: state changes (and the
+   partition's incident id counter, `state.IDS_KEY`), notifications, the changed groups'
+   alerts view, the changed incidents' view (`incidents-view`, keyed by incident id), and the
+   consumed offsets. Any failure
    aborts it; the engine is rebuilt from the changelog and the partition re-read from the
    committed offset, so a decision is neither lost nor repeated.
 5. revoked: wait for the batch in progress, drop the engine, close the producer.
@@ -36,7 +38,7 @@ from pydantic import TypeAdapter
 from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
-from router.engine.state import EngineContext, GroupState
+from router.engine.state import EngineContext, GroupState, IncidentIds
 from router.metrics import EngineMetrics
 from router.model import Alert, utcnow
 
@@ -79,6 +81,8 @@ class KafkaEngineRunner:
         self.clock = clock
         self._batch_size = batch_size
         self.on_outbox: Callable[[], None] = lambda: None
+        # (incident id, view JSON, partition, offset) of each committed incident-view record.
+        self.on_incident: Callable[[str, bytes, int, int], None] = lambda *_: None
         # Test seam: awaited inside each transaction just before its commit.
         self.before_commit: Callable[[TopicPartition], Awaitable[None]] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -214,7 +218,11 @@ class KafkaEngineRunner:
     async def _restore(self, partition: int) -> Engine:
         restorer = self._restorer
         assert restorer is not None
-        engine = Engine(self._context)
+        # Incident ids: N = seq * P + p + 1 (see IncidentIds), P the log's partition count.
+        consumer = self._consumer
+        count = len(consumer.partitions_for_topic(self._topics.alerts) or ()) if consumer else 0
+        ids = IncidentIds(stride=count or self._cfg.partitions, offset=partition)
+        engine = Engine(self._context, ids=ids)
         tp = TopicPartition(self._topics.state, partition)
         restorer.assign([tp])
         await restorer.seek_to_beginning(tp)
@@ -336,13 +344,8 @@ class KafkaEngineRunner:
                 part.views.pop(key, None)
             else:
                 part.views[key] = hash(value)
-        m = self._metrics
-        m.events.inc(len(events))
-        m.duplicates.inc(batch.duplicates)
-        m.stale.inc(batch.stale)
-        m.flapping.inc(batch.flapping)
-        for kind, count in batch.notified.items():
-            m.notifications.labels(kind.value).inc(count)
+        self._metrics.events.inc(len(events))
+        self._metrics.count(batch)
 
     @staticmethod
     def _views(part: Partition, batch: Batch) -> dict[str, bytes | None]:
@@ -371,7 +374,13 @@ class KafkaEngineRunner:
                                             value=n.model_dump_json().encode()))
         for key, view in views.items():
             sent.append(await producer.send(topics.alerts_view, value=view, key=key.encode()))
-        for result in await asyncio.gather(*sent, return_exceptions=True):
+        first_incident = len(sent)
+        incidents = [(i, v.model_dump_json().encode()) for i, v in batch.incidents.items()]
+        for incident_id, value in incidents:
+            sent.append(await producer.send(topics.incidents_view, key=incident_id.encode(),
+                                            value=value))
+        results = await asyncio.gather(*sent, return_exceptions=True)
+        for result in results:
             if isinstance(result, BaseException):
                 raise result
         if records:
@@ -381,6 +390,9 @@ class KafkaEngineRunner:
         if self.before_commit is not None:
             await self.before_commit(part.tp)
         await producer.commit_transaction()
+        for (incident_id, value), meta in zip(incidents, results[first_incident:], strict=True):
+            # This replica reads its own incident writes at once (the tail follows).
+            self.on_incident(incident_id, value, meta.partition, meta.offset)  # type: ignore[union-attr]
         if batch.notifications:
             self.on_outbox()
 

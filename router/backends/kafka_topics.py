@@ -10,6 +10,7 @@ Topics (all `<prefix>.<name>`, created with `partitions` and `replication_factor
 | `notifications`       | group key        | Notification JSON (outbox)   | delete  |
 | `notifications-dlq`   | outbox item id   | DeadLetter JSON, tombstone   | compact |
 | `delivery-records`    | receiver + id    | delivery record / vendor ref | compact |
+| `incidents-view`      | incident id      | Incident JSON (read side)    | compact |
 
 `alerts` and `state` must have the same partition count: the same key hashes to the same
 partition number in both (co-partitioning), which is what lets a partition's new owner restore
@@ -42,10 +43,11 @@ class Topics:
     notifications_dlq: str
     alerts_view: str
     delivery_records: str
+    incidents_view: str
 
     def all(self) -> list[str]:
         return [self.alerts, self.state, self.notifications, self.notifications_dlq,
-                self.alerts_view, self.delivery_records]
+                self.alerts_view, self.delivery_records, self.incidents_view]
 
 
 def topic_names(prefix: str) -> Topics:
@@ -56,6 +58,7 @@ def topic_names(prefix: str) -> Topics:
         notifications_dlq=f"{prefix}.notifications-dlq",
         alerts_view=f"{prefix}.alerts-view",
         delivery_records=f"{prefix}.delivery-records",
+        incidents_view=f"{prefix}.incidents-view",
     )
 
 
@@ -107,6 +110,7 @@ def topic_specs(cfg: KafkaBackendConfig) -> list[NewTopic]:
         spec(topics.notifications_dlq, _COMPACT),
         spec(topics.alerts_view, _COMPACT),
         spec(topics.delivery_records, _COMPACT),
+        spec(topics.incidents_view, _COMPACT),
     ]
 
 

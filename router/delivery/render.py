@@ -30,6 +30,7 @@ TEMPLATE_FOR_KIND: dict[NotificationKind, str] = {
     NotificationKind.SLA_BREACH: "update",
     NotificationKind.REMINDER: "update",
     NotificationKind.RESOLVE: "resolution",
+    NotificationKind.PAGE: "initial",
 }
 TEMPLATE_NAMES = ("initial", "update", "resolution")
 
@@ -40,6 +41,7 @@ UPDATE_LABELS: dict[NotificationKind, str] = {
     NotificationKind.ESCALATE: "Escalated",
     NotificationKind.SLA_BREACH: "SLA breached",
     NotificationKind.REMINDER: "Reminder",
+    NotificationKind.PAGE: "Page",
 }
 
 # How soon the next update is promised, by severity (SEV4: none).
@@ -214,6 +216,12 @@ def context(n: Notification) -> dict[str, Any]:
             for a in n.alerts
         ],
         "details": dict(d),
+        # Incidents (router.engine.lifecycle): who a page is for, the incident's channel.
+        "targets": [str(t) for t in d.get("targets") or ()],
+        "level": d.get("level"),
+        "channel": d.get("channel"),
+        "commander": d.get("commander"),
+        "actor": d.get("actor"),
     }
 
 

@@ -19,6 +19,7 @@ from collections.abc import Iterable
 from datetime import datetime, timedelta
 from typing import Any
 
+from router.engine import lifecycle
 from router.engine.state import (
     FLAP_DAMPED,
     FLAP_NONE,
@@ -27,6 +28,7 @@ from router.engine.state import (
     AlertState,
     EngineContext,
     GroupState,
+    IncidentIds,
     Tick,
     group_key_of,
     to_ts,
@@ -55,25 +57,41 @@ def decide(
     ctx: EngineContext,
     *,
     flush: bool = True,
+    ids: IncidentIds | None = None,
 ) -> tuple[GroupState | None, list[Notification]]:
     """Apply `event` to the group's `state`; None in means a new group, None out means delete.
 
     With `flush=False` an alert event only updates state and arms timers, and the caller sends
     the group a `Tick` once it has applied a whole batch of events: `Engine` does this, so a
     burst of SEV1 alerts in one batch gives one TRIGGER listing all of them.
+
+    With `ctx.incidents` set, the group's incidents follow (`router.engine.lifecycle`):
+    commands act on them, and `ids` numbers new ones (the `Engine` owns the counter).
     """
-    if isinstance(event, CommandEvent):
-        return state, []  # incidents (issue 6) will handle commands
+    ids = ids if ids is not None else IncidentIds()
     now_ts = to_ts(now)
+    if isinstance(event, CommandEvent):
+        if ctx.incidents is None:
+            return state, []
+        new, notes = lifecycle.apply_command(state, event, now_ts, now, ctx, ids)
+        if new is None:
+            return None, notes
+        return _expire(new, now_ts, ctx, timers=False), notes
+    timers = isinstance(event, Tick)
+    before = state
     if isinstance(event, Tick):
         if state is None:
             return None, []
-        return _step(state, now_ts, now, ctx, timers=True)
-    alert = event.alert
-    if state is None:
-        state = GroupState(k=group_key_of(alert))
-    state = _apply_alert(state, alert, now_ts, ctx)
-    return _step(state, now_ts, now, ctx, timers=False, flush=flush)
+        s, notes = _step(state, now_ts, now, ctx, timers=True)
+    else:
+        alert = event.alert
+        if state is None:
+            state = GroupState(k=group_key_of(alert))
+        state = _apply_alert(state, alert, now_ts, ctx)
+        s, notes = _step(state, now_ts, now, ctx, timers=False, flush=flush)
+    if ctx.incidents is not None:
+        s, notes = lifecycle.after_group(before, s, notes, now_ts, now, ctx, ids, timers=timers)
+    return _expire(s, now_ts, ctx, timers=timers), notes
 
 
 # --- applying one alert --------------------------------------------------------------------
@@ -197,7 +215,7 @@ def _step(
     *,
     timers: bool,
     flush: bool = True,
-) -> tuple[GroupState | None, list[Notification]]:
+) -> tuple[GroupState, list[Notification]]:
     """Re-arm the group's timers after a change and fire what is due.
 
     After an alert event (`timers=False`) only a due first notification goes out (SEV1's
@@ -241,20 +259,25 @@ def _step(
             s = s.model_copy(update={"r": now + repeat_interval})
         else:
             s = s.model_copy(update={"r": None})
+    return s, notes
 
+
+def _expire(s: GroupState, now: float, ctx: EngineContext, *, timers: bool) -> GroupState | None:
+    """A group with nothing firing, pending or open (no incident kept) is deleted after
+    `resolved_retention`; None means delete now."""
     quiet = (
-        s.ns is not Status.FIRING and not firing and s.fl == FLAP_NONE
-        and s.w is None and s.u is None
+        s.ns is not Status.FIRING and not s.firing and s.fl == FLAP_NONE
+        and s.w is None and s.u is None and not s.i
     )
     if quiet:
         x = s.x if s.x is not None else now + ctx.resolved_retention.total_seconds()
         if x <= now and timers:
-            return None, notes
+            return None
         if x != s.x:
             s = s.model_copy(update={"x": x})
     elif s.x is not None:
         s = s.model_copy(update={"x": None})
-    return s, notes
+    return s
 
 
 def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:

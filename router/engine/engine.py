@@ -22,15 +22,20 @@ from datetime import datetime
 import orjson
 
 from router.engine.decide import Event, decide
+from router.engine.lifecycle import command_target
 from router.engine.state import (
+    IDS_KEY,
+    INCIDENT_TIMERS,
     EngineContext,
     GroupState,
+    IncidentIds,
     Tick,
     from_ts,
     group_key_of,
     to_ts,
 )
-from router.model import AlertEvent, Notification, NotificationKind
+from router.incidents import Incident
+from router.model import AlertEvent, CommandEvent, Notification, NotificationKind
 
 _TIMERS = ("w", "u", "r", "f", "x")
 
@@ -41,17 +46,23 @@ class Batch:
 
     # New state per group key touched; None means delete (changelog tombstone / SQL DELETE).
     changed: dict[str, GroupState | None] = field(default_factory=dict)
-    # The same keys, already serialised with `GroupState.to_bytes()` (None = delete).
+    # The same keys, already serialised with `GroupState.to_bytes()` (None = delete), plus
+    # `state.IDS_KEY` (the incident id counter) when it moved: store it like a group.
     encoded: dict[str, bytes | None] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
     duplicates: int = 0  # events suppressed as duplicates
     stale: int = 0  # events dropped as older than what the alert already had
     notified: dict[NotificationKind, int] = field(default_factory=dict)  # per notification
     flapping: int = 0  # groups that started flapping
+    # Incident views that changed, by incident id: write them to the incident view.
+    incidents: dict[str, Incident] = field(default_factory=dict)
+    # SLA breaches by (severity, sla) with sla "ack" | "resolve", once per incident and SLA.
+    sla_breaches: dict[tuple[str, str], int] = field(default_factory=dict)
+    unknown_commands: int = 0  # commands for an incident not known here (ignored)
 
     @property
     def empty(self) -> bool:
-        return not self.changed and not self.notifications
+        return not self.encoded and not self.notifications and not self.unknown_commands
 
     def merge(self, later: Batch) -> Batch:
         """One batch with the effects of self then `later` (for one combined commit)."""
@@ -60,6 +71,9 @@ class Batch:
         notified = dict(self.notified)
         for kind, n in later.notified.items():
             notified[kind] = notified.get(kind, 0) + n
+        breaches = dict(self.sla_breaches)
+        for key, n in later.sla_breaches.items():
+            breaches[key] = breaches.get(key, 0) + n
         return Batch(
             changed=changed,
             encoded=encoded,
@@ -68,16 +82,19 @@ class Batch:
             stale=self.stale + later.stale,
             notified=notified,
             flapping=self.flapping + later.flapping,
+            incidents={**self.incidents, **later.incidents},
+            sla_breaches=breaches,
+            unknown_commands=self.unknown_commands + later.unknown_commands,
         )
 
 
 def event_group_key(event: Event) -> str | None:
-    """The group an event belongs to (None: not for the alert engine, e.g. commands)."""
+    """The group an event belongs to (None: a command without a group key)."""
     if isinstance(event, AlertEvent):
         return group_key_of(event.alert)
     if isinstance(event, Tick):
         return event.group_key
-    return None
+    return event.group_key or None
 
 
 def _deadline_of_bytes(data: bytes) -> float | None:
@@ -86,6 +103,8 @@ def _deadline_of_bytes(data: bytes) -> float | None:
     if not isinstance(raw, dict):
         raise ValueError("a group state must be a JSON object")
     values = [raw[k] for k in _TIMERS if raw.get(k) is not None]
+    for inc in raw.get("i") or ():
+        values.extend(inc[k] for k in INCIDENT_TIMERS if inc.get(k) is not None)
     return min(values) if values else None
 
 
@@ -98,12 +117,15 @@ class Engine:
         *,
         hot_alerts: int = 10_000,
         compress_level: int = 0,
+        ids: IncidentIds | None = None,
     ) -> None:
         """`hot_alerts` bounds the decoded-state LRU (in alerts, since big groups are the ones
         worth keeping decoded); `compress_level` 1-9 zlib-compresses states held in memory
         (about half the memory for a few tens of microseconds per write), 0 keeps plain JSON.
+        `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
         """
         self.context = context if context is not None else EngineContext()
+        self.ids = ids if ids is not None else IncidentIds()
         self._hot_budget = max(1, hot_alerts)
         self._hot_size = 0
         self._level = compress_level
@@ -156,6 +178,9 @@ class Engine:
 
     def load(self, key: str, state: GroupState | bytes | None) -> None:
         """Restore one group (changelog / SQLite replay); None deletes (a tombstone)."""
+        if key == IDS_KEY:
+            self.ids.load(None if isinstance(state, GroupState) else state)
+            return
         if state is None:
             self.drop([key])
             return
@@ -169,9 +194,17 @@ class Engine:
         self._forget_hot(key)
         self._arm(key, deadline)
 
+    def clear(self) -> None:
+        """Forget everything, the incident counter included (before a full restore)."""
+        self.drop(list(self._raw))
+        self.ids.load(None)
+
     def drop(self, keys: Iterable[str]) -> None:
         """Forget groups (partitions revoked); their heap entries die lazily."""
         for key in keys:
+            if key == IDS_KEY:
+                self.ids.load(None)
+                continue
             self._raw.pop(key, None)
             self._forget_hot(key)
             self._deadline.pop(key, None)
@@ -185,10 +218,13 @@ class Engine:
         been applied makes one notification of all its changes. Commands are ignored for now.
         """
         run = _Run(self, now)
+        ids_before = self.ids.snapshot()
         for event in events:
             key = event_group_key(event)
             if key is not None:
                 run.decide(key, event)
+            else:
+                run.unknown_commands += 1
         now_ts = to_ts(now)
         due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
         for key, state in run.work.items():
@@ -198,9 +234,19 @@ class Engine:
         for key in due:
             run.decide(key, Tick(group_key=key))
         changed, encoded = self._store(run.before, run.work)
+        if self.ids.snapshot() != ids_before:
+            encoded[IDS_KEY] = self.ids.to_bytes()
         notified: dict[NotificationKind, int] = {}
+        breaches: dict[tuple[str, str], int] = {}
+        seen: set[tuple[str | None, str]] = set()
         for note in run.notes:
             notified[note.kind] = notified.get(note.kind, 0) + 1
+            if note.kind is NotificationKind.SLA_BREACH:
+                sla = str(note.details.get("sla", ""))
+                if (note.incident_id, sla) not in seen:  # one per breach, not per receiver
+                    seen.add((note.incident_id, sla))
+                    bucket = (note.severity.value, sla)
+                    breaches[bucket] = breaches.get(bucket, 0) + 1
         return Batch(
             changed=changed,
             encoded=encoded,
@@ -209,6 +255,9 @@ class Engine:
             stale=run.stale,
             notified=notified,
             flapping=run.flapping,
+            incidents=run.views,
+            sla_breaches=breaches,
+            unknown_commands=run.unknown_commands,
         )
 
     def tick(self, now: datetime) -> Batch:
@@ -281,7 +330,8 @@ class _Run:
         self.before: dict[str, GroupState | None] = {}
         self.work: dict[str, GroupState | None] = {}
         self.notes: list[Notification] = []
-        self.duplicates = self.stale = self.flapping = 0
+        self.views: dict[str, Incident] = {}
+        self.duplicates = self.stale = self.flapping = self.unknown_commands = 0
 
     def decide(self, key: str, event: Event) -> None:
         if key in self.work:
@@ -289,10 +339,21 @@ class _Run:
         else:
             state = self.engine.get(key)
             self.before[key] = state
+        context = self.engine.context
+        if isinstance(event, CommandEvent) and command_target(state, event, context) is None:
+            self.unknown_commands += 1
+            return
         # Alert events only arm timers; the Tick after the batch sends what is due.
-        new, emitted = decide(state, event, self.now, self.engine.context, flush=False)
+        new, emitted = decide(state, event, self.now, context, flush=False, ids=self.engine.ids)
         self.work[key] = new
         self.notes.extend(emitted)
+        old_incidents = state.i if state is not None else ()
+        new_incidents = new.i if new is not None else ()
+        if old_incidents or new_incidents:
+            olds = {x.v.id: x.v for x in old_incidents}
+            for x in new_incidents:
+                if olds.get(x.v.id) != x.v:
+                    self.views[x.v.id] = x.v
         if new is not None:
             self.duplicates += new.d - (state.d if state is not None else 0)
             self.stale += new.o - (state.o if state is not None else 0)

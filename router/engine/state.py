@@ -16,8 +16,12 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Literal
 
+import orjson
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.config import IncidentsConfig
+from router.escalation import OnCallConfig
+from router.incidents import Incident
 from router.model import Alert, Severity, Status, stable_id
 from router.policy import SeverityPolicies, SeverityPolicy
 
@@ -67,6 +71,10 @@ class EngineContext(_Frozen):
     # How long a resolved group with nothing pending is kept, so that late (stale) firings are
     # still recognised; after that it is deleted, which keeps the state store bounded.
     resolved_retention: timedelta = timedelta(hours=1)
+    # Incidents (issue 6): None keeps the engine a plain alert router (unit tests of the
+    # alert state machine); the factory always passes the config's section.
+    incidents: IncidentsConfig | None = None
+    oncall: OnCallConfig = OnCallConfig()
 
     def policy(self, severity: Severity) -> SeverityPolicy:
         return self.policies.for_severity(severity)
@@ -93,6 +101,41 @@ class AlertState(_Frozen):
 FLAP_NONE, FLAP_STARTED, FLAP_DAMPED, FLAP_STOPPED = 0, 1, 2, 3
 
 
+class IncidentState(_Frozen):
+    """One incident of a group: the read-side view `v` plus the engine's bookkeeping.
+
+    Deadlines are absolute engine-time epoch seconds, so they survive restarts and fire once.
+    """
+
+    v: Incident  # the view the API reads (written to the incident view after each commit)
+    dk: str  # vendor dedup key of the incident (the group's at opening; Slack threads by it)
+    rc: tuple[str, ...] = ()  # the incident's receivers
+    sp: bool = False  # published on the status page
+    ep: str | None = None  # escalation policy being run
+    pa: float | None = None  # paged at (step 0)
+    ps: int = -1  # last escalation step paged
+    pn: float | None = None  # next escalation step due
+    pk: tuple[str, ...] = ()  # dedup keys of every page sent (ack/resolve reach each)
+    ka: float | None = None  # acknowledge SLA deadline
+    kr: float | None = None  # resolve SLA deadline
+    pm: float | None = None  # post-mortem reminder due
+    dx: float | None = None  # forget it here (the view stays in the incident view)
+    q: int = 0  # command rounds: the sequence in notification ids
+    lc: str | None = None  # fingerprint of the last update/page command (double clicks)
+    lt: float | None = None  # its time
+
+    @property
+    def open(self) -> bool:
+        return self.v.resolved_at is None
+
+    def next_deadline(self) -> float | None:
+        values = [v for v in (self.pn, self.ka, self.kr, self.pm, self.dx) if v is not None]
+        return min(values) if values else None
+
+
+INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx")
+
+
 class GroupState(_Frozen):
     """Everything the engine knows about one group key."""
 
@@ -116,6 +159,9 @@ class GroupState(_Frozen):
     fl: int = FLAP_NONE  # flap phase: 0 none, 1 started, 2 damped (announced), 3 stopped
     d: int = 0  # duplicates counted
     o: int = 0  # stale (out-of-order) events counted
+    # Incidents of this group, oldest first; at most the last one is open.
+    i: tuple[IncidentState, ...] = ()
+    ie: int = -1  # alert epoch that last opened an incident (-1: none)
 
     # --- readable accessors ---------------------------------------------------------------
 
@@ -166,7 +212,18 @@ class GroupState(_Frozen):
         for v in (self.w, self.u, self.r, self.f, self.x):
             if v is not None and (best is None or v < best):
                 best = v
+        for inc in self.i:
+            v = inc.next_deadline()
+            if v is not None and (best is None or v < best):
+                best = v
         return best
+
+    @property
+    def incident(self) -> IncidentState | None:
+        """The open incident of the group, if any."""
+        if self.i and self.i[-1].open:
+            return self.i[-1]
+        return None
 
     # --- serialisation --------------------------------------------------------------------
 
@@ -179,3 +236,48 @@ class GroupState(_Frozen):
         if isinstance(data, memoryview):
             data = data.tobytes()
         return cls.model_validate_json(data)
+
+
+# The engine-wide incident counter is stored beside the group states under this key (a group
+# key never starts with NUL), so it commits in the same transaction as the incidents it numbers.
+IDS_KEY = "\x00incident-ids"
+
+
+class IncidentIds:
+    """Allocates `INC-YYYYMMDD-N`, sequential per UTC day, for one engine.
+
+    Embedded backend: one engine, `stride=1, offset=0`, so N = 1, 2, 3, ...
+    Kafka: one engine per partition p of P; N = seq * P + p + 1 (seq the partition's own
+    per-day counter), so partitions never collide and ids need no coordination. They are
+    unique and increase per partition, not dense across the cluster.
+    """
+
+    def __init__(self, stride: int = 1, offset: int = 0) -> None:
+        self.stride = max(1, stride)
+        self.offset = offset
+        self.day = ""
+        self.seq = 0
+
+    def allocate(self, at: datetime) -> str:
+        day = at.astimezone(UTC).strftime("%Y%m%d")
+        if day != self.day:
+            self.day, self.seq = day, 0
+        n = self.seq * self.stride + self.offset + 1
+        self.seq += 1
+        return f"INC-{day}-{n}"
+
+    def snapshot(self) -> tuple[str, int]:
+        return self.day, self.seq
+
+    def restore(self, snapshot: tuple[str, int]) -> None:
+        self.day, self.seq = snapshot
+
+    def to_bytes(self) -> bytes:
+        return f'{{"day":"{self.day}","seq":{self.seq}}}'.encode()
+
+    def load(self, data: bytes | bytearray | memoryview | None) -> None:
+        if data is None:
+            self.day, self.seq = "", 0
+            return
+        raw = orjson.loads(bytes(data))
+        self.day, self.seq = str(raw.get("day", "")), int(raw.get("seq", 0))

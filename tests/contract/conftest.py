@@ -1,8 +1,7 @@
 """Fixtures of the contract suite: a recording receiver, the backend under test, router processes.
 
-The Kafka fixtures are those of tests/kafka/conftest.py (imported, so this directory sees them):
-a real broker, never a skip. Note that pytest then holds them per directory, so a run of both
-directories starts one session broker for each.
+The Kafka fixtures come from tests/kafka/fixtures.py, registered for the whole suite by
+tests/conftest.py: one real session broker for every directory, never a skip.
 """
 
 from __future__ import annotations
@@ -14,12 +13,6 @@ from pathlib import Path
 import pytest
 
 from tests.contract.harness import RouterProcess, WebhookSink, logs_of, router_config
-from tests.kafka.conftest import (  # noqa: F401  (fixtures, registered by being imported here)
-    _session_kafka,
-    kafka_bootstrap,
-    kafka_broker,
-    kafka_topic_prefix,
-)
 
 
 @dataclass(frozen=True)

@@ -436,9 +436,10 @@ class Stream:
     nothing the sources were told was accepted."""
 
     def __init__(self, routers: Sequence[RouterProcess], payloads: Sequence[dict[str, object]],
-                 workers: int = 2) -> None:
+                 workers: int = 2, pace: float = 0.0) -> None:
         self._routers = routers
         self._payloads = payloads
+        self._pace = pace  # seconds each worker waits between payloads (a steady stream)
         self._lock = threading.Lock()
         self._next = 0
         self.acked = 0
@@ -466,6 +467,7 @@ class Stream:
                 self.acked += 1
                 self.retried += attempts > 1
                 self.failures.extend(failures)
+            time.sleep(self._pace)
 
     def start(self) -> Stream:
         for t in self._threads:
@@ -473,8 +475,14 @@ class Stream:
         return self
 
     def wait_acked(self, n: int, timeout: float) -> None:
-        wait_for(lambda: self.acked >= n or bool(self.errors), timeout,
-                 f"{n} accepted alert batches", self._routers)
+        deadline = time.monotonic() + timeout
+        while self.acked < n and not self.errors and time.monotonic() < deadline:
+            time.sleep(0.01)
+        if self.errors:
+            raise self.errors[0]
+        if self.acked < n:
+            pytest.fail(f"only {self.acked} of {n} alert batches accepted within {timeout:g}s"
+                        f"\n{logs_of(self._routers)}", pytrace=False)
 
     def join(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout

@@ -3,7 +3,7 @@
 One problem pages once: whatever arrives twice, through whichever router, across crashes and
 restarts, is notified once, and nothing a router accepted is lost. Each test runs
 `incident-router serve` subprocesses against a recording webhook receiver; the kafka parameter
-uses a real broker (tests/kafka/conftest.py) and never skips.
+uses a real broker (tests/kafka/fixtures.py) and never skips.
 
 Counting is by notification id (the `webhook-id` header): a delivery repeated with the same id
 after a crash between send and commit is allowed by Standard Webhooks (receivers dedupe on
@@ -32,7 +32,7 @@ from tests.contract.harness import (
     settled,
     wait_for,
 )
-from tests.kafka.conftest import KafkaBroker
+from tests.kafka.fixtures import KafkaBroker
 
 FIRING = "alert.firing"
 RESOLVED = "alert.resolved"
@@ -242,11 +242,12 @@ def test_embedded_kill9_mid_stream_loses_nothing_acknowledged(
     (router,) = start_routers(BackendUnderTest("embedded", {"type": "embedded",
                                                             "path": str(db)}), 1)
     starts = datetime.now(UTC) - timedelta(minutes=1)
-    count, per = 400, 10
+    count, per = 400, 5
     payloads = [am_payload([am_alert(i, starts) for i in range(b, b + per)])
                 for b in range(0, count, per)]
 
-    stream = Stream([router], payloads).start()
+    # Paced so that the kill lands mid-stream: 80 batches over a few seconds.
+    stream = Stream([router], payloads, pace=0.05).start()
     stream.wait_acked(10, 60)
     router.kill()
     router.start()

@@ -97,7 +97,8 @@ def build_request(
 ) -> tuple[str, dict[str, Any]]:
     """(url, body) for one notification."""
     alias = n.dedup_key[:512]
-    if n.kind in (NotificationKind.TRIGGER, NotificationKind.REPEAT, NotificationKind.ESCALATE):
+    if n.kind in (NotificationKind.TRIGGER, NotificationKind.REPEAT, NotificationKind.ESCALATE,
+                  NotificationKind.PAGE):
         first = n.alerts[0] if n.alerts else None
         body: dict[str, Any] = {
             "message": truncate(f"[{n.severity.value}] {n.title}", 130),

@@ -2,8 +2,17 @@
 
 The routing key travels in the body, so it is the secret here. The incident's `dedup_key` makes
 redeliveries idempotent at PagerDuty; every non-ack, non-resolve kind is a `trigger` with that
-key, which PagerDuty folds into the open alert. Limits: summary 1,024 chars, body 512 KB
-(custom details are dropped first, as Alertmanager does), ~120 events/min per routing key.
+key, which PagerDuty folds into the open alert.
+
+Incident pages (`PAGE`, one per escalation level) carry their own dedup key from the engine,
+`<incident dedup key>:page-<step>` (`:manual-<n>` for `/incident page`), so each level is a
+separate PagerDuty alert/incident that PagerDuty shows and routes; `custom_details.targets`
+and `custom_details.level` name who the level pages. The engine acknowledges and resolves
+every page key when the incident is acknowledged or resolved. `REMINDER` (post-mortem due,
+after resolution) is not sent: a trigger would re-open the resolved alert.
+
+Limits: summary 1,024 chars, body 512 KB (custom details are dropped first, as Alertmanager
+does), ~120 events/min per routing key.
 """
 
 from __future__ import annotations
@@ -61,7 +70,15 @@ def _source(n: Notification, default: str) -> str:
     return default
 
 
+def _page_suffix(n: Notification) -> str:
+    level = n.details.get("level")
+    targets = ", ".join(str(t) for t in n.details.get("targets") or ())
+    where = f"level {level}" if level else "page"
+    return f" ({where}: {targets})" if targets else f" ({where})"
+
+
 def build_event(config: PagerDutyConfig, n: Notification, text: str) -> dict[str, Any]:
+    page = n.kind is NotificationKind.PAGE
     base: dict[str, Any] = {
         "routing_key": config.routing_key.get_secret_value(),
         "event_action": event_action(n.kind),
@@ -71,7 +88,8 @@ def build_event(config: PagerDutyConfig, n: Notification, text: str) -> dict[str
         return base
     first = n.alerts[0] if n.alerts else None
     payload: dict[str, Any] = {
-        "summary": truncate(f"[{n.severity.value}] {n.title}", SUMMARY_LIMIT),
+        "summary": truncate(f"[{n.severity.value}] {n.title}{_page_suffix(n) if page else ''}",
+                            SUMMARY_LIMIT),
         "source": _source(n, config.default_source),
         "severity": SEVERITY[n.severity],
         "timestamp": n.created_at.isoformat(),
@@ -95,6 +113,9 @@ def build_event(config: PagerDutyConfig, n: Notification, text: str) -> dict[str
             for a in n.alerts
         ],
     }
+    if page:
+        payload["custom_details"]["targets"] = list(n.details.get("targets") or ())
+        payload["custom_details"]["level"] = n.details.get("level")
     links = [
         {"href": href, "text": label}
         for label, field in (("Runbook", "runbook_url"), ("Dashboard", "dashboard_url"),
@@ -122,6 +143,8 @@ class PagerDutySink:
         self._redact = Redactor([config.routing_key.get_secret_value()])
 
     async def send(self, n: Notification) -> DeliveryResult:
+        if n.kind is NotificationKind.REMINDER:
+            return DeliveryResult.delivered()  # nothing to say to a pager after resolution
         try:
             text = self._renderer.render(n).text
         except jinja2.TemplateError:

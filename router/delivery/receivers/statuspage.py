@@ -68,6 +68,15 @@ def _status(n: Notification) -> IncidentStatus:
     return "investigating" if n.kind is NotificationKind.TRIGGER else "identified"
 
 
+def component_ids(config: StatuspageConfig, n: Notification) -> list[str]:
+    """The incident's components: `details.component_ids` (set by the engine from
+    `incidents.components`, service -> component id), else the receiver's `component_ids`."""
+    ids = n.details.get("component_ids")
+    if isinstance(ids, list) and ids:
+        return [str(c) for c in ids]
+    return list(config.component_ids)
+
+
 def build_incident(config: StatuspageConfig, n: Notification, text: str) -> dict[str, Any]:
     resolved = n.kind is NotificationKind.RESOLVE
     comp_status = "operational" if resolved else config.component_status[n.severity]
@@ -76,9 +85,10 @@ def build_incident(config: StatuspageConfig, n: Notification, text: str) -> dict
         "body": truncate(text, 25_000),
         "deliver_notifications": config.deliver_notifications,
     }
-    if config.component_ids:
-        incident["component_ids"] = list(config.component_ids)
-        incident["components"] = {c: comp_status for c in config.component_ids}
+    components = component_ids(config, n)
+    if components:
+        incident["component_ids"] = components
+        incident["components"] = {c: comp_status for c in components}
     if n.kind is NotificationKind.TRIGGER:
         incident["name"] = truncate(n.title, 255)
         incident["impact_override"] = config.impact[n.severity]

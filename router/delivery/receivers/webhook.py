@@ -35,6 +35,7 @@ EVENT_TYPES: dict[NotificationKind, str] = {
     NotificationKind.ESCALATE: "alert.escalated",
     NotificationKind.SLA_BREACH: "alert.sla_breached",
     NotificationKind.REMINDER: "alert.reminder",
+    NotificationKind.PAGE: "alert.paged",
 }
 SECRET_PREFIX = "whsec_"
 

@@ -141,3 +141,28 @@ async def test_answers_are_classified(
     result = await sink.send(notification(receiver="pd"))
     assert (result.ok, result.reason, result.retryable, result.retry_after) == (
         False, reason, retryable, retry_after)
+
+
+async def test_each_escalation_page_is_its_own_pagerduty_alert_naming_its_targets(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    fake, sink = await pd_sink(serve, session)
+    for level, who in ((1, ["alice"]), (2, ["bob", "carol"])):
+        page = notification(NotificationKind.PAGE, receiver="pd", n=level,
+                            details={"targets": who, "level": level})
+        page = page.model_copy(update={"dedup_key": f"inc:g1:page-{level}"})
+        assert (await sink.send(page)).ok
+    first, second = (e for e in fake.accepted)
+    assert [e["dedup_key"] for e in fake.accepted] == ["inc:g1:page-1", "inc:g1:page-2"]
+    assert {e["event_action"] for e in fake.accepted} == {"trigger"}
+    assert first["payload"]["summary"] == "[SEV2] DiskFull on db-1 (level 1: alice)"
+    details = second["payload"]["custom_details"]
+    assert (details["level"], details["targets"]) == (2, ["bob", "carol"])
+
+
+async def test_postmortem_reminder_is_not_sent_to_pagerduty(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    fake, sink = await pd_sink(serve, session)
+    assert (await sink.send(notification(NotificationKind.REMINDER, receiver="pd"))).ok
+    assert fake.requests == []

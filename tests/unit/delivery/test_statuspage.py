@@ -105,3 +105,14 @@ async def test_severity_sets_impact_and_component_status(
     await sink.send(notification(receiver="sp", severity=severity))
     create = fake.requests[1].json["incident"]
     assert (create["impact_override"], create["components"]) == (impact, {"cmp1": component})
+
+
+async def test_components_of_the_incidents_service_win_over_the_receivers(
+    serve: Serve, session: aiohttp.ClientSession
+) -> None:
+    fake, sink, _ = await page(serve, session)
+    assert (await sink.send(notification(receiver="sp", severity=Severity.SEV1,
+                                         details={"component_ids": ["cmp-checkout"]}))).ok
+    create = fake.requests[1].json["incident"]
+    assert create["component_ids"] == ["cmp-checkout"]
+    assert fake.components == {"cmp-checkout": "major_outage"}

@@ -1,0 +1,360 @@
+"""REST API of incidents: declare, act on, read, and draft the post-mortem.
+
+Every change is a `CommandEvent` appended to the log; the engine (single writer per group key)
+applies it, so the answer to a command is 202 (accepted, applied shortly) except for declare,
+which waits briefly for the engine to open the incident so the caller learns its id. Reads come
+from the backend's incident view. With `api.tokens` configured, every endpoint needs one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from typing import Any, Literal, TypeVar
+from uuid import uuid4
+
+import orjson
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from router.api.keys import BACKEND, RUNTIME
+from router.api.ops import require_api_token
+from router.api.webhooks import error_response, json_response, read_body
+from router.backends.base import Backend, LogUnavailable
+from router.commands import INCIDENT_ID
+from router.config import Config
+from router.incidents import Command, Incident, IncidentStatus, postmortem_input
+from router.model import CommandEvent, Severity, utcnow
+from router.postmortem import render_postmortem
+from router.sources.base import Rejected
+
+log = logging.getLogger(__name__)
+
+# How long declare waits for the engine to open the incident before answering 202.
+DECLARE_WAIT_SECONDS = 2.0
+_POLL_SECONDS = 0.05
+# How many incidents a lookup by group key or dedup key scans (the view lists newest first).
+LOOKUP_LIMIT = 1000
+OPEN = "open"
+
+
+# --- lookups shared by the REST API, Slack and PagerDuty ----------------------------------------
+
+
+def is_open(incident: Incident) -> bool:
+    return incident.status is not IncidentStatus.RESOLVED
+
+
+async def find_incident(backend: Backend, ref: str) -> Incident | None:
+    """The incident named by `ref`: an id (INC-YYYYMMDD-N) or a group key."""
+    if INCIDENT_ID.fullmatch(ref.upper()):
+        return await backend.incident(ref.upper())
+    found = await backend.incidents(group_key=ref, limit=1)
+    return found[0] if found else None
+
+
+async def wait_for_group(backend: Backend, group_key: str,
+                         within: float = DECLARE_WAIT_SECONDS) -> Incident | None:
+    """Poll the view until the engine has opened the incident of `group_key`, or time out."""
+    deadline = asyncio.get_running_loop().time() + within
+    while True:
+        incidents = await backend.incidents(group_key=group_key, limit=1)
+        found = incidents[0] if incidents else None
+        if found is not None or asyncio.get_running_loop().time() >= deadline:
+            return found
+        await asyncio.sleep(_POLL_SECONDS)
+
+
+def resolve_page_target(config: Config, target: str,
+                        kind: Literal["user", "team"] | None) -> Literal["user", "team"]:
+    """`@name` without a kind pages a team when a service is owned by that team, else a user."""
+    if kind is not None:
+        return kind
+    return "team" if config.oncall.policy_for_team(target) is not None else "user"
+
+
+def command(name: Command, incident: Incident | None, actor: str,
+            args: dict[str, Any], group_key: str | None = None) -> CommandEvent:
+    return CommandEvent(
+        command=name.value,
+        incident_id=incident.id if incident else None,
+        group_key=incident.group_key if incident else group_key,
+        actor=actor, at=utcnow(), args=args,
+    )
+
+
+async def append(backend: Backend, events: Sequence[CommandEvent]) -> web.Response | None:
+    """Append durably; a 503 answer if the log cannot take them now."""
+    try:
+        await backend.log.append(list(events))
+    except LogUnavailable as exc:
+        log.error("command not accepted: %s", exc)
+        return error_response(503, "the log cannot take commands now, retry later",
+                              **{"Retry-After": "5"})
+    return None
+
+
+def incident_json(incident: Incident) -> dict[str, object]:
+    data: dict[str, object] = incident.model_dump(mode="json")
+    return data
+
+
+# --- request bodies ----------------------------------------------------------------------------
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+
+    # Who acts, for the timeline ("api:<actor>"); the token says nothing about the person.
+    actor: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class DeclareBody(_Body):
+    title: str = Field(min_length=1, max_length=500)
+    severity: Severity
+    impact: str | None = Field(default=None, max_length=5000)
+    commander: str | None = Field(default=None, min_length=1, max_length=200)
+    service: str | None = Field(default=None, min_length=1, max_length=200)
+
+
+class AckBody(_Body):
+    pass
+
+
+class UpdateBody(_Body):
+    message: str | None = Field(default=None, min_length=1, max_length=5000)
+    status: Literal["investigating", "identified", "monitoring"] | None = None
+    severity: Severity | None = None
+    root_cause: str | None = Field(default=None, min_length=1, max_length=5000)
+    mitigation: str | None = Field(default=None, min_length=1, max_length=5000)
+    eta: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _something(self) -> UpdateBody:
+        if not self.model_dump(exclude={"actor"}, exclude_none=True):
+            raise ValueError("give at least one of message, status, severity, root_cause, "
+                             "mitigation, eta")
+        return self
+
+
+class ResolveBody(_Body):
+    message: str | None = Field(default=None, min_length=1, max_length=5000)
+
+
+class PageBody(_Body):
+    team: str | None = Field(default=None, min_length=1, max_length=200)
+    user: str | None = Field(default=None, min_length=1, max_length=200)
+
+    @model_validator(mode="after")
+    def _one(self) -> PageBody:
+        if (self.team is None) == (self.user is None):
+            raise ValueError("give exactly one of team or user")
+        return self
+
+
+class PostmortemDoneBody(_Body):
+    url: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+B = TypeVar("B", bound=_Body)
+
+
+async def parse_body(request: web.Request, model: type[B]) -> B:
+    """The JSON body as `model`; an empty body counts as `{}`. `Rejected` 400/415/422."""
+    limit = request.app[RUNTIME].snapshot.config.server.max_body_bytes
+    body = await read_body(request, limit)
+    if not body.strip():
+        raw: object = {}
+    else:
+        try:
+            raw = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            raise Rejected(400, "malformed_json", "body is not valid JSON") from None
+    if not isinstance(raw, dict):
+        raise Rejected(400, "malformed_json", "body must be a JSON object")
+    try:
+        return model.model_validate(raw)
+    except ValidationError as exc:
+        problems = []
+        for e in exc.errors(include_url=False, include_input=False):
+            loc = ".".join(str(p) for p in e["loc"])
+            problems.append(f"{loc}: {e['msg']}" if loc else str(e["msg"]))
+        raise Rejected(422, "invalid_body", "; ".join(problems)) from None
+
+
+def _actor(body: _Body) -> str:
+    return f"api:{body.actor}" if body.actor else "api"
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+async def declare(request: web.Request) -> web.Response:
+    if (denied := require_api_token(request)) is not None:
+        return denied
+    try:
+        body = await parse_body(request, DeclareBody)
+    except Rejected as exc:
+        return error_response(exc.status, exc.message)
+    backend = request.app[BACKEND]
+    group_key = f"manual:{uuid4().hex}"
+    args = body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
+    event = command(Command.DECLARE, None, _actor(body), args, group_key=group_key)
+    if (failed := await append(backend, [event])) is not None:
+        return failed
+    incident = await wait_for_group(backend, group_key)
+    if incident is None:
+        return json_response(202, {"status": "accepted", "group_key": group_key,
+                                   "message": "declared; the incident opens shortly"},
+                             Location=f"/api/v1/incidents?group_key={group_key}")
+    return json_response(201, {"status": "success", "data": incident_json(incident)},
+                         Location=f"/api/v1/incidents/{incident.id}")
+
+
+async def _target(request: web.Request) -> Incident | web.Response:
+    if (denied := require_api_token(request)) is not None:
+        return denied
+    ref = request.match_info["id"]
+    incident = await find_incident(request.app[BACKEND], ref)
+    if incident is None:
+        return error_response(404, f"no incident {ref}")
+    return incident
+
+
+async def _act(request: web.Request, name: Command, incident: Incident, actor: str,
+               args: dict[str, Any]) -> web.Response:
+    event = command(name, incident, actor, args)
+    if (failed := await append(request.app[BACKEND], [event])) is not None:
+        return failed
+    return json_response(202, {"status": "accepted", "incident_id": incident.id,
+                               "command": name.value})
+
+
+def _resolved(incident: Incident) -> web.Response:
+    return error_response(409, f"incident {incident.id} is resolved")
+
+
+async def ack(request: web.Request) -> web.Response:
+    incident = await _target(request)
+    if isinstance(incident, web.Response):
+        return incident
+    try:
+        body = await parse_body(request, AckBody)
+    except Rejected as exc:
+        return error_response(exc.status, exc.message)
+    if not is_open(incident):
+        return _resolved(incident)
+    return await _act(request, Command.ACK, incident, _actor(body), {})
+
+
+async def update(request: web.Request) -> web.Response:
+    incident = await _target(request)
+    if isinstance(incident, web.Response):
+        return incident
+    try:
+        body = await parse_body(request, UpdateBody)
+    except Rejected as exc:
+        return error_response(exc.status, exc.message)
+    if not is_open(incident):
+        return _resolved(incident)
+    args = body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
+    return await _act(request, Command.UPDATE, incident, _actor(body), args)
+
+
+async def resolve(request: web.Request) -> web.Response:
+    incident = await _target(request)
+    if isinstance(incident, web.Response):
+        return incident
+    try:
+        body = await parse_body(request, ResolveBody)
+    except Rejected as exc:
+        return error_response(exc.status, exc.message)
+    if not is_open(incident):
+        return _resolved(incident)
+    args = body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
+    return await _act(request, Command.RESOLVE, incident, _actor(body), args)
+
+
+async def page(request: web.Request) -> web.Response:
+    incident = await _target(request)
+    if isinstance(incident, web.Response):
+        return incident
+    try:
+        body = await parse_body(request, PageBody)
+    except Rejected as exc:
+        return error_response(exc.status, exc.message)
+    if not is_open(incident):
+        return _resolved(incident)
+    config = request.app[RUNTIME].snapshot.config
+    if body.team is not None:
+        if config.oncall.policy_for_team(body.team) is None:
+            return error_response(422, f"no service in oncall.services is owned by team "
+                                       f"{body.team!r}, so it has no escalation policy to page")
+        args: dict[str, Any] = {"target": body.team, "target_kind": "team"}
+    else:
+        args = {"target": body.user, "target_kind": "user"}
+    return await _act(request, Command.PAGE, incident, _actor(body), args)
+
+
+async def postmortem_done(request: web.Request) -> web.Response:
+    incident = await _target(request)
+    if isinstance(incident, web.Response):
+        return incident
+    try:
+        body = await parse_body(request, PostmortemDoneBody)
+    except Rejected as exc:
+        return error_response(exc.status, exc.message)
+    if is_open(incident):
+        return error_response(409, f"incident {incident.id} is not resolved yet")
+    args = body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
+    return await _act(request, Command.POSTMORTEM_DONE, incident, _actor(body), args)
+
+
+_STATUSES = {s.value for s in IncidentStatus} | {OPEN}
+
+
+async def list_incidents(request: web.Request) -> web.Response:
+    if (denied := require_api_token(request)) is not None:
+        return denied
+    status = request.query.get("status")
+    if status is not None and status not in _STATUSES:
+        return error_response(400, f"status must be one of {', '.join(sorted(_STATUSES))}")
+    try:
+        limit = int(request.query.get("limit", "200"))
+    except ValueError:
+        return error_response(400, "limit must be an integer")
+    if not 1 <= limit <= LOOKUP_LIMIT:
+        return error_response(400, f"limit must be between 1 and {LOOKUP_LIMIT}")
+    incidents = await request.app[BACKEND].incidents(
+        status=status, limit=limit, group_key=request.query.get("group_key") or None)
+    return json_response(200, {"status": "success",
+                               "data": [incident_json(i) for i in incidents]})
+
+
+async def get_incident(request: web.Request) -> web.Response:
+    incident = await _target(request)
+    if isinstance(incident, web.Response):
+        return incident
+    return json_response(200, {"status": "success", "data": incident_json(incident)})
+
+
+async def get_postmortem(request: web.Request) -> web.Response:
+    incident = await _target(request)
+    if isinstance(incident, web.Response):
+        return incident
+    policies = request.app[RUNTIME].snapshot.config.severities
+    text = render_postmortem(postmortem_input(incident, policies))
+    return web.Response(text=text, content_type="text/markdown", charset="utf-8")
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_post("/api/v1/incidents", declare)
+    app.router.add_get("/api/v1/incidents", list_incidents)
+    app.router.add_get("/api/v1/incidents/{id}", get_incident)
+    app.router.add_get("/api/v1/incidents/{id}/postmortem", get_postmortem)
+    app.router.add_post("/api/v1/incidents/{id}/ack", ack)
+    app.router.add_post("/api/v1/incidents/{id}/update", update)
+    app.router.add_post("/api/v1/incidents/{id}/resolve", resolve)
+    app.router.add_post("/api/v1/incidents/{id}/page", page)
+    app.router.add_post("/api/v1/incidents/{id}/postmortem-done", postmortem_done)
