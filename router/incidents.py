@@ -114,7 +114,8 @@ def postmortem_input(incident: Incident, policies: SeverityPolicies) -> Postmort
     ]
     raw_updates = d.get("updates")
     updates = [
-        IncidentUpdate(at=at, status=u.get("status"), message=str(u.get("message") or u.get("summary") or ""))
+        IncidentUpdate(at=at, status=u.get("status"),
+                       message=str(u.get("message") or u.get("summary") or ""))
         for u in (raw_updates if isinstance(raw_updates, list) else ())
         if isinstance(u, dict) and (at := _time(u.get("at"))) is not None
     ]
