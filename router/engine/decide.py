@@ -88,10 +88,43 @@ def decide(
         if state is None:
             state = GroupState(k=group_key_of(alert))
         state = _apply_alert(state, alert, now_ts, ctx)
+        if not flush:
+            # Batched: the caller re-arms each touched group once after the batch (`rearm`),
+            # so a storm into one big group costs O(1) per alert here, not O(group size).
+            return _hold(state, alert), []
         s, notes = _step(state, now_ts, now, ctx, timers=False, flush=flush)
     if ctx.incidents is not None:
         s, notes = lifecycle.after_group(before, s, notes, now_ts, now, ctx, ids, timers=timers)
     return _expire(s, now_ts, ctx, timers=timers), notes
+
+
+def rearm(state: GroupState, now: datetime, ctx: EngineContext) -> GroupState:
+    """After a batch of alert events applied with `flush=False`: arm the group's timers once,
+    exactly as a per-event step would have left them (no notification is sent here)."""
+    now_ts = to_ts(now)
+    s, _ = _step(state, now_ts, now, ctx, timers=False, flush=False)
+    expired = _expire(s, now_ts, ctx, timers=False)
+    return expired if expired is not None else s
+
+
+def _hold(s: GroupState, alert: Alert) -> GroupState:
+    """What a per-event step does to `w` that later events of the same batch depend on.
+
+    `_apply_alert` starts a new epoch token only while no first notification is pending
+    (`w is None`); a step after a firing alert arms `w`, and one after the last firing alert
+    resolves (nothing held open) clears it. `inf` marks "armed"; `rearm` replaces it by the
+    real deadline (it takes the minimum), so the result does not depend on batch boundaries.
+    """
+    if s.ns is not None:
+        return s
+    if alert.status is Status.FIRING:
+        return s if s.w is not None else s.model_copy(update={"w": _ARMED})
+    if s.w is not None and s.fl != FLAP_STARTED and not any(st.firing for st in s.a.values()):
+        return s.model_copy(update={"w": None})
+    return s
+
+
+_ARMED = float("inf")
 
 
 # --- applying one alert --------------------------------------------------------------------

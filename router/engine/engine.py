@@ -21,7 +21,7 @@ from datetime import datetime
 
 import orjson
 
-from router.engine.decide import Event, decide
+from router.engine.decide import Event, decide, rearm
 from router.engine.lifecycle import command_target
 from router.engine.state import (
     IDS_KEY,
@@ -225,6 +225,10 @@ class Engine:
                 run.decide(key, event)
             else:
                 run.unknown_commands += 1
+        for key in run.touched:
+            state = run.work.get(key)
+            if state is not None:
+                run.work[key] = rearm(state, now, self.context)
         now_ts = to_ts(now)
         due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
         for key, state in run.work.items():
@@ -332,6 +336,8 @@ class _Run:
         self.notes: list[Notification] = []
         self.views: dict[str, Incident] = {}
         self.duplicates = self.stale = self.flapping = self.unknown_commands = 0
+        # Groups changed by alert events: re-armed once after the batch (decide.rearm).
+        self.touched: dict[str, None] = {}
 
     def decide(self, key: str, event: Event) -> None:
         if key in self.work:
@@ -344,7 +350,14 @@ class _Run:
             self.unknown_commands += 1
             return
         # Alert events only arm timers; the Tick after the batch sends what is due.
+        if not isinstance(event, AlertEvent) and key in self.touched:
+            # A command or Tick after alert events of this batch sees their timers armed.
+            del self.touched[key]
+            if state is not None:
+                state = rearm(state, self.now, context)
         new, emitted = decide(state, event, self.now, context, flush=False, ids=self.engine.ids)
+        if isinstance(event, AlertEvent):
+            self.touched[key] = None
         self.work[key] = new
         self.notes.extend(emitted)
         old_incidents = state.i if state is not None else ()
