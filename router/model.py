@@ -10,15 +10,28 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
+
+_F = TypeVar("_F", bound="Frozen")
 
 
 class Frozen(BaseModel):
     """Base for data in flight: immutable, strict about unknown fields."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    def with_(self: _F, **changes: Any) -> _F:
+        """`model_copy(update=changes)` without pydantic's copy machinery, which dominated the
+        engine's profile. Like model_copy it does not validate: pass valid values only."""
+        obj = object.__new__(type(self))
+        object.__setattr__(obj, "__dict__", {**self.__dict__, **changes})
+        object.__setattr__(obj, "__pydantic_fields_set__",
+                           self.__pydantic_fields_set__ | changes.keys())
+        object.__setattr__(obj, "__pydantic_extra__", None)
+        object.__setattr__(obj, "__pydantic_private__", None)
+        return obj
 
 
 class Status(StrEnum):

@@ -108,17 +108,25 @@ class Database:
 
     async def _flush(self) -> None:
         while self._pending:
-            batch, self._pending = self._pending, []
-            try:
-                await self._run(functools.partial(self._commit, batch))
-            except BaseException as exc:  # the whole batch failed: tell every waiter
-                for _, _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
-                continue
+            pending, self._pending = self._pending, []
+            # Relaxed writes commit on their own first, so they never wait for an fsync.
+            relaxed = [w for w in pending if not w[1]]
+            durable = [w for w in pending if w[1]]
+            for batch in (relaxed, durable):
+                if batch:
+                    await self._commit_and_tell(batch)
+
+    async def _commit_and_tell(self, batch: list[tuple[Work, bool, asyncio.Future[None]]]) -> None:
+        try:
+            await self._run(functools.partial(self._commit, batch))
+        except BaseException as exc:  # the whole batch failed: tell every waiter
             for _, _, fut in batch:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
+            return
+        for _, _, fut in batch:
+            if not fut.done():
+                fut.set_result(None)
 
     def _commit(self, batch: list[tuple[Work, bool, asyncio.Future[None]]]) -> None:
         conn = self._require()

@@ -217,8 +217,10 @@ class Dispatcher:
 
         result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry)
         if result.ok:
-            await self._store.record(n.id, name)
-            await self._outbox.mark_delivered([item.id])
+            # Together, not one after the other: if only the outbox mark lands the item never
+            # comes back; if only the record lands, a redelivery is recognised and skipped.
+            await asyncio.gather(self._store.record(n.id, name),
+                                 self._outbox.mark_delivered([item.id]))
             self.metrics.sent.labels(name).inc()
             self.metrics.latency.labels(name).observe(time.monotonic() - started)
             log.debug("receiver %s: %s %s delivered", name, n.kind.value, n.id)

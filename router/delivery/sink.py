@@ -37,4 +37,4 @@ class Receiver:
     retry: RetryPolicy
     rate_limit: RateLimit
     # How many incidents of this receiver may be in delivery at once (each one sequential).
-    concurrency: int = 8
+    concurrency: int = 32

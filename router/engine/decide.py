@@ -118,9 +118,9 @@ def _hold(s: GroupState, alert: Alert) -> GroupState:
     if s.ns is not None:
         return s
     if alert.status is Status.FIRING:
-        return s if s.w is not None else s.model_copy(update={"w": _ARMED})
+        return s if s.w is not None else s.with_(w=_ARMED)
     if s.w is not None and s.fl != FLAP_STARTED and not any(st.firing for st in s.a.values()):
-        return s.model_copy(update={"w": None})
+        return s.with_(w=None)
     return s
 
 
@@ -149,17 +149,17 @@ def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) ->
         status_changed = firing
     elif t < cur.t or (t == cur.t and firing and not cur.firing):
         # Older than what we know (a resolution wins a tie with its own firing).
-        return s.model_copy(update={"o": s.o + 1})
+        return s.with_(o=s.o + 1)
     elif firing == cur.firing:
         same_severity = severity_of(alert, ctx) is severity_of(cur.a, ctx)
         if same_severity and t == cur.t:
-            return s.model_copy(update={"d": s.d + 1})
+            return s.with_(d=s.d + 1)
         # Same status with a newer source time or another severity: keep the newer data.
         duplicate = same_severity
-        new = cur.model_copy(update={"a": alert, "t": t})
+        new = cur.with_(a=alert, t=t)
         status_changed = False
     else:
-        new = cur.model_copy(update={"a": alert, "t": t})
+        new = cur.with_(a=alert, t=t)
         status_changed = True
 
     update: dict[str, Any] = {}
@@ -168,7 +168,7 @@ def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) ->
     if status_changed:
         cutoff = t - ctx.flap_window.total_seconds()
         history = tuple(h for h in (*new.h, t) if h > cutoff)[-(ctx.flap_threshold + 1) :]
-        new = new.model_copy(update={"h": history})
+        new = new.with_(h=history)
         if firing:
             update["x"] = None
             if s.ns is Status.RESOLVED:
@@ -188,7 +188,7 @@ def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) ->
     alerts = dict(s.a)
     alerts[alert.key] = new
     update["a"] = alerts
-    return s.model_copy(update=update)
+    return s.with_(**update)
 
 
 # --- timers and notifications ---------------------------------------------------------------
@@ -261,7 +261,7 @@ def _step(
         if s.f is not None and s.f <= now:
             # Flapping settled. If it was never announced there is nothing to take back.
             fl = FLAP_STOPPED if s.fl == FLAP_DAMPED else FLAP_NONE
-            s = s.model_copy(update={"f": None, "fl": fl})
+            s = s.with_(f=None, fl=fl)
         s = _prune(s, now, ctx)
     firing = [st for st in s.a.values() if st.firing]
     sev = _group_severity(s, firing, ctx)
@@ -277,7 +277,7 @@ def _step(
         u = max(now, (s.nt if s.nt is not None else now) + group_interval)
         u = u if s.u is None else min(s.u, u)
     if w != s.w or u != s.u:
-        s = s.model_copy(update={"w": w, "u": u})
+        s = s.with_(w=w, u=u)
 
     due = w if kind is K.TRIGGER else u
     if (
@@ -289,9 +289,9 @@ def _step(
         if kind is None and firing and s.ns is Status.FIRING and s.fl == FLAP_NONE:
             s, notes = _notify(s, K.REPEAT, firing, sev, now, now_dt, ctx, repeat_interval)
         elif s.ns is Status.FIRING:  # damped or an update is on its way: remind later
-            s = s.model_copy(update={"r": now + repeat_interval})
+            s = s.with_(r=now + repeat_interval)
         else:
-            s = s.model_copy(update={"r": None})
+            s = s.with_(r=None)
     return s, notes
 
 
@@ -307,9 +307,9 @@ def _expire(s: GroupState, now: float, ctx: EngineContext, *, timers: bool) -> G
         if x <= now and timers:
             return None
         if x != s.x:
-            s = s.model_copy(update={"x": x})
+            s = s.with_(x=x)
     elif s.x is not None:
-        s = s.model_copy(update={"x": None})
+        s = s.with_(x=None)
     return s
 
 
@@ -320,7 +320,7 @@ def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
     if not old or len(old) == len(s.a):  # a fully resolved group expires as a whole
         return s
     alerts = {k: st for k, st in s.a.items() if k not in old}
-    return s.model_copy(update={"a": alerts})
+    return s.with_(a=alerts)
 
 
 def _receivers(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:
@@ -399,7 +399,7 @@ def _notify(
         for receiver in receivers
     ]
     synced = {
-        key: st.model_copy(update={"n": st.firing})
+        key: st.with_(n=st.firing)
         for key, st in s.a.items()
         if st.n != st.firing
     }
@@ -417,4 +417,4 @@ def _notify(
     }
     if synced:
         update["a"] = {**s.a, **synced}
-    return s.model_copy(update=update), notes
+    return s.with_(**update), notes

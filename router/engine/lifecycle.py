@@ -105,7 +105,7 @@ def _span(d: timedelta) -> str:
 
 
 def _view(inc: IncidentState, **update: Any) -> IncidentState:
-    return inc.model_copy(update={"v": inc.v.model_copy(update=update)})
+    return inc.with_(v=inc.v.with_(**update))
 
 
 def _details(inc: IncidentState, **items: Any) -> IncidentState:
@@ -218,7 +218,7 @@ def _arm_slas(inc: IncidentState, ctx: EngineContext) -> IncidentState:
         ka = opened + policy.ack_sla.total_seconds()
     if policy.resolve_sla is not None and inc.open and "resolve" not in breached:
         kr = opened + policy.resolve_sla.total_seconds()
-    return inc.model_copy(update={"ka": ka, "kr": kr})
+    return inc.with_(ka=ka, kr=kr)
 
 
 def _list(value: object) -> list[Any]:
@@ -245,7 +245,7 @@ def _page(s: GroupState, inc: IncidentState, now_dt: datetime, ctx: EngineContex
     page = {"at": iso(now_dt), "level": level, "targets": list(targets), "key": key,
             "by": actor}
     pages = [*_list(inc.v.details.get("pages")), page]
-    inc = inc.model_copy(update={"pk": (*inc.pk, key)})
+    inc = inc.with_(pk=(*inc.pk, key))
     inc = _details(inc, pages=pages, page_keys=list(inc.pk))
     if level is not None:
         inc = _view(inc, escalation_level=level)
@@ -264,14 +264,14 @@ def _maybe_page(s: GroupState, inc: IncidentState, now: float, now_dt: datetime,
         if not cfg.page_receivers:
             return inc, []
         # No escalation policy known here: one page, the vendor's own escalation takes over.
-        inc = inc.model_copy(update={"pa": now, "ps": 0})
+        inc = inc.with_(pa=now, ps=0)
         return _page(s, inc, now_dt, ctx, key=f"{inc.dk}:page-1", cause=("page", "0"),
                      level=1, targets=(), actor=ROUTER, what="level 1")
     st = escalation_step(policy, ctx.oncall.schedule_map(), now_dt, False, now_dt)
-    inc = inc.model_copy(update={
-        "ep": policy.name, "pa": now, "ps": st.step,
-        "pn": to_ts(st.next_at) if st.next_at is not None else None,
-    })
+    inc = inc.with_(
+        ep=policy.name, pa=now, ps=st.step,
+        pn=to_ts(st.next_at) if st.next_at is not None else None,
+    )
     inc = _details(inc, escalation_policy=policy.name)
     return _page(s, inc, now_dt, ctx, key=f"{inc.dk}:page-{st.step + 1}",
                  cause=("page", str(st.step)), level=st.level + 1, targets=st.targets,
@@ -286,7 +286,7 @@ def _maybe_statuspage(s: GroupState, inc: IncidentState, now_dt: datetime,
     if receiver is None or inc.sp or not inc.open or not inc.v.severity.at_least(
             cfg.statuspage_at):
         return inc, []
-    inc = inc.model_copy(update={"sp": True})
+    inc = inc.with_(sp=True)
     component = cfg.components.get(inc.v.service or "")
     if component:
         inc = _details(inc, component_ids=[component])
@@ -322,7 +322,7 @@ def _new_incident(*, incident_id: str, group_key: str, title: str, severity: Sev
     )
     opened = TimelineEntry(at=utc(opened_at), kind=TK.OPENED, actor=actor,
                            text=f"{how}: {title} ({severity.value})")
-    view = view.model_copy(update={"timeline": (opened,)})
+    view = view.with_(timeline=(opened,))
     return IncidentState(v=view, dk=dedup_key, rc=tuple(_sorted(receivers)))
 
 
@@ -375,21 +375,21 @@ def _observe(before: GroupState | None, s: GroupState, inc: IncidentState, now_d
         "timeline": (*inc.v.timeline, *entries[:room]),
         "details": {**inc.v.details, "alert_info": info, "receivers": list(rc)},
     })
-    return inc.model_copy(update={"v": view, "rc": rc})
+    return inc.with_(v=view, rc=rc)
 
 
 def _tag(n: Notification, inc: IncidentState) -> Notification:
     details = {**n.details, "incident_id": inc.v.id, "channel": inc.v.channel}
     if n.kind is not K.RESOLVE:
         details["status"] = inc.v.status.value
-    return n.model_copy(update={"incident_id": inc.v.id, "details": details})
+    return n.with_(incident_id=inc.v.id, details=details)
 
 
 def _replace(s: GroupState, inc: IncidentState) -> GroupState:
     incidents = tuple(inc if x.v.id == inc.v.id else x for x in s.i)
     if not any(x.v.id == inc.v.id for x in s.i):
         incidents = (*incidents, inc)
-    return s.model_copy(update={"i": incidents})
+    return s.with_(i=incidents)
 
 
 def after_group(before: GroupState | None, s: GroupState, notes: list[Notification], now: float,
@@ -419,7 +419,7 @@ def after_group(before: GroupState | None, s: GroupState, notes: list[Notificati
                 opened_at=now_dt, dedup_key=s.dedup_key, receivers=s.rc,
                 started_at=min(a.starts_at for a in alerts), actor=ROUTER,
                 how="opened by alerts")
-            s = s.model_copy(update={"ie": s.e})
+            s = s.with_(ie=s.e)
             opened = True
         if inc is not None:
             inc = _observe(before, s, inc, now_dt, opened, notes, kind)
@@ -436,7 +436,7 @@ def after_group(before: GroupState | None, s: GroupState, notes: list[Notificati
             new, emitted = _fire_timers(s, x, now, now_dt, ctx)
             out += emitted
             if new is None:
-                s = s.model_copy(update={"i": tuple(y for y in s.i if y.v.id != x.v.id)})
+                s = s.with_(i=tuple(y for y in s.i if y.v.id != x.v.id))
             elif new is not x:
                 s = _replace(s, new)
     return s, out
@@ -467,18 +467,18 @@ def _fire_timers(s: GroupState, inc: IncidentState, now: float, now_dt: datetime
         inc, more = _escalate(s, inc, now, now_dt, ctx)
         notes += more
     if inc.ka is not None and inc.ka <= now:
-        inc = inc.model_copy(update={"ka": None})
+        inc = inc.with_(ka=None)
         if inc.open and inc.v.acknowledged_at is None:
             inc, more = _breach(s, inc, "ack", now_dt, ctx)
             notes += more
     if inc.kr is not None and inc.kr <= now:
-        inc = inc.model_copy(update={"kr": None})
+        inc = inc.with_(kr=None)
         if inc.open:
             inc, more = _breach(s, inc, "resolve", now_dt, ctx)
             notes += more
     if inc.pm is not None and inc.pm <= now:
-        inc = inc.model_copy(update={"pm": None,
-                                     "dx": now + ctx.resolved_retention.total_seconds()})
+        inc = inc.with_(pm=None,
+                                     dx=now + ctx.resolved_retention.total_seconds())
         if not inc.v.postmortem_done:
             cfg = _cfg(ctx)
             text = f"post-mortem not marked done {_span(cfg.postmortem_due)} after resolution"
@@ -495,12 +495,12 @@ def _escalate(s: GroupState, inc: IncidentState, now: float, now_dt: datetime,
               ctx: EngineContext) -> tuple[IncidentState, list[Notification]]:
     policy = ctx.oncall.policy(inc.ep) if inc.ep else None
     if policy is None or inc.pa is None or not inc.open or inc.v.acknowledged_at is not None:
-        return inc.model_copy(update={"pn": None}), []
+        return inc.with_(pn=None), []
     st = escalation_step(policy, ctx.oncall.schedule_map(), from_ts(inc.pa), False, now_dt)
     nxt = to_ts(st.next_at) if st.next_at is not None else None
     if st.step <= inc.ps:  # already paged (e.g. the policy changed under us)
-        return inc.model_copy(update={"pn": nxt if nxt is not None and nxt > now else None}), []
-    inc = inc.model_copy(update={"ps": st.step, "pn": nxt})
+        return inc.with_(pn=nxt if nxt is not None and nxt > now else None), []
+    inc = inc.with_(ps=st.step, pn=nxt)
     level = st.level + 1
     rounds = f", pass {st.repeat_pass + 1}" if st.repeat_pass else ""
     inc = _log(inc, now_dt, TK.ESCALATED, ROUTER,
@@ -570,7 +570,7 @@ def apply_command(state: GroupState | None, event: CommandEvent, now: float, now
         if (inc.lc == fingerprint and inc.lt is not None
                 and abs(to_ts(at) - inc.lt) < DOUBLE_CLICK_SECONDS):
             return state, []
-        inc = inc.model_copy(update={"lc": fingerprint, "lt": to_ts(at)})
+        inc = inc.with_(lc=fingerprint, lt=to_ts(at))
     if command == Command.UPDATE.value and str(event.args.get("status", "")).lower() == (
             IncidentStatus.RESOLVED.value):
         command = Command.RESOLVE.value
@@ -581,7 +581,7 @@ def apply_command(state: GroupState | None, event: CommandEvent, now: float, now
     if new is target:
         return state, []
     if notes:
-        new = new.model_copy(update={"q": new.q + 1})
+        new = new.with_(q=new.q + 1)
     return _replace(state, new), notes
 
 
@@ -642,7 +642,7 @@ def _ack(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, now:
          now_dt: datetime, ctx: EngineContext) -> tuple[IncidentState, list[Notification]]:
     if not inc.open or inc.v.acknowledged_at is not None:
         return inc, []
-    inc = inc.model_copy(update={"pn": None, "ka": None})
+    inc = inc.with_(pn=None, ka=None)
     inc = _view(inc, acknowledged_at=at, escalation_level=None)
     inc = _details(inc, acknowledged_by=ev.actor)
     inc = _log(inc, at, TK.ACKNOWLEDGED, ev.actor, f"acknowledged by {ev.actor}")
@@ -705,7 +705,7 @@ def _resolve(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, 
     cfg = _cfg(ctx)
     message = str(ev.args.get("message") or "").strip()
     pm = None if inc.v.postmortem_done else to_ts(at) + cfg.postmortem_due.total_seconds()
-    inc = inc.model_copy(update={"pn": None, "ka": None, "kr": None, "pm": pm})
+    inc = inc.with_(pn=None, ka=None, kr=None, pm=pm)
     inc = _view(inc, status=IncidentStatus.RESOLVED, resolved_at=at, escalation_level=None)
     if message:
         inc = _details(inc, resolution=message)
@@ -758,7 +758,7 @@ def _postmortem_done(s: GroupState, inc: IncidentState, ev: CommandEvent, at: da
     if url:
         inc = _details(inc, postmortem_url=url)
     dx = None if inc.open else now + ctx.resolved_retention.total_seconds()
-    inc = inc.model_copy(update={"pm": None, "dx": dx})
+    inc = inc.with_(pm=None, dx=dx)
     return _log(inc, at, TK.POSTMORTEM, ev.actor,
                 "post-mortem done" + (f": {url}" if url else "")), []
 

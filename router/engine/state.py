@@ -17,17 +17,17 @@ from datetime import UTC, datetime, timedelta
 from typing import Literal
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from router.config import IncidentsConfig
 from router.escalation import OnCallConfig
 from router.incidents import Incident
-from router.model import Alert, Severity, Status, stable_id
+from router.model import Alert, Frozen, Severity, Status, stable_id
 from router.policy import SeverityPolicies, SeverityPolicy
 
 
-class _Frozen(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
+class _Frozen(Frozen):
+    """The engine's state records (see `Frozen.with_` for cheap copies)."""
 
 
 def to_ts(value: datetime) -> float:

@@ -15,7 +15,7 @@ class ReceiverSettings(BaseModel):
     name: str = Field(min_length=1)
     retry: RetryPolicy = RetryPolicy()
     rate_limit: RateLimit = RateLimit()
-    concurrency: int = Field(default=8, ge=1)
+    concurrency: int = Field(default=32, ge=1)
     timeout_seconds: float = Field(default=15.0, gt=0)
     # Overrides of the shipped templates: {initial|update|resolution|<kind>: path or inline}.
     templates: TemplateOverrides = Field(default_factory=dict)
