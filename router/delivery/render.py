@@ -56,6 +56,7 @@ POSTMORTEM_WITHIN = timedelta(hours=48)
 
 _ENV = jinja2.Environment(
     loader=jinja2.FileSystemLoader(str(TEMPLATES_DIR)),
+    auto_reload=False,  # shipped templates do not change under a running router: no stat()
     undefined=jinja2.StrictUndefined,
     autoescape=False,  # plain text; each receiver escapes for its own markup
     trim_blocks=True,
