@@ -194,3 +194,16 @@ async def test_health_and_readiness(router_client: RouterClient):
 async def test_alerts_filter_validation(router_client: RouterClient):
     client = await router_client()
     assert (await client.get("/api/v1/alerts?status=burning")).status == 400
+
+
+async def test_alertmanager_error_rate_of_7_percent_is_sev2(router_client: RouterClient):
+    client = await router_client()
+    resp = await client.post("/webhooks/alertmanager",
+                             data=read_testdata("alertmanager", "error_rate.json"))
+    assert resp.status == 200
+    alerts = (await (await client.get("/api/v1/alerts")).json())["data"]
+    assert len(alerts) == 1
+    assert alerts[0]["value"] == 0.07
+    assert alerts[0]["severity"] == "SEV2"
+    assert alerts[0]["rule"] == "api-error-rate-sev2"
+    assert alerts[0]["runbook_url"] == "https://runbooks.example.com/api-high-error-rate"
