@@ -199,8 +199,7 @@ async def declare(request: web.Request) -> web.Response:
         return error_response(exc.status, exc.message)
     backend = request.app[BACKEND]
     group_key = f"manual:{uuid4().hex}"
-    args = body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
-    event = command(Command.DECLARE, None, _actor(body), args, group_key=group_key)
+    event = command(Command.DECLARE, None, _actor(body), _args(body), group_key=group_key)
     if (failed := await append(backend, [event])) is not None:
         return failed
     incident = await wait_for_group(backend, group_key)
@@ -235,57 +234,57 @@ def _resolved(incident: Incident) -> web.Response:
     return error_response(409, f"incident {incident.id} is resolved")
 
 
-async def ack(request: web.Request) -> web.Response:
+async def _command_on(request: web.Request, model: type[B], *,
+                      resolved: bool = False) -> tuple[Incident, B] | web.Response:
+    """The incident of the path and the parsed body, or the error answer: 401/404, 400/422,
+    409 when the incident is not open (or, with `resolved`, not yet resolved)."""
     incident = await _target(request)
     if isinstance(incident, web.Response):
         return incident
     try:
-        body = await parse_body(request, AckBody)
+        body = await parse_body(request, model)
     except Rejected as exc:
         return error_response(exc.status, exc.message)
-    if not is_open(incident):
+    if resolved and is_open(incident):
+        return error_response(409, f"incident {incident.id} is not resolved yet")
+    if not resolved and not is_open(incident):
         return _resolved(incident)
+    return incident, body
+
+
+def _args(body: _Body) -> dict[str, Any]:
+    return body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
+
+
+async def ack(request: web.Request) -> web.Response:
+    found = await _command_on(request, AckBody)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
     return await _act(request, Command.ACK, incident, _actor(body), {})
 
 
 async def update(request: web.Request) -> web.Response:
-    incident = await _target(request)
-    if isinstance(incident, web.Response):
-        return incident
-    try:
-        body = await parse_body(request, UpdateBody)
-    except Rejected as exc:
-        return error_response(exc.status, exc.message)
-    if not is_open(incident):
-        return _resolved(incident)
-    args = body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
-    return await _act(request, Command.UPDATE, incident, _actor(body), args)
+    found = await _command_on(request, UpdateBody)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
+    return await _act(request, Command.UPDATE, incident, _actor(body), _args(body))
 
 
 async def resolve(request: web.Request) -> web.Response:
-    incident = await _target(request)
-    if isinstance(incident, web.Response):
-        return incident
-    try:
-        body = await parse_body(request, ResolveBody)
-    except Rejected as exc:
-        return error_response(exc.status, exc.message)
-    if not is_open(incident):
-        return _resolved(incident)
-    args = body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
-    return await _act(request, Command.RESOLVE, incident, _actor(body), args)
+    found = await _command_on(request, ResolveBody)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
+    return await _act(request, Command.RESOLVE, incident, _actor(body), _args(body))
 
 
 async def page(request: web.Request) -> web.Response:
-    incident = await _target(request)
-    if isinstance(incident, web.Response):
-        return incident
-    try:
-        body = await parse_body(request, PageBody)
-    except Rejected as exc:
-        return error_response(exc.status, exc.message)
-    if not is_open(incident):
-        return _resolved(incident)
+    found = await _command_on(request, PageBody)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
     config = request.app[RUNTIME].snapshot.config
     if body.team is not None:
         if config.oncall.policy_for_team(body.team) is None:
@@ -298,17 +297,11 @@ async def page(request: web.Request) -> web.Response:
 
 
 async def postmortem_done(request: web.Request) -> web.Response:
-    incident = await _target(request)
-    if isinstance(incident, web.Response):
-        return incident
-    try:
-        body = await parse_body(request, PostmortemDoneBody)
-    except Rejected as exc:
-        return error_response(exc.status, exc.message)
-    if is_open(incident):
-        return error_response(409, f"incident {incident.id} is not resolved yet")
-    args = body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
-    return await _act(request, Command.POSTMORTEM_DONE, incident, _actor(body), args)
+    found = await _command_on(request, PostmortemDoneBody, resolved=True)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
+    return await _act(request, Command.POSTMORTEM_DONE, incident, _actor(body), _args(body))
 
 
 _STATUSES = {s.value for s in IncidentStatus} | {OPEN}
