@@ -117,49 +117,41 @@ class EmbeddedBackend:
             return False
         return True
 
+    async def _select_bodies(self, table: str, conditions: list[tuple[str, str | None]],
+                             order: str, limit: int) -> list[bytes]:
+        """`body` of the rows matching every condition: a `?` condition applies when its value
+        is given, one without `?` always applies."""
+        where = [sql for sql, value in conditions if "?" not in sql or value]
+        args = [value for sql, value in conditions if "?" in sql and value]
+        query = f"SELECT body FROM {table}"
+        if where:
+            query += " WHERE " + " AND ".join(where)
+        query += f" ORDER BY {order} LIMIT ?"
+
+        def q(conn: sqlite3.Connection) -> list[bytes]:
+            return [r[0] for r in conn.execute(query, (*args, limit))]
+
+        return await self.db.read(q)
+
     async def current_alerts(
         self, status: str | None = None, source: str | None = None, limit: int = 1000
     ) -> list[Alert]:
-        where, args = [], []
-        if status:
-            where.append("status = ?")
-            args.append(status)
-        if source:
-            where.append("source = ?")
-            args.append(source)
-        sql = "SELECT body FROM alerts"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY event_time DESC LIMIT ?"
-
-        def q(conn: sqlite3.Connection) -> list[bytes]:
-            return [r[0] for r in conn.execute(sql, (*args, limit))]
-
-        bodies = await self.db.read(q)
+        conditions = [("status = ?", status), ("source = ?", source)]
+        bodies = await self._select_bodies("alerts", conditions, "event_time DESC", limit)
         return [Alert.model_validate(orjson.loads(b)) for b in bodies]
 
     async def incidents(self, status: str | None = None, limit: int = 200,
                         group_key: str | None = None) -> list[Incident]:
         """Newest first; `status` one of investigating|identified|monitoring|resolved, or
         "open" for every unresolved one."""
-        where, args = [], []
+        conditions: list[tuple[str, str | None]] = [("group_key = ?", group_key)]
         if status == "open":
-            where.append("status != 'resolved'")
-        elif status:
-            where.append("status = ?")
-            args.append(status)
-        if group_key:
-            where.append("group_key = ?")
-            args.append(group_key)
-        sql = "SELECT body FROM incidents"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += " ORDER BY opened_at DESC, rowid DESC LIMIT ?"
-
-        def q(conn: sqlite3.Connection) -> list[bytes]:
-            return [r[0] for r in conn.execute(sql, (*args, limit))]
-
-        return [Incident.model_validate_json(b) for b in await self.db.read(q)]
+            conditions.append(("status != 'resolved'", None))
+        else:
+            conditions.append(("status = ?", status))
+        bodies = await self._select_bodies("incidents", conditions, "opened_at DESC, rowid DESC",
+                                           limit)
+        return [Incident.model_validate_json(b) for b in bodies]
 
     async def incident(self, incident_id: str) -> Incident | None:
         def q(conn: sqlite3.Connection) -> bytes | None:
