@@ -62,6 +62,7 @@ class Settings:
     results: Path
     stamp: str
     payloads: set[str] | None = None
+    systems: set[str] | None = None
 
     def wants(self, kind: str) -> bool:
         return self.payloads is None or kind in self.payloads
@@ -294,8 +295,11 @@ def router_proc(s: Settings, name: str, config: Path, port: int) -> Proc:
     proc = Proc(name, cmd, s.work / f"{name}.log", SERVER_CPU, stdout_null=True)
     proc.wait_ready(f"http://127.0.0.1:{port}/readyz")
     if s.profile == "py-spy" and shutil.which("py-spy"):
-        subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--output",
-                          f"{prof}.svg", "--duration", str(int(s.warmup + s.duration + 2))],
+        # Collapsed stacks (one line per stack with its sample count): grep-able, and
+        # flamegraph.pl or speedscope draw them.
+        subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--format", "raw",
+                          "--output", f"{prof}.txt", "--duration",
+                          str(int(s.warmup + s.duration + 2))],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return proc
 
@@ -548,10 +552,14 @@ def _delivery_targets(s: Settings, backend: str, name: str, sink_port: int,
 
 
 def _systems(s: Settings) -> list[tuple[str, str]]:
-    systems = [("router embedded", "embedded")]
-    if kafka_available() is None:
+    wanted = s.systems or {"embedded", "kafka", "alertmanager"}
+    systems = []
+    if "embedded" in wanted:
+        systems.append(("router embedded", "embedded"))
+    if "kafka" in wanted and kafka_available() is None:
         systems.append(("router kafka", "kafka"))
-    systems.append((f"alertmanager {alertmanager_version()}", "alertmanager"))
+    if "alertmanager" in wanted:
+        systems.append((f"alertmanager {alertmanager_version()}", "alertmanager"))
     return systems
 
 
@@ -770,6 +778,8 @@ def main() -> None:
     parser.add_argument("--skip", default="", help="comma-separated scenarios to leave out")
     parser.add_argument("--payloads", help="only these payload kinds in ceiling/embedded/"
                         "alertmanager, e.g. am10,storm")
+    parser.add_argument("--systems", help="delivery/e2e only for these of embedded,kafka,"
+                        "alertmanager")
     parser.add_argument("--profile", choices=("cprofile", "py-spy"),
                         help="profile every router process (files next to the JSON)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -797,7 +807,8 @@ def main() -> None:
     s = Settings(warmup, duration, args.connections, args.e2e_rate, state_alerts,
                  sns_pool=1000 if quick else 4000, profile=args.profile, work=work,
                  results=results, stamp=stamp,
-                 payloads=payload_set)
+                 payloads=payload_set,
+                 systems=set(args.systems.split(",")) if args.systems else None)
     info = machine()
     print(f"bench: {info['nproc']} CPUs ({info['cpu']}), load {info['loadavg_at_start'][0]:.2f};"
           f" server on core {SERVER_CPU}, load on core {LOAD_CPU}; warm-up {warmup:g} s,"
