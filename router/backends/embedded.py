@@ -53,12 +53,16 @@ WHERE excluded.event_time >= alerts.event_time
 """
 
 
+# Told after each commit: the log offset of the first event and the events, in order.
+Committed = Callable[[int, Sequence[LogEvent]], None]
+
+
 class EmbeddedLog:
     """`Log` over SQLite: `append` returns once the events are committed to disk."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
-        self.on_commit: list[Callable[[], None]] = []
+        self.on_commit: list[Committed] = []
 
     async def append(self, events: Sequence[LogEvent]) -> None:
         now = time.time()
@@ -74,10 +78,15 @@ class EmbeddedLog:
             else:
                 rows.append((event_key(e), e.kind, e.model_dump_json().encode(), now))
 
+        first = 0
+
         def work(conn: sqlite3.Connection) -> None:
+            nonlocal first
             conn.executemany(
                 "INSERT INTO log (key, kind, body, appended_at) VALUES (?, ?, ?, ?)", rows
             )
+            # One writer, one statement: the rows took consecutive offsets ending here.
+            first = conn.execute("SELECT last_insert_rowid()").fetchone()[0] - len(rows) + 1
             conn.executemany(_UPSERT_ALERT, views)
 
         try:
@@ -85,8 +94,9 @@ class EmbeddedLog:
         except sqlite3.Error as exc:
             log.error("log append failed: %s", exc)
             raise LogUnavailable(f"log store unavailable: {exc.__class__.__name__}") from exc
-        for callback in self.on_commit:
-            callback()
+        if rows:
+            for callback in self.on_commit:
+                callback(first, events)
 
 
 class EmbeddedBackend:

@@ -13,7 +13,7 @@ import contextlib
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import orjson
@@ -58,6 +58,7 @@ ON CONFLICT (id) DO UPDATE SET
 """
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
+FRESH_LIMIT = 100_000  # events held in memory for the engine; beyond, it reads the log
 
 
 class EmbeddedEngineRunner:
@@ -71,6 +72,11 @@ class EmbeddedEngineRunner:
         self.on_outbox = on_outbox
         self._batch_size = batch_size
         self._position = 0
+        # Events committed by this process's log, by offset, not yet decided: the engine
+        # takes them from here instead of reading and decoding the rows it just wrote. What is
+        # missing (a restart, an overflow) is read from the log as before.
+        self._fresh: dict[int, Event] = {}
+        self._last = 0  # highest offset known to be in the log
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -92,8 +98,12 @@ class EmbeddedEngineRunner:
     def set_context(self, context: EngineContext) -> None:
         self.engine.context = context
 
-    def appended(self) -> None:
-        """Called by the log after each commit: there is something new to decide."""
+    def appended(self, first: int, events: Sequence[Event]) -> None:
+        """Called by the log after each commit with the offset of its first event."""
+        if len(self._fresh) < FRESH_LIMIT:
+            for offset, event in enumerate(events, first):
+                self._fresh[offset] = event
+        self._last = max(self._last, first + len(events) - 1)
         self._idle.clear()
         self._wake.set()
 
@@ -150,6 +160,35 @@ class EmbeddedEngineRunner:
 
     async def step(self) -> bool:
         """Decide the next batch of log events and due timers; True if there may be more."""
+        events, position = self._take_fresh()
+        if not events:
+            events, position = await self._read_log()
+        now = self.clock()
+        batch = self.engine.tick(now)
+        if events:
+            batch = batch.merge(self.engine.apply(events, now))
+            self._metrics.events.inc(len(events))
+        if events or not batch.empty:
+            await self._commit(batch, position)
+        self._metrics.lag.set(max(0, self._last - position))
+        self._metrics.groups.set(len(self.engine))
+        return len(events) == self._batch_size or (position + 1) in self._fresh
+
+    def _take_fresh(self) -> tuple[list[Event], int]:
+        """The events right after the position that this process appended, in offset order,
+        and the offset of the last one."""
+        events: list[Event] = []
+        fresh, offset = self._fresh, self._position
+        while len(events) < self._batch_size:
+            event = fresh.pop(offset + 1, None)
+            if event is None:
+                break
+            events.append(event)
+            offset += 1
+        return events, offset
+
+    async def _read_log(self) -> tuple[list[Event], int]:
+        """The next events from the log itself (after a restart, or what memory dropped)."""
         def q(conn: sqlite3.Connection) -> tuple[list[tuple[int, bytes]], int]:
             rows = conn.execute(
                 "SELECT offset, body FROM log WHERE offset > ? ORDER BY offset LIMIT ?",
@@ -159,19 +198,13 @@ class EmbeddedEngineRunner:
             return rows, last
 
         rows, last = await self._db.read(q)
-        now = self.clock()
-        batch = self.engine.tick(now)
-        position = self._position
-        if rows:
-            events = [_EVENT.validate_python(orjson.loads(body)) for _, body in rows]
-            batch = batch.merge(self.engine.apply(events, now))
-            position = rows[-1][0]
-            self._metrics.events.inc(len(events))
-        if rows or not batch.empty:
-            await self._commit(batch, position)
-        self._metrics.lag.set(max(0, last - position))
-        self._metrics.groups.set(len(self.engine))
-        return len(rows) == self._batch_size
+        self._last = max(self._last, last)
+        if not rows:
+            return [], self._position
+        up_to = rows[-1][0]
+        for offset in [o for o in self._fresh if o <= up_to]:
+            del self._fresh[offset]
+        return [_EVENT.validate_python(orjson.loads(body)) for _, body in rows], up_to
 
     async def _commit(self, batch: Batch, position: int) -> None:
         def work(conn: sqlite3.Connection) -> None:
