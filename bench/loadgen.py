@@ -32,8 +32,11 @@ from typing import Any
 import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import payloads
+
+from router.cli import new_event_loop
 
 GRACE = 5.0  # seconds after the window that in-flight requests may still complete
 
@@ -52,8 +55,7 @@ class Conn(asyncio.Protocol):
         self.closed = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = transport  # type: ignore[assignment]
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
@@ -156,7 +158,9 @@ class LoadGen:
     async def connect(self, target: int) -> Conn:
         host, port = self.targets[target]
         loop = asyncio.get_running_loop()
-        _, conn = await loop.create_connection(Conn, host, port)
+        transport, conn = await loop.create_connection(Conn, host, port)
+        # uvloop may call connection_made after create_connection returns.
+        conn.transport = transport
         return conn
 
     async def run(self) -> dict[str, Any]:
@@ -297,7 +301,11 @@ def main() -> None:
     if cpu is not None and hasattr(os, "sched_setaffinity"):
         os.sched_setaffinity(0, {int(cpu)})
     gen = LoadGen(spec)
-    result = asyncio.run(gen.run())
+    loop = new_event_loop(os.environ.get("LOADGEN_LOOP", "asyncio"))
+    try:
+        result = loop.run_until_complete(gen.run())
+    finally:
+        loop.close()
     sys.stdout.buffer.write(orjson.dumps(result, option=orjson.OPT_NON_STR_KEYS) + b"\n")
     sys.stdout.flush()
 

@@ -28,6 +28,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 import payloads  # noqa: E402
 
+from router.cli import new_event_loop  # noqa: E402
 from tests import snskit  # noqa: E402
 
 
@@ -96,7 +97,7 @@ def main() -> None:
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     web.run_app(build_app(args.sns_key_dir), host="127.0.0.1", port=args.port, access_log=None,
-                print=lambda _: None)
+                print=lambda _: None, loop=new_event_loop("auto"))
 
 
 if __name__ == "__main__":

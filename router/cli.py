@@ -14,6 +14,19 @@ from prometheus_client import CollectorRegistry
 from router.config import Config, ConfigError, load_config
 
 
+def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
+    """uvloop when asked for (an error if it is missing) or, with "auto", when installed."""
+    if kind != "asyncio":
+        try:
+            import uvloop
+        except ImportError:
+            if kind == "uvloop":
+                raise
+        else:
+            return uvloop.new_event_loop()
+    return asyncio.new_event_loop()
+
+
 def _serve(args: argparse.Namespace) -> int:
     from router.api.app import build_app
     from router.api.keys import RUNTIME
@@ -36,6 +49,7 @@ def _serve(args: argparse.Namespace) -> int:
     server = snapshot.config.server
     web.run_app(
         app,
+        loop=new_event_loop(server.event_loop),
         host=args.host or server.host,
         port=args.port if args.port is not None else server.port,
         access_log=None,

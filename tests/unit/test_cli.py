@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from router.cli import main
+from router.cli import main, new_event_loop
 from tests.conftest import ROOT
 
 
@@ -56,3 +56,13 @@ def test_check_config_reports_rule_problems(tmp_path: Path,
     assert main(["check-config", "--config", str(path)]) == 1
     err = capsys.readouterr().err
     assert "10-bad.yaml" in err and "bad-regex" in err, err
+
+
+@pytest.mark.parametrize(("kind", "module"), [("auto", "uvloop"), ("uvloop", "uvloop"),
+                                              ("asyncio", "asyncio")])
+def test_serve_runs_on_uvloop_unless_asked_for_asyncio(kind: str, module: str) -> None:
+    loop = new_event_loop(kind)
+    try:
+        assert type(loop).__module__.split(".")[0] == module
+    finally:
+        loop.close()
