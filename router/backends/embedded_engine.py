@@ -149,6 +149,9 @@ class EmbeddedEngineRunner:
                     await self._restore()
                 continue
             if busy or self._wake.is_set():
+                # Reads and commits run inline and need not yield: let intake and delivery
+                # have the loop between two batches of a backlog.
+                await asyncio.sleep(0)
                 continue
             self._idle.set()
             deadline = self.engine.next_deadline()

@@ -1,21 +1,31 @@
-"""One SQLite database on one worker thread, with group commit.
-
-Every statement runs on a single dedicated thread (sqlite3 connections are not shareable across
-threads, and one writer is what SQLite wants anyway). Concurrent `append`s that arrive while a
-commit is in flight are batched into the next transaction, so N concurrent requests cost one
-fsync, not N. Nothing is acknowledged before its transaction commits.
+"""One SQLite database (WAL) with group commit: fsyncs on a worker thread, the rest inline.
 
 Durability is chosen per write: what intake acknowledges to a source (`durable=True`) commits
 with `synchronous=FULL` (the WAL is fsynced); bookkeeping that can be redone after a power loss
 (engine state and outbox, recomputed deterministically from the log; delivery records, whose
 loss means at worst a resend with the same vendor dedup key) commits with `NORMAL`, which
 survives a process crash. A FULL commit makes everything before it durable too.
+
+Two connections to the one file. Durable commits run on a dedicated worker thread, so the event
+loop keeps working while the disk syncs. Reads and relaxed writes run inline on the event loop
+thread: they take microseconds, while a hop to a thread and back costs ~100 us of CPU, which
+made the thread the router's biggest overhead per alert. WAL lets the inline reads run while the
+worker commits; writes of both kinds take turns on an asyncio lock, so the two connections never
+wait for each other's write lock. Concurrent writes that arrive while a commit is in flight are
+batched into the next transaction (group commit): N concurrent requests cost one fsync, not N.
+Nothing is acknowledged before its transaction commits.
+
+The worker connection checkpoints the WAL (SQLite's auto-checkpoint on its commits, and after
+every `CHECKPOINT_EVERY` inline commits), so the event loop never copies pages or syncs the
+database file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import logging
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,42 +35,65 @@ from typing import TypeVar
 T = TypeVar("T")
 
 Work = Callable[[sqlite3.Connection], object]
+Pending = tuple[Work, asyncio.Future[None]]
+
+CHECKPOINT_EVERY = 500  # inline commits between two checkpoints on the worker thread
+
+log = logging.getLogger(__name__)
 
 
 class Database:
     def __init__(self, path: Path, schema: str, synchronous: str = "FULL") -> None:
+        if str(path) == ":memory:":
+            # Each connection would open its own, empty database.
+            raise ValueError("the embedded backend needs a database file, not :memory:")
         self._path = path
         self._schema = schema
         # The level for durable writes (FULL); tests and benchmarks may relax it.
         self._synchronous = synchronous
-        self._level: str | None = None
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
-        self._conn: sqlite3.Connection | None = None
-        self._pending: list[tuple[Work, bool, asyncio.Future[None]]] = []
+        self._conn: sqlite3.Connection | None = None  # the worker thread's
+        self._inline: sqlite3.Connection | None = None  # the event loop thread's
+        self._writing = asyncio.Lock()  # one writer at a time, across both connections
+        self._durable: list[Pending] = []
+        self._relaxed: list[Pending] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._inline_commits = 0
+        self._checkpoint: asyncio.Task[None] | None = None
         self._closed = False
 
     # --- lifecycle -----------------------------------------------------------------------
 
     async def open(self) -> None:
         await self._run(self._open)
+        self._inline = self._connect()
+        self._inline.execute("PRAGMA synchronous=NORMAL")
+        self._inline.execute("PRAGMA wal_autocheckpoint=0")  # the worker checkpoints
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+        conn.execute("PRAGMA busy_timeout=5000")  # another process (the dlq CLI) writing
+        return conn
 
     def _open(self) -> None:
-        if str(self._path) != ":memory:":
-            self._path.parent.mkdir(parents=True, exist_ok=True)
-        conn = sqlite3.connect(str(self._path), isolation_level=None, check_same_thread=False)
+        self._path.parent.mkdir(parents=True, exist_ok=True)
+        conn = self._connect()
         conn.execute("PRAGMA journal_mode=WAL")
-        conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute(f"PRAGMA synchronous={self._synchronous}")
         conn.executescript(self._schema)
         self._conn = conn
-        self._level = None
 
     async def close(self) -> None:
         if self._closed:
             return
         self._closed = True
-        if self._flusher is not None:
-            await asyncio.shield(self._flusher)
+        for task in (self._flusher, self._checkpoint):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+        if self._inline is not None:
+            self._inline.close()
+            self._inline = None
         await self._run(self._close)
         self._executor.shutdown(wait=True)
 
@@ -77,76 +110,97 @@ class Database:
         return await asyncio.get_running_loop().run_in_executor(self._executor, fn)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run a read (or a self-contained write) on the database thread."""
-        return await self._run(lambda: fn(self._require()))
+        """Run a read, inline: it sees every commit so far (WAL snapshot); no writes here."""
+        return fn(self._require_inline())
 
     async def transaction(self, fn: Callable[[sqlite3.Connection], T],
                           durable: bool = False) -> T:
         """Run `fn` in its own transaction (used by the engine for its atomic commits)."""
-
-        def run() -> T:
-            conn = self._require()
-            self._set_level(conn, durable)
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                result = fn(conn)
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-            return result
-
-        return await self._run(run)
+        async with self._writing:
+            if durable:
+                return await self._run(lambda: _in_transaction(self._require(), fn))
+            result = _in_transaction(self._require_inline(), fn)
+        self._committed_inline()
+        return result
 
     async def write_batched(self, work: Work, durable: bool = True) -> None:
         """Queue `work` for the next group commit and wait until it is committed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._pending.append((work, durable, fut))
+        (self._durable if durable else self._relaxed).append((work, fut))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush())
         await fut
 
     async def _flush(self) -> None:
-        while self._pending:
-            pending, self._pending = self._pending, []
+        while self._durable or self._relaxed:
             # Relaxed writes commit on their own first, so they never wait for an fsync.
-            relaxed = [w for w in pending if not w[1]]
-            durable = [w for w in pending if w[1]]
-            for batch in (relaxed, durable):
-                if batch:
-                    await self._commit_and_tell(batch)
+            if self._relaxed:
+                batch, self._relaxed = self._relaxed, []
+                error: BaseException | None = None
+                async with self._writing:
+                    try:
+                        _commit_all(self._require_inline(), batch)
+                    except BaseException as exc:
+                        error = exc
+                _settle(batch, error)
+                self._committed_inline()
+            if self._durable:
+                batch, self._durable = self._durable, []
+                error = None
+                async with self._writing:
+                    try:
+                        await self._run(functools.partial(_commit_all, self._require(), batch))
+                    except BaseException as exc:
+                        error = exc
+                _settle(batch, error)
 
-    async def _commit_and_tell(self, batch: list[tuple[Work, bool, asyncio.Future[None]]]) -> None:
+    def _committed_inline(self) -> None:
+        self._inline_commits += 1
+        if self._inline_commits >= CHECKPOINT_EVERY and (
+            self._checkpoint is None or self._checkpoint.done()
+        ):
+            self._inline_commits = 0
+            self._checkpoint = asyncio.create_task(self._run(self._passive_checkpoint))
+
+    def _passive_checkpoint(self) -> None:
+        # PASSIVE: copies what no reader still needs, never waits for or blocks a writer.
         try:
-            await self._run(functools.partial(self._commit, batch))
-        except BaseException as exc:  # the whole batch failed: tell every waiter
-            for _, _, fut in batch:
-                if not fut.done():
-                    fut.set_exception(exc if isinstance(exc, Exception) else RuntimeError())
-            return
-        for _, _, fut in batch:
-            if not fut.done():
-                fut.set_result(None)
-
-    def _commit(self, batch: list[tuple[Work, bool, asyncio.Future[None]]]) -> None:
-        conn = self._require()
-        self._set_level(conn, any(durable for _, durable, _ in batch))
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for work, _, _ in batch:
-                work(conn)
-        except BaseException:
-            conn.execute("ROLLBACK")
-            raise
-        conn.execute("COMMIT")
-
-    def _set_level(self, conn: sqlite3.Connection, durable: bool) -> None:
-        level = self._synchronous if durable else "NORMAL"
-        if level != self._level:
-            conn.execute(f"PRAGMA synchronous={level}")
-            self._level = level
+            self._require().execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed: %s", exc)
 
     def _require(self) -> sqlite3.Connection:
         if self._conn is None:
             raise sqlite3.ProgrammingError("database is not open")
         return self._conn
+
+    def _require_inline(self) -> sqlite3.Connection:
+        if self._inline is None:
+            raise sqlite3.ProgrammingError("database is not open")
+        return self._inline
+
+
+def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection], T]) -> T:
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        result = fn(conn)
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+    return result
+
+
+def _commit_all(conn: sqlite3.Connection, batch: list[Pending]) -> None:
+    _in_transaction(conn, lambda c: [work(c) for work, _ in batch])
+
+
+def _settle(batch: list[Pending], error: BaseException | None) -> None:
+    """Tell every waiter of a group commit its outcome (the whole batch failed or not)."""
+    for _, fut in batch:
+        if fut.done():
+            continue
+        if error is None:
+            fut.set_result(None)
+        else:
+            fut.set_exception(error if isinstance(error, Exception) else RuntimeError())
