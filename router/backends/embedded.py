@@ -57,6 +57,9 @@ WHERE excluded.event_time >= alerts.event_time
 Committed = Callable[[int, Sequence[LogEvent]], None]
 
 
+_alert_json = Alert.__pydantic_serializer__.to_json  # bytes, without a str in between
+
+
 class EmbeddedLog:
     """`Log` over SQLite: `append` returns once the events are committed to disk."""
 
@@ -71,12 +74,12 @@ class EmbeddedLog:
         for e in events:
             if isinstance(e, AlertEvent):
                 a = e.alert
-                body = a.model_dump_json().encode()  # serialised once, for both tables
+                body = _alert_json(a)  # serialised once, for both tables
                 rows.append((event_key(e), "alert", b'{"kind":"alert","alert":' + body + b"}",
                              now))
                 views.append((a.key, a.source, a.status.value, a.event_time.timestamp(), body))
             else:
-                rows.append((event_key(e), e.kind, e.model_dump_json().encode(), now))
+                rows.append((event_key(e), e.kind, e.__pydantic_serializer__.to_json(e), now))
 
         first = 0
 
