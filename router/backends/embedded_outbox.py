@@ -2,19 +2,26 @@
 
 Same semantics as `router.delivery.outbox.MemoryOutbox` (the reference): items are handed out
 in `seq` order, dead letters keep their lane order on replay, and a replay gets new seqs.
+
+Per delivered notification the Dispatcher costs no read of its own: `holds` is answered from
+memory (see `SqliteOutbox.holds`), `already_delivered` once per batch (`delivered_among`), and
+the record and the outbox delete are one write (`mark_delivered_recorded`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
-from collections.abc import Sequence
+import weakref
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 
 import orjson
 
 from router.backends.sqlite import Database
 from router.delivery.outbox import DeadLetter, OutboxItem
+from router.delivery.records import DeliveryStore
 from router.model import Notification
 
 SCHEMA = """
@@ -59,14 +66,38 @@ def insert_notifications(conn: sqlite3.Connection, notifications: Sequence[Notif
 
 
 def _notification(body: bytes) -> Notification:
-    return Notification.model_validate(orjson.loads(body))
+    return Notification.model_validate_json(body)
+
+
+class _DeadLanes:
+    """What this process knows about one database's dead-letter lanes (see SqliteOutbox)."""
+
+    def __init__(self) -> None:
+        self.lanes: set[tuple[str, str]] = set()  # every lane that may hold a dead letter
+        self.loaded: asyncio.Future[None] | None = None  # the table's lanes were read in
+        self.added = 0  # dead_letter calls so far: a lookup racing one keeps its lane
+
+
+_DEAD_LANES: weakref.WeakKeyDictionary[Database, _DeadLanes] = weakref.WeakKeyDictionary()
 
 
 class SqliteOutbox:
-    """`Outbox` and `DeadLetters` over the embedded database."""
+    """`Outbox`, `DeadLetters` and `RecordingOutbox` over the embedded database.
+
+    `holds` knows which lanes may have dead letters: those in the table when it first looked,
+    plus every lane dead-lettered through this database object since (by any SqliteOutbox on
+    it). Only the delivering process writes dead letters (one router per database); other
+    writers only take them away (`dlq replay` in another process), so a lane not in that set
+    certainly holds nothing and is answered without a read, and a lane in it is looked up and
+    dropped from the set once empty.
+    """
 
     def __init__(self, db: Database) -> None:
         self._db = db
+        dead = _DEAD_LANES.get(db)
+        if dead is None:
+            dead = _DEAD_LANES[db] = _DeadLanes()
+        self._dead = dead
 
     async def pending(self, limit: int, after: int | None = None) -> list[OutboxItem]:
         def q(conn: sqlite3.Connection) -> list[tuple[int, str, bytes]]:
@@ -84,8 +115,24 @@ class SqliteOutbox:
             durable=False,
         )
 
+    def records_into(self, store: DeliveryStore) -> bool:
+        return isinstance(store, SqliteDeliveryStore) and store.db is self._db
+
+    async def mark_delivered_recorded(self, item_id: str, notification_id: str,
+                                      receiver: str) -> None:
+        at = time.time()
+
+        def work(conn: sqlite3.Connection) -> None:
+            conn.execute(_RECORD, (notification_id, receiver, at))
+            conn.execute("DELETE FROM outbox WHERE id = ?", (item_id,))
+
+        await self._db.write_batched(work, durable=False)
+
     async def dead_letter(self, item: OutboxItem, reason: str) -> None:
         n = item.notification
+        # Before the write: from now on `holds` looks this lane up.
+        self._dead.lanes.add((n.receiver, n.group_key))
+        self._dead.added += 1
 
         def work(conn: sqlite3.Connection) -> None:
             deleted = conn.execute("DELETE FROM outbox WHERE id = ?", (item.id,)).rowcount
@@ -147,24 +194,74 @@ class SqliteOutbox:
         return await self._db.transaction(work)
 
     async def holds(self, receiver: str, group_key: str) -> bool:
+        dead = self._dead
+        loaded = dead.loaded
+        if loaded is None or not loaded.done():
+            if loaded is None:
+                loaded = dead.loaded = asyncio.ensure_future(self._load_dead_lanes())
+            try:
+                await asyncio.shield(loaded)
+            except Exception:
+                dead.loaded = None  # look again next time
+                raise
+        lane = (receiver, group_key)
+        if lane not in dead.lanes:
+            return False
+
         def q(conn: sqlite3.Connection) -> bool:
             return conn.execute(
                 "SELECT 1 FROM dead_letters WHERE receiver = ? AND group_key = ? LIMIT 1",
-                (receiver, group_key),
+                lane,
             ).fetchone() is not None
 
-        return await self._db.read(q)
+        before = dead.added
+        held = await self._db.read(q)
+        if not held and dead.added == before:  # no dead letter was added meanwhile
+            dead.lanes.discard(lane)
+        return held
+
+    async def _load_dead_lanes(self) -> None:
+        rows = await self._db.read(lambda c: c.execute(
+            "SELECT DISTINCT receiver, group_key FROM dead_letters").fetchall())
+        self._dead.lanes.update((r, g) for r, g in rows)
 
     async def count_pending(self) -> int:
         row = await self._db.read(lambda c: c.execute("SELECT count(*) FROM outbox").fetchone())
         return int(row[0])
 
 
+_RECORD = "INSERT OR IGNORE INTO deliveries (notification_id, receiver, at) VALUES (?, ?, ?)"
+_IN_CHUNK = 500  # ids per `IN (...)`, well below SQLite's variable limit
+
+
 class SqliteDeliveryStore:
-    """`DeliveryStore`: what was sent, and vendor references (Slack ts, Statuspage id)."""
+    """`DeliveryStore` and `BatchDeliveryStore`: what was sent, and vendor references (Slack
+    ts, Statuspage id)."""
 
     def __init__(self, db: Database) -> None:
         self._db = db
+
+    @property
+    def db(self) -> Database:
+        return self._db
+
+    async def delivered_among(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        wanted = set(keys)
+        ids = sorted({i for i, _ in wanted})
+        if not ids:
+            return set()
+
+        def q(conn: sqlite3.Connection) -> list[tuple[str, str]]:
+            rows: list[tuple[str, str]] = []
+            for j in range(0, len(ids), _IN_CHUNK):
+                chunk = ids[j:j + _IN_CHUNK]
+                rows += conn.execute(
+                    "SELECT notification_id, receiver FROM deliveries WHERE notification_id "
+                    f"IN ({','.join('?' * len(chunk))})", chunk,
+                ).fetchall()
+            return rows
+
+        return {(i, r) for i, r in await self._db.read(q) if (i, r) in wanted}
 
     async def already_delivered(self, notification_id: str, receiver: str) -> bool:
         def q(conn: sqlite3.Connection) -> bool:
@@ -176,10 +273,9 @@ class SqliteDeliveryStore:
         return await self._db.read(q)
 
     async def record(self, notification_id: str, receiver: str) -> None:
-        await self._db.write_batched(lambda c: c.execute(
-            "INSERT OR IGNORE INTO deliveries (notification_id, receiver, at) VALUES (?, ?, ?)",
-            (notification_id, receiver, time.time()),
-        ), durable=False)
+        at = time.time()
+        await self._db.write_batched(
+            lambda c: c.execute(_RECORD, (notification_id, receiver, at)), durable=False)
 
     async def get_ref(self, receiver: str, key: str) -> dict[str, str] | None:
         def q(conn: sqlite3.Connection) -> bytes | None:

@@ -2,14 +2,17 @@
 
 Guarantees
 - One slow or failing receiver never blocks another: every (receiver, group key) is its own
-  lane, run as its own task; a receiver runs at most `concurrency` lanes at once.
+  lane; a receiver runs at most `concurrency` lanes at once, on as many worker tasks of its
+  own, and lanes waiting for a worker start in the order they appeared.
 - Order per incident: a lane delivers strictly one item after another, retries included, so
   a resolution never overtakes its trigger. If an item is dead-lettered, the later items of
   that lane park behind it (reason `held`) and a replay sends them again in order.
 - Rate limits: each receiver has a token bucket; bursts wait instead of failing, and a vendor's
   Retry-After pauses the whole receiver.
-- Idempotency: the delivery record is written before the outbox is told, and checked before
-  sending, so an item that comes back after a crash is not posted twice.
+- Idempotency: the delivery record is written before the outbox is told (or with it, in one
+  transaction, when the outbox can: `RecordingOutbox`), and checked before sending, so an item
+  that comes back after a crash is not posted twice. A store that can (`BatchDeliveryStore`)
+  is asked once per batch taken from the outbox rather than once per item.
 """
 
 from __future__ import annotations
@@ -24,9 +27,9 @@ from collections.abc import Mapping
 from prometheus_client import CollectorRegistry
 
 from router.delivery.metrics import DeliveryMetrics
-from router.delivery.outbox import DeadLetters, Outbox, OutboxItem
+from router.delivery.outbox import DeadLetters, Outbox, OutboxItem, RecordingOutbox
 from router.delivery.ratelimit import TokenBucket
-from router.delivery.records import DeliveryStore
+from router.delivery.records import BatchDeliveryStore, DeliveryStore
 from router.delivery.result import DeliveryResult
 from router.delivery.retry import send_with_retry
 from router.delivery.sink import Receiver
@@ -63,14 +66,28 @@ class Dispatcher:
         self._dead_letters = dead_letters
         self._receivers = dict(receivers)
         self._store = store
+        self._batch_store = store if isinstance(store, BatchDeliveryStore) else None
+        self._recording = (outbox if isinstance(outbox, RecordingOutbox)
+                           and outbox.records_into(store) else None)
         self.metrics = DeliveryMetrics(registry, self._receivers)
+        # Per-receiver metric children, looked up once instead of per notification.
+        names = {r.name for r in self._receivers.values()}
+        self._sent = {n: self.metrics.sent.labels(n) for n in names}
+        self._latency = {n: self.metrics.latency.labels(n) for n in names}
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
         self._buckets = {n: TokenBucket(r.rate_limit) for n, r in self._receivers.items()}
-        self._slots = {n: asyncio.Semaphore(r.concurrency) for n, r in self._receivers.items()}
+        self._limits = {n: r.concurrency for n, r in self._receivers.items()}
+        # A receiver's lanes run on at most `concurrency` worker tasks, each taking lane after
+        # lane; lanes waiting for a worker queue here, oldest first.
+        self._workers: dict[str, int] = {}
+        self._ready: dict[str, deque[Lane]] = {}
         self._cursor: int | None = None
         self._in_flight: set[str] = set()
+        # Item ids taken from the outbox whose record the batch check found absent: their
+        # per-item `already_delivered` read is skipped (once; a retry of the item asks again).
+        self._unrecorded: set[str] = set()
         self._lanes: dict[Lane, deque[OutboxItem]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
@@ -93,8 +110,11 @@ class Dispatcher:
                 await t
         self._poller = None
         self._tasks.clear()
+        self._workers.clear()
+        self._ready.clear()
         self._lanes.clear()
         self._in_flight.clear()
+        self._unrecorded.clear()
 
     def wake(self) -> None:
         """New items were committed (or replayed): look at the outbox now, not at next poll."""
@@ -125,38 +145,72 @@ class Dispatcher:
                     items = await self._outbox.pending(min(room, self._batch_size), self._cursor)
                 except Exception as exc:  # the backend is down: try again later
                     log.warning("outbox read failed: %s", type(exc).__name__)
-            for item in items:
-                self._cursor = max(self._cursor or 0, item.seq)
+            fresh = [item for item in items if item.id not in self._in_flight]
+            if fresh and self._batch_store is not None:
+                await self._check_records(self._batch_store, fresh)
+            for item in fresh:
                 if item.id not in self._in_flight:
                     self._in_flight.add(item.id)
                     self._enqueue(item)
+            if items:
+                self._cursor = max(self._cursor or 0, *(i.seq for i in items))
             if len(items) < self._batch_size or room <= len(items):
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
 
+    async def _check_records(self, store: BatchDeliveryStore, items: list[OutboxItem]) -> None:
+        """Which of `items` were never delivered, in one read (see `_unrecorded`)."""
+        keys: dict[str, tuple[str, str]] = {}
+        for item in items:
+            receiver = self._receivers.get(item.notification.receiver)
+            if receiver is not None:
+                keys[item.id] = (item.notification.id, receiver.name)
+        try:
+            delivered = await store.delivered_among(keys.values())
+        except Exception as exc:  # each item asks for itself when its turn comes
+            log.warning("delivery record check failed: %s", type(exc).__name__)
+            return
+        self._unrecorded.update(i for i, key in keys.items() if key not in delivered)
+
     def _enqueue(self, item: OutboxItem) -> None:
         lane = item.lane
         queue = self._lanes.get(lane)
         if queue is not None:
-            queue.append(item)  # its task is running and will get to it, in order
+            queue.append(item)  # its lane is running or waiting: it will get to it, in order
             return
         self._lanes[lane] = deque([item])
-        task = asyncio.create_task(self._run_lane(lane), name=f"delivery-lane-{lane[0]}")
+        name = lane[0]
+        workers = self._workers.get(name, 0)
+        if workers >= self._limits.get(name, 1):
+            self._ready.setdefault(name, deque()).append(lane)
+            return
+        self._workers[name] = workers + 1
+        task = asyncio.create_task(self._work(name, lane), name=f"delivery-{name}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
+    async def _work(self, name: str, lane: Lane) -> None:
+        """One of a receiver's workers: runs `lane`, then every lane waiting for a worker."""
+        try:
+            while True:
+                await self._run_lane(lane)
+                ready = self._ready.get(name)
+                if not ready:
+                    return
+                lane = ready.popleft()
+        finally:
+            self._workers[name] -= 1
+
     async def _run_lane(self, lane: Lane) -> None:
-        slot = self._slots.get(lane[0]) or asyncio.Semaphore(1)
-        async with slot:
-            queue = self._lanes[lane]
-            while queue:
-                item = queue[0]
-                await self._deliver_until_recorded(item)
-                queue.popleft()
-                self._in_flight.discard(item.id)
-            # No await between the emptiness check and this: nothing can slip in unseen.
-            del self._lanes[lane]
+        queue = self._lanes[lane]
+        while queue:
+            item = queue[0]
+            await self._deliver_until_recorded(item)
+            queue.popleft()
+            self._in_flight.discard(item.id)
+        # No await between the emptiness check and this: nothing can slip in unseen.
+        del self._lanes[lane]
 
     # --- one item --------------------------------------------------------------------------
 
@@ -174,6 +228,8 @@ class Dispatcher:
 
     async def _deliver(self, item: OutboxItem) -> None:
         n = item.notification
+        unrecorded = item.id in self._unrecorded
+        self._unrecorded.discard(item.id)
         receiver = self._receivers.get(n.receiver)
         if receiver is None:
             log.warning("notification %s for unknown receiver %r: dead-lettered", n.id, n.receiver)
@@ -188,7 +244,7 @@ class Dispatcher:
             self.metrics.dead_lettered.labels(name).inc()
             log.info("receiver %s: %s %s held behind a dead letter", name, n.kind.value, n.id)
             return
-        if await self._store.already_delivered(n.id, name):
+        if not unrecorded and await self._store.already_delivered(n.id, name):
             await self._outbox.mark_delivered([item.id])
             log.info("receiver %s: %s already delivered, not sent again", name, n.id)
             return
@@ -197,7 +253,8 @@ class Dispatcher:
         started = time.monotonic()
 
         async def attempt() -> DeliveryResult:
-            await bucket.acquire()
+            if not bucket.idle():
+                await bucket.acquire()
             try:
                 result = await receiver.sink.send(n)
             except Exception as exc:  # a sink bug; its text may hold a URL, so only the type
@@ -217,12 +274,16 @@ class Dispatcher:
 
         result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry)
         if result.ok:
-            # Together, not one after the other: if only the outbox mark lands the item never
-            # comes back; if only the record lands, a redelivery is recognised and skipped.
-            await asyncio.gather(self._store.record(n.id, name),
-                                 self._outbox.mark_delivered([item.id]))
-            self.metrics.sent.labels(name).inc()
-            self.metrics.latency.labels(name).observe(time.monotonic() - started)
+            if self._recording is not None:
+                await self._recording.mark_delivered_recorded(item.id, n.id, name)
+            else:
+                # Together, not one after the other: if only the outbox mark lands the item
+                # never comes back; if only the record lands, a redelivery is recognised and
+                # skipped.
+                await asyncio.gather(self._store.record(n.id, name),
+                                     self._outbox.mark_delivered([item.id]))
+            self._sent[name].inc()
+            self._latency[name].observe(time.monotonic() - started)
             log.debug("receiver %s: %s %s delivered", name, n.kind.value, n.id)
             return
         reason = describe(result)

@@ -8,6 +8,7 @@ retryable or permanent; any text kept from them passes through a `Redactor` firs
 from __future__ import annotations
 
 import email.utils
+import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -98,10 +99,11 @@ async def http_call(
     try:
         async with session.request(
             method, url, data=body, headers=hdrs, allow_redirects=False,
-            timeout=aiohttp.ClientTimeout(total=timeout_seconds),
+            timeout=_timeout(timeout_seconds),
         ) as resp:
             text = await resp.text(errors="replace")
-            return HttpAnswer(resp.status, dict(resp.headers), text)
+            # The response's own read-only, case-insensitive headers: no copy per request.
+            return HttpAnswer(resp.status, resp.headers, text)
     except TimeoutError:
         return DeliveryResult.failed("timeout", retryable=True)
     except aiohttp.InvalidURL:
@@ -109,6 +111,12 @@ async def http_call(
     except (aiohttp.ClientError, OSError):
         # Deliberately not str(exc): it names the URL.
         return DeliveryResult.failed("connection_error", retryable=True)
+
+
+@functools.lru_cache(maxsize=64)
+def _timeout(seconds: float) -> aiohttp.ClientTimeout:
+    """One (immutable) ClientTimeout per configured value, not one per request."""
+    return aiohttp.ClientTimeout(total=seconds)
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

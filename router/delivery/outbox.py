@@ -15,10 +15,11 @@ import asyncio
 import itertools
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from router.delivery.records import DeliveryStore
 from router.model import Notification, utcnow
 
 
@@ -89,6 +90,25 @@ class DeadLetters(Protocol):
 
     async def holds(self, receiver: str, group_key: str) -> bool:
         """True while a dead letter of this lane is parked: later items must park behind it."""
+        ...
+
+
+@runtime_checkable
+class RecordingOutbox(Protocol):
+    """An outbox that writes the delivery record and the delivered mark in one transaction.
+
+    Then there is no moment in which an item is gone from the outbox without its record, or
+    recorded and still pending: the Dispatcher uses it instead of `DeliveryStore.record` plus
+    `Outbox.mark_delivered` when `records_into(store)` says the records land in `store`.
+    """
+
+    def records_into(self, store: DeliveryStore) -> bool:
+        """True when `mark_delivered_recorded` writes the records `store` reads."""
+        ...
+
+    async def mark_delivered_recorded(self, item_id: str, notification_id: str,
+                                      receiver: str) -> None:
+        """`store.record(notification_id, receiver)` and `mark_delivered([item_id])`, atomically."""
         ...
 
 

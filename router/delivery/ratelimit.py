@@ -33,6 +33,10 @@ class TokenBucket:
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
 
+    def idle(self) -> bool:
+        """True when `acquire` would return at once (no limit, not paused): skip the call."""
+        return self._rate <= 0 and self._paused_until <= time.monotonic()
+
     async def acquire(self) -> None:
         if self._rate <= 0 and self._paused_until <= time.monotonic():
             return

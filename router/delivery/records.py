@@ -8,7 +8,8 @@ the first message, Statuspage's incident id.
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable
+from typing import Protocol, runtime_checkable
 
 
 class DeliveryStore(Protocol):
@@ -23,6 +24,22 @@ class DeliveryStore(Protocol):
     async def put_ref(self, receiver: str, key: str, ref: dict[str, str]) -> None: ...
 
 
+@runtime_checkable
+class BatchDeliveryStore(DeliveryStore, Protocol):
+    """A store that answers `already_delivered` for many items in one read.
+
+    The Dispatcher asks it once per batch taken from the outbox instead of once per item. That
+    is as good as asking right before sending because only the Dispatcher writes records, and
+    only for an item it holds, which no other lane can hold at the same time.
+    """
+
+    async def delivered_among(
+        self, keys: Iterable[tuple[str, str]]
+    ) -> set[tuple[str, str]]:
+        """Those (notification id, receiver) pairs that have a delivery record."""
+        ...
+
+
 class MemoryDeliveryStore:
     def __init__(self) -> None:
         self._delivered: set[tuple[str, str]] = set()
@@ -30,6 +47,9 @@ class MemoryDeliveryStore:
 
     async def already_delivered(self, notification_id: str, receiver: str) -> bool:
         return (notification_id, receiver) in self._delivered
+
+    async def delivered_among(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        return {k for k in keys if k in self._delivered}
 
     async def record(self, notification_id: str, receiver: str) -> None:
         self._delivered.add((notification_id, receiver))

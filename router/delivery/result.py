@@ -41,7 +41,11 @@ class DeliveryResult(BaseModel):
 
     @classmethod
     def delivered(cls, status: int | None = None) -> DeliveryResult:
-        return cls(ok=True, status=status)
+        # Frozen, so one instance per status serves every delivery (no validation per send).
+        result = _DELIVERED.get(status)
+        if result is None:
+            result = _DELIVERED[status] = cls(ok=True, status=status)
+        return result
 
     @classmethod
     def failed(
@@ -55,3 +59,6 @@ class DeliveryResult(BaseModel):
     ) -> DeliveryResult:
         return cls(ok=False, reason=reason, retryable=retryable, status=status,
                    retry_after=retry_after, detail=detail)
+
+
+_DELIVERED: dict[int | None, DeliveryResult] = {}

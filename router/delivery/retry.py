@@ -3,11 +3,15 @@
 Only retryable results are retried (transport errors, timeouts, 429/420, 5xx, Slack
 `ratelimited`); a permanent failure comes back at once so it can be dead-lettered. When the
 vendor says `Retry-After`, that wait replaces the computed backoff.
+
+The first attempt is made directly: only a retryable failure sets up tenacity, which then
+carries on as if it had made that attempt itself (same attempt count, backoff and deadline).
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -72,6 +76,23 @@ async def send_with_retry(
     Returns the last result; `on_retry(result, sleep_seconds)` is told before each sleep.
     """
 
+    started = time.monotonic()
+    first = await attempt()
+    if not _is_retryable(first) or policy.max_attempts <= 1:
+        return first
+    # Tenacity's clock starts now: take the first attempt's time off the elapsed-time cap.
+    remaining = policy.max_elapsed_seconds - (time.monotonic() - started)
+    if remaining <= 0:
+        return first
+    replayed = False
+
+    async def attempts() -> DeliveryResult:
+        nonlocal replayed
+        if not replayed:  # tenacity's attempt 1 is the one already made
+            replayed = True
+            return first
+        return await attempt()
+
     def before_sleep(state: RetryCallState) -> None:
         if on_retry is None or state.outcome is None or state.next_action is None:
             return
@@ -79,13 +100,12 @@ async def send_with_retry(
 
     retrying = AsyncRetrying(
         sleep=sleep,
-        stop=stop_after_attempt(policy.max_attempts)
-        | stop_before_delay(policy.max_elapsed_seconds),
+        stop=stop_after_attempt(policy.max_attempts) | stop_before_delay(remaining),
         wait=_Wait(policy),
         retry=retry_if_result(_is_retryable),
         before_sleep=before_sleep,
         retry_error_callback=lambda state: state.outcome.result() if state.outcome else None,
         reraise=True,
     )
-    result: DeliveryResult = await retrying(attempt)
+    result: DeliveryResult = await retrying(attempts)
     return result

@@ -106,3 +106,57 @@ async def test_delivery_records_and_refs(store: Any) -> None:
     assert await store.records.get_ref("slack", "d1") is None
     await store.records.put_ref("slack", "d1", {"channel": "C1", "ts": "1.2"})
     assert await store.records.get_ref("slack", "d1") == {"channel": "C1", "ts": "1.2"}
+
+
+async def test_delivered_among_answers_for_a_batch(store: Any) -> None:
+    await store.records.record("n1", "slack")
+    await store.records.record("n2", "teams")
+    keys = [("n1", "slack"), ("n1", "teams"), ("n2", "teams"), ("n3", "slack")]
+    assert await store.records.delivered_among(keys) == {("n1", "slack"), ("n2", "teams")}
+    assert await store.records.delivered_among([]) == set()
+
+
+async def test_sqlite_records_and_marks_delivered_in_one_write(tmp_path: Path) -> None:
+    db = Database(tmp_path / "o.db", SCHEMA)
+    other = Database(tmp_path / "p.db", SCHEMA)
+    await db.open()
+    await other.open()
+    try:
+        s = SqliteFixture(db)
+        assert s.outbox.records_into(s.records)
+        assert not s.outbox.records_into(SqliteDeliveryStore(other))
+        assert not s.outbox.records_into(MemoryDeliveryStore())
+        await s.add(note(1), note(2))
+        await s.outbox.mark_delivered_recorded("n1", "n1", "slack")
+        assert [i.id for i in await s.outbox.pending(10)] == ["n2"]
+        assert await s.records.already_delivered("n1", "slack")
+        assert not await s.records.already_delivered("n2", "slack")
+    finally:
+        await db.close()
+        await other.close()
+
+
+async def test_holds_sees_replays_by_another_process_and_new_dead_letters(
+    tmp_path: Path,
+) -> None:
+    db = Database(tmp_path / "o.db", SCHEMA)
+    await db.open()
+    try:
+        s = SqliteFixture(db)
+        await s.add(note(1), note(2, group="g2"))
+        items = {i.id: i for i in await s.outbox.pending(10)}
+        await s.outbox.dead_letter(items["n1"], "gone")
+        assert await s.outbox.holds("slack", "g1")
+        assert not await s.outbox.holds("slack", "g2")
+        other = Database(tmp_path / "o.db", SCHEMA)  # `dlq replay` in another process
+        await other.open()
+        cli = SqliteOutbox(other)
+        assert await cli.holds("slack", "g1")  # it finds what is already in the table
+        assert not await cli.holds("slack", "g2")
+        assert await cli.replay(id="n1") == 1
+        await other.close()
+        assert not await s.outbox.holds("slack", "g1")
+        await s.outbox.dead_letter(items["n2"], "gone")
+        assert await s.outbox.holds("slack", "g2")
+    finally:
+        await db.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 
 import pytest
@@ -128,4 +129,52 @@ async def test_total_time_cap_stops_before_a_sleep_that_would_exceed_it() -> Non
         raise AssertionError("must not sleep past the budget")
 
     assert await send_with_retry(attempt, policy, sleep=sleep) == wait_over_budget
+    assert calls == 1
+
+
+async def test_the_first_attempt_is_made_directly_and_a_retry_continues_its_count() -> None:
+    sleeps: list[float] = []
+    told: list[tuple[DeliveryResult, float]] = []
+    results = iter([FAIL, DeliveryResult.delivered(200)])
+    calls = 0
+
+    async def attempt() -> DeliveryResult:
+        nonlocal calls
+        calls += 1
+        return next(results)
+
+    async def sleep(s: float) -> None:
+        sleeps.append(s)
+
+    result = await send_with_retry(attempt, POLICY, sleep=sleep,
+                                   on_retry=lambda r, s: told.append((r, s)))
+    assert result.ok and calls == 2
+    assert sleeps == [1] and told == [(FAIL, 1)]  # the first backoff, not the second
+
+
+async def test_one_attempt_policy_and_first_success_never_sleep() -> None:
+    async def fail() -> DeliveryResult:
+        return FAIL
+
+    async def ok() -> DeliveryResult:
+        return DeliveryResult.delivered(200)
+
+    async def sleep(s: float) -> None:
+        raise AssertionError("no retry expected")
+
+    assert await send_with_retry(fail, RetryPolicy(max_attempts=1), sleep=sleep) == FAIL
+    assert (await send_with_retry(ok, POLICY, sleep=sleep)).ok
+
+
+async def test_the_first_attempts_time_counts_against_the_total_time_cap() -> None:
+    calls = 0
+
+    async def slow_failure() -> DeliveryResult:
+        nonlocal calls
+        calls += 1
+        await asyncio.sleep(0.05)
+        return FAIL
+
+    policy = RetryPolicy(max_attempts=5, max_elapsed_seconds=0.01, initial_backoff_seconds=0)
+    assert await send_with_retry(slow_failure, policy) == FAIL
     assert calls == 1

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import jinja2
 import pytest
 from pydantic import ValidationError
 
 from router.delivery.receivers.log import LogConfig
-from router.delivery.render import Renderer, truncate, truncate_bytes
+from router.delivery.render import Renderer, context, truncate, truncate_bytes
 from router.model import NotificationKind, Severity
 from tests.unit.delivery.conftest import notification
 
@@ -93,6 +94,26 @@ def test_file_override(tmp_path: Path) -> None:
     msg = Renderer({"initial": str(path)}).render(notification())
     assert (msg.headline, msg.body) == ("PAGE SEV2 DiskFull on db-1",
                                         "see https://runbooks.example.net/disk")
+
+
+def test_a_template_gets_only_what_it_reads_and_each_value_matches_the_full_context() -> None:
+    # Rendering computes just the variables a template reads; an override that includes
+    # another template gets them all.
+    n = notification(NotificationKind.RESOLVE, details={"postmortem": "PM-1", "level": 2})
+    full = context(n)
+    r = Renderer({"resolve": "{{ postmortem }} {{ duration }} {{ level }} {{ details.level }}",
+                  "update": "{% include 'update.j2' %}"})
+    assert r.render(n).headline == f"PM-1 {full['duration']} 2 2"
+    assert r.render(notification(NotificationKind.UPDATE)).headline == (
+        "[SEV2] DiskFull on db-1 (Update)")
+    assert context(n, ["duration", "level"]) == {"duration": full["duration"], "level": 2}
+
+
+def test_an_override_naming_an_unknown_variable_raises_a_template_error() -> None:
+    # At delivery the sink turns this into a `template_error` dead letter.
+    r = Renderer({"initial": "{{ titel }}"})
+    with pytest.raises(jinja2.UndefinedError):
+        r.render(notification())
 
 
 @pytest.mark.parametrize(("templates", "error"), [
