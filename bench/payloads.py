@@ -163,6 +163,8 @@ def alertmanager_v2(n: int, names: tuple[str, ...] = NAMES, kind: str = "") -> P
 # the bench rule (bench/run.py) groups `BenchE2E` by its unique `bench_seq` label with
 # group_wait 0, and Alertmanager is configured with group_by ['...'] and group_wait 0s.
 E2E_NAME = ("BenchE2E",)
+# The same, but each alert is a SEV1: its own incident (timeline, SLA timers) besides the page.
+INCIDENT_NAME = ("BenchIncident",)
 
 
 def storm() -> Payload:
@@ -254,6 +256,8 @@ def build(kind: str, *, cert_url: str = "", sns_pool: int = 2000, key_dir: str =
         return alertmanager_v2(int(kind[7:]), E2E_NAME, kind)
     if kind.startswith("e2e-"):
         return alertmanager(int(kind[4:]), names=E2E_NAME, kind=kind)
+    if kind.startswith("inc-"):
+        return alertmanager(int(kind[4:]), names=INCIDENT_NAME, kind=kind)
     if kind.startswith("amv2-"):
         return alertmanager_v2(int(kind[5:]))
     if kind.startswith("am"):

@@ -234,9 +234,16 @@ def load_row(scenario: str, result: dict[str, Any], cpu: float, note: str = "") 
 
 BENCH_RULE = {
     "rules": [{
+        # Like Alertmanager with group_by ['...'] and group_wait 0s: a notification per alert,
+        # no incident (SEV3 is below incidents.open_at).
         "name": "bench-one-notification-per-alert",
-        "description": "bench/run.py: every BenchE2E alert is its own incident, sent at once",
+        "description": "bench/run.py: every BenchE2E alert is its own notification, sent at once",
         "match": {"source": "alertmanager", "labels": ['alertname="BenchE2E"']},
+        "set": {"severity": "SEV3", "group_by": ["alertname", "bench_seq"], "group_wait": "0s"},
+    }, {
+        "name": "bench-one-incident-per-alert",
+        "description": "bench/run.py: every BenchIncident alert is its own SEV1 incident",
+        "match": {"source": "alertmanager", "labels": ['alertname="BenchIncident"']},
         "set": {"severity": "SEV1", "group_by": ["alertname", "bench_seq"], "group_wait": "0s"},
     }]
 }
@@ -598,16 +605,21 @@ def scenario_delivery(s: Settings) -> list[Row]:
 def scenario_e2e(s: Settings) -> list[Row]:
     """Open loop at a steady rate of 1-alert requests: POST to the sink's arrival, p50/p99."""
     rows = []
-    for label, backend in _systems(s):
+    variants: list[tuple[str, str, str | None]] = [(lb, b, None) for lb, b in _systems(s)]
+    if any(b == "embedded" for _, b, _ in variants):
+        # Each alert its own SEV1 incident too (timeline, SLA timers, incident view).
+        variants.insert(1, ("router embedded, SEV1 incidents", "embedded", "inc-"))
+    for label, backend, kind in variants:
         with contextlib.ExitStack() as stack:
             sink, sink_port = start_sink(s)
             stack.enter_context(running(sink))
             try:
-                procs, ports, prefix = _delivery_targets(s, backend, f"e2e-{backend}",
-                                                         sink_port, stack)
+                name = f"e2e-{backend}" + ("-incidents" if kind else "")
+                procs, ports, prefix = _delivery_targets(s, backend, name, sink_port, stack)
             except RuntimeError as exc:
                 rows.append(Row(f"5 e2e {label}", "e2e-1", note=str(exc)[:200]))
                 continue
+            prefix = kind or prefix
             pids = [p.pid for p in procs]
             spec = load_spec(s, ports, f"{prefix}1", record_sends=True, mode="open",
                              rate=s.e2e_rate, connections=64)
