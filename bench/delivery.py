@@ -81,7 +81,6 @@ def cpu_seconds() -> float:
 
 
 async def run_row(kind: str, count: int, concurrency: int, sink_port: int | None) -> dict[str, Any]:
-    import aiohttp
     from prometheus_client import CollectorRegistry
     from pydantic import TypeAdapter
 
@@ -92,6 +91,7 @@ async def run_row(kind: str, count: int, concurrency: int, sink_port: int | None
         insert_notifications,
     )
     from router.backends.sqlite import Database
+    from router.delivery.client import HttpClient
     from router.delivery.dispatcher import Dispatcher
     from router.delivery.receivers import ReceiverConfig, build_receivers
     from router.delivery.sink import SinkContext
@@ -109,18 +109,18 @@ async def run_row(kind: str, count: int, concurrency: int, sink_port: int | None
             await db.transaction(lambda c, chunk=chunk: insert_notifications(c, chunk))
         outbox, store = SqliteOutbox(db), SqliteDeliveryStore(db)
         registry = CollectorRegistry()
-        timeout = aiohttp.ClientTimeout(total=30, connect=5)  # as router.api.app
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            receivers = build_receivers([config], SinkContext(session, store))
-            dispatcher = Dispatcher(outbox, outbox, receivers, store=store, registry=registry)
-            cpu0, t0 = cpu_seconds(), time.perf_counter()
-            await dispatcher.start()
-            # The sent counter is the only signal there is; a 20 ms poll costs next to nothing.
-            while (registry.get_sample_value("incident_router_notifications_sent_total",  # noqa: ASYNC110
-                                             {"receiver": kind}) or 0) < count:
-                await asyncio.sleep(0.02)
-            elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
-            await dispatcher.stop()
+        client = HttpClient()  # as router.api.app
+        receivers = build_receivers([config], SinkContext(client, store))
+        dispatcher = Dispatcher(outbox, outbox, receivers, store=store, registry=registry)
+        cpu0, t0 = cpu_seconds(), time.perf_counter()
+        await dispatcher.start()
+        # The sent counter is the only signal there is; a 20 ms poll costs next to nothing.
+        while (registry.get_sample_value("incident_router_notifications_sent_total",  # noqa: ASYNC110
+                                         {"receiver": kind}) or 0) < count:
+            await asyncio.sleep(0.02)
+        elapsed, cpu = time.perf_counter() - t0, cpu_seconds() - cpu0
+        await dispatcher.stop()
+        await client.close()
         left = await outbox.count_pending()
         dead = len(await outbox.list())
         await db.close()

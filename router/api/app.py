@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 from router.api import dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.backends.factory import engine_context, make_backend
+from router.delivery.client import HttpClient
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.receivers import build_receivers
 from router.delivery.sink import SinkContext
@@ -31,10 +32,12 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
 
     async def http_session(app: web.Application) -> AsyncIterator[None]:
         timeout = aiohttp.ClientTimeout(total=30, connect=5)
+        client = HttpClient()  # the receivers' (see router/delivery/client.py)
         async with aiohttp.ClientSession(timeout=timeout) as session:
-            app[HTTP] = session
+            app[HTTP] = client
             app[SNS_VERIFIER] = SnsVerifier(session)
             yield
+        await client.close()
 
     async def backend(app: web.Application) -> AsyncIterator[None]:
         store = make_backend(config, engine_metrics)

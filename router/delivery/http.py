@@ -8,17 +8,16 @@ retryable or permanent; any text kept from them passes through a `Redactor` firs
 from __future__ import annotations
 
 import email.utils
-import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
 import orjson
 from yarl import URL
 
+from router.delivery.client import HttpClient, HttpError, InvalidURL
 from router.delivery.result import DeliveryResult
 
 DETAIL_LIMIT = 300
@@ -84,7 +83,7 @@ def dumps(body: Any) -> bytes:
 
 
 async def http_call(
-    session: aiohttp.ClientSession,
+    session: HttpClient,
     method: str,
     url: str,
     *,
@@ -97,26 +96,17 @@ async def http_call(
         headers or {}
     )
     try:
-        async with session.request(
-            method, url, data=body, headers=hdrs, allow_redirects=False,
-            timeout=_timeout(timeout_seconds),
-        ) as resp:
-            text = await resp.text(errors="replace")
-            # The response's own read-only, case-insensitive headers: no copy per request.
-            return HttpAnswer(resp.status, resp.headers, text)
+        resp = await session.request(method, url, body=body, headers=hdrs,
+                                     timeout_seconds=timeout_seconds)
     except TimeoutError:
         return DeliveryResult.failed("timeout", retryable=True)
-    except aiohttp.InvalidURL:
+    except InvalidURL:
         return DeliveryResult.failed("client_error", retryable=False, detail="invalid URL")
-    except (aiohttp.ClientError, OSError):
-        # Deliberately not str(exc): it names the URL.
+    except (HttpError, OSError):
+        # Deliberately not str(exc): it might name the URL.
         return DeliveryResult.failed("connection_error", retryable=True)
-
-
-@functools.lru_cache(maxsize=64)
-def _timeout(seconds: float) -> aiohttp.ClientTimeout:
-    """One (immutable) ClientTimeout per configured value, not one per request."""
-    return aiohttp.ClientTimeout(total=seconds)
+    # The response's own read-only, case-insensitive headers: no copy per request.
+    return HttpAnswer(resp.status, resp.headers, resp.text())
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -5,8 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-import aiohttp
-
+from router.delivery.client import HttpClient
 from router.delivery.ratelimit import RateLimit
 from router.delivery.records import DeliveryStore
 from router.delivery.result import DeliveryResult
@@ -24,7 +23,7 @@ class Sink(Protocol):
 class SinkContext:
     """Shared resources a sink factory may use."""
 
-    session: aiohttp.ClientSession
+    session: HttpClient
     store: DeliveryStore
 
 

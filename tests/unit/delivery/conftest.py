@@ -7,13 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter
 
+from router.delivery.client import HttpClient
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.outbox import MemoryOutbox
 from router.delivery.receivers import AnyReceiverConfig, ReceiverConfig, build_receivers
@@ -97,9 +97,10 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def session() -> AsyncIterator[HttpClient]:
+    client = HttpClient()
+    yield client
+    await client.close()
 
 
 @dataclass
@@ -119,7 +120,7 @@ Build = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture
-async def harness(session: aiohttp.ClientSession) -> AsyncIterator[Build]:
+async def harness(session: HttpClient) -> AsyncIterator[Build]:
     started: list[Dispatcher] = []
 
     async def build(*configs: AnyReceiverConfig, store: MemoryDeliveryStore | None = None,

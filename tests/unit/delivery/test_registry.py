@@ -6,10 +6,10 @@ import io
 import json
 from typing import get_args
 
-import aiohttp
 import pytest
 
 from router.config import ConfigError, parse_config
+from router.delivery.client import HttpClient
 from router.delivery.receivers import REGISTRY, AnyReceiverConfig, build_receivers
 from router.delivery.receivers.log import LogConfig, LogSink
 from router.delivery.records import MemoryDeliveryStore
@@ -43,9 +43,8 @@ async def test_a_full_receivers_section_loads_and_builds() -> None:
     pd = config.receivers[1]
     assert pd.routing_key.get_secret_value() == "k" * 32  # type: ignore[union-attr]
     assert "k" * 32 not in repr(config)
-    async with aiohttp.ClientSession() as session:
-        receivers = build_receivers(config.receivers,
-                                    SinkContext(session=session, store=MemoryDeliveryStore()))
+    receivers = build_receivers(config.receivers,
+                                SinkContext(session=HttpClient(), store=MemoryDeliveryStore()))
     assert set(receivers) == config.receiver_names()
     assert receivers["chat"].rate_limit.per_second == 1.0
     assert receivers["pd"].rate_limit.per_second == 2.0
