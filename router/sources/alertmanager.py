@@ -12,7 +12,7 @@ from datetime import datetime
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from router.model import Alert, Status
-from router.sources.base import Rejected, as_utc, decode_json, shape_error
+from router.sources.base import Rejected, as_utc, shape_error
 
 SOURCE = "alertmanager"
 
@@ -105,11 +105,16 @@ def to_alerts(payload: WebhookPayload, received_at: datetime) -> list[Alert]:
 
 
 def parse_alertmanager(body: bytes, received_at: datetime) -> list[Alert]:
-    data = decode_json(body)
-    if not isinstance(data, dict):
-        raise Rejected(422, "invalid_shape", "invalid payload: (body): expected a JSON object")
+    # pydantic's own JSON parser straight into the models: no dict in between.
     try:
-        payload = WebhookPayload.model_validate(data)
+        payload = WebhookPayload.model_validate_json(body)
     except ValidationError as exc:
+        first = exc.errors(include_url=False, include_input=False)[0]
+        if first["type"] == "json_invalid":
+            where = first["msg"].removeprefix("Invalid JSON: ")
+            raise Rejected(400, "malformed_json", f"malformed JSON: {where}") from None
+        if first["type"] == "model_type" and not first["loc"]:
+            raise Rejected(422, "invalid_shape",
+                           "invalid payload: (body): expected a JSON object") from None
         raise shape_error(exc) from None
     return to_alerts(payload, received_at)
