@@ -41,10 +41,13 @@ def error_response(status: int, message: str, **headers: str) -> web.Response:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
-    if request.content_length is not None and request.content_length > limit:
-        raise Rejected(413, "too_large", f"body of {request.content_length} bytes exceeds the "
-                       f"limit of {limit} bytes")
-    body = bytearray()
+    length = request.content_length
+    if length is not None:
+        if length > limit:
+            raise Rejected(413, "too_large", f"body of {length} bytes exceeds the limit of "
+                           f"{limit} bytes")
+        return await request.read()  # the declared length is all aiohttp will read
+    body = bytearray()  # chunked: count as it comes
     async for chunk in request.content.iter_chunked(65536):
         body += chunk
         if len(body) > limit:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import json
+from collections.abc import AsyncIterator
 
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from router.api.keys import BACKEND
@@ -104,6 +106,29 @@ async def test_oversized_body_is_413(router_client: RouterClient):
     assert resp.status == 413
     assert "limit of 2048 bytes" in (await resp.json())["error"]
     assert await client.app[BACKEND].log_size() == 0
+
+
+@pytest.mark.parametrize("padding", [100, 4096])
+async def test_a_chunked_body_is_held_to_the_same_limit(router_client: RouterClient,
+                                                        padding: int) -> None:
+    client = await router_client({"server": {"max_body_bytes": 2048}})
+    payload = json.loads(read_testdata("alertmanager", "firing.json"))
+    payload["commonAnnotations"] = {"padding": "x" * padding}
+    body = json.dumps(payload).encode()
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: sent chunked
+        for i in range(0, len(body), 512):
+            yield body[i:i + 512]
+
+    resp = await client.post("/webhooks/alertmanager", data=chunks(),
+                             headers={"Content-Type": "application/json"})
+    if len(body) > 2048:
+        assert resp.status == 413
+        assert "limit of 2048 bytes" in (await resp.json())["error"]
+        assert await client.app[BACKEND].log_size() == 0
+    else:
+        assert resp.status == 200
+        assert await client.app[BACKEND].log_size() > 0
 
 
 async def test_bearer_token_is_required_and_never_echoed(router_client: RouterClient):
