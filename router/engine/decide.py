@@ -86,7 +86,9 @@ def decide(
     else:
         alert = event.alert
         if state is None:
-            state = GroupState(k=group_key_of(alert))
+            if not flush:
+                return _new_group(alert, now_ts, ctx), []
+            state = GroupState.build(k=group_key_of(alert))
         state = _apply_alert(state, alert, now_ts, ctx)
         if not flush:
             # Batched: the caller re-arms each touched group once after the batch (`rearm`),
@@ -127,6 +129,21 @@ def _hold(s: GroupState, alert: Alert) -> GroupState:
 _ARMED = float("inf")
 
 
+def _new_group(alert: Alert, now: float, ctx: EngineContext) -> GroupState:
+    """`_hold(_apply_alert(GroupState(k=...), alert))` for the first alert of a new group,
+    built in one go (most alerts of a busy router open their own group)."""
+    t = to_ts(alert.event_time)
+    key = alert.key
+    k = group_key_of(alert)
+    if alert.status is not Status.FIRING:
+        return GroupState.build(k=k, a={key: AlertState.build(a=alert, t=t)})
+    history = (t,) if t > t - ctx.flap_window.total_seconds() else ()
+    if len(history) > ctx.flap_threshold:  # flapping at once: only with an invalid context
+        return _hold(_apply_alert(GroupState.build(k=k), alert, now, ctx), alert)
+    state = AlertState.build(a=alert, t=t, h=history)
+    return GroupState.build(k=k, a={key: state}, et=int(t * 1000), w=_ARMED)
+
+
 # --- applying one alert --------------------------------------------------------------------
 
 
@@ -138,14 +155,28 @@ def _most_severe(severities: Iterable[Severity]) -> Severity | None:
     return min(severities, key=_RANK.__getitem__, default=None)
 
 
+def _most_severe_of(states: Iterable[AlertState], ctx: EngineContext) -> Severity | None:
+    """`_most_severe` of the alerts' severities (a loop: this runs once per alert event)."""
+    best: Severity | None = None
+    rank = 9
+    default = ctx.default_severity
+    for st in states:
+        sev = st.a.severity or default
+        r = _RANK[sev]
+        if r < rank:
+            best, rank = sev, r
+    return best
+
+
 def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) -> GroupState:
     t = to_ts(alert.event_time)
     firing = alert.status is Status.FIRING
-    cur = s.a.get(alert.key)
+    key = alert.key
+    cur = s.a.get(key)
     duplicate = False
     if cur is None:
         # A resolution for an unknown alert is kept too: it makes a late firing recognisably stale.
-        new = AlertState(a=alert, t=t)
+        new = AlertState.build(a=alert, t=t)
         status_changed = firing
     elif t < cur.t or (t == cur.t and firing and not cur.firing):
         # Older than what we know (a resolution wins a tie with its own firing).
@@ -186,7 +217,7 @@ def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) ->
         elif s.fl in (FLAP_STARTED, FLAP_DAMPED):
             update["f"] = settle  # any status change while flapping postpones settling
     alerts = dict(s.a)
-    alerts[alert.key] = new
+    alerts[key] = new
     update["a"] = alerts
     return s.with_(**update)
 
@@ -195,9 +226,9 @@ def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) ->
 
 
 def _group_severity(s: GroupState, firing: list[AlertState], ctx: EngineContext) -> Severity:
-    sev = _most_severe(severity_of(st.a, ctx) for st in firing)
+    sev = _most_severe_of(firing, ctx)
     if sev is None:
-        sev = s.nv or _most_severe(severity_of(st.a, ctx) for st in s.a.values())
+        sev = s.nv or _most_severe_of(s.a.values(), ctx)
     return sev or ctx.default_severity
 
 
@@ -207,15 +238,25 @@ def _timers(
     """group_wait, group_interval, repeat_interval in seconds: the severity policy's, unless
     rules override them on the alerts (the smallest override of the group wins)."""
     policy = ctx.policy(sev)
-    timers = [policy.group_wait, policy.group_interval, policy.repeat_interval]
-    overrides: list[list[timedelta]] = [[], [], []]
+    gw: timedelta | None = None
+    gi: timedelta | None = None
+    ri: timedelta | None = None
     for st in firing or s.a.values():
         a = st.a
-        for i, value in enumerate((a.group_wait, a.group_interval, a.repeat_interval)):
-            if value is not None:
-                overrides[i].append(value)
-    gw, gi, ri = (min(o) if o else t for o, t in zip(overrides, timers, strict=True))
-    return gw.total_seconds(), gi.total_seconds(), ri.total_seconds()
+        v = a.group_wait
+        if v is not None and (gw is None or v < gw):
+            gw = v
+        v = a.group_interval
+        if v is not None and (gi is None or v < gi):
+            gi = v
+        v = a.repeat_interval
+        if v is not None and (ri is None or v < ri):
+            ri = v
+    return (
+        (gw if gw is not None else policy.group_wait).total_seconds(),
+        (gi if gi is not None else policy.group_interval).total_seconds(),
+        (ri if ri is not None else policy.repeat_interval).total_seconds(),
+    )
 
 
 def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> NotificationKind | None:
@@ -331,7 +372,7 @@ def _receivers(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> se
 def _reasons(s: GroupState, kind: NotificationKind, sev: Severity) -> list[str]:
     if kind is K.REPEAT:
         return ["repeat"]
-    reasons = []
+    reasons: list[str] = []
     if s.fl == FLAP_STARTED:
         reasons.append("flapping_started")
     elif s.fl == FLAP_STOPPED:
@@ -341,9 +382,9 @@ def _reasons(s: GroupState, kind: NotificationKind, sev: Severity) -> list[str]:
             reasons.append("alerts_firing")
         if any(st.n and not st.firing for st in s.a.values()):
             reasons.append("alerts_resolved")
-        if s.nv is not None and sev.rank < s.nv.rank:
+        if s.nv is not None and _RANK[sev] < _RANK[s.nv]:
             reasons.append("severity_raised")
-        elif s.nv is not None and sev.rank > s.nv.rank:
+        elif s.nv is not None and _RANK[sev] > _RANK[s.nv]:
             reasons.append("severity_lowered")
     return reasons
 
@@ -360,11 +401,16 @@ def _notify(
 ) -> tuple[GroupState, list[Notification]]:
     # Firing alerts plus those resolved since the last notification; sorted for determinism.
     included = [st for st in s.a.values() if st.firing or st.n] or list(s.a.values())
-    included.sort(
-        key=lambda st: (not st.firing, _RANK[severity_of(st.a, ctx)], st.a.starts_at, st.a.key)
-    )
+    if len(included) > 1:
+        included.sort(
+            key=lambda st: (not st.firing, _RANK[severity_of(st.a, ctx)], st.a.starts_at,
+                            st.a.key)
+        )
     alerts = tuple(st.a for st in included)
-    receivers = tuple(sorted(_receivers(alerts, sev, ctx) | set(s.rc)))
+    told = _receivers(alerts, sev, ctx)
+    if s.rc:
+        told.update(s.rc)
+    receivers = tuple(sorted(told))
     lead = alerts[0]
     title = lead.name + (f" ({lead.service})" if lead.service else "")
     if len(alerts) > 1:
@@ -383,9 +429,10 @@ def _notify(
         details["previous_severity"] = s.nv.value
     epoch = f"{s.e}.{s.et}"
     dedup_key = s.dedup_key
+    sequence = str(s.q)
     notes = [
-        Notification(
-            id=stable_id(s.k, epoch, kind.value, str(s.q), receiver),
+        Notification.build(
+            id=stable_id(s.k, epoch, kind.value, sequence, receiver),
             receiver=receiver,
             kind=kind,
             group_key=s.k,
@@ -394,7 +441,7 @@ def _notify(
             title=title,
             alerts=alerts,
             created_at=now_dt,
-            details=details,
+            details=dict(details),  # one each, as validation would copy it
         )
         for receiver in receivers
     ]
@@ -413,8 +460,11 @@ def _notify(
         "w": None,
         "u": None,
         "r": None if resolve else now + repeat_interval,
-        "fl": {FLAP_STARTED: FLAP_DAMPED, FLAP_STOPPED: FLAP_NONE}.get(s.fl, s.fl),
+        "fl": _FLAP_AFTER_NOTIFY.get(s.fl, s.fl),
     }
     if synced:
         update["a"] = {**s.a, **synced}
     return s.with_(**update), notes
+
+
+_FLAP_AFTER_NOTIFY = {FLAP_STARTED: FLAP_DAMPED, FLAP_STOPPED: FLAP_NONE}

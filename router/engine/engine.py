@@ -4,40 +4,40 @@ Backends feed it batches of log events (`apply`) and wake it for timers (`tick`)
 returns a `Batch` of changed states and notifications that the backend commits atomically with
 the consumed log position (SQLite transaction, or Kafka transaction with the changelog).
 
-Memory: states are held as their compact `to_bytes()` form (the same bytes the changelog
-stores; optionally zlib-compressed in memory), plus a small LRU of decoded states for hot
-groups, so a million single-alert groups cost about the size of their JSON each rather than a
-pydantic object graph (several KiB).
+Memory: states are held in their stored form (`state.pack`: the compact `to_bytes()` JSON
+behind a header with the group's next deadline, optionally deflated; the same bytes the
+changelog stores), plus a small LRU of decoded states for hot groups, so a million single-alert
+groups cost about the size of their JSON each rather than a pydantic object graph (several
+KiB). Timers are buckets of group keys by deadline (a batch arms its groups at the same
+times), checked against the deadline in the held header when they fire, so an armed group
+costs a list slot rather than a heap entry and a dict entry.
 """
 
 from __future__ import annotations
 
 import heapq
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-import orjson
-
 from router.engine.decide import Event, decide, rearm
 from router.engine.lifecycle import command_target
 from router.engine.state import (
     IDS_KEY,
-    INCIDENT_TIMERS,
     EngineContext,
     GroupState,
     IncidentIds,
     Tick,
+    frame,
     from_ts,
     group_key_of,
+    packed_deadline,
     to_ts,
+    unpack,
 )
 from router.incidents import Incident
 from router.model import AlertEvent, CommandEvent, Notification, NotificationKind
-
-_TIMERS = ("w", "u", "r", "f", "x")
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,7 +46,7 @@ class Batch:
 
     # New state per group key touched; None means delete (changelog tombstone / SQL DELETE).
     changed: dict[str, GroupState | None] = field(default_factory=dict)
-    # The same keys, already serialised with `GroupState.to_bytes()` (None = delete), plus
+    # The same keys in their stored form, `state.pack` (None = delete), plus
     # `state.IDS_KEY` (the incident id counter) when it moved: store it like a group.
     encoded: dict[str, bytes | None] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
@@ -97,17 +97,6 @@ def event_group_key(event: Event) -> str | None:
     return event.group_key or None
 
 
-def _deadline_of_bytes(data: bytes) -> float | None:
-    # Cheaper than a full model validation when restoring many states.
-    raw = orjson.loads(data)
-    if not isinstance(raw, dict):
-        raise ValueError("a group state must be a JSON object")
-    values = [raw[k] for k in _TIMERS if raw.get(k) is not None]
-    for inc in raw.get("i") or ():
-        values.extend(inc[k] for k in INCIDENT_TIMERS if inc.get(k) is not None)
-    return min(values) if values else None
-
-
 class Engine:
     """Single writer of the group states it owns."""
 
@@ -116,23 +105,32 @@ class Engine:
         context: EngineContext | None = None,
         *,
         hot_alerts: int = 10_000,
+        hot_groups: int = 256,
         compress_level: int = 0,
         ids: IncidentIds | None = None,
     ) -> None:
         """`hot_alerts` bounds the decoded-state LRU (in alerts, since big groups are the ones
-        worth keeping decoded); `compress_level` 1-9 zlib-compresses states held in memory
-        (about half the memory for a few tens of microseconds per write), 0 keeps plain JSON.
+        worth keeping decoded), `hot_groups` its number of groups (every decoded state is a few
+        dozen objects the garbage collector walks, and a small group decodes quickly).
+        `compress_level` 1-9 deflates the stored form (`state.pack`: about a third of the
+        memory and changelog bytes, for ~5-15 us per write), 0 keeps the JSON plain.
         `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
         """
         self.context = context if context is not None else EngineContext()
         self.ids = ids if ids is not None else IncidentIds()
         self._hot_budget = max(1, hot_alerts)
+        self._hot_groups = max(1, hot_groups)
         self._hot_size = 0
         self._level = compress_level
         self._raw: dict[str, bytes] = {}
         self._hot: OrderedDict[str, tuple[GroupState, int]] = OrderedDict()
-        self._deadline: dict[str, float] = {}
-        self._heap: list[tuple[float, str]] = []
+        # Timers: deadline -> keys armed for it, a heap of those deadlines, and how many keys
+        # the buckets hold (stale ones included: a key re-armed elsewhere, or dropped, stays
+        # until its bucket fires or the buckets are rebuilt).
+        self._due: dict[float, list[str]] = {}
+        self._times: list[float] = []
+        self._armed = 0
+        self._fired: set[str] = set()  # keys whose bucket fired in this `apply`
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -150,29 +148,38 @@ class Engine:
         if hot is not None:
             self._hot.move_to_end(key)
             return hot[0]
-        data = self.encoded(key)
+        data = self._raw.get(key)
         if data is None:
             return None
-        state = GroupState.from_bytes(data)
+        state = unpack(data, key)
         self._remember(key, state)
         return state
 
     def encoded(self, key: str) -> bytes | None:
-        """The `to_bytes()` of one group (what the changelog / SQLite row holds)."""
-        data = self._raw.get(key)
-        if data is not None and data[:1] != b"{":
-            return zlib.decompress(data)
-        return data
-
-    def _hold(self, key: str, data: bytes) -> None:
-        self._raw[key] = zlib.compress(data, self._level) if self._level else data
+        """The stored form of one group (`state.pack`: what the changelog / SQLite row holds;
+        `state.unpacked(data, key)` gives its `to_bytes()` JSON)."""
+        return self._raw.get(key)
 
     def next_deadline(self) -> datetime | None:
         """When `tick` next has something to do; None when no timer is armed."""
-        heap = self._heap
-        while heap and self._deadline.get(heap[0][1]) != heap[0][0]:
-            heapq.heappop(heap)  # superseded entry
-        return from_ts(heap[0][0]) if heap else None
+        times, due, raw = self._times, self._due, self._raw
+        while times:
+            at = times[0]
+            bucket = due[at]
+            stale = 0
+            for key in bucket:  # usually stops at the first key
+                data = raw.get(key)
+                if data is not None and packed_deadline(data) == at:
+                    break
+                stale += 1
+            if stale:
+                del bucket[:stale]
+                self._armed -= stale
+            if bucket:
+                return from_ts(at)
+            heapq.heappop(times)
+            del due[at]
+        return None
 
     # --- ownership ----------------------------------------------------------------------------
 
@@ -185,14 +192,15 @@ class Engine:
             self.drop([key])
             return
         if isinstance(state, GroupState):
-            data = state.to_bytes()
-            deadline = state.next_deadline()
+            data = self._pack(key, state)
         else:
             data = bytes(state)
-            deadline = _deadline_of_bytes(data)
-        self._hold(key, data)
+            if data[:1] == b"{":  # plain to_bytes() JSON (an older store)
+                data = frame(data, packed_deadline(data), key, self._level)
+        held = self._raw.get(key)
+        self._raw[key] = data
         self._forget_hot(key)
-        self._arm(key, deadline)
+        self._arm(key, packed_deadline(data), packed_deadline(held) if held else None)
 
     def clear(self) -> None:
         """Forget everything, the incident counter included (before a full restore)."""
@@ -200,14 +208,13 @@ class Engine:
         self.ids.load(None)
 
     def drop(self, keys: Iterable[str]) -> None:
-        """Forget groups (partitions revoked); their heap entries die lazily."""
+        """Forget groups (partitions revoked); their timer entries die lazily."""
         for key in keys:
             if key == IDS_KEY:
                 self.ids.load(None)
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
-            self._deadline.pop(key, None)
 
     # --- deciding -----------------------------------------------------------------------------
 
@@ -229,14 +236,16 @@ class Engine:
             state = run.work.get(key)
             if state is not None:
                 run.work[key] = rearm(state, now, self.context)
+        run.touched.clear()  # re-armed: their Ticks below need not do it again
         now_ts = to_ts(now)
         due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
+        self._fired.update(due)
         for key, state in run.work.items():
             deadline = state.next_deadline() if state is not None else None
             if deadline is not None and deadline <= now_ts:
                 due[key] = None
         for key in due:
-            run.decide(key, Tick(group_key=key))
+            run.decide(key, Tick.build(group_key=key))
         changed, encoded = self._store(run.before, run.work)
         if self.ids.snapshot() != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
@@ -271,18 +280,22 @@ class Engine:
     # --- internals ----------------------------------------------------------------------------
 
     def _pop_due(self, now_ts: float) -> Iterator[str]:
-        heap = self._heap
-        while heap and heap[0][0] <= now_ts:
-            deadline, key = heapq.heappop(heap)
-            if self._deadline.get(key) == deadline:
-                del self._deadline[key]  # re-armed from the new state by _store
-                yield key
+        times, due, raw = self._times, self._due, self._raw
+        while times and times[0] <= now_ts:
+            at = heapq.heappop(times)
+            bucket = due.pop(at)
+            self._armed -= len(bucket)
+            for key in bucket:
+                data = raw.get(key)
+                if data is not None and packed_deadline(data) == at:
+                    yield key  # _store arms it again from its new state
 
     def _store(
         self, before: dict[str, GroupState | None], work: dict[str, GroupState | None]
     ) -> tuple[dict[str, GroupState | None], dict[str, bytes | None]]:
         changed: dict[str, GroupState | None] = {}
         encoded: dict[str, bytes | None] = {}
+        raw, fired = self._raw, self._fired
         for key, new in work.items():
             old = before[key]
             if new is None:
@@ -290,32 +303,59 @@ class Engine:
                     self.drop([key])
                     changed[key] = encoded[key] = None
                 continue
+            held = raw.get(key)
+            # The deadline its bucket entry is for (none left when its bucket just fired).
+            previous = None if held is None or key in fired else packed_deadline(held)
             if new is not old:
-                data = new.to_bytes()
-                if old is None or data != self.encoded(key):
-                    self._hold(key, data)
+                data = self._pack(key, new)
+                if old is None or data != held:
+                    raw[key] = held = data
                     changed[key] = new
                     encoded[key] = data
-                self._remember(key, new)
-            self._arm(key, new.next_deadline())
-        if len(self._heap) > 2 * len(self._deadline) + 1024:
-            self._heap = [(d, k) for k, d in self._deadline.items()]
-            heapq.heapify(self._heap)
+                if key in self._hot or len(new.a) > 1:
+                    self._remember(key, new)  # a single alert's group decodes quickly
+            assert held is not None
+            self._arm(key, packed_deadline(held), previous)
+        fired.clear()
+        if self._armed > 2 * len(raw) + 1024:
+            self._rebuild_timers()
         return changed, encoded
 
-    def _arm(self, key: str, deadline: float | None) -> None:
-        if deadline is None:
-            self._deadline.pop(key, None)
-        elif self._deadline.get(key) != deadline:
-            self._deadline[key] = deadline
-            heapq.heappush(self._heap, (deadline, key))
+    def _pack(self, key: str, state: GroupState) -> bytes:
+        # `state.pack` for the key it is stored under (the same as `state.k`, but exact even
+        # if it were not: the key left out of the frame is the one it is read back with).
+        return frame(state.to_bytes(), state.next_deadline(), key, self._level)
+
+    def _arm(self, key: str, deadline: float | None, previous: float | None) -> None:
+        if deadline is None or deadline == previous:
+            return  # nothing to fire, or its entry is still in that bucket
+        bucket = self._due.get(deadline)
+        if bucket is None:
+            self._due[deadline] = [key]
+            heapq.heappush(self._times, deadline)
+        else:
+            bucket.append(key)
+        self._armed += 1
+
+    def _rebuild_timers(self) -> None:
+        """Buckets from the held deadlines only (too many stale entries)."""
+        due: dict[float, list[str]] = {}
+        for key, data in self._raw.items():
+            deadline = packed_deadline(data)
+            if deadline is not None:
+                due.setdefault(deadline, []).append(key)
+        self._due = due
+        self._times = list(due)
+        heapq.heapify(self._times)
+        self._armed = sum(len(keys) for keys in due.values())
 
     def _remember(self, key: str, state: GroupState) -> None:
         self._forget_hot(key)
         size = len(state.a) + 1
         self._hot[key] = (state, size)
         self._hot_size += size
-        while self._hot_size > self._hot_budget and len(self._hot) > 1:
+        while (self._hot_size > self._hot_budget or len(self._hot) > self._hot_groups) and len(
+                self._hot) > 1:
             _, (_, evicted) = self._hot.popitem(last=False)
             self._hot_size -= evicted
 
@@ -362,10 +402,12 @@ class _Run:
         self.notes.extend(emitted)
         old_incidents = state.i if state is not None else ()
         new_incidents = new.i if new is not None else ()
-        if old_incidents or new_incidents:
+        if new_incidents and new_incidents is not old_incidents:
             olds = {x.v.id: x.v for x in old_incidents}
             for x in new_incidents:
-                if olds.get(x.v.id) != x.v:
+                old = olds.get(x.v.id)
+                # Views are immutable: one kept as is was not changed (no deep comparison).
+                if old is not x.v and old != x.v:
                     self.views[x.v.id] = x.v
         if new is not None:
             self.duplicates += new.d - (state.d if state is not None else 0)

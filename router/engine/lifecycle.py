@@ -28,6 +28,7 @@ default receivers for a declared incident; `page` = `incidents.page_receivers`):
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import Callable, Iterable
@@ -75,11 +76,15 @@ def iso(value: datetime) -> str:
 
 
 def utc(value: datetime) -> datetime:
-    if value.tzinfo is None:
+    tz = value.tzinfo
+    if tz is UTC:
+        return value  # the common case, without a copy
+    if tz is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
 
 
+@functools.lru_cache(maxsize=4096)
 def slug(text: str, limit: int = 40) -> str:
     """Slack-channel-safe slug: lower case, `a-z0-9-`, at most `limit` characters."""
     s = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
@@ -118,7 +123,7 @@ def _log(inc: IncidentState, at: datetime, kind: TimelineKind, actor: str,
     noisy = kind in (TK.ALERT_FIRED, TK.ALERT_RESOLVED, TK.NOTIFIED)
     if noisy and len(timeline) >= MAX_TIMELINE:
         return inc
-    entry = TimelineEntry(at=utc(at), kind=kind, actor=actor, text=text)
+    entry = TimelineEntry.build(at=utc(at), kind=kind, actor=actor, text=text)
     return _view(inc, timeline=(*timeline, entry))
 
 
@@ -157,8 +162,9 @@ def _base_details(inc: IncidentState) -> dict[str, Any]:
 
 def _note(s: GroupState, inc: IncidentState, kind: NotificationKind, receiver: str,
           dedup_key: str, cause: tuple[str, ...], now_dt: datetime,
-          details: dict[str, Any] | None = None) -> Notification:
-    return Notification(
+          details: dict[str, Any] | None = None,
+          alerts: tuple[Alert, ...] | None = None) -> Notification:
+    return Notification.build(
         id=stable_id(inc.v.id, *cause, kind.value, dedup_key, receiver),
         receiver=receiver,
         kind=kind,
@@ -166,7 +172,7 @@ def _note(s: GroupState, inc: IncidentState, kind: NotificationKind, receiver: s
         dedup_key=dedup_key,
         severity=inc.v.severity,
         title=inc.v.title,
-        alerts=_group_alerts(s),
+        alerts=_group_alerts(s) if alerts is None else alerts,
         incident_id=inc.v.id,
         created_at=now_dt,
         details={**_base_details(inc), **(details or {})},
@@ -176,7 +182,9 @@ def _note(s: GroupState, inc: IncidentState, kind: NotificationKind, receiver: s
 def _notes(s: GroupState, inc: IncidentState, kind: NotificationKind, receivers: Iterable[str],
            cause: tuple[str, ...], now_dt: datetime,
            details: dict[str, Any] | None = None) -> list[Notification]:
-    return [_note(s, inc, kind, r, inc.dk, cause, now_dt, details) for r in _sorted(receivers)]
+    names = _sorted(receivers)
+    alerts = _group_alerts(s) if names else ()
+    return [_note(s, inc, kind, r, inc.dk, cause, now_dt, details, alerts) for r in names]
 
 
 _INTERNAL = ("channel", "commander", "actor")
@@ -186,8 +194,7 @@ def _public(notes: list[Notification], ctx: EngineContext) -> list[Notification]
     """What goes to the public status page carries no internal names (channel, people)."""
     receiver = _cfg(ctx).statuspage_receiver
     return [
-        n.model_copy(update={"details": {k: v for k, v in n.details.items()
-                                         if k not in _INTERNAL}})
+        n.with_(details={k: v for k, v in n.details.items() if k not in _INTERNAL})
         if n.receiver == receiver else n
         for n in notes
     ]
@@ -197,9 +204,11 @@ def _page_key_notes(s: GroupState, inc: IncidentState, kind: NotificationKind,
                     cause: tuple[str, ...], now_dt: datetime, ctx: EngineContext,
                     details: dict[str, Any] | None = None) -> list[Notification]:
     """Acknowledge / resolve every page sent (each has its own vendor dedup key)."""
+    names = _sorted(_cfg(ctx).page_receivers)
+    alerts = _group_alerts(s) if names and inc.pk else ()
     return [
-        _note(s, inc, kind, r, key, cause, now_dt, details)
-        for key in inc.pk for r in _sorted(_cfg(ctx).page_receivers)
+        _note(s, inc, kind, r, key, cause, now_dt, details, alerts)
+        for key in inc.pk for r in names
     ]
 
 
@@ -239,7 +248,8 @@ def _page(s: GroupState, inc: IncidentState, now_dt: datetime, ctx: EngineContex
           ) -> tuple[IncidentState, list[Notification]]:
     receivers = _sorted(_cfg(ctx).page_receivers)
     details = {"targets": list(targets), "level": level, "page_key": key, **(extra or {})}
-    notes = [_note(s, inc, K.PAGE, r, key, cause, now_dt, details) for r in receivers]
+    alerts = _group_alerts(s) if receivers else ()
+    notes = [_note(s, inc, K.PAGE, r, key, cause, now_dt, details, alerts) for r in receivers]
     who = ", ".join(targets) or "the service's on-call"
     via = f" via {', '.join(receivers)}" if receivers else ""
     page = {"at": iso(now_dt), "level": level, "targets": list(targets), "key": key,
@@ -313,17 +323,18 @@ def _new_incident(*, incident_id: str, group_key: str, title: str, severity: Sev
                   impact: str, service: str | None, team: str | None, commander: str | None,
                   opened_at: datetime, dedup_key: str, receivers: Iterable[str],
                   started_at: datetime, actor: str, how: str) -> IncidentState:
-    view = Incident(
+    rc = _sorted(receivers)
+    at = utc(opened_at)
+    opened = TimelineEntry.build(at=at, kind=TK.OPENED, actor=actor,
+                                 text=f"{how}: {title} ({severity.value})")
+    view = Incident.build(
         id=incident_id, group_key=group_key, title=title, severity=severity,
         commander=commander, channel=channel_name(incident_id, title), impact=impact,
-        service=service, team=team, opened_at=utc(opened_at),
-        details={"dedup_key": dedup_key, "receivers": _sorted(receivers),
-                 "started_at": iso(min(utc(started_at), utc(opened_at)))},
+        service=service, team=team, opened_at=at, timeline=(opened,),
+        details={"dedup_key": dedup_key, "receivers": rc,
+                 "started_at": iso(min(utc(started_at), at))},
     )
-    opened = TimelineEntry(at=utc(opened_at), kind=TK.OPENED, actor=actor,
-                           text=f"{how}: {title} ({severity.value})")
-    view = view.with_(timeline=(opened,))
-    return IncidentState(v=view, dk=dedup_key, rc=tuple(_sorted(receivers)))
+    return IncidentState.build(v=view, dk=dedup_key, rc=tuple(rc))
 
 
 # --- alerts of the group ------------------------------------------------------------------------
@@ -352,12 +363,13 @@ def _observe(before: GroupState | None, s: GroupState, inc: IncidentState, now_d
         a = st.a
         if st.n and (opened or not was):
             summary = a.annotations.get("summary")
-            entries.append(TimelineEntry(
+            entries.append(TimelineEntry.build(
                 at=utc(a.starts_at), kind=TK.ALERT_FIRED, actor=a.source,
                 text=f"{a.name} firing" + (f": {summary}" if summary else "")))
         elif was and not st.n and not st.firing:
-            entries.append(TimelineEntry(at=utc(a.ends_at or now_dt), kind=TK.ALERT_RESOLVED,
-                                         actor=a.source, text=f"{a.name} resolved"))
+            entries.append(TimelineEntry.build(
+                at=utc(a.ends_at or now_dt), kind=TK.ALERT_RESOLVED, actor=a.source,
+                text=f"{a.name} resolved"))
         else:
             continue
         if key not in keys:
@@ -366,15 +378,15 @@ def _observe(before: GroupState | None, s: GroupState, inc: IncidentState, now_d
                      "ended_at": iso(a.ends_at) if a.ends_at and not st.firing else None}
     if notes and kind is not K.REPEAT:  # reminders are not news
         receivers = ", ".join(_sorted(n.receiver for n in notes))
-        entries.append(TimelineEntry(at=utc(now_dt), kind=TK.NOTIFIED, actor=ROUTER,
-                                     text=f"{kind.value} sent to {receivers}"))
+        entries.append(TimelineEntry.build(at=utc(now_dt), kind=TK.NOTIFIED, actor=ROUTER,
+                                           text=f"{kind.value} sent to {receivers}"))
     room = max(0, MAX_TIMELINE - len(inc.v.timeline))
     rc = tuple(_sorted((*inc.rc, *s.rc)))
-    view = inc.v.model_copy(update={
-        "alerts": tuple(keys),
-        "timeline": (*inc.v.timeline, *entries[:room]),
-        "details": {**inc.v.details, "alert_info": info, "receivers": list(rc)},
-    })
+    view = inc.v.with_(
+        alerts=tuple(keys),
+        timeline=(*inc.v.timeline, *entries[:room]),
+        details={**inc.v.details, "alert_info": info, "receivers": list(rc)},
+    )
     return inc.with_(v=view, rc=rc)
 
 
@@ -385,11 +397,12 @@ def _tag(n: Notification, inc: IncidentState) -> Notification:
     return n.with_(incident_id=inc.v.id, details=details)
 
 
-def _replace(s: GroupState, inc: IncidentState) -> GroupState:
+def _replace(s: GroupState, inc: IncidentState, **changes: Any) -> GroupState:
+    """`s` with `inc` in place of the incident of its id (or added), plus `changes`."""
     incidents = tuple(inc if x.v.id == inc.v.id else x for x in s.i)
     if not any(x.v.id == inc.v.id for x in s.i):
         incidents = (*incidents, inc)
-    return s.with_(i=incidents)
+    return s.with_(i=incidents, **changes)
 
 
 def after_group(before: GroupState | None, s: GroupState, notes: list[Notification], now: float,
@@ -416,10 +429,9 @@ def after_group(before: GroupState | None, s: GroupState, notes: list[Notificati
                 incident_id=ids.allocate(now_dt), group_key=s.k, title=title,
                 severity=severity, impact=_impact_of(alerts), service=first.service,
                 team=first.team or _team_of(first.service, ctx), commander=None,
-                opened_at=now_dt, dedup_key=s.dedup_key, receivers=s.rc,
-                started_at=min(a.starts_at for a in alerts), actor=ROUTER,
+                opened_at=now_dt, dedup_key=notes[0].dedup_key if notes else s.dedup_key,
+                receivers=s.rc, started_at=min(a.starts_at for a in alerts), actor=ROUTER,
                 how="opened by alerts")
-            s = s.with_(ie=s.e)
             opened = True
         if inc is not None:
             inc = _observe(before, s, inc, now_dt, opened, notes, kind)
@@ -430,7 +442,7 @@ def after_group(before: GroupState | None, s: GroupState, notes: list[Notificati
             elif firing and severity.rank < inc.v.severity.rank:
                 inc, more = _set_severity(s, inc, severity, now, now_dt, ctx, ROUTER, "alerts")
             out += more
-            s = _replace(s, inc)
+            s = _replace(s, inc, ie=s.e) if opened else _replace(s, inc)
     if timers:
         for x in list(s.i):
             new, emitted = _fire_timers(s, x, now, now_dt, ctx)

@@ -403,3 +403,34 @@ def test_now_only_drives_timers_not_event_order() -> None:
     a = run([(0, fire()), (100, resolve(end=100)), (100, TICK), (150, fire(start=50))])[1]
     b = run([(0, fire()), (500, resolve(end=100)), (500, TICK), (900, fire(start=50))])[1]
     assert [x.split(" ", 1)[1] for x in a] == [x.split(" ", 1)[1] for x in b]
+
+
+@pytest.mark.parametrize(
+    ("event", "ctx"),
+    [
+        (fire(), CTX),
+        (fire(sev=SEV3, service=None), CTX),
+        (resolve(end=30), CTX),
+        (timed(fire(), group_wait=5), CTX),
+        (fire(), EngineContext(flap_window=timedelta(0))),  # no flap history kept
+        (fire(), EngineContext(flap_threshold=1)),
+    ],
+    ids=["SEV1 firing", "SEV3 no service", "resolved", "timer override", "no flap window",
+         "flap threshold 1"],
+)
+def test_a_new_group_built_in_one_step_equals_the_general_path(
+    event: AlertEvent, ctx: EngineContext
+) -> None:
+    # decide's batched fast path for a group's first alert (`_new_group`) against applying
+    # the alert to an empty group, then re-arming both at the end of the batch.
+    from router.engine.decide import _apply_alert, _hold, _new_group, rearm
+
+    now = at(40)
+    general = _hold(_apply_alert(GroupState(k=default_group_key(event.alert)), event.alert,
+                                 now.timestamp(), ctx), event.alert)
+    fast, notes = decide(None, event, now, ctx, flush=False)
+    assert notes == []
+    assert fast == general == _new_group(event.alert, now.timestamp(), ctx)
+    assert fast is not None
+    assert fast.to_bytes() == general.to_bytes()
+    assert rearm(fast, now, ctx) == rearm(general, now, ctx)

@@ -6,10 +6,12 @@ from collections import Counter
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.engine import Batch, Engine, EngineContext, GroupState
+from router.engine.state import pack, packed_deadline, unpack, unpacked
 from router.model import Alert, AlertEvent, Notification, NotificationKind, Severity, Status
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -175,8 +177,45 @@ def test_changed_states_round_trip_through_bytes() -> None:
     assert batch.changed.keys() == batch.encoded.keys() == {KEY}
     state = batch.changed[KEY]
     assert state is not None
-    assert batch.encoded[KEY] == state.to_bytes() == engine.encoded(KEY)
+    assert batch.encoded[KEY] == pack(state) == engine.encoded(KEY)
+    assert unpacked(pack(state), KEY) == state.to_bytes()
+    assert unpack(pack(state), KEY) == state
     assert GroupState.from_bytes(state.to_bytes()) == state
+
+
+@pytest.mark.parametrize("level", [0, 1, 9])
+@pytest.mark.parametrize("events", [
+    [],  # a group whose timers are all unarmed (resolved, nothing pending)
+    [("a", 0, None)],
+    [("a", 0, None), ("b", 5, 90)],
+])
+def test_stored_form_round_trips_with_its_deadline(
+    level: int, events: list[tuple[str, float, float | None]]
+) -> None:
+    engine = Engine()
+    engine.apply([alert_event(fp, start, end) for fp, start, end in events]
+                 or [alert_event("a", 0, 10)], at(100))
+    state = engine.get(KEY)
+    assert state is not None
+    data = pack(state, level)
+    assert unpack(data, KEY) == state
+    assert unpacked(data, KEY) == state.to_bytes()
+    assert packed_deadline(data) == state.next_deadline()
+    assert packed_deadline(state.to_bytes()) == state.next_deadline()  # plain JSON is read too
+    assert unpack(state.to_bytes(), KEY) == state
+
+
+def test_plain_json_of_an_older_store_restores_like_the_stored_form() -> None:
+    steady = Engine()
+    steady.apply([alert_event("a"), alert_event("b", 5, 70)], at(10))
+    state = steady.get(KEY)
+    assert state is not None
+    old, new = Engine(), Engine()
+    old.load(KEY, state.to_bytes())
+    new.load(KEY, steady.encoded(KEY))
+    assert old.get(KEY) == new.get(KEY) == state
+    assert old.next_deadline() == new.next_deadline() == steady.next_deadline()
+    assert kinds(old.tick(at(70))) == kinds(new.tick(at(70))) == kinds(steady.tick(at(70)))
 
 
 def test_restore_after_load_decides_like_an_engine_that_never_restarted() -> None:
@@ -229,8 +268,45 @@ def test_compressed_engine_decides_the_same_and_holds_fewer_bytes() -> None:
     events = [alert_event(f"fp{i}", name=f"Alert{i}") for i in range(20)]
     assert plain.apply(events, at(0)).notifications == packed.apply(events, at(0)).notifications
     key = "Alert3|checkout"
-    assert packed.encoded(key) == plain.encoded(key)
-    assert len(packed._raw[key]) < len(plain._raw[key])
+    packed_bytes, plain_bytes = packed.encoded(key), plain.encoded(key)
+    assert packed_bytes is not None and plain_bytes is not None
+    assert unpacked(packed_bytes, key) == unpacked(plain_bytes, key)
+    assert len(packed_bytes) < len(plain_bytes)
+    # Either engine restores the other's stored form.
+    plain.load(key, packed_bytes)
+    assert plain.get(key) == packed.get(key)
+    assert kinds(plain.tick(at(1800))) == kinds(packed.tick(at(1800))) == ["repeat"] * 20
+
+
+@pytest.mark.parametrize(("rearm", "expected"), [
+    # (seconds of the later batches that re-arm the group, the Ticks' notification kinds)
+    ([], ["repeat"]),  # armed once, fires once
+    ([100], ["update", "repeat"]),  # moved away from its first bucket, which fires nothing
+    ([100, 100], ["update", "repeat"]),  # stored again, same deadline: fires once
+])
+def test_timer_buckets_fire_each_group_once_at_its_current_deadline(
+    rearm: list[float], expected: list[str]
+) -> None:
+    engine = Engine()
+    engine.apply([alert_event("a")], at(0))  # TRIGGER now, REPEAT due at 1800
+    notes: list[str] = []
+    for t in rearm:  # an UPDATE at 100 moves the REPEAT to 1900; then a duplicate
+        notes += kinds(engine.apply([alert_event("new", t)], at(t)))
+    for t in range(0, 3000, 10):
+        notes += kinds(engine.tick(at(t)))
+    assert notes == expected
+
+
+def test_timer_buckets_are_rebuilt_when_mostly_stale() -> None:
+    engine = Engine()
+    events = [alert_event(f"fp{i}", name=f"Alert{i}") for i in range(200)]
+    engine.apply(events, at(0))
+    for step in range(1, 12):  # each round re-arms every group at a new time: stale entries
+        engine.apply([alert_event(f"fp{i}", step, name=f"Alert{i}", received=step)
+                      for i in range(200)], at(step * 5))
+        assert engine._armed <= 2 * len(engine) + 1024
+    assert engine.next_deadline() is not None
+    assert len(kinds(engine.tick(at(10_000)))) == 200
 
 
 def test_small_hot_cache_still_decides_correctly() -> None:
@@ -307,3 +383,27 @@ def test_no_interleaving_or_duplication_triggers_twice_per_epoch(
     resolved = {(g, d) for g, d, k in per_epoch if k is NotificationKind.RESOLVE}
     assert resolved <= triggered
     assert len({n.id for n in notes}) == len(notes)
+
+
+@pytest.mark.parametrize("key", [
+    "HighErrorRate|checkout",
+    'quote"d|back\\slash',
+    "ünïcode|😀",
+    "nul\x00and\ttab|",
+    "a",  # also a field name: `"a":` becomes a NUL too, and comes back
+])
+@pytest.mark.parametrize("level", [0, 1])
+def test_stored_form_leaves_the_group_key_out_exactly(key: str, level: int) -> None:
+    # The key as a JSON string becomes a NUL byte; text that merely contains it (escaped
+    # quotes around it, longer strings) must come back unchanged too.
+    tricky = {"summary": f'x\\"{key}" and "{key}', "exact": key, key: f'"{key}"'}
+    base = alert_event("a").alert
+    alert = base.model_copy(update={"group_key": key, "annotations": tricky})
+    engine = Engine()
+    engine.apply([AlertEvent(alert=alert)], at(0))
+    state = engine.get(key)
+    assert state is not None and state.k == key
+    data = pack(state, level)
+    assert unpack(data, key) == state
+    assert unpacked(data, key) == state.to_bytes()
+    assert len(data) < len(state.to_bytes())
