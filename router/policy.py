@@ -60,5 +60,6 @@ class SeverityPolicies(BaseModel):
     )
 
     def for_severity(self, severity: Severity) -> SeverityPolicy:
-        policy: SeverityPolicy = getattr(self, severity.value)
+        # A StrEnum member is its value: no (slow) Enum.value on this hot path.
+        policy: SeverityPolicy = self.__dict__[severity]
         return policy
