@@ -11,11 +11,14 @@ See docs/kafka.md.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
+from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
+from aiokafka.partitioner import DefaultPartitioner
 
 from router.backends.base import LogEvent, LogUnavailable
 from router.backends.kafka_engine import KafkaEngineRunner, decode_view
@@ -41,6 +44,7 @@ from router.metrics import EngineMetrics
 from router.model import Alert, utcnow
 
 __all__ = [
+    "IntakeGate",
     "KafkaBackend",
     "KafkaLog",
     "TopicLayoutError",
@@ -55,6 +59,17 @@ __all__ = [
     "topic_specs",
 ]
 
+log = logging.getLogger(__name__)
+
+_PARTITIONER = DefaultPartitioner()
+T = TypeVar("T")
+_PARTITION_CACHE = 100_000
+_DECODED_CACHE = 200_000  # distinct keys whose partition the log remembers
+# Intake waits (IntakeGate) while this process's engine is this many records behind, or this
+# many notifications were read from the outbox and are not delivered yet.
+ENGINE_LAG_LIMIT = 5_000
+DELIVERY_BACKLOG_LIMIT = 5_000
+
 # --- the log ---------------------------------------------------------------------------------
 
 
@@ -62,18 +77,25 @@ class KafkaLog:
     """`router.backends.base.Log` on the alerts topic: idempotent producer, acks=all.
 
     Partitioning is aiokafka's default (murmur2 of the key, as the Java client), so a key's
-    partition number is stable and the same in every co-partitioned topic.
+    partition number is stable and the same in every co-partitioned topic. The log computes
+    it itself, once per distinct key (a bounded cache: group keys repeat).
+
+    Records of concurrent appends share the producer's batches: aiokafka keeps one produce
+    request in flight per broker and everything handed over meanwhile goes out in the next.
 
     A timeout does not cancel what was handed to the producer: with idempotence the producer
     keeps retrying those batches, so events of an append that raised LogUnavailable may still
     reach the log later. The source retries after the 503 and the engine deduplicates.
     """
 
-    def __init__(self, cfg: KafkaBackendConfig) -> None:
+    def __init__(self, cfg: KafkaBackendConfig, gate: IntakeGate | None = None) -> None:
         self._cfg = cfg
         self._topic = topic_names(cfg.topic_prefix).alerts
         self._timeout = cfg.produce_timeout_seconds
         self._producer: AIOKafkaProducer | None = None
+        self._gate = gate
+        self._partitions: list[int] = []
+        self._partition_of: dict[bytes, int] = {}
 
     async def start(self) -> None:
         producer = AIOKafkaProducer(
@@ -84,6 +106,10 @@ class KafkaLog:
         )
         await producer.start()
         self._producer = producer
+        try:
+            self._partitions = sorted(await producer.partitions_for(self._topic))
+        except Exception as exc:  # the producer hashes per record until metadata is there
+            log.warning("no partitions of %s yet: %s", self._topic, type(exc).__name__)
 
     async def stop(self) -> None:
         producer, self._producer = self._producer, None
@@ -96,8 +122,11 @@ class KafkaLog:
         producer = self._producer
         if producer is None:
             raise LogUnavailable("kafka log is not started")
+        if self._gate is not None:
+            await self._gate.wait()
         try:
-            await asyncio.wait_for(self._send_all(producer, events), self._timeout)
+            async with asyncio.timeout(self._timeout):
+                await self._send_all(producer, events)
         except TimeoutError:
             raise LogUnavailable(
                 f"kafka did not acknowledge {len(events)} event(s) on {self._topic} "
@@ -108,16 +137,72 @@ class KafkaLog:
                 f"kafka rejected the append to {self._topic}: {type(exc).__name__}"
             ) from exc
 
+    def _partition(self, key: bytes) -> int | None:
+        partitions = self._partitions
+        if not partitions:
+            return None
+        cache = self._partition_of
+        p = cache.get(key)
+        if p is None:
+            if len(cache) >= _PARTITION_CACHE:
+                cache.clear()
+            p = cache[key] = _PARTITIONER(key, partitions, partitions)
+        return p
+
     async def _send_all(self, producer: AIOKafkaProducer, events: Sequence[LogEvent]) -> None:
         # Hand every record to the producer first (they batch together), then await each ack.
+        send = producer.send
+        topic = self._topic
+        if len(events) == 1:
+            key, value = encode_event(events[0])
+            await (await send(topic, value=value, key=key, partition=self._partition(key)))
+            return
         acks = []
         for event in events:
             key, value = encode_event(event)
-            acks.append(await producer.send(self._topic, value=value, key=key))
+            acks.append(await send(topic, value=value, key=key, partition=self._partition(key)))
         results = await asyncio.gather(*acks, return_exceptions=True)
         for result in results:
             if isinstance(result, BaseException):
                 raise result
+
+
+class IntakeGate:
+    """Back-pressure from the engine and delivery to intake in the same process.
+
+    Intake, the engine consumer and the delivery consumer share one event loop. A closed-loop
+    client keeps intake busy and the others fall behind without limit: appends are accepted
+    faster than they are decided and delivered. While `behind()` holds, an append waits
+    (before its produce, so nothing about a 2xx changes) until a round of the engine or a
+    delivery makes progress, at most `max_wait` seconds; then it goes ahead anyway, so a
+    stuck engine or receiver never stops intake.
+    """
+
+    def __init__(self, behind: Callable[[], bool], max_wait: float = 0.5) -> None:
+        self._behind = behind
+        self._max_wait = max_wait
+        self._progress = asyncio.Event()
+        self.waits = 0  # appends that waited (tests, tuning)
+
+    def poke(self) -> None:
+        """Progress was made: waiting appends look again."""
+        self._progress.set()
+
+    async def wait(self) -> None:
+        if not self._behind():
+            return
+        self.waits += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self._max_wait
+        while self._behind():
+            if loop.time() >= deadline:
+                return
+            self._progress.clear()
+            try:
+                async with asyncio.timeout_at(deadline):
+                    await self._progress.wait()
+            except TimeoutError:
+                return
 
 
 # --- the backend -----------------------------------------------------------------------------
@@ -130,30 +215,40 @@ class KafkaBackend:
                  *, clock: Callable[[], datetime] = utcnow) -> None:
         self.cfg = cfg
         self.topics = topic_names(cfg.topic_prefix)
-        self.log = KafkaLog(cfg)
+        self.gate = IntakeGate(self._behind)
+        self.log = KafkaLog(cfg, self.gate)
         self._writer = KafkaWriter(cfg, client_id="incident-router-delivery-writer")
-        self._view: CompactedTable[list[Alert]] = CompactedTable(
-            cfg, self.topics.alerts_view, decode_view)
+        # Views stay raw bytes until read: every decision writes them, few are ever read.
+        self._view: CompactedTable[bytes] = CompactedTable(cfg, self.topics.alerts_view, bytes)
+        self._view_cache = _Decoded(decode_view)
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
             cfg, self.topics.delivery_records, bytes, self._writer)
-        self._incidents: CompactedTable[Incident] = CompactedTable(
-            cfg, self.topics.incidents_view, Incident.model_validate_json)
+        self._incidents: CompactedTable[bytes] = CompactedTable(
+            cfg, self.topics.incidents_view, bytes)
+        self._incident_cache = _Decoded(Incident.model_validate_json)
         self.engine = KafkaEngineRunner(cfg, context, metrics, clock=clock)
         self.engine.on_incident = self._incidents.applied
+        self.engine.on_progress = self.gate.poke
         # The app points engine.on_outbox at the Dispatcher; new outbox items arrive through
         # the delivery consumer, so that is where the wake-up comes from.
         self.outbox = KafkaOutbox(cfg, self._dead, self._records,
                                   on_items=lambda: self.engine.on_outbox())
         self.records = KafkaDeliveryStore(self._records)
+        self.outbox.on_done = self.gate.poke
         self._started = False
+
+    def _behind(self) -> bool:
+        return (self.engine.last_lag > ENGINE_LAG_LIMIT
+                or self.outbox.backlog > DELIVERY_BACKLOG_LIMIT)
 
     async def start(self) -> None:
         if self.cfg.create_topics:
             counts = await ensure_topics(self.cfg)
         else:
             counts = await check_layout(self.cfg)
+        self.engine.partition_counts = dict(counts)
         try:
             await self.log.start()
             await self._writer.start()
@@ -192,8 +287,9 @@ class KafkaBackend:
         self, status: str | None = None, source: str | None = None, limit: int = 1000
     ) -> list[Alert]:
         """From the alerts view every replica tails: all groups, whoever owns them."""
+        decode = self._view_cache.get
         alerts = [
-            a for group in list(self._view.rows.values()) for a in group
+            a for key, raw in list(self._view.rows.items()) for a in decode(key, raw)
             if (not status or a.status.value == status) and (not source or a.source == source)
         ]
         alerts.sort(key=lambda a: a.event_time, reverse=True)
@@ -202,8 +298,9 @@ class KafkaBackend:
     async def incidents(self, status: str | None = None, limit: int = 200,
                         group_key: str | None = None) -> list[Incident]:
         """From the incidents view every replica tails; newest (opened_at) first."""
+        decode = self._incident_cache.get
         rows = [
-            i for i in list(self._incidents.rows.values())
+            i for i in (decode(k, raw) for k, raw in list(self._incidents.rows.items()))
             if (not status or i.status.value == status
                 or (status == "open" and i.resolved_at is None))
             and (not group_key or i.group_key == group_key)
@@ -212,4 +309,23 @@ class KafkaBackend:
         return rows[:limit]
 
     async def incident(self, incident_id: str) -> Incident | None:
-        return self._incidents.rows.get(incident_id)
+        raw = self._incidents.rows.get(incident_id)
+        return None if raw is None else self._incident_cache.get(incident_id, raw)
+
+
+class _Decoded(Generic[T]):
+    """Decoded values of a raw table, decoded on first read and again only once changed."""
+
+    def __init__(self, decode: Callable[[bytes], T]) -> None:
+        self._decode = decode
+        self._cache: dict[str, tuple[bytes, T]] = {}
+
+    def get(self, key: str, raw: bytes) -> T:
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] is raw:
+            return hit[1]
+        value = self._decode(raw)
+        if len(self._cache) > _DECODED_CACHE:
+            self._cache.clear()
+        self._cache[key] = (raw, value)
+        return value

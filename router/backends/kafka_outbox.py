@@ -41,6 +41,11 @@ from router.model import Notification, utcnow
 log = logging.getLogger(__name__)
 
 
+# The broker does not answer a read_committed long poll when a transaction commits, only when
+# new data arrives or this wait ends: it bounds how long a committed notification can wait.
+_FETCH_WAIT_MS = 20
+
+
 def decode_dead_letter(value: bytes) -> DeadLetter:
     return DeadLetter.model_validate_json(value)
 
@@ -85,6 +90,8 @@ class KafkaOutbox:
         self._dead = dead
         self._records = records
         self.on_items = on_items
+        # Called when items are done (delivered, parked): intake's back-pressure gate.
+        self.on_done: Callable[[], None] = lambda: None
         self._max_buffer = max_buffer
         self._commit_interval = commit_interval
         self._seq = itertools.count(1)
@@ -104,6 +111,7 @@ class KafkaOutbox:
             **client_kwargs(self._cfg), group_id=self._group,
             client_id="incident-router-delivery", enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
+            fetch_max_wait_ms=_FETCH_WAIT_MS,
         )
         await consumer.start()
         self._consumer = consumer
@@ -234,6 +242,11 @@ class KafkaOutbox:
         await self._dead.put(item.id, dead.model_dump_json().encode())
         self._finish(item.id)
 
+    @property
+    def backlog(self) -> int:
+        """Notifications read from the outbox topic and not done yet (delivered or parked)."""
+        return len(self._held)
+
     def _finish(self, item_id: str) -> None:
         held = self._held.pop(item_id, None)
         if held is None:
@@ -241,6 +254,7 @@ class KafkaOutbox:
         cursor = self._cursors.get(held.tp)
         if cursor is not None:
             cursor.finish(held.offset)
+        self.on_done()
 
     async def _commit_loop(self) -> None:
         consumer = self._consumer

@@ -10,9 +10,11 @@ from typing import Any
 
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
 from router.backends.kafka import KafkaBackend, client_kwargs, topic_names
+from router.backends.kafka_engine import POSITION_KEY, KafkaEngineRunner
 from router.config import KafkaBackendConfig
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
@@ -256,3 +258,92 @@ async def test_every_replica_lists_every_current_alert(
         assert sorted(x.key for x in firing_now) == keys[1:]
         assert len(await r.backend.current_alerts(limit=2)) == 2
         assert await r.backend.current_alerts(source="cloudwatch") == []
+
+
+async def test_joins_the_group_without_waiting_for_the_restore(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    """aiokafka heartbeats only once the assignment callback returns: a restore inside it
+    longer than the session timeout would get the member dropped from the group."""
+    replica = Replica(kafka_config)
+    runner = replica.backend.engine
+    release = asyncio.Event()
+    restore = runner._restore
+
+    async def slow_restore(partitions: list[int]) -> Any:
+        await release.wait()
+        return await restore(partitions)
+
+    runner._restore = slow_restore  # type: ignore[method-assign]
+    await replica.backend.start()
+    replicas.append(replica)
+    await eventually(lambda: runner._joined, within=30)
+    assert runner._assigned and not await replica.backend.ready()
+    release.set()
+    await replica.backend.wait_ready()
+    assert runner.owned == list(range(kafka_config.partitions))
+    await replica.backend.log.append([firing("fp-late")])
+    await runner.drained()
+    assert len(await notifications(kafka_config)) == 1
+
+
+async def test_notifications_go_to_the_partition_of_their_group(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    replica = await start(replicas, kafka_config)
+    await replica.backend.wait_ready()
+    await replica.backend.log.append(
+        [firing(f"fp-{i}", name=f"Part{i}") for i in range(12)])
+    await replica.backend.engine.drained()
+    topics = topic_names(kafka_config.topic_prefix)
+    everything = list(range(kafka_config.partitions))
+    partitioner = DefaultPartitioner()
+    records = await read_topic(kafka_config, topics.notifications)
+    assert len(records) == 12
+    for r in records + await read_topic(kafka_config, topics.alerts_view):
+        assert r.partition == partitioner(r.key, everything, everything)
+
+
+def test_takes_bigger_batches_while_behind(kafka_config: KafkaBackendConfig) -> None:
+    runner = KafkaEngineRunner(kafka_config, CONTEXT, EngineMetrics(CollectorRegistry()),
+                               batch_size=100)
+    behind = [0]
+    runner.lag = lambda: behind[0]  # type: ignore[method-assign]
+    for lag, expected in ((0, 100), (100, 100), (250, 250), (5_000, 1_000)):
+        behind[0] = lag
+        assert runner._max_records() == expected
+
+
+async def test_the_next_offset_commits_with_the_state_and_a_restart_resumes_there(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    """The next offset to decide is in the changelog (POSITION_KEY), written in the same
+    transaction as the state; a restart decides only what came after it."""
+    first = await start(replicas, kafka_config)
+    await first.backend.wait_ready()
+    await first.backend.log.append([firing(f"fp-{i}", name=f"Pos{i}") for i in range(6)])
+    await first.backend.engine.drained()
+    await stop(replicas, first)
+
+    topics = topic_names(kafka_config.topic_prefix)
+    tps = [TopicPartition(topics.alerts, p) for p in range(kafka_config.partitions)]
+    positions = {r.partition: int(r.value) for r in await read_topic(kafka_config, topics.state)
+                 if r.key == POSITION_KEY.encode()}
+    ends = {tp.partition: o for tp, o in (await end_offsets(kafka_config, tps)).items() if o}
+    assert positions == ends
+    again = await start(replicas, kafka_config)
+    await again.backend.wait_ready()
+    await again.backend.log.append([firing("fp-new", name="PosNew")])
+    await again.backend.engine.drained()
+    assert len(await notifications(kafka_config)) == 7
+    assert again.metric("incident_router_engine_events_total") == 1
+
+
+async def end_offsets(cfg: KafkaBackendConfig,
+                      tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+    consumer = AIOKafkaConsumer(**client_kwargs(cfg), enable_auto_commit=False)
+    await consumer.start()
+    try:
+        return dict(await consumer.end_offsets(tps))
+    finally:
+        await consumer.stop()

@@ -12,11 +12,13 @@ import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
 from pydantic import SecretStr
 
 from router.backends.base import LogEvent, LogUnavailable
 from router.backends.kafka import (
+    IntakeGate,
     KafkaLog,
     TopicLayoutError,
     client_kwargs,
@@ -222,3 +224,54 @@ def test_client_settings_follow_the_security_protocol(
     assert {k: type(v) if isinstance(v, ssl.SSLContext) else v for k, v in kwargs.items()} == (
         expected
     )
+
+
+async def test_the_log_partitions_keys_as_the_default_partitioner(
+    kafka_config: KafkaBackendConfig, kafka_log: KafkaLog
+) -> None:
+    """The log computes (and caches) partitions itself; they must be murmur2's, as every
+    co-partitioned topic and every other client expects."""
+    events: list[LogEvent] = [alert_event(f"f{i}", group_key=f"svc-{i}/Alert") for i in range(40)]
+    await kafka_log.append(events[:1])  # the one-event path
+    await kafka_log.append(events[1:])
+    await kafka_log.append(events[:1])  # a cached key
+    records = await read_records(kafka_config, len(events) + 1)
+    everything = list(range(kafka_config.partitions))
+    partitioner = DefaultPartitioner()
+    assert len(records) == len(events) + 1
+    for r in records:
+        assert r.key is not None
+        assert r.partition == partitioner(r.key, everything, everything)
+
+
+async def test_an_append_waits_at_the_gate_while_the_pipeline_is_behind(
+    kafka_config: KafkaBackendConfig,
+) -> None:
+    await ensure_topics(kafka_config)
+    behind = [True]
+    gate = IntakeGate(lambda: behind[0], max_wait=30)
+    log = KafkaLog(kafka_config, gate)
+    await log.start()
+    try:
+        append = asyncio.create_task(log.append([alert_event("g1")]))
+        await asyncio.sleep(0.3)
+        assert not append.done() and gate.waits == 1
+        gate.poke()  # progress, but still behind
+        await asyncio.sleep(0.1)
+        assert not append.done()
+        behind[0] = False
+        gate.poke()
+        await asyncio.wait_for(append, 10)
+        assert len(await read_records(kafka_config, 1)) == 1
+        await log.append([alert_event("g2")])  # not behind: no wait
+        assert gate.waits == 1
+    finally:
+        await log.stop()
+
+
+async def test_the_gate_lets_an_append_through_after_max_wait() -> None:
+    gate = IntakeGate(lambda: True, max_wait=0.2)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await asyncio.wait_for(gate.wait(), 5)
+    assert 0.15 <= loop.time() - started < 2

@@ -235,3 +235,18 @@ async def test_a_rebalance_loses_no_item(
 
     await eventually(everything_delivered)
     assert taken_by_b  # b did own some partitions
+
+
+async def test_backlog_counts_items_read_and_not_done_and_done_items_report_progress(
+    kafka_config: KafkaBackendConfig, stores: list[Store]
+) -> None:
+    store = await new_store(stores, kafka_config)
+    done: list[int] = []
+    store.outbox.on_done = lambda: done.append(store.outbox.backlog)
+    assert store.outbox.backlog == 0
+    await store.add(note(1), note(2), note(3))
+    await store.pending_ids(3)
+    assert store.outbox.backlog == 3
+    await store.outbox.mark_delivered(["n1", "n2"])
+    assert store.outbox.backlog == 1
+    assert done == [2, 1]
