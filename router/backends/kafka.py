@@ -65,10 +65,6 @@ _PARTITIONER = DefaultPartitioner()
 T = TypeVar("T")
 _PARTITION_CACHE = 100_000
 _DECODED_CACHE = 200_000  # distinct keys whose partition the log remembers
-# Intake waits (IntakeGate) while this process's engine is this many records behind, or this
-# many notifications were read from the outbox and are not delivered yet.
-ENGINE_LAG_LIMIT = 5_000
-DELIVERY_BACKLOG_LIMIT = 5_000
 
 # --- the log ---------------------------------------------------------------------------------
 
@@ -215,7 +211,7 @@ class KafkaBackend:
                  *, clock: Callable[[], datetime] = utcnow) -> None:
         self.cfg = cfg
         self.topics = topic_names(cfg.topic_prefix)
-        self.gate = IntakeGate(self._behind)
+        self.gate = IntakeGate(self._behind, cfg.intake_max_wait_seconds)
         self.log = KafkaLog(cfg, self.gate)
         self._writer = KafkaWriter(cfg, client_id="incident-router-delivery-writer")
         # Views stay raw bytes until read: every decision writes them, few are ever read.
@@ -240,8 +236,9 @@ class KafkaBackend:
         self._started = False
 
     def _behind(self) -> bool:
-        return (self.engine.last_lag > ENGINE_LAG_LIMIT
-                or self.outbox.backlog > DELIVERY_BACKLOG_LIMIT)
+        lag, backlog = self.cfg.intake_max_engine_lag, self.cfg.intake_max_delivery_backlog
+        return bool((lag and self.engine.last_lag > lag)
+                    or (backlog and self.outbox.backlog > backlog))
 
     async def start(self) -> None:
         if self.cfg.create_topics:

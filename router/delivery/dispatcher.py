@@ -277,11 +277,10 @@ class Dispatcher:
             if self._recording is not None:
                 await self._recording.mark_delivered_recorded(item.id, n.id, name)
             else:
-                # Together, not one after the other: if only the outbox mark lands the item
-                # never comes back; if only the record lands, a redelivery is recognised and
-                # skipped.
-                await asyncio.gather(self._store.record(n.id, name),
-                                     self._outbox.mark_delivered([item.id]))
+                # Record first: if only the record lands, a redelivery is recognised and
+                # skipped; once the outbox mark lands the item never comes back.
+                await self._store.record(n.id, name)
+                await self._outbox.mark_delivered([item.id])
             self._sent[name].inc()
             self._latency[name].observe(time.monotonic() - started)
             log.debug("receiver %s: %s %s delivered", name, n.kind.value, n.id)

@@ -14,11 +14,13 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.partitioner import DefaultPartitioner
 from aiokafka.structs import ConsumerRecord
+from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from router.backends.base import LogEvent, LogUnavailable
 from router.backends.kafka import (
     IntakeGate,
+    KafkaBackend,
     KafkaLog,
     TopicLayoutError,
     client_kwargs,
@@ -27,6 +29,8 @@ from router.backends.kafka import (
     topic_names,
 )
 from router.config import KafkaBackendConfig
+from router.engine.state import EngineContext
+from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, CommandEvent, Status, event_key
 
 pytestmark = pytest.mark.kafka
@@ -275,3 +279,20 @@ async def test_the_gate_lets_an_append_through_after_max_wait() -> None:
     started = loop.time()
     await asyncio.wait_for(gate.wait(), 5)
     assert 0.15 <= loop.time() - started < 2
+
+
+@pytest.mark.parametrize(("limits", "lag", "backlog", "behind"), [
+    ({}, 0, 0, False),
+    ({}, 5_001, 0, True),
+    ({}, 0, 5_001, True),
+    ({"intake_max_engine_lag": 0}, 1_000_000, 0, False),  # 0: that limit is off
+    ({"intake_max_delivery_backlog": 0}, 0, 1_000_000, False),
+    ({"intake_max_engine_lag": 10, "intake_max_delivery_backlog": 10}, 11, 0, True),
+])
+def test_the_gate_limits_come_from_the_config(limits: dict[str, int], lag: int, backlog: int,
+                                              behind: bool) -> None:
+    cfg = KafkaBackendConfig(bootstrap_servers=["127.0.0.1:9"], **limits)  # type: ignore[arg-type]
+    backend = KafkaBackend(cfg, EngineContext(), EngineMetrics(CollectorRegistry()))
+    backend.engine.last_lag = lag
+    backend.outbox._held = dict.fromkeys(range(backlog))  # type: ignore[assignment]
+    assert backend._behind() is behind
