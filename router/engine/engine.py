@@ -113,8 +113,8 @@ class Engine:
         worth keeping decoded), `hot_groups` its number of groups (every decoded state is a few
         dozen objects the garbage collector walks, and a small group decodes quickly).
         `compress_level` 1-9 deflates the stored form (`state.pack`: about a third of the
-        memory and changelog bytes, for ~5-15 us per write), 0 keeps the JSON plain. Level 1
-        by default: under 0.5 KiB of RSS per active alert instead of ~1 KiB, for ~1% of the
+        memory and changelog bytes, for ~10-30 us per write), 0 keeps the JSON plain. Level 1
+        by default: under 0.5 KiB of RSS per active alert instead of ~1 KiB, for ~3% of the
         CPU an alert costs end to end.
         `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
         """
