@@ -68,12 +68,23 @@ class ServerConfig(Strict):
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
 
 
-class EmbeddedBackendConfig(Strict):
+class IntakeGateConfig(Strict):
+    """Back-pressure (router.backends.gate.IntakeGate): while this process's engine is more
+    than `intake_max_engine_lag` events behind, or more than `intake_max_delivery_backlog`
+    notifications wait for delivery, an append first waits for progress, at most
+    `intake_max_wait_seconds`. 0 turns a limit off."""
+
+    intake_max_engine_lag: int = Field(default=5_000, ge=0)
+    intake_max_delivery_backlog: int = Field(default=5_000, ge=0)
+    intake_max_wait_seconds: float = Field(default=0.5, ge=0)
+
+
+class EmbeddedBackendConfig(IntakeGateConfig):
     type: Literal["embedded"] = "embedded"
     path: str = "data/router.db"
 
 
-class KafkaBackendConfig(Strict):
+class KafkaBackendConfig(IntakeGateConfig):
     """Kafka scale-out backend. Security settings pass straight through to aiokafka."""
 
     type: Literal["kafka"] = "kafka"
@@ -92,13 +103,6 @@ class KafkaBackendConfig(Strict):
     ssl_keyfile: str | None = None
     # Where the intake-side producer waits before answering 503.
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
-    # Back-pressure (router.backends.kafka.IntakeGate): while this process's engine is more
-    # than `intake_max_engine_lag` records behind, or more than `intake_max_delivery_backlog`
-    # notifications wait for delivery, an append first waits for progress, at most
-    # `intake_max_wait_seconds`. 0 turns a limit off.
-    intake_max_engine_lag: int = Field(default=5_000, ge=0)
-    intake_max_delivery_backlog: int = Field(default=5_000, ge=0)
-    intake_max_wait_seconds: float = Field(default=0.5, ge=0)
 
 
 BackendConfig = Annotated[

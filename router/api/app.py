@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from router.api import dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
+from router.backends.embedded import EmbeddedBackend
 from router.backends.factory import engine_context, make_backend
 from router.delivery.client import HttpClient
 from router.delivery.dispatcher import Dispatcher
@@ -54,6 +55,9 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
         dispatcher = Dispatcher(store.outbox, store.outbox, receivers, store=store.records,
                                 registry=registry)
         store.engine.on_outbox = dispatcher.wake
+        if isinstance(store, EmbeddedBackend):  # its intake gate watches this dispatcher
+            store.delivery_backlog = lambda: dispatcher.backlog
+            dispatcher.on_done = store.gate.poke
         app[DISPATCHER] = dispatcher
         await dispatcher.start()
         yield

@@ -16,7 +16,9 @@ from router.backends import embedded_engine, embedded_outbox
 from router.backends.base import LogEvent, LogUnavailable
 from router.backends.embedded_engine import EmbeddedEngineRunner
 from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
+from router.backends.gate import IntakeGate
 from router.backends.sqlite import Database
+from router.config import IntakeGateConfig
 from router.engine.engine import Engine
 from router.engine.state import EngineContext
 from router.incidents import Incident
@@ -63,11 +65,14 @@ _alert_json = Alert.__pydantic_serializer__.to_json  # bytes, without a str in b
 class EmbeddedLog:
     """`Log` over SQLite: `append` returns once the events are committed to disk."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, gate: IntakeGate | None = None) -> None:
         self._db = db
+        self._gate = gate
         self.on_commit: list[Committed] = []
 
     async def append(self, events: Sequence[LogEvent]) -> None:
+        if self._gate is not None:
+            await self._gate.wait()  # before the append: a 2xx still means committed
         now = time.time()
         rows: list[tuple[str, str, bytes, float]] = []
         views: list[tuple[str, str, str, float, bytes]] = []
@@ -106,14 +111,24 @@ class EmbeddedBackend:
     """Owns the database: the log, the engine consuming it, the outbox and dead letters."""
 
     def __init__(self, path: Path, context: EngineContext, metrics: EngineMetrics,
-                 synchronous: str = "FULL") -> None:
+                 synchronous: str = "FULL", gate: IntakeGateConfig | None = None) -> None:
         schema = SCHEMA + embedded_engine.SCHEMA + embedded_outbox.SCHEMA
+        self._limits = gate or IntakeGateConfig()
+        self.gate = IntakeGate(self._behind, self._limits.intake_max_wait_seconds)
         self.db = Database(path, schema, synchronous=synchronous)
-        self.log = EmbeddedLog(self.db)
+        self.log = EmbeddedLog(self.db, self.gate)
         self.outbox = SqliteOutbox(self.db)
         self.records = SqliteDeliveryStore(self.db)
-        self.engine = EmbeddedEngineRunner(self.db, Engine(context), metrics)
+        self.engine = EmbeddedEngineRunner(self.db, Engine(context), metrics,
+                                           on_progress=self.gate.poke)
         self.log.on_commit.append(self.engine.appended)
+        # Notifications waiting for delivery: the app points this at its Dispatcher.
+        self.delivery_backlog: Callable[[], int] = lambda: 0
+
+    def _behind(self) -> bool:
+        lag, backlog = self._limits.intake_max_engine_lag, self._limits.intake_max_delivery_backlog
+        return bool((lag and self.engine.lag > lag)
+                    or (backlog and self.delivery_backlog() > backlog))
 
     async def start(self) -> None:
         await self.db.open()

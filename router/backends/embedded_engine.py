@@ -64,12 +64,14 @@ FRESH_LIMIT = 100_000  # events held in memory for the engine; beyond, it reads 
 class EmbeddedEngineRunner:
     def __init__(self, db: Database, engine: Engine, metrics: EngineMetrics,
                  on_outbox: Callable[[], None] = lambda: None, batch_size: int = 500,
+                 on_progress: Callable[[], None] = lambda: None,
                  clock: Callable[[], datetime] = utcnow) -> None:
         self._db = db
         self.clock = clock
         self.engine = engine
         self._metrics = metrics
         self.on_outbox = on_outbox
+        self.on_progress = on_progress  # after each commit (the intake gate looks again)
         self._batch_size = batch_size
         self._position = 0
         # Events committed by this process's log, by offset, not yet decided: the engine
@@ -97,6 +99,11 @@ class EmbeddedEngineRunner:
 
     def set_context(self, context: EngineContext) -> None:
         self.engine.context = context
+
+    @property
+    def lag(self) -> int:
+        """Events appended to the log and not decided yet."""
+        return max(0, self._last - self._position)
 
     def appended(self, first: int, events: Sequence[Event]) -> None:
         """Called by the log after each commit with the offset of its first event."""
@@ -173,7 +180,7 @@ class EmbeddedEngineRunner:
             self._metrics.events.inc(len(events))
         if events or not batch.empty:
             await self._commit(batch, position)
-        self._metrics.lag.set(max(0, self._last - position))
+        self._metrics.lag.set(self.lag)
         self._metrics.groups.set(len(self.engine))
         return len(events) == self._batch_size or (position + 1) in self._fresh
 
@@ -231,6 +238,7 @@ class EmbeddedEngineRunner:
 
         await self._db.transaction(work)
         self._position = position
+        self.on_progress()
         self._metrics.count(batch)
         if batch.notifications:
             self.on_outbox()

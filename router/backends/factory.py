@@ -18,7 +18,8 @@ def engine_context(config: Config) -> EngineContext:
 def make_backend(config: Config, metrics: EngineMetrics) -> Backend:
     cfg = config.backend
     if isinstance(cfg, EmbeddedBackendConfig):
-        return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics)
+        return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics,
+                               gate=cfg)
     from router.backends.kafka import KafkaBackend
 
     return KafkaBackend(cfg, engine_context(config), metrics)

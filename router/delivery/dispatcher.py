@@ -22,7 +22,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from prometheus_client import CollectorRegistry
 
@@ -92,6 +92,8 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
+        # Told after each item is done (delivered, dead-lettered or skipped): the intake gate.
+        self.on_done: Callable[[], None] = lambda: None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -115,6 +117,11 @@ class Dispatcher:
         self._lanes.clear()
         self._in_flight.clear()
         self._unrecorded.clear()
+
+    @property
+    def backlog(self) -> int:
+        """Items taken from the outbox and not done yet."""
+        return len(self._in_flight)
 
     def wake(self) -> None:
         """New items were committed (or replayed): look at the outbox now, not at next poll."""
@@ -209,6 +216,7 @@ class Dispatcher:
             await self._deliver_until_recorded(item)
             queue.popleft()
             self._in_flight.discard(item.id)
+            self.on_done()
         # No await between the emptiness check and this: nothing can slip in unseen.
         del self._lanes[lane]
 

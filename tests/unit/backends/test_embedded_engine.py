@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry
 
 from router.backends import embedded_engine
 from router.backends.embedded import EmbeddedBackend
+from router.config import IntakeGateConfig
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, Severity, Status, utcnow
@@ -79,3 +80,39 @@ async def test_events_appended_before_a_restart_are_read_from_the_log(tmp_path: 
         assert registry.get_sample_value("incident_router_engine_events_total") == 3
     finally:
         await second.stop()
+
+
+async def test_an_append_waits_while_delivery_is_behind_and_goes_once_it_catches_up(
+        tmp_path: Path) -> None:
+    limits = IntakeGateConfig(intake_max_delivery_backlog=10, intake_max_wait_seconds=30)
+    b = EmbeddedBackend(tmp_path / "r.db", CTX, EngineMetrics(CollectorRegistry()),
+                        synchronous="NORMAL", gate=limits)
+    backlog = [11]
+    b.delivery_backlog = lambda: backlog[0]
+    await b.start()
+    try:
+        append = asyncio.create_task(b.log.append([fire(1)]))
+        await asyncio.sleep(0.2)
+        assert not append.done() and await b.log_size() == 0  # nothing appended, no 2xx yet
+        backlog[0] = 10
+        b.gate.poke()  # what the Dispatcher does when an item is done
+        await asyncio.wait_for(append, 5)
+        assert await b.log_size() == 1
+    finally:
+        await b.stop()
+
+
+@pytest.mark.parametrize(("limits", "lag", "backlog", "behind"), [
+    ({}, 0, 0, False),
+    ({}, 5_001, 0, True),
+    ({}, 0, 5_001, True),
+    ({"intake_max_engine_lag": 0}, 10**6, 0, False),  # 0 turns that limit off
+    ({"intake_max_delivery_backlog": 0}, 0, 10**6, False),
+])
+def test_the_embedded_gate_limits_come_from_the_config(
+        tmp_path: Path, limits: dict[str, int], lag: int, backlog: int, behind: bool) -> None:
+    b = EmbeddedBackend(tmp_path / "r.db", CTX, EngineMetrics(CollectorRegistry()),
+                        gate=IntakeGateConfig(**limits))  # type: ignore[arg-type]
+    b.engine._last = lag
+    b.delivery_backlog = lambda: backlog
+    assert b._behind() is behind
