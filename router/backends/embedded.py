@@ -16,7 +16,7 @@ from router.backends import embedded_engine, embedded_outbox
 from router.backends.base import LogEvent, LogUnavailable
 from router.backends.embedded_engine import EmbeddedEngineRunner
 from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
-from router.backends.gate import IntakeGate
+from router.backends.gate import IntakeGate, over_limits
 from router.backends.sqlite import Database
 from router.config import IntakeGateConfig
 from router.engine.engine import Engine
@@ -126,9 +126,7 @@ class EmbeddedBackend:
         self.delivery_backlog: Callable[[], int] = lambda: 0
 
     def _behind(self) -> bool:
-        lag, backlog = self._limits.intake_max_engine_lag, self._limits.intake_max_delivery_backlog
-        return bool((lag and self.engine.lag > lag)
-                    or (backlog and self.delivery_backlog() > backlog))
+        return over_limits(self._limits, self.engine.lag, self.delivery_backlog())
 
     async def start(self) -> None:
         await self.db.open()

@@ -5,6 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
+from router.config import IntakeGateConfig
+
+
+def over_limits(limits: IntakeGateConfig, engine_lag: int, delivery_backlog: int) -> bool:
+    """Whether intake should wait: a limit of 0 is off."""
+    lag, backlog = limits.intake_max_engine_lag, limits.intake_max_delivery_backlog
+    return bool((lag and engine_lag > lag) or (backlog and delivery_backlog > backlog))
+
 
 class IntakeGate:
     """Back-pressure from the engine and delivery to intake in the same process.

@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from router.backends.base import LogEvent, LogUnavailable
-from router.backends.gate import IntakeGate
+from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka_engine import KafkaEngineRunner, decode_view
 from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
 from router.backends.kafka_table import CompactedTable, KafkaWriter
@@ -199,9 +199,7 @@ class KafkaBackend:
         self._started = False
 
     def _behind(self) -> bool:
-        lag, backlog = self.cfg.intake_max_engine_lag, self.cfg.intake_max_delivery_backlog
-        return bool((lag and self.engine.last_lag > lag)
-                    or (backlog and self.outbox.backlog > backlog))
+        return over_limits(self.cfg, self.engine.last_lag, self.outbox.backlog)
 
     async def start(self) -> None:
         if self.cfg.create_topics:
