@@ -78,15 +78,22 @@ def _test_rules(args: argparse.Namespace) -> int:
     return ruletest_main(args.config, [Path(f) for f in args.files])
 
 
+def _config_or_none(args: argparse.Namespace) -> Config | None:
+    """The `--config` file, or None after printing what is wrong with it."""
+    try:
+        return load_config(Path(args.config))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return None
+
+
 def _dlq(args: argparse.Namespace) -> int:
     from router.backends.embedded_outbox import SCHEMA, SqliteOutbox
     from router.backends.sqlite import Database
     from router.config import EmbeddedBackendConfig
 
-    try:
-        config = load_config(Path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _config_or_none(args)
+    if config is None:
         return 1
     backend = config.backend
     if not isinstance(backend, EmbeddedBackendConfig):
@@ -120,10 +127,8 @@ def _kafka_init(args: argparse.Namespace) -> int:
     from router.backends.kafka import TopicLayoutError, init_topics
     from router.config import KafkaBackendConfig
 
-    try:
-        config = load_config(Path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _config_or_none(args)
+    if config is None:
         return 1
     if not isinstance(config.backend, KafkaBackendConfig):
         print("kafka init: backend.type is not kafka", file=sys.stderr)
@@ -141,10 +146,8 @@ def _kafka_init(args: argparse.Namespace) -> int:
 def _postmortem(args: argparse.Namespace) -> int:
     from router.config import EmbeddedBackendConfig
 
-    try:
-        config = load_config(Path(args.config))
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
+    config = _config_or_none(args)
+    if config is None:
         return 1
     incident_id = args.incident_id.upper()
     if args.url:

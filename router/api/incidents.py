@@ -256,28 +256,25 @@ def _args(body: _Body) -> dict[str, Any]:
     return body.model_dump(mode="json", exclude={"actor"}, exclude_none=True)
 
 
-async def ack(request: web.Request) -> web.Response:
-    found = await _command_on(request, AckBody)
+async def _command(request: web.Request, command: Command, model: type[B]) -> web.Response:
+    """ack, update and resolve: the body's fields (but the actor) are the command's args."""
+    found = await _command_on(request, model)
     if isinstance(found, web.Response):
         return found
     incident, body = found
-    return await _act(request, Command.ACK, incident, _actor(body), {})
+    return await _act(request, command, incident, _actor(body), _args(body))
+
+
+async def ack(request: web.Request) -> web.Response:
+    return await _command(request, Command.ACK, AckBody)  # AckBody has no args: {}
 
 
 async def update(request: web.Request) -> web.Response:
-    found = await _command_on(request, UpdateBody)
-    if isinstance(found, web.Response):
-        return found
-    incident, body = found
-    return await _act(request, Command.UPDATE, incident, _actor(body), _args(body))
+    return await _command(request, Command.UPDATE, UpdateBody)
 
 
 async def resolve(request: web.Request) -> web.Response:
-    found = await _command_on(request, ResolveBody)
-    if isinstance(found, web.Response):
-        return found
-    incident, body = found
-    return await _act(request, Command.RESOLVE, incident, _actor(body), _args(body))
+    return await _command(request, Command.RESOLVE, ResolveBody)
 
 
 async def page(request: web.Request) -> web.Response:
