@@ -185,6 +185,9 @@ class IncidentsConfig(Strict):
     sla_receivers: list[str] = Field(default_factory=list)
     # A post-mortem is due this long after resolution; a reminder fires if not marked done.
     postmortem_due: Duration = timedelta(hours=48)
+    # The same group firing again within this long of its incident's resolution reopens that
+    # incident (one new page); later it opens a new one. 0 never reopens.
+    reopen_window: Duration = timedelta(hours=1)
 
 
 class Config(Strict):

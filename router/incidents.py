@@ -40,14 +40,20 @@ class TimelineKind(StrEnum):
     SEVERITY_CHANGE = "severity_change"
     SLA_BREACH = "sla_breach"
     RESOLVED = "resolved"
+    REOPENED = "reopened"  # fired again within the reopen window of its resolution
     POSTMORTEM = "postmortem"
 
 
 class TimelineEntry(Frozen):
+    """One line of an incident's timeline. Timelines are kept sorted by `at`, the time the
+    thing happened (an alert's own start, a command's time); `recorded_at` is when the engine
+    wrote it down (None in views written before it existed)."""
+
     at: datetime  # UTC
     kind: TimelineKind
     actor: str  # "router", "alertmanager", a user ("slack:U123", "api:token-name"), ...
     text: str
+    recorded_at: datetime | None = None
 
 
 class Incident(Frozen):

@@ -25,6 +25,9 @@ class SeverityPolicy(BaseModel):
     resolve_sla: Duration | None = None
     response: Response = "backlog"
     receivers: list[str] = Field(default_factory=list)
+    # An incident opened by alerts resolves itself when all of its alerts have resolved;
+    # false keeps it open until a person resolves it (declared incidents always wait).
+    auto_resolve: bool = True
     # Grouping and reminders, like Alertmanager's group_wait/group_interval/repeat_interval.
     group_wait: Duration = timedelta(seconds=30)
     group_interval: Duration = timedelta(minutes=5)
