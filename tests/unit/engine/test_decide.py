@@ -271,7 +271,8 @@ def test_duplicates_and_stale_are_counted(
 def test_refire_after_resolution_opens_a_new_epoch_with_a_new_dedup_key() -> None:
     state, notes1, _ = decide(None, fire(), at(0), CTX, IDS)
     state, _, _ = decide(state, resolve(end=100), at(100), CTX, IDS)
-    state, notes2, _ = decide(state, Tick(group_key=default_group_key(fire().alert)), at(100), CTX, IDS)
+    tick = Tick(group_key=default_group_key(fire().alert))
+    state, notes2, _ = decide(state, tick, at(100), CTX, IDS)
     state, notes3, _ = decide(state, fire(start=200), at(200), CTX, IDS)
     trigger, resolution, again = notes1[0], notes2[0], notes3[0]
     assert trigger.dedup_key == resolution.dedup_key
@@ -382,7 +383,8 @@ def test_rule_timer_overrides_win_over_the_severity_policy(
 def test_tick_without_state_and_commands_change_nothing() -> None:
     assert decide(None, Tick(group_key="g"), at(0), CTX, IDS) == (None, [], IDS)
     state, _, _ = decide(None, fire(), at(0), CTX, IDS)
-    command = CommandEvent(command="ack", group_key=state.key if state else "", actor="me", at=at(1))
+    command = CommandEvent(command="ack", group_key=state.key if state else "", actor="me",
+                           at=at(1))
     assert decide(state, command, at(1), CTX, IDS) == (state, [], IDS)
 
 
