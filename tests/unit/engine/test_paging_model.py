@@ -113,7 +113,8 @@ class Paging(RuleBasedStateMachine):
 
     @rule()
     def restart(self) -> None:
-        stored = {key: self.engine.encoded(key) for key in self.engine.keys()}
+        held = list(self.engine.keys())
+        stored = {key: self.engine.encoded(key) for key in held}
         engine = Engine(MODEL_CTX)
         for key, data in stored.items():
             engine.load(key, data)
