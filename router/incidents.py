@@ -79,6 +79,12 @@ class Incident(Frozen):
     # Free-form extras (e.g. paged users, breached SLAs) for templates and the API.
     details: dict[str, object] = Field(default_factory=dict)
 
+    @property
+    def open(self) -> bool:
+        """Not resolved: the one definition of an open incident (the engine, the API, the
+        status page and Slack all use it)."""
+        return self.resolved_at is None
+
 
 class Command(StrEnum):
     """`CommandEvent.command` values and their `args`."""

@@ -43,7 +43,7 @@ OPEN = "open"
 
 
 def is_open(incident: Incident) -> bool:
-    return incident.status is not IncidentStatus.RESOLVED
+    return incident.open
 
 
 async def find_incident(backend: Backend, ref: str) -> Incident | None:

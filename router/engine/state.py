@@ -22,10 +22,10 @@ from router.config import IncidentsConfig
 from router.engine.instant import from_ts, to_ts
 from router.escalation import OnCallConfig
 from router.incidents import Incident, IncidentStatus
-from router.model import Alert, Frozen, Severity, Status, stable_id
+from router.model import Alert, Frozen, Severity, Status, default_group_key, stable_id
 from router.policy import SeverityPolicies, SeverityPolicy
 
-__all__ = ["from_ts", "to_ts"]  # re-exported: older imports of the time helpers
+__all__ = ["default_group_key", "from_ts", "to_ts"]  # re-exported for older imports
 
 
 class _Stored(Frozen):
@@ -33,11 +33,6 @@ class _Stored(Frozen):
 
     model_config = ConfigDict(frozen=True, extra="forbid", validate_by_name=True,
                               validate_by_alias=True, serialize_by_alias=True)
-
-
-def default_group_key(alert: Alert) -> str:
-    """The group key when no rule set one: alert name plus service (`model.event_key` agrees)."""
-    return f"{alert.name}|{alert.service or ''}"
 
 
 def group_key_of(alert: Alert) -> str:
@@ -122,7 +117,7 @@ class IncidentState(_Stored):
 
     @property
     def open(self) -> bool:
-        return self.view.resolved_at is None
+        return self.view.open
 
     @property
     def declared(self) -> bool:
