@@ -52,7 +52,7 @@ CHART = Path("helm/incident-router")
 
 
 def test_shipped_tree_passes_every_check(helm: str) -> None:
-    proc = run_checks(ROOT, helm, "hadolint", "helm", "kubernetes", "prometheus",
+    proc = run_checks(ROOT, helm, "hadolint", "helm", "kubernetes", "prometheus", "grafana",
                       "alertmanager", "docker")
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "all deployment checks passed" in proc.stdout
@@ -133,3 +133,34 @@ def test_dockerfile_hadolint_rejects_fails(tree: Path, helm: str) -> None:
     proc = run_checks(tree, helm, "hadolint")
     assert proc.returncode == 1
     assert "DL3008" in proc.stdout
+
+
+DASHBOARD = Path("deploy/grafana/incident-router.json")
+
+
+def test_dashboard_query_prometheus_refuses_fails(tree: Path, helm: str) -> None:
+    edit(tree / DASHBOARD, "sum(incident_router_engine_consumer_lag{",
+         "sum(incident_router_engine_consumer_lag{{")
+    proc = run_checks(tree, helm, "grafana")
+    assert proc.returncode == 1
+    assert "FAIL  deploy/grafana/incident-router.json: queries Prometheus refuses" in proc.stdout
+    assert "panel 'Engine lag' A" in proc.stdout
+
+
+def test_dashboard_metric_the_router_does_not_export_fails(tree: Path, helm: str) -> None:
+    # Valid PromQL, so only the name check can catch it.
+    edit(tree / DASHBOARD, "process_resident_memory_bytes{", "process_resident_memory{")
+    proc = run_checks(tree, helm, "grafana")
+    assert proc.returncode == 1
+    assert "metrics the router does not export" in proc.stdout
+    assert "process_resident_memory\n" in proc.stdout + "\n"
+
+
+def test_alerting_rule_on_a_metric_the_router_does_not_export_fails(tree: Path, helm: str) -> None:
+    edit(tree / "deploy/prometheus/rules/incident-router.rules.yml",
+         "max by (job, instance) (incident_router_engine_consumer_lag) > 100",
+         "max by (job, instance) (incident_router_engine_lag) > 100")
+    proc = run_checks(tree, helm, "prometheus")
+    assert proc.returncode == 1
+    assert "metrics the router does not export" in proc.stdout
+    assert "incident_router_engine_lag" in proc.stdout
