@@ -22,8 +22,9 @@ Steps (all by default):
   alertmanager  amtool check-config on deploy/alertmanager
   docker        the image's default router.yaml passes check-config
 
-Prometheus-operator kinds (ServiceMonitor, PrometheusRule) are CRDs: kubernetes-validate has no
-schema for them, so they are skipped by name (and PrometheusRule's rules go through promtool).
+Prometheus-operator kinds (ServiceMonitor, PrometheusRule) and Gateway API's HTTPRoute are
+CRDs: kubernetes-validate has no schema for them, so they are skipped by name (and
+PrometheusRule's rules go through promtool).
 `helm` is built once with `go install` into ~/.cache/incident-router (or $XDG_CACHE_HOME).
 Exit status 0 only if every check passed; each failure is printed with the tool's output.
 """
@@ -55,6 +56,7 @@ KUBE_VERSION = "1.30.0"
 CRD_KINDS = {
     ("monitoring.coreos.com", "ServiceMonitor"),
     ("monitoring.coreos.com", "PrometheusRule"),
+    ("gateway.networking.k8s.io", "HTTPRoute"),
 }
 ROOT = Path(__file__).resolve().parent.parent
 ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-[^}]*)?\}")
@@ -230,11 +232,15 @@ def step_helm(checks: Checks, root: Path, args: argparse.Namespace) -> None:
             checks.fail(f"{name}: no router.yaml / rules ConfigMap rendered")
         else:
             check_router_config(checks, name, config, rules)
+        job = release_job(objects)
         for rule in (o for o in objects if o.get("kind") == "PrometheusRule"):
-            if rule["spec"] == yaml.safe_load(deploy_rules.read_text()):
-                checks.ok(f"{name}: PrometheusRule equals {deploy_rules.relative_to(root)}")
+            expected = deploy_rules.read_text().replace('job="incident-router"', f'job="{job}"')
+            if rule["spec"] == yaml.safe_load(expected):
+                checks.ok(f"{name}: PrometheusRule equals {deploy_rules.relative_to(root)} "
+                          f"for job {job}")
             else:
-                checks.fail(f"{name}: PrometheusRule differs from {deploy_rules.relative_to(root)}")
+                checks.fail(f"{name}: PrometheusRule differs from {deploy_rules.relative_to(root)}"
+                            f" (with job={job!r})")
 
     # What the chart must refuse.
     base = [helm, "template", "ir", str(chart), "--kube-version", KUBE_VERSION]
@@ -248,7 +254,9 @@ def step_helm(checks: Checks, root: Path, args: argparse.Namespace) -> None:
                    [*base, "--set", "backend.type=redis"], "values don't meet the specifications")
 
     # The chart carries copies of files outside it (Helm cannot read outside the chart).
-    copies = [(chart / "files" / "prometheus-rules.yml", deploy_rules)]
+    copies = [(chart / "files" / "prometheus-rules.yml", deploy_rules),
+              (chart / "files" / "grafana-dashboard.json",
+               root / "deploy" / "grafana" / "incident-router.json")]
     copies += [(chart / "files" / "rules" / n, root / "rules" / n) for n in shipped_rules(root)]
     chart_rules = {p.name for p in (chart / "files" / "rules").glob("*.yaml")}
     for extra in sorted(chart_rules - set(shipped_rules(root))):
@@ -257,7 +265,18 @@ def step_helm(checks: Checks, root: Path, args: argparse.Namespace) -> None:
         if not copy.exists() or copy.read_bytes() != source.read_bytes():
             checks.fail(f"{copy.relative_to(root)} is not a copy of {source.relative_to(root)}",
                         f"cp {source.relative_to(root)} {copy.relative_to(root)}")
-    checks.ok("chart's copies of rules/ and the router's alerting rules checked")
+    checks.ok("chart's copies of rules/, the alerting rules and the dashboard checked")
+
+
+def release_job(objects: list[dict[str, Any]]) -> str:
+    """The `job` the rendered ServiceMonitor sets (else the chart's default for release ir)."""
+    for obj in objects:
+        if obj.get("kind") == "ServiceMonitor":
+            for endpoint in obj["spec"]["endpoints"]:
+                for relabel in endpoint.get("relabelings") or []:
+                    if relabel.get("targetLabel") == "job":
+                        return str(relabel["replacement"])
+    return "ir-incident-router"
 
 
 def step_kubernetes(checks: Checks, root: Path, _: argparse.Namespace) -> None:
