@@ -21,6 +21,11 @@ Steps (all by default):
                 with status success; every metric named is one the router exports
   alertmanager  amtool check-config on deploy/alertmanager
   docker        the image's default router.yaml passes check-config
+  docs          every ```sh block of docs/deployment.md marked <!-- checked-install -->: its
+                `helm install` rendered as written, with no CRD-needing object, every Secret
+                the pods reference created by the block (or the chart) with the keys used,
+                and `incident-router check-config` run with exactly those Secrets' keys as
+                the environment
 
 Prometheus-operator kinds (ServiceMonitor, PrometheusRule) and Gateway API's HTTPRoute are
 CRDs: kubernetes-validate has no schema for them, so they are skipped by name (and
@@ -35,6 +40,7 @@ import argparse
 import json
 import os
 import re
+import shlex
 import shutil
 import socket
 import subprocess
@@ -163,9 +169,11 @@ def validate_objects(checks: Checks, where: str, objects: Iterable[dict[str, Any
 
 
 def check_router_config(checks: Checks, what: str, config_text: str,
-                        rules: dict[str, str] | None, rules_dir: Path | None = None) -> None:
+                        rules: dict[str, str] | None, rules_dir: Path | None = None,
+                        env_vars: dict[str, str] | None = None) -> None:
     """`incident-router check-config` on a config, with its rules in a temporary directory and
-    a dummy value for every ${VAR} it references."""
+    a dummy value for every ${VAR} it references, or, given `env_vars`, exactly those (no
+    variable the config names comes from this process's environment)."""
     with tempfile.TemporaryDirectory() as tmp:
         config = yaml.safe_load(config_text) or {}
         if rules is not None:
@@ -182,7 +190,11 @@ def check_router_config(checks: Checks, what: str, config_text: str,
             backend["path"] = str(Path(tmp) / "router.db")
         path = Path(tmp) / "router.yaml"
         path.write_text(yaml.safe_dump(config))
-        env = {**os.environ, **{v: "dummy" for v in ENV_REF.findall(config_text)}}
+        referenced = set(ENV_REF.findall(config_text))
+        if env_vars is None:
+            env = {**os.environ, **{v: "dummy" for v in referenced}}
+        else:
+            env = {k: v for k, v in os.environ.items() if k not in referenced} | env_vars
         env["PYTHONPATH"] = str(ROOT) + os.pathsep + env.get("PYTHONPATH", "")
         checks.run(f"{what}: incident-router check-config",
                    [sys.executable, "-m", "router.cli", "check-config", "--config", str(path)],
@@ -253,6 +265,23 @@ def step_helm(checks: Checks, root: Path, args: argparse.Namespace) -> None:
     checks.refuses("values.schema.json refuses backend.type=redis",
                    [*base, "--set", "backend.type=redis"], "values don't meet the specifications")
 
+    # Config and rule edits reach a running pod through the reloader sidecar: the pod
+    # template must not change (a new pod would restart the embedded backend's only replica).
+    embedded = [*base, "-f", str(chart / "ci" / "embedded-values.yaml")]
+    edit = ["--set-string", "rules.files.99-added\\.yaml=rules: []",
+            "--set", "config.default_receivers={pagerduty}"]
+    for reloader, same in (("true", True), ("false", False)):
+        flag = ["--set", f"configReloader.enabled={reloader}"]
+        before, after = (pod_template([*embedded, *flag, *extra]) for extra in ([], edit))
+        what = (f"configReloader.enabled={reloader}: a rule and config edit "
+                + ("leaves the pod template unchanged" if same else "rolls the pods"))
+        if before is None or after is None:
+            checks.fail(what, "did not render")
+        elif (before == after) == same:
+            checks.ok(what)
+        else:
+            checks.fail(what, "pod template " + ("changed" if same else "unchanged"))
+
     # The chart carries copies of files outside it (Helm cannot read outside the chart).
     copies = [(chart / "files" / "prometheus-rules.yml", deploy_rules),
               (chart / "files" / "grafana-dashboard.json",
@@ -266,6 +295,18 @@ def step_helm(checks: Checks, root: Path, args: argparse.Namespace) -> None:
             checks.fail(f"{copy.relative_to(root)} is not a copy of {source.relative_to(root)}",
                         f"cp {source.relative_to(root)} {copy.relative_to(root)}")
     checks.ok("chart's copies of rules/, the alerting rules and the dashboard checked")
+
+
+def pod_template(cmd: list[str]) -> dict[str, Any] | None:
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        print(proc.stderr)
+        return None
+    for obj in load_all(proc.stdout):
+        if obj.get("kind") == "Deployment":
+            template: dict[str, Any] = obj["spec"]["template"]
+            return template
+    return None
 
 
 def release_job(objects: list[dict[str, Any]]) -> str:
@@ -517,6 +558,149 @@ def step_docker(checks: Checks, root: Path, _: argparse.Namespace) -> None:
                         rules_dir=root / "rules")
 
 
+# --- the documented install -----------------------------------------------------------------
+
+CHECKED_INSTALL = re.compile(r"<!--\s*checked-install\s*-->\s*```sh\n(.*?)```", re.S)
+DOC_PLACEHOLDER = "doc-placeholder"
+
+
+def doc_commands(block: str) -> list[list[str]]:
+    """The shell commands of a doc block: continuation lines joined, comments dropped."""
+    joined = re.sub(r"\\\n", " ", block)
+    return [shlex.split(line, comments=True) for line in joined.splitlines()
+            if shlex.split(line, comments=True)]
+
+
+def flag_values(args: list[str], *names: str) -> list[str]:
+    """Every value of the flags `names` (`-f x`, `--values x`, `--values=x`)."""
+    out = []
+    for i, arg in enumerate(args):
+        for name in names:
+            if arg == name and i + 1 < len(args):
+                out.append(args[i + 1])
+            elif name.startswith("--") and arg.startswith(name + "="):
+                out.append(arg.split("=", 1)[1])
+    return out
+
+
+def doc_secret(args: list[str]) -> tuple[str, dict[str, str]] | None:
+    """`kubectl create secret generic NAME --from-literal=K=V --from-file=[K=]PATH` as
+    (name, {key: value}); a value the shell computes ($(...)) becomes a placeholder."""
+    if "create" not in args or args[args.index("create") + 1:][:2] != ["secret", "generic"]:
+        return None
+    name = args[args.index("create") + 3]
+    keys: dict[str, str] = {}
+    for literal in flag_values(args, "--from-literal"):
+        key, _, value = literal.partition("=")
+        keys[key] = DOC_PLACEHOLDER if "$(" in value or "`" in value else value
+    for file in flag_values(args, "--from-file"):
+        key = file.split("=", 1)[0] if "=" in file else Path(file).name
+        keys[key] = DOC_PLACEHOLDER
+    return name, keys
+
+
+def pod_secret_refs(pod: dict[str, Any]) -> Iterator[tuple[str, str | None, str]]:
+    """(secret, key or None for all of it, where) for every Secret a pod spec references."""
+    for c in [*(pod.get("initContainers") or []), *pod.get("containers", [])]:
+        for src in c.get("envFrom") or []:
+            if "secretRef" in src and not src["secretRef"].get("optional"):
+                yield src["secretRef"]["name"], None, f"container {c['name']} envFrom"
+        for env in c.get("env") or []:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef")
+            if ref and not ref.get("optional"):
+                yield ref["name"], ref["key"], f"container {c['name']} env {env['name']}"
+    for vol in pod.get("volumes") or []:
+        if "secret" in vol and not vol["secret"].get("optional"):
+            items = vol["secret"].get("items") or [{"key": None}]
+            for item in items:
+                yield vol["secret"]["secretName"], item["key"], f"volume {vol['name']}"
+
+
+def router_env(pod: dict[str, Any], secrets: dict[str, dict[str, str]]) -> dict[str, str]:
+    """The router container's environment: its envFrom Secrets' keys and its plain env."""
+    router = next(c for c in pod["containers"] if c["name"] == "router")
+    env: dict[str, str] = {}
+    for src in router.get("envFrom") or []:
+        if "secretRef" in src:
+            env |= secrets.get(src["secretRef"]["name"], {})
+    for var in router.get("env") or []:
+        if "value" in var:
+            env[var["name"]] = str(var["value"])
+        elif "secretKeyRef" in (var.get("valueFrom") or {}):
+            ref = var["valueFrom"]["secretKeyRef"]
+            if ref["key"] in secrets.get(ref["name"], {}):
+                env[var["name"]] = secrets[ref["name"]][ref["key"]]
+    return env
+
+
+def check_documented_install(checks: Checks, root: Path, helm: str, where: str,
+                             block: str) -> None:
+    secrets: dict[str, dict[str, str]] = {}
+    installs = 0
+    for args in doc_commands(block):
+        if args[0] == "kubectl" and (secret := doc_secret(args)) is not None:
+            secrets[secret[0]] = secret[1]
+        if args[:2] != ["helm", "install"]:
+            continue
+        installs += 1
+        release, chart = args[2], args[3]
+        what = f"{where}: helm install {release} {' '.join(flag_values(args, '-f', '--values'))}"
+        cmd = [helm, "template", release, str(root / chart), "--kube-version", KUBE_VERSION]
+        for ns in flag_values(args, "-n", "--namespace"):
+            cmd += ["--namespace", ns]
+        for values in flag_values(args, "-f", "--values"):
+            cmd += ["-f", str(root / values)]
+        for flag in ("--set", "--set-string"):
+            for value in flag_values(args, flag):
+                cmd += [flag, value]
+        proc = checks.run(f"{what}: renders", cmd)
+        if proc is None:
+            continue
+        objects = load_all(proc.stdout)
+        validate_objects(checks, what, objects)
+        crds = [f"{o['kind']}/{o['metadata']['name']}" for o in objects
+                if (str(o.get("apiVersion", "")).rpartition("/")[0], o.get("kind")) in CRD_KINDS]
+        if crds:
+            checks.fail(f"{what}: needs CRDs a plain cluster lacks", ", ".join(crds))
+        available = dict(secrets)
+        for obj in objects:  # Secrets the chart itself creates
+            if obj.get("kind") == "Secret":
+                data = {**(obj.get("data") or {}), **(obj.get("stringData") or {})}
+                available[obj["metadata"]["name"]] = {k: str(v) for k, v in data.items()}
+        pods = [o["spec"]["template"]["spec"] for o in objects
+                if o.get("kind") in ("Deployment", "StatefulSet")]
+        missing = [f"{where_}: Secret {name}" + (f" key {key}" if key else "")
+                   for pod in pods for name, key, where_ in pod_secret_refs(pod)
+                   if name not in available or (key and key not in available[name])]
+        if missing:
+            checks.fail(f"{what}: references Secrets the documented commands do not create",
+                        "\n".join(missing))
+        else:
+            checks.ok(f"{what}: every Secret the pods reference is created by the docs or chart")
+        maps = {o["metadata"]["name"]: o.get("data") or {}
+                for o in objects if o.get("kind") == "ConfigMap"}
+        config = next((d["router.yaml"] for d in maps.values() if "router.yaml" in d), None)
+        rules = next((d for n, d in maps.items() if n.endswith("-rules")), None)
+        if config is None or rules is None or not pods:
+            checks.fail(f"{what}: no Deployment, router.yaml or rules ConfigMap rendered")
+            continue
+        check_router_config(checks, f"{what} with the documented Secrets", config, rules,
+                            env_vars=router_env(pods[0], available))
+    if installs == 0:
+        checks.fail(f"{where}: a checked-install block without `helm install`")
+
+
+def step_docs(checks: Checks, root: Path, args: argparse.Namespace) -> None:
+    doc = root / "docs" / "deployment.md"
+    blocks = CHECKED_INSTALL.findall(doc.read_text())
+    if not blocks:
+        checks.fail(f"{doc.relative_to(root)}: no <!-- checked-install --> block")
+        return
+    helm = ensure_helm(args.helm)
+    for i, block in enumerate(blocks, 1):
+        check_documented_install(checks, root, helm, f"docs/deployment.md block {i}", block)
+
+
 STEPS: dict[str, Callable[[Checks, Path, argparse.Namespace], None]] = {
     "hadolint": step_hadolint,
     "helm": step_helm,
@@ -525,6 +709,7 @@ STEPS: dict[str, Callable[[Checks, Path, argparse.Namespace], None]] = {
     "grafana": step_grafana,
     "alertmanager": step_alertmanager,
     "docker": step_docker,
+    "docs": step_docs,
 }
 
 
