@@ -281,8 +281,10 @@ def _timers(
     )
 
 
-def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> NotificationKind | None:
-    """What the group owes its receivers now, ignoring timing."""
+def _pending(s: GroupState, firing: list[AlertState], sev: Severity,
+             muted: bool) -> NotificationKind | None:
+    """What the group owes its receivers now, ignoring timing. `firing` are the audible firing
+    alerts; `muted` says whether others fire but are kept quiet (they hold a resolution)."""
     if s.flap == FLAP_DAMPED:
         return None
     held = bool(firing) or s.flap == FLAP_STARTED  # a flapping group is held open
@@ -293,14 +295,45 @@ def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> Notifica
     if s.flap == FLAP_STARTED:
         return K.UPDATE
     if not firing:
-        return K.RESOLVE
+        return None if muted else K.RESOLVE
     if s.flap == FLAP_STOPPED:
         return K.UPDATE
     if s.notified_severity is not None and _RANK[sev] < _RANK[s.notified_severity]:
         return K.UPDATE
-    if any(st.firing != st.notified for st in s.alerts.values()):
+    if any(st.firing != st.notified for st in s.alerts.values() if st.muted is None):
         return K.UPDATE
     return None
+
+
+# How soon a mute without an end of its own (inhibition) is looked at again.
+QUIET_RECHECK_SECONDS = 60.0
+
+
+def _mute(s: GroupState, now: float,
+          ctx: EngineContext) -> tuple[GroupState, list[AlertState], bool, bool]:
+    """Mark which firing alerts are kept quiet now (`quiet.Mute`) and arm `quiet_until`;
+    the audible firing alerts, whether any firing alert is muted, and whether a mute of a
+    firing alert lifted in this step."""
+    quiet = ctx.quiet
+    changed: dict[str, AlertState] = {}
+    audible: list[AlertState] = []
+    until: float | None = None
+    lifted = False
+    for st in s.alerts.values():
+        m = quiet.mute(st.alert, now) if st.firing and not quiet.empty else None
+        tag = f"{m.reason}:{m.ref}" if m is not None else None
+        if tag != st.muted:
+            lifted = lifted or (tag is None and st.firing)
+            st = changed[st.alert.key] = st.with_(muted=tag)
+        if m is not None:
+            again = m.until if m.until is not None and m.until > now else (
+                now + QUIET_RECHECK_SECONDS)
+            until = again if until is None else min(until, again)
+        elif st.firing:
+            audible.append(st)
+    if changed or until != s.quiet_until:
+        s = s.with_(alerts={**s.alerts, **changed} if changed else s.alerts, quiet_until=until)
+    return s, audible, until is not None, lifted
 
 
 def _step(
@@ -326,15 +359,20 @@ def _step(
             fl = FLAP_STOPPED if s.flap == FLAP_DAMPED else FLAP_NONE
             s = s.with_(flap_settles=None, flap=fl)
         s = _prune(s, now, ctx)
-    firing = [st for st in s.alerts.values() if st.firing]
+    muted = lifted = False
+    if ctx.quiet.empty and s.quiet_until is None:
+        firing = [st for st in s.alerts.values() if st.firing]
+    else:
+        s, firing, muted, lifted = _mute(s, now, ctx)
     sev = _group_severity(s, firing, ctx)
     group_wait, group_interval, repeat_interval = _timers(s, firing, sev, ctx)
-    kind = _pending(s, firing, sev)
+    kind = _pending(s, firing, sev, muted)
 
     w: float | None = None
     u: float | None = None
     if kind is K.TRIGGER:
-        w = now + group_wait
+        # An alert kept quiet past its group_wait notifies as soon as the mute lifts.
+        w = now if lifted else now + group_wait
         w = w if s.wait_until is None else min(s.wait_until, w)
     elif kind is not None:
         u = max(now, (s.notified_at if s.notified_at is not None else now) + group_interval)
@@ -401,7 +439,7 @@ def _reasons(s: GroupState, kind: NotificationKind, sev: Severity) -> list[str]:
     elif s.flap == FLAP_STOPPED:
         reasons.append("flapping_stopped")
     if kind is not K.TRIGGER:
-        if any(st.firing and not st.notified for st in s.alerts.values()):
+        if any(st.firing and not st.notified and st.muted is None for st in s.alerts.values()):
             reasons.append("alerts_firing")
         if any(st.notified and not st.firing for st in s.alerts.values()):
             reasons.append("alerts_resolved")
@@ -422,9 +460,10 @@ def _notify(
     repeat_interval: float,
 ) -> tuple[GroupState, list[Notification]]:
     now = at.ts
-    # Firing alerts plus those resolved since the last notification; sorted for determinism.
-    included = [st for st in s.alerts.values() if st.firing or st.notified] or list(
-        s.alerts.values())
+    # Audible firing alerts plus those resolved since the last notification (a muted alert is
+    # neither); sorted for determinism.
+    included = [st for st in s.alerts.values()
+                if st.muted is None and (st.firing or st.notified)] or list(s.alerts.values())
     if len(included) > 1:
         included.sort(
             key=lambda st: (not st.firing, _RANK[severity_of(st.alert, ctx)], st.alert.starts_at,
@@ -472,7 +511,7 @@ def _notify(
     synced = {
         key: st.with_(notified=st.firing)
         for key, st in s.alerts.items()
-        if st.notified != st.firing
+        if st.notified != st.firing and st.muted is None
     }
     resolve = kind is K.RESOLVE
     update: dict[str, Any] = {

@@ -225,14 +225,18 @@ class Engine:
                 run.decide(key, event)
             else:
                 run.unknown_commands += 1
+        quiet: list[str] = []
         for key in run.touched:
             state = run.work.get(key)
             if state is not None:
-                run.work[key] = rearm(state, now, self.context)
+                state = run.work[key] = rearm(state, now, self.context)
+                if state is not None and state.quiet_until is not None and state.incidents:
+                    quiet.append(key)  # its incident's timeline says so now (a Tick)
         run.touched.clear()  # re-armed: their Ticks below need not do it again
         now_ts = to_ts(now)
         due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
         self._fired.update(due)
+        due.update(dict.fromkeys(quiet))
         for key, state in run.work.items():
             deadline = state.next_deadline() if state is not None else None
             if deadline is not None and deadline <= now_ts:

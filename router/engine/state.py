@@ -20,6 +20,7 @@ from pydantic import ConfigDict, Field
 
 from router.config import IncidentsConfig
 from router.engine.instant import from_ts, to_ts
+from router.engine.quiet import NO_QUIET, Quiet
 from router.escalation import OnCallConfig
 from router.incidents import Incident, IncidentStatus
 from router.model import Alert, Frozen, Severity, Status, default_group_key, stable_id
@@ -49,6 +50,8 @@ class Tick(Frozen):
 class EngineContext(Frozen):
     """What `decide` needs besides state and event: policies and engine-wide defaults."""
 
+    model_config = ConfigDict(frozen=True, extra="forbid", arbitrary_types_allowed=True)
+
     policies: SeverityPolicies = SeverityPolicies()
     # Severity of alerts no rule classified.
     default_severity: Severity = Severity.SEV3
@@ -64,6 +67,8 @@ class EngineContext(Frozen):
     # machine); the factory always passes the config's section.
     incidents: IncidentsConfig | None = None
     oncall: OnCallConfig = OnCallConfig()
+    # Silences, maintenance windows, inhibition, business hours (`router.engine.quiet`).
+    quiet: Quiet = NO_QUIET
 
     def policy(self, severity: Severity) -> SeverityPolicy:
         return self.policies.for_severity(severity)
@@ -78,6 +83,8 @@ class AlertState(_Stored):
     notified: bool = Field(default=False, alias="n")
     # Source-clock times of recent status changes (flap history).
     changes: tuple[float, ...] = Field(default=(), alias="h")
+    # Why it is kept quiet ("<reason>:<ref>", `router.engine.quiet`); None: it is not.
+    muted: str | None = Field(default=None, alias="m")
 
     @property
     def firing(self) -> bool:
@@ -166,6 +173,7 @@ class GroupState(_Stored):
     repeat_at: float | None = Field(default=None, alias="r")  # repeat_interval reminder
     flap_settles: float | None = Field(default=None, alias="f")  # no status change by then
     expires: float | None = Field(default=None, alias="x")  # delete: quiet, nothing pending
+    quiet_until: float | None = Field(default=None, alias="qu")  # a mute is looked at again
     flap: int = Field(default=FLAP_NONE, alias="fl")  # 0 none, 1 started, 2 damped, 3 stopped
     duplicates: int = Field(default=0, alias="d")  # events suppressed as duplicates
     stale: int = Field(default=0, alias="o")  # out-of-order events dropped
@@ -197,7 +205,7 @@ class GroupState(_Stored):
         """The earliest timer, epoch seconds; None when nothing is scheduled."""
         best: float | None = None
         for v in (self.wait_until, self.update_at, self.repeat_at, self.flap_settles,
-                  self.expires):
+                  self.expires, self.quiet_until):
             if v is not None and (best is None or v < best):
                 best = v
         for inc in self.incidents:

@@ -22,7 +22,7 @@ from router.engine.incidents.opening import (
     set_severity,
     start,
 )
-from router.engine.incidents.timeline import TK, entry, insert, log
+from router.engine.incidents.timeline import TK, entry, insert, log, with_details
 from router.engine.incidents.timers import fire
 from router.engine.instant import Instant, iso, utc
 from router.engine.state import EngineContext, GroupState, IncidentState
@@ -97,6 +97,11 @@ def after_group(before: GroupState | None, s: GroupState, out: list[Notification
     # Did the group notify in this step? (It does even with no receiver to tell.)
     if s.sequence > 0 and (s.epoch, s.sequence) != prev and s.notified_severity is not None:
         s, out, ids = _round(before, s, out, now, ctx, ids)
+    inc = s.incident
+    if inc is not None and (s.quiet_until is not None or inc.view.details.get("quiet")):
+        quieter = _quiet_entries(s, inc, now)
+        if quieter is not inc:
+            s = replace_incident(s, quieter)
     if timers and s.incidents:
         out = list(out)
         for x in s.incidents:
@@ -107,6 +112,29 @@ def after_group(before: GroupState | None, s: GroupState, out: list[Notification
             elif new is not x:
                 s = replace_incident(s, new)
     return s, out, ids
+
+
+def _quiet_entries(s: GroupState, inc: IncidentState, now: Instant) -> IncidentState:
+    """Every alert of the incident muted or unmuted since the last look, on its timeline
+    (`details.quiet` remembers what was logged)."""
+    raw = inc.view.details.get("quiet")
+    logged: dict[str, str] = dict(raw) if isinstance(raw, dict) else {}
+    now_quiet = {key: st.muted for key, st in s.alerts.items()
+                 if st.muted is not None and key in inc.view.alerts}
+    if now_quiet == logged:
+        return inc
+    for key, tag in now_quiet.items():
+        if logged.get(key) != tag:
+            reason, _, ref = tag.partition(":")
+            name = s.alerts[key].alert.name
+            inc = log(inc, now.dt, TK.QUIETED, ROUTER, f"{name} kept quiet: {reason} ({ref})",
+                      now)
+    for key, tag in logged.items():
+        st = s.alerts.get(key)
+        if key not in now_quiet and st is not None and st.firing:
+            inc = log(inc, now.dt, TK.QUIETED, ROUTER,
+                      f"{st.alert.name} no longer kept quiet ({tag})", now)
+    return with_details(inc, quiet=now_quiet)
 
 
 def _round(before: GroupState | None, s: GroupState, out: list[Notification], now: Instant,

@@ -59,8 +59,9 @@ def span(d: timedelta) -> str:
 
 
 def group_alerts(s: GroupState) -> tuple[Alert, ...]:
-    states = sorted(s.alerts.values(), key=lambda st: (not st.firing, st.alert.starts_at,
-                                                       st.alert.key))
+    """The alerts an incident notification lists: audible firing first, then resolved."""
+    states = sorted((st for st in s.alerts.values() if st.muted is None),
+                    key=lambda st: (not st.firing, st.alert.starts_at, st.alert.key))
     return tuple(st.alert for st in states[:MAX_NOTE_ALERTS])
 
 

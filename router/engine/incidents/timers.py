@@ -21,9 +21,20 @@ def resolving(s: GroupState, inc: IncidentState, now: Instant, ctx: EngineContex
             and s.update_at is not None and s.update_at > now.ts and not s.firing)
 
 
+def quieted(s: GroupState) -> bool:
+    """Every firing alert of the group is kept quiet (silenced, in maintenance, inhibited,
+    deferred): its incident neither escalates nor breaches until one is audible again."""
+    return (s.quiet_until is not None and s.firing
+            and all(st.muted is not None for st in s.alerts.values() if st.firing))
+
+
 def _defer(inc: IncidentState, until: float, now: Instant) -> IncidentState:
-    moved = {name: until for name in ("next_page", "ack_due", "resolve_due")
-             if (v := getattr(inc, name)) is not None and v <= now.ts}
+    """Hold the due paging timers until `until`; escalation resumes with the step that was
+    due (its schedule shifts by the wait), not the one the clock would have reached."""
+    moved: dict[str, float] = {name: until for name in ("next_page", "ack_due", "resolve_due")
+                               if (v := getattr(inc, name)) is not None and v <= now.ts}
+    if "next_page" in moved and inc.next_page is not None and inc.paged_at is not None:
+        moved["paged_at"] = inc.paged_at + (until - inc.next_page)
     return inc.with_(**moved) if moved else inc
 
 
@@ -34,6 +45,9 @@ def fire(s: GroupState, inc: IncidentState, now: Instant,
     if resolving(s, inc, now, ctx):
         assert s.update_at is not None
         inc = _defer(inc, s.update_at, now)
+    elif inc.open and quieted(s):
+        assert s.quiet_until is not None
+        inc = _defer(inc, s.quiet_until, now)
     if inc.next_page is not None and inc.next_page <= now.ts:
         inc, more = escalate(s, inc, now, ctx)
         out += more
