@@ -123,17 +123,17 @@ def _quiet_entries(s: GroupState, inc: IncidentState, now: Instant) -> IncidentS
                  if st.muted is not None and key in inc.view.alerts}
     if now_quiet == logged:
         return inc
-    for key, tag in now_quiet.items():
-        if logged.get(key) != tag:
-            reason, _, ref = tag.partition(":")
+    for key, why in now_quiet.items():
+        if logged.get(key) != why:
+            reason, _, ref = why.partition(":")
             name = s.alerts[key].alert.name
             inc = log(inc, now.dt, TK.QUIETED, ROUTER, f"{name} kept quiet: {reason} ({ref})",
                       now)
-    for key, tag in logged.items():
+    for key, was in logged.items():
         st = s.alerts.get(key)
         if key not in now_quiet and st is not None and st.firing:
             inc = log(inc, now.dt, TK.QUIETED, ROUTER,
-                      f"{st.alert.name} no longer kept quiet ({tag})", now)
+                      f"{st.alert.name} no longer kept quiet ({was})", now)
     return with_details(inc, quiet=now_quiet)
 
 
