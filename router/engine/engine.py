@@ -26,6 +26,7 @@ from router.engine.decide import Event, decide, rearm
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target
 from router.engine.instant import from_ts, to_ts
+from router.engine.quiet import Quiet
 from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
 from router.model import AlertEvent, CommandEvent, Notification, NotificationKind
@@ -211,11 +212,13 @@ class Engine:
 
     # --- deciding -----------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Event], now: datetime) -> Batch:
-        """Decide a batch of events at engine time `now`, then fire every timer due by `now`.
+    def apply(self, events: Sequence[Event], now: datetime,
+              wake: Iterable[str] = ()) -> Batch:
+        """Decide a batch of events at engine time `now`, then fire every timer due by `now`
+        (and look at the groups in `wake` as if one were due).
 
         Updates and resolutions are sent by timers, so firing them after the whole batch has
-        been applied makes one notification of all its changes. Commands are ignored for now.
+        been applied makes one notification of all its changes.
         """
         run = _Run(self, now)
         ids_before = self.ids
@@ -237,6 +240,7 @@ class Engine:
         due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
         self._fired.update(due)
         due.update(dict.fromkeys(quiet))
+        due.update(dict.fromkeys(k for k in wake if k in self._raw))
         for key, state in run.work.items():
             deadline = state.next_deadline() if state is not None else None
             if deadline is not None and deadline <= now_ts:
@@ -273,6 +277,16 @@ class Engine:
     def tick(self, now: datetime) -> Batch:
         """Fire every timer due at `now` (group_wait, group_interval, repeat, flap, expiry)."""
         return self.apply((), now)
+
+    def set_quiet(self, quiet: Quiet, now: datetime) -> Batch:
+        """New silences / windows / inhibitions in force: every group with a firing alert looks
+        again at once (a silence created mutes what it matches before anything else is sent;
+        one expired early lets its alerts notify). Costs a decode of every group: silences
+        change rarely."""
+        self.context = self.context.with_(quiet=quiet)
+        firing = [key for key in self._raw if key != IDS_KEY
+                  and ((s := self.get(key)) is not None and (s.firing or s.quiet_until))]
+        return self.apply((), now, wake=firing)
 
     # --- internals ----------------------------------------------------------------------------
 

@@ -17,12 +17,16 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
 from router.engine import IDS_KEY, Engine, GroupState
+from router.engine.quiet import Quiet
 from router.incidents import Incident
-from router.model import AlertEvent, Notification, Severity, Status
+from router.model import AlertEvent, Notification, NotificationKind, Severity, Status
 from tests.support.paging import history_problems, state_problems, step_problems
 from tests.unit.engine.test_incidents import CTX, INCIDENTS, KEY, at, command, fire
+from tests.unit.engine.test_quiet import Until
 
 ACTORS = ("api:ops", "slack:U1", "pagerduty:P1")
+K = NotificationKind
+UNPROMPTED = {K.TRIGGER, K.REPEAT, K.ESCALATE, K.SLA_BREACH}
 # Escalation levels of 45 s: deadlines land inside SEV1/SEV2 group intervals (1 and 2 min).
 FAST = CTX.oncall.model_copy(update={"escalation_policies": [
     p.model_copy(update={"levels": [lv.model_copy(update={"delay": timedelta(seconds=45)})
@@ -41,13 +45,23 @@ class Paging(RuleBasedStateMachine):
         self.last: dict[str, AlertEvent] = {}  # the last delivery of each alert
         self.started: dict[str, float] = {}
         self.problems: list[str] = []
+        self.silence: Until | None = None
 
     def _apply(self, events: list[object]) -> None:
         batch = self.engine.apply(events, at(self.minute))  # type: ignore[arg-type]
-        self.views.update(batch.incidents)
-        self.history += batch.notifications
-        self.problems += step_problems(batch.notifications, self.views.values(),
-                                       {KEY: self._state()})
+        self._record(batch.notifications, batch.incidents)
+
+    def _record(self, emitted: list[Notification], views: dict[str, Incident]) -> None:
+        self.views.update(views)
+        self.history += emitted
+        now = at(self.minute).timestamp()
+        if self.silence is not None:
+            # Nothing the router says of its own accord lists a firing alert silenced now.
+            self.problems += [
+                f"{n.kind.value} to {n.receiver} lists silenced {a.fingerprint}"
+                for n in emitted if n.kind in UNPROMPTED for a in n.alerts
+                if a.status is Status.FIRING and self.silence.mute(a, now) is not None]
+        self.problems += step_problems(emitted, self.views.values(), {KEY: self._state()})
 
     def _state(self) -> GroupState | None:
         return self.engine.get(KEY)
@@ -104,6 +118,12 @@ class Paging(RuleBasedStateMachine):
         self.minute += minutes
         self._apply([])
 
+    @rule(fp=st.sampled_from(["a", "b", "ab"]), minutes=st.sampled_from([1, 10, 45]))
+    def silence_for(self, fp: str, minutes: int) -> None:
+        self.silence = Until(frozenset(fp), self.minute + minutes)
+        batch = self.engine.set_quiet(Quiet([self.silence]), at(self.minute))
+        self._record(batch.notifications, batch.incidents)
+
     @rule()
     def next_timer_fires(self) -> None:
         due = self.engine.next_deadline()
@@ -115,7 +135,7 @@ class Paging(RuleBasedStateMachine):
     def restart(self) -> None:
         held = list(self.engine.keys())
         stored = {key: self.engine.encoded(key) for key in held}
-        engine = Engine(MODEL_CTX)
+        engine = Engine(self.engine.context)
         for key, data in stored.items():
             engine.load(key, data)
         engine.load(IDS_KEY, self.engine.ids.to_bytes())
