@@ -8,17 +8,19 @@ retryable or permanent; any text kept from them passes through a `Redactor` firs
 from __future__ import annotations
 
 import email.utils
+import ssl
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import orjson
 from yarl import URL
 
-from router.delivery.client import HttpClient, HttpError, InvalidURL
 from router.delivery.result import DeliveryResult
+from router.delivery.session import ConnectionSettings, tls_context
 
 DETAIL_LIMIT = 300
 
@@ -82,31 +84,78 @@ def dumps(body: Any) -> bytes:
     return orjson.dumps(body)
 
 
+MAX_ANSWER_BYTES = 1 << 20  # vendor answers are small; more is cut (the status still counts)
+
+
+@dataclass(frozen=True)
+class Http:
+    """One receiver's way out: the shared session plus its own proxy, TLS and timeouts."""
+
+    session: aiohttp.ClientSession
+    timeout: aiohttp.ClientTimeout
+    ssl: ssl.SSLContext | bool = True
+    proxy: str | None = None
+
+    @classmethod
+    def of(cls, session: aiohttp.ClientSession, settings: ConnectionSettings) -> Http:
+        """Raises `TlsFileError` when the CA bundle or client certificate cannot be loaded."""
+        return cls(
+            session=session,
+            timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds,
+                                          connect=settings.connect_timeout_seconds),
+            ssl=tls_context(settings),
+            proxy=settings.proxy_url.get_secret_value() if settings.proxy_url else None,
+        )
+
+
 async def http_call(
-    session: HttpClient,
+    http: Http,
     method: str,
     url: str,
     *,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
-    timeout_seconds: float = 15.0,
 ) -> HttpAnswer | DeliveryResult:
     """One request. Transport problems come back as a retryable DeliveryResult, never raised."""
     hdrs = {"Content-Type": "application/json", **(headers or {})} if body is not None else dict(
         headers or {}
     )
     try:
-        resp = await session.request(method, url, body=body, headers=hdrs,
-                                     timeout_seconds=timeout_seconds)
+        async with http.session.request(
+            method, url, data=body, headers=hdrs, timeout=http.timeout, ssl=http.ssl,
+            proxy=http.proxy, allow_redirects=False,
+        ) as resp:
+            return HttpAnswer(resp.status, resp.headers, _text(resp, await _read_capped(resp)))
+    # Never str(exc) below: aiohttp's messages name the URL.
     except TimeoutError:
         return DeliveryResult.failed("timeout", retryable=True)
-    except InvalidURL:
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
         return DeliveryResult.failed("client_error", retryable=False, detail="invalid URL")
-    except (HttpError, OSError):
-        # Deliberately not str(exc): it might name the URL.
+    except aiohttp.ClientSSLError:
+        # Certificate not trusted (no ca_file for a private CA?), wrong host, handshake refused.
+        return DeliveryResult.failed("tls_error", retryable=True,
+                                     detail="TLS handshake or certificate verification failed")
+    except (aiohttp.ClientError, OSError):
         return DeliveryResult.failed("connection_error", retryable=True)
-    # The response's own read-only, case-insensitive headers: no copy per request.
-    return HttpAnswer(resp.status, resp.headers, resp.text())
+    except ValueError:
+        # A header aiohttp refuses to send (CR or LF in a value could start another header).
+        return DeliveryResult.failed("client_error", retryable=False, detail="invalid request")
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < MAX_ANSWER_BYTES and (chunk := await resp.content.readany()):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:MAX_ANSWER_BYTES]
+
+
+def _text(resp: aiohttp.ClientResponse, raw: bytes) -> str:
+    try:
+        return raw.decode(resp.charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

@@ -87,7 +87,7 @@ def build_card(n: Notification, msg: Message) -> dict[str, Any]:
 class TeamsSink:
     def __init__(self, config: TeamsConfig, ctx: SinkContext) -> None:
         self._config = config
-        self._session = ctx.session
+        self._http = ctx.http(config)
         self._renderer = Renderer(config.templates)
         self._redact = Redactor([config.webhook_url.get_secret_value()])
 
@@ -96,9 +96,8 @@ class TeamsSink:
             msg = self._renderer.render(n)
         except jinja2.TemplateError:
             return DeliveryResult.failed("template_error", retryable=False)
-        answer = await http_call(self._session, "POST", self._config.webhook_url.get_secret_value(),
-                                 body=dumps(build_card(n, msg)),
-                                 timeout_seconds=self._config.timeout_seconds)
+        answer = await http_call(self._http, "POST", self._config.webhook_url.get_secret_value(),
+                                 body=dumps(build_card(n, msg)))
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)

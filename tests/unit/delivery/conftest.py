@@ -7,17 +7,18 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter
 
-from router.delivery.client import HttpClient
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.outbox import MemoryOutbox
 from router.delivery.receivers import AnyReceiverConfig, ReceiverConfig, build_receivers
 from router.delivery.records import MemoryDeliveryStore
+from router.delivery.session import new_session
 from router.delivery.sink import SinkContext
 from router.model import Alert, Notification, NotificationKind, Severity, Status, stable_id
 
@@ -97,10 +98,9 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.close()
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with new_session() as client:  # as router.api.app: proxies from the environment
+        yield client
 
 
 @dataclass
@@ -120,7 +120,7 @@ Build = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture
-async def harness(session: HttpClient) -> AsyncIterator[Build]:
+async def harness(session: aiohttp.ClientSession) -> AsyncIterator[Build]:
     started: list[Dispatcher] = []
 
     async def build(*configs: AnyReceiverConfig, store: MemoryDeliveryStore | None = None,
