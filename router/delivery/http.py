@@ -10,13 +10,14 @@ from __future__ import annotations
 import email.utils
 import ssl
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
 import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
 from router.delivery.result import DeliveryResult
@@ -95,6 +96,8 @@ class Http:
     timeout: aiohttp.ClientTimeout
     ssl: ssl.SSLContext | bool = True
     proxy: str | None = None
+    # The environment's proxy per origin, looked up at the first request to it (see proxy_for).
+    _env_proxies: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def of(cls, session: aiohttp.ClientSession, settings: ConnectionSettings) -> Http:
@@ -106,6 +109,30 @@ class Http:
             ssl=tls_context(settings),
             proxy=settings.proxy_url.get_secret_value() if settings.proxy_url else None,
         )
+
+    def proxy_for(self, url: str) -> str | None:
+        """The receiver's proxy_url, else HTTP_PROXY/HTTPS_PROXY unless NO_PROXY covers the host.
+
+        aiohttp's `trust_env` would do this lookup (and a ~/.netrc read) in a worker thread on
+        every request, which doubled delivery's CPU per notification (bench/delivery.py); the
+        same lookup, aiohttp's own, is done here once per receiver and origin instead.
+        """
+        if self.proxy is not None:
+            return self.proxy
+        origin = "/".join(url.split("/", 3)[:3])
+        if origin not in self._env_proxies:
+            self._env_proxies[origin] = _env_proxy(origin)
+        return self._env_proxies[origin]
+
+
+def _env_proxy(origin: str) -> str | None:
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(origin))
+    except (LookupError, ValueError):
+        return None
+    if auth is not None:  # from ~/.netrc: carried in the URL, as a proxy_url's would be
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return str(proxy)
 
 
 async def http_call(
@@ -123,7 +150,7 @@ async def http_call(
     try:
         async with http.session.request(
             method, url, data=body, headers=hdrs, timeout=http.timeout, ssl=http.ssl,
-            proxy=http.proxy, allow_redirects=False,
+            proxy=http.proxy_for(url), allow_redirects=False,
         ) as resp:
             return HttpAnswer(resp.status, resp.headers, _text(resp, await _read_capped(resp)))
     # Never str(exc) below: aiohttp's messages name the URL.

@@ -6,8 +6,10 @@ its proxy, its TLS context (private CA, client certificate) and its timeouts. ai
 pool by (host, port, TLS context, proxy), so receivers with different settings never share a
 connection, and receivers without any share the default one.
 
-`trust_env=True` makes aiohttp read `HTTP_PROXY`/`HTTPS_PROXY`/`NO_PROXY` (and `~/.netrc`) for
-requests without a receiver `proxy_url`. Redirects are never followed (a receiver's 3xx is a
+A request without a receiver `proxy_url` goes through `HTTP_PROXY`/`HTTPS_PROXY` unless
+`NO_PROXY` covers its host: `Http.proxy_for` (router/delivery/http.py) applies aiohttp's own
+environment lookup once per receiver and origin, where `trust_env=True` would repeat it in a
+worker thread on every request (see there). Redirects are never followed (a receiver's 3xx is a
 permanent failure: a webhook that moved must be reconfigured, not chased with its secret) and
 no cookies are kept (`DummyCookieJar`): one vendor's cookie must not reach another request.
 """
@@ -112,7 +114,7 @@ def new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=connector,
         cookie_jar=aiohttp.DummyCookieJar(),
-        trust_env=True,
+        trust_env=False,  # the environment's proxies: Http.proxy_for
         headers={"User-Agent": USER_AGENT},
         # Callers pass their own; this bounds anything that forgets.
         timeout=aiohttp.ClientTimeout(total=30, connect=5),
