@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from ssl import SSLContext
+from typing import Any, Protocol
 
 import aiohttp
 import pytest
@@ -78,17 +79,21 @@ def notification(
     )
 
 
-Serve = Callable[[web.Application], Awaitable[str]]
+class Serve(Protocol):
+    """Serves a fake vendor on 127.0.0.1 (over TLS with `ssl`); returns its base URL."""
+
+    def __call__(self, app: web.Application,
+                 ssl: SSLContext | None = None) -> Awaitable[str]: ...
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     servers: list[TestServer] = []
 
-    async def start(app: web.Application) -> str:
+    async def start(app: web.Application, ssl: SSLContext | None = None) -> str:
         # No access log: it is the fake vendor's log, and it prints the secret paths.
         server = TestServer(app, host="127.0.0.1")
-        await server.start_server(access_log=None)
+        await server.start_server(access_log=None, ssl=ssl)
         servers.append(server)
         return str(server.make_url("")).rstrip("/")
 
