@@ -63,7 +63,9 @@ class SlackConfig(ReceiverSettings):
 
 
 def escape(text: str) -> str:
-    """Slack mrkdwn control characters."""
+    """Slack's control characters (`&`, `<`, `>`) as entities, so text from an alert can
+    never form a mention (`<!channel>`) or a link (`<url|text>`). For every mrkdwn field,
+    the top-level `text` (the notification preview) included."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -93,7 +95,7 @@ def build_message(n: Notification, msg: Message, *, buttons: bool) -> dict[str, 
     if elements:
         blocks.append({"type": "actions", "elements": elements})
     return {
-        "text": truncate(msg.headline, TEXT_LIMIT),
+        "text": truncate(escape(msg.headline), TEXT_LIMIT),
         "attachments": [
             {"color": RESOLVED_COLOR if resolved else COLORS[n.severity], "blocks": blocks}
         ],

@@ -32,6 +32,13 @@ COLORS: dict[Severity, str] = {
 CARD_VERSION = "1.4"
 TEXT_LIMIT = 12_000  # the legacy 28 KB message limit, with room for the envelope
 _FACT = re.compile(r"^([A-Z][A-Za-z -]{0,24}): (.+)$")
+# What Adaptive Card markdown (TextBlock, Fact title and value) reads as links, emphasis, code,
+# headings or HTML-like tags: escaped with a backslash (CommonMark) so alert text stays text.
+_MARKDOWN = re.compile(r"([\\`*_~\[\]()<>#!|])")
+
+
+def escape(text: str) -> str:
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 class TeamsConfig(ReceiverSettings):
@@ -47,19 +54,20 @@ def build_card(n: Notification, msg: Message) -> dict[str, Any]:
     for line in msg.body.splitlines():
         m = _FACT.match(line.strip())
         if m:
-            facts.append({"title": m.group(1), "value": truncate(m.group(2), 2000)})
+            facts.append({"title": escape(m.group(1)),
+                          "value": truncate(escape(m.group(2)), 2000)})
         elif line.strip():
             lines.append(line.strip())
     body: list[dict[str, Any]] = [{
-        "type": "TextBlock", "text": truncate(msg.headline, 500), "weight": "Bolder",
+        "type": "TextBlock", "text": truncate(escape(msg.headline), 500), "weight": "Bolder",
         "size": "Large", "wrap": True, "color": "Good" if resolved else COLORS[n.severity],
     }]
     if facts:
         body.append({"type": "FactSet", "facts": facts[:20]})
     if lines:
         # Teams needs a blank line for a line break in a TextBlock.
-        body.append({"type": "TextBlock", "text": truncate("\n\n".join(lines), TEXT_LIMIT),
-                     "wrap": True})
+        body.append({"type": "TextBlock",
+                     "text": truncate(escape("\n\n".join(lines)), TEXT_LIMIT), "wrap": True})
     actions = [
         {"type": "Action.OpenUrl", "title": label, "url": url}
         for label, field in (("Runbook", "runbook_url"), ("Dashboard", "dashboard_url"))

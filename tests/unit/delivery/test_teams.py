@@ -41,7 +41,8 @@ async def test_trigger_posts_an_adaptive_card_envelope(
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
     assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
     title, facts, *_ = card["body"]
-    assert title == {"type": "TextBlock", "text": "[SEV2] DiskFull on db-1", "weight": "Bolder",
+    # Markdown-escaped (backslashes), so Teams shows "[SEV2] DiskFull on db-1".
+    assert title == {"type": "TextBlock", "text": r"\[SEV2\] DiskFull on db-1", "weight": "Bolder",
                      "size": "Large", "wrap": True, "color": "Attention"}
     assert facts["type"] == "FactSet"
     assert {"title": "Status", "value": "Investigating"} in facts["facts"]
@@ -55,8 +56,8 @@ async def test_trigger_posts_an_adaptive_card_envelope(
 
 @pytest.mark.parametrize(
     ("kind", "headline", "color"),
-    [(NotificationKind.UPDATE, "[SEV2] DiskFull on db-1 (Update)", "Attention"),
-     (NotificationKind.RESOLVE, "[SEV2] Resolved: DiskFull on db-1", "Good")],
+    [(NotificationKind.UPDATE, r"\[SEV2\] DiskFull on db-1 \(Update\)", "Attention"),
+     (NotificationKind.RESOLVE, r"\[SEV2\] Resolved: DiskFull on db-1", "Good")],
 )
 async def test_update_and_resolution_cards(
     serve: Serve, session: ClientSession, kind: NotificationKind, headline: str,
