@@ -9,7 +9,8 @@ connection, and receivers without any share the default one.
 A request without a receiver `proxy_url` goes through `HTTP_PROXY`/`HTTPS_PROXY` unless
 `NO_PROXY` covers its host: `Http.proxy_for` (router/delivery/http.py) applies aiohttp's own
 environment lookup once per receiver and origin, where `trust_env=True` would repeat it in a
-worker thread on every request (see there). Redirects are never followed (a receiver's 3xx is a
+worker thread on every request (see there). The SNS certificate fetch passes no proxy, so it
+goes direct as before. Redirects are never followed (a receiver's 3xx is a
 permanent failure: a webhook that moved must be reconfigured, not chased with its secret) and
 no cookies are kept (`DummyCookieJar`): one vendor's cookie must not reach another request.
 """
