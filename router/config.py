@@ -66,6 +66,12 @@ class ServerConfig(Strict):
     external_url: str | None = None
     # uvloop roughly halves the event loop's cost per request; "auto" uses it when installed.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # Caps on what one intake request may carry (413/422 naming the setting when exceeded).
+    max_alerts_per_request: int = Field(default=10_000, ge=1)
+    # Labels per alert, and annotations per alert (each counted separately).
+    max_labels_per_alert: int = Field(default=128, ge=1)
+    # UTF-8 bytes of each label and annotation name and of each value.
+    max_label_bytes: int = Field(default=8192, ge=64)
 
 
 class IntakeGateConfig(Strict):

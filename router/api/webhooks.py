@@ -20,7 +20,7 @@ from router.backends.base import LogUnavailable
 from router.config import Auth
 from router.model import Alert, AlertEvent, utcnow
 from router.sources.alertmanager import parse_alertmanager
-from router.sources.base import Rejected
+from router.sources.base import Rejected, check_alert_limits
 from router.sources.cloudwatch import handle_sns, parse_eventbridge
 from router.sources.generic import parse_generic
 from router.sources.sns import SnsUnavailable
@@ -76,8 +76,12 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
         if not enabled:
             raise Rejected(404, "disabled", f"the {source} source is disabled")
         check_auth(auth, request.headers)
-        body = await read_body(request, snapshot.config.server.max_body_bytes)
+        server = snapshot.config.server
+        body = await read_body(request, server.max_body_bytes)
         alerts = await parse(request, body, utcnow())
+        check_alert_limits(alerts, max_alerts=server.max_alerts_per_request,
+                           max_labels=server.max_labels_per_alert,
+                           max_bytes=server.max_label_bytes)
     except Rejected as exc:
         metrics.rejected.labels(source, exc.reason).inc()
         headers = {}
