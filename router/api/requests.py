@@ -93,7 +93,8 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     finally:
         if deadline is not None:
             deadline.cancel()
-    response.headers[REQUEST_ID_HEADER] = rid
+    if not response.prepared:  # a streamed response (already sent) keeps its headers
+        response.headers[REQUEST_ID_HEADER] = rid
     if response.status == 408:
         response.force_close()
     if response.status in (401, 403, 408) and not request.get(_LOGGED):
