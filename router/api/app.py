@@ -11,6 +11,7 @@ from prometheus_client import CollectorRegistry
 
 from router.api import dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
+from router.api.requests import request_context
 from router.backends.embedded import EmbeddedBackend
 from router.backends.factory import engine_context, make_backend
 from router.delivery.dispatcher import Dispatcher
@@ -29,7 +30,8 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     config = snapshot.config
     registry = registry or CollectorRegistry()
     # The body limit is enforced by intake itself, with a 413 that names the limit.
-    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1,
+                          middlewares=[request_context])
     app[RUNTIME] = Runtime(snapshot, IntakeMetrics(registry), config_path)
     engine_metrics = EngineMetrics(registry)
 
