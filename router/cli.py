@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -30,6 +31,7 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 def _serve(args: argparse.Namespace) -> int:
     from router.api.app import build_app
     from router.api.keys import RUNTIME
+    from router.api.listener import listener
     from router.logs import setup_logging
     from router.runtime import load_snapshot
 
@@ -38,6 +40,12 @@ def _serve(args: argparse.Namespace) -> int:
         snapshot = load_snapshot(Path(args.config))
     except ConfigError as exc:
         print(f"incident-router: invalid configuration:\n{exc}", file=sys.stderr)
+        return 1
+    try:
+        listen = listener(snapshot.config)
+    except (OSError, ssl.SSLError) as exc:
+        # The error names the problem (no such file, key does not match); never key material.
+        print(f"incident-router: invalid TLS settings (server.tls_*): {exc}", file=sys.stderr)
         return 1
     app = build_app(snapshot, config_path=Path(args.config))
 
@@ -55,6 +63,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=None,
         print=lambda _: None,
         handle_signals=True,
+        keepalive_timeout=listen.keepalive_timeout,
+        ssl_context=listen.ssl_context,
     )
     return 0
 

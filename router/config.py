@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from router.delivery.receivers import ReceiverConfig
 from router.durations import Duration
@@ -66,6 +66,30 @@ class ServerConfig(Strict):
     external_url: str | None = None
     # uvloop roughly halves the event loop's cost per request; "auto" uses it when installed.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # A connection must deliver its request line and headers within this many seconds (also
+    # the idle time of a keep-alive connection), and then its body within as many again;
+    # slower ones are closed (a body that is late is answered 408 first).
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # TLS on the listener (PEM files; relative paths are taken from the config's directory).
+    # With `tls_client_ca_file`, clients must present a certificate that CA signed (mTLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # Caps on what one intake request may carry (413/422 naming the setting when exceeded).
+    max_alerts_per_request: int = Field(default=10_000, ge=1)
+    # Labels per alert, and annotations per alert (each counted separately).
+    max_labels_per_alert: int = Field(default=128, ge=1)
+    # UTF-8 bytes of each label and annotation name and of each value.
+    max_label_bytes: int = Field(default=8192, ge=64)
+
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
 
 class IntakeGateConfig(Strict):

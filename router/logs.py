@@ -27,7 +27,8 @@ from typing import Literal
 
 import orjson
 
-FIELDS = ("source", "request_id", "receiver", "incident", "notification_id")
+FIELDS = ("source", "request_id", "receiver", "incident", "notification_id", "status", "reason",
+          "remote")
 LogFormat = Literal["json", "logfmt"]
 LOG_FORMATS: tuple[LogFormat, ...] = ("json", "logfmt")
 

@@ -13,7 +13,8 @@ from router.model import Status
 
 
 def require_api_token(request: web.Request) -> web.Response | None:
-    """Writes need an API token when tokens are configured; answer 401 otherwise."""
+    """Every /api/v1 call (reads too) and reload need an API token when tokens are configured;
+    answer 401 otherwise."""
     tokens = request.app[RUNTIME].snapshot.config.api.tokens
     if not tokens:
         return None
@@ -53,6 +54,8 @@ async def reload(request: web.Request) -> web.Response:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
+    if (denied := require_api_token(request)) is not None:
+        return denied
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in Status}:
         return error_response(400, "status must be 'firing' or 'resolved'")
