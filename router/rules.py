@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from router.config import Config
+from router.config import Config, unknown_receiver_note
 from router.durations import parse_duration
 from router.model import Alert, Severity
 
@@ -662,7 +662,7 @@ def check_rules(config: Config, ruleset: RuleSet, *, check_receivers: bool = Tru
     """Problems that need the whole rule set or the config; empty when all is well."""
     problems: list[str] = []
     known = config.receiver_names()
-    configured = ", ".join(sorted(known)) or "none"
+    note = unknown_receiver_note(known)
     seen: dict[str, Rule] = {}
     # Catch-all rules seen so far: (rule, the sources it covers or None for all).
     catch_alls: list[Rule] = []
@@ -679,7 +679,7 @@ def check_rules(config: Config, ruleset: RuleSet, *, check_receivers: bool = Tru
             for name in r.receivers or ():
                 if name not in known:
                     problems.append(f"{r.where}: set.receivers: unknown receiver {name!r} "
-                                    f"(configured: {configured})")
+                                    f"{note}")
         for c in catch_alls:
             if c.sources is None or (r.sources is not None and r.sources <= c.sources):
                 scope = "" if c.sources is None else (

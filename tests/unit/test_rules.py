@@ -600,7 +600,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 CHECK_ERRORS = [
     (
         "rules: [{name: r, set: {receivers: [log, pager]}}]",
-        ["rule 'r': set.receivers: unknown receiver 'pager' (configured: log)"],
+        ["rule 'r': set.receivers: unknown receiver 'pager' (known: log)"],
     ),
     (
         "rules: [{name: r, match: {labels: ['env!~\"[a-\"']}}]",
@@ -667,7 +667,7 @@ def test_unknown_receivers_can_be_left_unchecked(tmp_path: Path) -> None:
     assert rs.classify(make_alert()).receivers == ("pager",)
     assert check_rules(Config(), rs) == [
         f"{tmp_path / 'r.yaml'}: rule 'r': set.receivers: unknown receiver 'pager' "
-        "(configured: none)"
+        "(known: none)"
     ]
 
 

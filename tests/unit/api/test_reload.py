@@ -96,3 +96,43 @@ def test_sighup_reloads_a_running_router(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_reload_with_an_unknown_receiver_is_refused_and_the_old_config_kept(
+    router_client: RouterClient, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "10-thing.yaml").write_text(RULE)
+    client = await router_client({"rules_dir": str(rules)})
+    config_path = tmp_path / "router.yaml"
+    good = config_path.read_text()
+    config_path.write_text(good + "severities: {SEV1: {receivers: [nope]}}\n")
+    resp = await client.post("/-/reload")
+    assert resp.status == 400
+    assert (await resp.json())["error"] == (
+        f"config reload failed, running config kept: {config_path}: "
+        "severities.SEV1.receivers: unknown receiver 'nope' (known: log)")
+    metrics = await (await client.get("/metrics")).text()
+    assert gauge(metrics, "incident_router_config_last_reload_successful") == 0
+    alert = await classify_thing(client)
+    # The refused policy would have classified it to ["nope"].
+    assert (alert["severity"], alert["receivers"]) == ("SEV1", [])
+
+
+async def test_reload_that_changes_receivers_is_refused_until_they_can_be_rebuilt(
+    router_client: RouterClient, tmp_path: Path
+) -> None:
+    client = await router_client()
+    config_path = tmp_path / "router.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["receivers"].append({"name": "log2", "type": "log"})
+    config["default_receivers"] = ["log2"]
+    config_path.write_text(yaml.safe_dump(config))
+    resp = await client.post("/-/reload")
+    assert resp.status == 400
+    assert (await resp.json())["error"] == (
+        "config reload failed, running config kept: receivers changed (log2): restart the "
+        "router to build them")
+    metrics = await (await client.get("/metrics")).text()
+    assert gauge(metrics, "incident_router_config_last_reload_successful") == 0
