@@ -17,8 +17,12 @@ The alarm message shapes (PROTOCOLS.md section 3): single-metric (`Trigger` with
 Facts that shape the code: `Region` is a display name, so the region code comes from `AlarmArn`;
 `Statistic` is UPPERCASE (normalised to lowercase without underscores, so SNS `SAMPLE_COUNT` and
 EventBridge `SampleCount` both read `samplecount`); the observed value only exists as text in
-`NewStateReason` (EventBridge adds machine-readable `reasonData`). Neither message says when
-the alarm *began*: a resolved alert carries starts_at = ends_at = StateChangeTime.
+`NewStateReason` (EventBridge adds machine-readable `reasonData`).
+
+Times: a firing alert starts at its ALARM transition (`StateChangeTime`, `state.timestamp`); a
+resolved one ENDS at its OK transition. When it began is the firing alert's start, which the
+engine keeps; of the payloads only EventBridge says it again (`previousState`, when that was
+ALARM), so an SNS OK message starts at its own transition, the best it knows.
 """
 
 from __future__ import annotations
@@ -153,9 +157,17 @@ class _EbState(_In):
     timestamp: str
 
 
+class _EbPreviousState(_In):
+    """Only read for when the ALARM began; a shape we cannot use is ignored, not refused."""
+
+    value: str | None = None
+    timestamp: str | None = None
+
+
 class _EbDetail(_In):
     alarmName: str = Field(min_length=1)
     state: _EbState
+    previousState: _EbPreviousState | None = None
     configuration: _EbConfiguration | None = None
 
 
@@ -342,6 +354,8 @@ class _Parsed:
     value: float | None
     labels: dict[str, str]
     annotations: dict[str, str]
+    # When the ALARM that a resolving message ends began, if the payload says so.
+    alarm_since: datetime | None = None
 
 
 def _to_alerts(p: _Parsed, cfg: CloudWatchSourceConfig, received_at: datetime) -> list[Alert]:
@@ -368,7 +382,7 @@ def _to_alerts(p: _Parsed, cfg: CloudWatchSourceConfig, received_at: datetime) -
             labels=labels,
             annotations=annotations,
             value=p.value,
-            starts_at=p.at,
+            starts_at=(p.alarm_since or p.at) if status is Status.RESOLVED else p.at,
             ends_at=p.at if status is Status.RESOLVED else None,
             received_at=received_at,
             generator_url=console_url(p.partition, p.region, p.name) if p.region else None,
@@ -503,6 +517,18 @@ def _reason_data_threshold(reason_data: str | None) -> float | None:
     return _finite(data.get("threshold")) if isinstance(data, dict) else None
 
 
+def _alarm_since(previous: _EbPreviousState | None, at: datetime) -> datetime | None:
+    """When the ALARM that this state change leaves began: `previousState.timestamp` if that
+    state was ALARM and the time is readable and not after this change."""
+    if previous is None or previous.value != "ALARM" or not previous.timestamp:
+        return None
+    try:
+        since = _parse_time(previous.timestamp, "detail.previousState.timestamp")
+    except Rejected:
+        return None
+    return since if since <= at else None
+
+
 def _from_eventbridge(data: dict[str, Any], cfg: CloudWatchSourceConfig, received_at: datetime,
                       prefix: str) -> list[Alert]:
     if data.get("detail-type") != STATE_CHANGE:
@@ -536,6 +562,7 @@ def _from_eventbridge(data: dict[str, Any], cfg: CloudWatchSourceConfig, receive
             value=_value_from_reason_data(detail.state.reasonData, detail.state.reason),
             labels=labels,
             annotations={"description": (conf.description if conf else None) or "", **extra},
+            alarm_since=_alarm_since(detail.previousState, at),
         ),
         cfg,
         received_at,

@@ -577,3 +577,55 @@ def test_random_messages_only_ever_reject(message: str) -> None:
 def test_observed_value_never_raises(reason: str) -> None:
     value = observed_value("Threshold Crossed: 1 datapoint [" + reason)
     assert value is None or isinstance(value, float)
+
+
+# --- when a resolved alarm began and ended --------------------------------------------------
+
+
+def test_ok_message_ends_the_alert_at_its_state_change_time() -> None:
+    """The OK transition is the alert's END; an SNS message does not say when the ALARM began,
+    so its start is the best the payload knows (the engine keeps the firing alert's own)."""
+    (alert,) = parse(fixture_json("alarm-single-metric-ok.json"))
+    assert alert.status is Status.RESOLVED
+    assert alert.ends_at == t("2026-11-27T10:20:31.870+00:00")
+
+
+@pytest.mark.parametrize("via_sns", [False, True])
+def test_eventbridge_ok_event_spans_from_the_alarm_to_the_ok_transition(via_sns: bool) -> None:
+    event = fixture_json("eventbridge-anomaly-ok.json")
+    (alert,) = (parse(event, AUTHED) if via_sns
+                else parse_eventbridge(json.dumps(event).encode(), AUTHED, NOW))
+    assert alert.status is Status.RESOLVED
+    # previousState is the ALARM that this OK ends: 15:59:04 to 16:00:04, not 0 minutes.
+    assert (alert.starts_at, alert.ends_at) == (t("2026-11-27T15:59:04.672+00:00"),
+                                                t("2026-11-27T16:00:04.653+00:00"))
+
+
+@pytest.mark.parametrize(
+    "previous",
+    [
+        {"value": "INSUFFICIENT_DATA", "reason": "", "timestamp": "2026-11-27T15:00:00.000+0000"},
+        {"value": "ALARM", "reason": "", "timestamp": "not a time"},
+        {"value": "ALARM"},
+        None,
+    ],
+    ids=["previous-not-alarm", "bad-timestamp", "no-timestamp", "no-previous-state"],
+)
+def test_eventbridge_ok_without_a_usable_alarm_start_starts_at_the_transition(
+    previous: dict[str, Any] | None,
+) -> None:
+    event = fixture_json("eventbridge-anomaly-ok.json")
+    if previous is None:
+        del event["detail"]["previousState"]
+    else:
+        event["detail"]["previousState"] = previous
+    (alert,) = parse(event, AUTHED)
+    assert alert.starts_at == alert.ends_at == t("2026-11-27T16:00:04.653+00:00")
+
+
+def test_eventbridge_alarm_event_starts_at_its_own_transition() -> None:
+    event = fixture_json("eventbridge-single-metric.json")
+    (alert,) = parse(event, AUTHED)
+    assert alert.status is Status.FIRING
+    assert alert.starts_at == t(event["detail"]["state"]["timestamp"].replace("+0000", "+00:00"))
+    assert alert.ends_at is None
