@@ -32,6 +32,12 @@ from router.model import Alert, Severity
 
 SOURCES = ("alertmanager", "cloudwatch", "generic")
 UNITS = ("ratio", "percent", "seconds", "count")
+# How a ratio/percent rule reads an alert's value when the alert does not state its unit:
+# ratio_or_percent takes 0..1 as a ratio and anything above 1 as a percentage.
+OBSERVED_UNITS = ("ratio", "percent", "ratio_or_percent")
+# What an alert's `unit` annotation (or label) may say, and the unit it means.
+DECLARED_UNITS = {"ratio": "ratio", "percent": "percent", "percentage": "percent",
+                  "%": "percent"}
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -43,7 +49,7 @@ GROUP_FIELDS = ("alertname", "service", "team", "severity", "source")
 
 _RULE_KEYS = ("name", "description", "match", "value", "set", "continue")
 _MATCH_KEYS = ("source", "labels")
-_VALUE_KEYS = ("op", "threshold", "unit")
+_VALUE_KEYS = ("op", "threshold", "unit", "observed_unit")
 _TIMER_KEYS = ("group_wait", "group_interval", "repeat_interval")
 _SET_KEYS = (
     "severity", "team", "service", "runbook_url", "dashboard_url", "receivers", "group_by",
@@ -140,19 +146,54 @@ def _unquote(body: str, text: str) -> str:
     return "".join(out)
 
 
+def declared_unit(alert: Alert) -> str | None:
+    """The unit the alert states for its value (ratio or percent), or None.
+
+    A `unit` annotation or label (`ratio`, `percent`, `%`; the CloudWatch source sets it from
+    the alarm), else: an Alertmanager value written as "7%" was read as the ratio 0.07 by the
+    source (router.sources.alertmanager.observed_value).
+    """
+    for where in (alert.annotations, alert.labels):
+        stated = where.get("unit")
+        if stated is not None:
+            return DECLARED_UNITS.get(stated.strip().lower())
+    if alert.source == "alertmanager":
+        raw = alert.annotations.get("value") or alert.labels.get("value") or ""
+        if raw.strip().endswith("%"):
+            return "ratio"
+    return None
+
+
+def _rescale(value: float, unit: str, to: str) -> float:
+    """A ratio as a percentage or back; Decimal so 0.07 is 7 exactly, not 7.000000000000001."""
+    exact = Decimal(repr(value))
+    return float(exact * 100 if to == "percent" else exact / 100) if unit != to else value
+
+
 @dataclass(frozen=True, slots=True)
 class ValueCondition:
-    """`value <op> threshold`, both in `unit` (the unit of the alert's observed value)."""
+    """`value <op> threshold`, the threshold in `unit`. For ratio/percent rules the alert's
+    value is first read in its own unit (declared by the alert, else `observed`) and converted
+    to `unit`; seconds and count compare as given."""
 
     op: str
     threshold: float
     unit: str
+    observed: str | None = None  # None: the alert's value is in `unit`
 
-    def holds(self, value: float | None) -> bool:
-        return value is not None and OPS[self.op](value, self.threshold)
+    def holds(self, value: float | None, declared: str | None = None) -> bool:
+        if value is None:
+            return False
+        if self.unit in ("ratio", "percent"):
+            unit = declared or self.observed or self.unit
+            if unit == "ratio_or_percent":
+                unit = "percent" if value > 1 else "ratio"
+            value = _rescale(value, unit, self.unit)
+        return OPS[self.op](value, self.threshold)
 
     def __str__(self) -> str:
-        return f"value {self.op} {self.threshold:g} ({self.unit})"
+        seen = f", values read as {self.observed}" if self.observed else ""
+        return f"value {self.op} {self.threshold:g} ({self.unit}{seen})"
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # identity: rules are hashed into candidate sets
@@ -198,7 +239,8 @@ class Rule:
         """Full check (for callers outside the indexed path, e.g. tools and tests)."""
         if self.sources is not None and alert.source not in self.sources:
             return False
-        if self.condition is not None and not self.condition.holds(alert.value):
+        if self.condition is not None and not self.condition.holds(alert.value,
+                                                                    declared_unit(alert)):
             return False
         return all(m.matches(labels) for m in self.matchers)
 
@@ -276,6 +318,8 @@ class RuleSet:
             # Matchers on `alertname` see the alert's name when the source has no such label.
             labels = {**labels, "alertname": alert.name}
         value = alert.value
+        declared: str | None = None
+        declared_known = False  # read once, and only when a value rule is tried
         severity: Severity | None = None
         team = service = runbook_url = dashboard_url = None
         receivers: tuple[str, ...] | None = None
@@ -284,8 +328,11 @@ class RuleSet:
         timers: dict[str, timedelta] = {}
         matched: list[str] = []
         for r in self.candidates(alert.source, labels):
-            if r.condition is not None and not r.condition.holds(value):
-                continue
+            if r.condition is not None:
+                if not declared_known:
+                    declared, declared_known = declared_unit(alert), True
+                if not r.condition.holds(value, declared):
+                    continue
             for m in r.residual:
                 if not m.matches(labels):
                     break
@@ -535,6 +582,7 @@ def _parse_condition(spec: Any, bad: Callable[[str], None]) -> ValueCondition | 
     ok = True
     _unknown_keys(spec, _VALUE_KEYS, "value", bad)
     op, unit, threshold = spec.get("op"), spec.get("unit"), spec.get("threshold")
+    observed = spec.get("observed_unit")
     if op not in OPS:
         if op is None:
             bad(f"value.op: missing (one of {', '.join(OPS)})")
@@ -547,6 +595,12 @@ def _parse_condition(spec: Any, bad: Callable[[str], None]) -> ValueCondition | 
         else:
             bad(f"value.unit: {unit!r} is not one of {', '.join(UNITS)}")
         ok = False
+    if observed is not None and unit in ("seconds", "count"):
+        bad(f"value.observed_unit: only for unit ratio or percent, not {unit}")
+        ok = False
+    elif observed is not None and observed not in OBSERVED_UNITS:
+        bad(f"value.observed_unit: {observed!r} is not one of {', '.join(OBSERVED_UNITS)}")
+        ok = False
     if threshold is None:
         bad("value.threshold: missing")
         return None
@@ -555,7 +609,8 @@ def _parse_condition(spec: Any, bad: Callable[[str], None]) -> ValueCondition | 
     number = _threshold(threshold, str(unit), bad)
     if number is None:
         return None
-    return ValueCondition(op=str(op), threshold=number, unit=str(unit))
+    return ValueCondition(op=str(op), threshold=number, unit=str(unit),
+                          observed=None if observed is None else str(observed))
 
 
 def _threshold(raw: Any, unit: str, bad: Callable[[str], None]) -> float | None:

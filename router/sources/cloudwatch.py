@@ -134,6 +134,7 @@ class _EbMetricStat(_In):
     metric: _EbMetricRef | None = None
     period: int | None = None
     stat: str | None = None
+    unit: str | None = None
 
 
 class _EbMetric(_In):
@@ -261,6 +262,29 @@ def _value_from_reason_data(reason_data: str | None, reason: str) -> float | Non
         from_text = observed_value(reason)
         return from_text if from_text is not None else _finite(recent[-1])
     return observed_value(reason)
+
+
+# --- the unit of the observed value ----------------------------------------------------------
+
+# `100 * x`, `x * 100`, `100*(m1/m2)`: the expression scales to a percentage.
+_TIMES_100 = re.compile(r"(?:^|[^\w.])100(?:\.0+)?\s*\*|\*\s*100(?:\.0+)?(?:$|[^\w.])")
+
+
+def stated_unit(unit: str | None, expression: str) -> str | None:
+    """`percent` or `ratio` when the alarm says which its value is, else None.
+
+    The metric's CloudWatch unit `Percent`; a metric-math expression multiplied by 100 is a
+    percentage, one that divides without that is a ratio (`m1/m2`). Rules read it as the
+    alert's `unit` annotation (docs/rules.md, "Ratios and percentages").
+    """
+    if unit is not None and unit.lower() == "percent":
+        return "percent"
+    if expression:
+        if _TIMES_100.search(expression):
+            return "percent"
+        if "/" in expression:
+            return "ratio"
+    return None
 
 
 # --- shared pieces ----------------------------------------------------------------------------
@@ -418,6 +442,12 @@ def _alarm_labels(msg: _AlarmMessage) -> tuple[dict[str, str], dict[str, str]]:
         chosen, expression = _metric_from_queries(t.Metrics)
         if expression:
             extra["expression"] = expression
+        # The metric's own unit only describes the value when no expression transforms it.
+        metric_unit = (chosen.MetricStat.Unit if chosen is not None and chosen.MetricStat
+                       and not expression else None)
+        unit = stated_unit(metric_unit, expression)
+        if unit:
+            extra["unit"] = unit
         if chosen is not None and chosen.MetricStat is not None:
             metric = chosen.MetricStat.Metric
             if metric is not None:
@@ -438,6 +468,9 @@ def _alarm_labels(msg: _AlarmMessage) -> tuple[dict[str, str], dict[str, str]]:
         if stat:
             labels["statistic"] = normalise_statistic(stat)
         dims = {d.name: d.value for d in t.Dimensions or []}
+        unit = stated_unit(t.Unit, "")
+        if unit:
+            extra["unit"] = unit
     if t is not None and msg.AlarmRule is None:
         if t.ComparisonOperator:
             labels["comparison_operator"] = t.ComparisonOperator
@@ -503,6 +536,11 @@ def _eventbridge_labels(detail: _EbDetail) -> tuple[dict[str, str], dict[str, st
             dims = dict(metric.dimensions)
         if chosen.metricStat.stat:
             labels["statistic"] = normalise_statistic(chosen.metricStat.stat)
+    metric_unit = (chosen.metricStat.unit if chosen is not None and chosen.metricStat
+                   and not expression else None)
+    unit = stated_unit(metric_unit, expression)
+    if unit:
+        extra["unit"] = unit
     _add_dimensions(labels, dims)
     return labels, extra
 

@@ -23,6 +23,7 @@ from router.sources.cloudwatch import (
     observed_value,
     parse_alarm_message,
     parse_eventbridge,
+    stated_unit,
 )
 from router.sources.sns import SnsVerifier
 from tests import snskit
@@ -629,3 +630,53 @@ def test_eventbridge_alarm_event_starts_at_its_own_transition() -> None:
     assert alert.status is Status.FIRING
     assert alert.starts_at == t(event["detail"]["state"]["timestamp"].replace("+0000", "+00:00"))
     assert alert.ends_at is None
+
+
+# --- the unit an alarm states for its value ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unit", "expression", "stated"),
+    [
+        ("Percent", "", "percent"),
+        ("percent", "", "percent"),
+        ("Count", "", None),
+        (None, "", None),
+        (None, "100*(m1/m2)", "percent"),
+        (None, "100 * m1 / m2", "percent"),
+        (None, "m1 / m2 * 100", "percent"),
+        (None, "(m1/m2)*100.0", "percent"),
+        (None, "m1/m2", "ratio"),
+        (None, "m1 / (m1 + m2)", "ratio"),
+        (None, "1000*m1/m2", "ratio"),  # per mille is no percentage
+        (None, "m1*1", None),
+        (None, "SUM(METRICS())", None),
+    ],
+)
+def test_stated_unit(unit: str | None, expression: str, stated: str | None) -> None:
+    assert stated_unit(unit, expression) == stated
+
+
+def test_metric_math_percentage_alarm_states_its_unit() -> None:
+    (alert,) = parse(fixture_json("alarm-metric-math.json"))
+    assert alert.annotations["expression"] == "100*(m1/m2)"
+    assert alert.annotations["unit"] == "percent"
+
+
+def test_ratio_expression_and_percent_metric_state_their_unit() -> None:
+    ratio = fixture_json("alarm-metric-math.json")
+    ratio["Trigger"]["Metrics"][0]["Expression"] = "m1/m2"
+    assert parse(ratio)[0].annotations["unit"] == "ratio"
+    single = fixture_json("alarm-single-metric.json")
+    single["Trigger"]["Unit"] = "Percent"
+    assert parse(single)[0].annotations["unit"] == "percent"
+    single["Trigger"]["Unit"] = None
+    assert "unit" not in parse(single)[0].annotations
+
+
+def test_eventbridge_metric_math_states_its_unit() -> None:
+    event = fixture_json("eventbridge-metric-math.json")
+    event["detail"]["configuration"]["metrics"][0]["expression"] = "100 * m1 / m2"
+    event["detail"]["configuration"]["metrics"][0]["returnData"] = True
+    (alert,) = parse(event, AUTHED)
+    assert alert.annotations["unit"] == "percent"
