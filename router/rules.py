@@ -84,6 +84,9 @@ class Matcher:
     # Compiled, fully anchored pattern for =~ and !~; None for = and != and for bad regexes.
     regex: re.Pattern[str] | None = None
     regex_error: str | None = None
+    # Label value -> whether the regex matches it: label values repeat (alert names), and a
+    # dict lookup costs a fraction of a fullmatch. Bounded like the candidate cache.
+    memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         v = labels.get(self.label, "")
@@ -91,9 +94,14 @@ class Matcher:
             return v == self.value
         if self.op == "!=":
             return v != self.value
-        if self.regex is None:  # a bad regex never matches; check_rules reports it
-            return False
-        found = self.regex.fullmatch(v) is not None
+        found = self.memo.get(v)
+        if found is None:
+            if self.regex is None:  # a bad regex never matches; check_rules reports it
+                return False
+            found = self.regex.fullmatch(v) is not None
+            if len(self.memo) >= _CACHE_MAX:
+                self.memo.clear()
+            self.memo[v] = found
         return found if self.op == "=~" else not found
 
     def literals(self) -> frozenset[str] | None:
@@ -164,10 +172,10 @@ def declared_unit(alert: Alert) -> str | None:
     return None
 
 
-def _rescale(value: float, unit: str, to: str) -> float:
+def _rescale(value: float, to: str) -> float:
     """A ratio as a percentage or back; Decimal so 0.07 is 7 exactly, not 7.000000000000001."""
     exact = Decimal(repr(value))
-    return float(exact * 100 if to == "percent" else exact / 100) if unit != to else value
+    return float(exact * 100 if to == "percent" else exact / 100)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,14 +189,20 @@ class ValueCondition:
     unit: str
     observed: str | None = None  # None: the alert's value is in `unit`
 
+    @property
+    def scaled(self) -> bool:
+        """Whether the alert's value may need converting (ratio and percent rules)."""
+        return self.unit in ("ratio", "percent")
+
     def holds(self, value: float | None, declared: str | None = None) -> bool:
         if value is None:
             return False
-        if self.unit in ("ratio", "percent"):
-            unit = declared or self.observed or self.unit
+        unit = declared or self.observed
+        if unit is not None and self.scaled:
             if unit == "ratio_or_percent":
                 unit = "percent" if value > 1 else "ratio"
-            value = _rescale(value, unit, self.unit)
+            if unit != self.unit:
+                value = _rescale(value, self.unit)
         return OPS[self.op](value, self.threshold)
 
     def __str__(self) -> str:
@@ -279,6 +293,7 @@ class RuleSet:
                 for v in r.index_values:
                     index.setdefault(r.index_label, {}).setdefault(v, []).append(r)
         self._index_labels: tuple[str, ...] = tuple(sorted(index))
+        self._index_set = frozenset(self._index_labels)
         self._index = [index[label] for label in self._index_labels]
         self._cache: dict[tuple[str, ...], tuple[Rule, ...]] = {}
 
@@ -292,7 +307,9 @@ class RuleSet:
     def candidates(self, source: str, labels: Mapping[str, str]) -> tuple[Rule, ...]:
         """Rules that may match an alert of this source and labels, in evaluation order.
 
-        Cached by the values of the indexed labels: alerts of one kind share one list.
+        Cached by the values of the indexed labels: alerts of one kind share one list. A rule's
+        matchers on those labels (e.g. `alertname=~".*HighErrorRate"`) give the same answer for
+        every alert under the key, so a rule they reject is left out of the list here, once.
         """
         key = (source, *[labels.get(label, "") for label in self._index_labels])
         found = self._cache.get(key)
@@ -305,7 +322,12 @@ class RuleSet:
                 },
                 key=lambda r: r.position,
             )
-            found = tuple(r for r in merged if r.sources is None or source in r.sources)
+            keyed = self._index_set
+            found = tuple(
+                r for r in merged
+                if (r.sources is None or source in r.sources)
+                and all(m.matches(labels) for m in r.residual if m.label in keyed)
+            )
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = found
@@ -329,7 +351,7 @@ class RuleSet:
         matched: list[str] = []
         for r in self.candidates(alert.source, labels):
             if r.condition is not None:
-                if not declared_known:
+                if not declared_known and value is not None and r.condition.scaled:
                     declared, declared_known = declared_unit(alert), True
                 if not r.condition.holds(value, declared):
                     continue

@@ -397,6 +397,32 @@ def test_indexed_and_unindexed_rules_keep_file_order(tmp_path: Path) -> None:
         assert next(r.name for r in rs.rules if r.matches(alert, labels)) == rule
 
 
+def test_regex_matchers_on_indexed_labels_agree_with_checking_every_rule(tmp_path: Path) -> None:
+    # The candidate list leaves out rules whose matchers on indexed labels (alertname, env
+    # here) fail for the cached key; the answer must be the same as trying every rule in turn.
+    rs = ruleset(tmp_path, """
+        rules:
+          - name: indexes-env
+            match: {labels: ['env="prod"', 'alertname="Z"']}
+            set: {severity: SEV4}
+          - name: family
+            match: {labels: ['alertname=~".*HighErrorRate"', 'env!~"dev|test"']}
+            set: {severity: SEV2}
+          - name: not-family
+            match: {labels: ['alertname!~".*HighErrorRate"', 'env=~"prod|dev"']}
+            set: {severity: SEV1}
+    """)
+    cases = [("HighErrorRate", "prod", "family"), ("APIHighErrorRate", "", "family"),
+             ("HighErrorRate", "dev", None), ("Other", "dev", "not-family"),
+             ("Other", "staging", None), ("Z", "prod", "indexes-env")]
+    for _ in range(2):  # the second round answers from the candidate cache
+        for name, env, rule in cases:
+            labels = {"alertname": name, **({"env": env} if env else {})}
+            alert = make_alert(name=name, labels=labels)
+            assert rs.classify(alert).rule == rule, (name, env)
+            assert next((r.name for r in rs.rules if r.matches(alert, labels)), None) == rule
+
+
 # --- defaults ----------------------------------------------------------------------------------
 
 
