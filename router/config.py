@@ -244,6 +244,8 @@ class Config(Strict):
     )
     # Directory that relative paths (rules_dir, backend.path) are resolved against.
     base_dir: str = Field(default=".", exclude=True)
+    # The file it was read from, for messages about it.
+    source: str = Field(default="router.yaml", exclude=True)
 
     def resolve(self, path: str) -> Path:
         p = Path(path)
@@ -251,6 +253,40 @@ class Config(Strict):
 
     def receiver_names(self) -> set[str]:
         return {r.name for r in self.receivers}
+
+    def receiver_problems(self) -> list[str]:
+        """Receiver references that cannot work, one line each naming the key path: a name no
+        receiver defines (its pages would only reach the dead letters), a name defined twice,
+        a status page driven through a receiver that is not of type statuspage."""
+        problems: list[str] = []
+        seen: set[str] = set()
+        for i, r in enumerate(self.receivers):
+            if r.name in seen:
+                problems.append(f"{self.source}: receivers.{i}.name: duplicate receiver name "
+                                f"{r.name!r}")
+            seen.add(r.name)
+        known = unknown_receiver_note(seen)
+        refs: list[tuple[str, list[str]]] = [("default_receivers", self.default_receivers)]
+        refs += [(f"severities.{s.value}.receivers", self.severities.for_severity(s).receivers)
+                 for s in Severity]
+        refs += [("incidents.page_receivers", self.incidents.page_receivers),
+                 ("incidents.sla_receivers", self.incidents.sla_receivers)]
+        if self.incidents.statuspage_receiver is not None:
+            refs.append(("incidents.statuspage_receiver", [self.incidents.statuspage_receiver]))
+        for path, names in refs:
+            problems.extend(f"{self.source}: {path}: unknown receiver {n!r} {known}"
+                            for n in names if n not in seen)
+        statuspage = self.incidents.statuspage_receiver
+        kind = next((r.type for r in self.receivers if r.name == statuspage), "statuspage")
+        if kind != "statuspage":
+            problems.append(f"{self.source}: incidents.statuspage_receiver: receiver "
+                            f"{statuspage!r} is of type {kind!r}, not 'statuspage'")
+        return problems
+
+
+def unknown_receiver_note(known: set[str]) -> str:
+    """`(known: a, b)`: what an unknown-receiver message offers instead."""
+    return f"(known: {', '.join(sorted(known)) or 'none'})"
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -304,6 +340,7 @@ def parse_config(text: str, source: str = "router.yaml", env: dict[str, str] | N
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     expanded["base_dir"] = base_dir
+    expanded["source"] = source
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:

@@ -14,10 +14,11 @@ from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.api.requests import request_context
 from router.backends.embedded import EmbeddedBackend
 from router.backends.factory import engine_context, make_backend
+from router.config import ConfigError
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.receivers import build_receivers
 from router.delivery.session import TlsFileError, new_session
-from router.delivery.sink import SinkContext
+from router.delivery.sink import Receiver, SinkContext
 from router.metrics import EngineMetrics, IntakeMetrics
 from router.runtime import Runtime, Snapshot
 from router.sources.sns import SnsVerifier
@@ -59,14 +60,26 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
         dispatcher = Dispatcher(store.outbox, store.outbox, receivers, store=store.records,
                                 registry=registry)
 
-        def rebuild(snap: Snapshot) -> None:
-            # All of the new receivers or none: a CA file that cannot be read keeps the old set.
-            try:
-                dispatcher.set_receivers(build_receivers(snap.config.receivers, ctx))
-            except TlsFileError as exc:
-                log.error("receivers not rebuilt, the previous ones stay: %s", exc)
+        built: dict[int, dict[str, Receiver]] = {}
 
-        app[RUNTIME].on_reload.append(rebuild)
+        def build(snap: Snapshot) -> None:
+            # All of the new receivers or none: one that cannot be built (a CA file that cannot
+            # be read) refuses the reload, and the running receivers and config stay.
+            try:
+                built[id(snap)] = build_receivers(snap.config.receivers, ctx)
+            except TlsFileError as exc:
+                raise ConfigError(f"receivers cannot be built: {exc}") from None
+
+        def swap(snap: Snapshot) -> None:
+            receivers = built.pop(id(snap), None)
+            built.clear()
+            if receivers is not None:
+                dispatcher.set_receivers(receivers)
+
+        runtime = app[RUNTIME]
+        runtime.before_reload.append(build)
+        runtime.on_reload.append(swap)
+        runtime.receivers_follow_reload = True
         store.engine.on_outbox = dispatcher.wake
         if isinstance(store, EmbeddedBackend):  # its intake gate watches this dispatcher
             store.delivery_backlog = lambda: dispatcher.backlog
