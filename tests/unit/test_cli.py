@@ -94,7 +94,7 @@ def test_check_config_effective_prints_the_merged_policy_without_secrets(
     assert doc["severities"]["SEV1"] == {
         "description": "Critical: customer-facing outage or data loss",
         "ack_sla": "15m", "resolve_sla": "1h", "response": "page_everyone",
-        "receivers": ["pd"], "group_wait": "0s", "group_interval": "1m",
+        "receivers": ["pd"], "auto_resolve": True, "group_wait": "0s", "group_interval": "1m",
         "repeat_interval": "30m",
     }
     assert doc["severities"]["SEV4"]["ack_sla"] is None
