@@ -20,6 +20,7 @@ from router.delivery.sink import SinkContext
 from router.metrics import EngineMetrics, IntakeMetrics
 from router.runtime import Runtime, Snapshot
 from router.sources.sns import SnsVerifier
+from router.ui.app import add_routes as add_console
 
 
 def build_app(snapshot: Snapshot, config_path: Path | None = None,
@@ -74,4 +75,5 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     slack.add_routes(app)
     pagerduty.add_routes(app)
     status.add_routes(app)
+    add_console(app, config.api)  # /ui/
     return app
