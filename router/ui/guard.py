@@ -19,7 +19,7 @@ from aiohttp import web
 from router.api.auth import Role, open_access, role_of_token_id
 from router.api.keys import RUNTIME
 from router.config import ApiConfig
-from router.ui.keys import CODEC, SESSION
+from router.ui.keys import CODEC, VISITOR, Visitor
 from router.ui.session import COOKIE, Session
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -34,7 +34,6 @@ HEADERS = {
 }
 PREFIX = "/ui"
 PUBLIC = (f"{PREFIX}/login", f"{PREFIX}/static/")
-ROLE = "ui_role"  # request key: the Role of the request
 
 # POST handlers that change nothing (they compute, or end the session): CSRF-checked, any role.
 READ_ONLY_POSTS: set[Handler] = set()
@@ -43,11 +42,6 @@ READ_ONLY_POSTS: set[Handler] = set()
 def read_only(handler: Handler) -> Handler:
     READ_ONLY_POSTS.add(handler)
     return handler
-
-
-def role_of(request: web.Request) -> Role:
-    role: Role = request[ROLE]
-    return role
 
 
 def is_tls(request: web.Request) -> bool:
@@ -117,7 +111,7 @@ async def _authorised(request: web.Request, handler: Handler) -> web.StreamRespo
                 raise web.HTTPSeeOther(f"{PREFIX}/login?next={quote(request.path_qs)}")
             return refuse(401, "log in first: your session is missing or has expired")
         (session, role), fresh = implicit, True
-    request[SESSION], request[ROLE] = session, role
+    VISITOR.set(Visitor(session, role))
     if request.method == "POST":
         sent = request.headers.get("X-CSRF-Token", "")
         if not sent:

@@ -14,9 +14,9 @@ from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_
 from router.model import Alert, Severity
 from router.oncall import shifts
 from router.postmortem import render_postmortem
-from router.ui.guard import PREFIX, role_of
+from router.ui.guard import PREFIX
 from router.ui.html import html, render
-from router.ui.keys import CLOCK, session_of
+from router.ui.keys import CLOCK, role_of, session_of
 from router.ui.views import FILTERS, AlertFilter, distinct, group_alerts, incident_rows
 
 # How many alerts the backend is asked for when the filters must be applied here.

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.ui.harness import Router, chromium, router
+from tests.ui.harness import Router, chromium, full_page_screenshot, router
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def browser() -> Iterator[Any]:
 
 @pytest.fixture
 def phone() -> Iterator[Any]:
-    driver = chromium(390, 844)  # an iPhone 12-class viewport
+    driver = chromium(390, 844, phone=True)  # an iPhone 12-class viewport
     try:
         yield driver
     finally:
@@ -36,9 +36,7 @@ def phone() -> Iterator[Any]:
 
 
 def screenshot(driver: Any, router: Router, name: str) -> Path:
+    """Saved into $IR_SCREENSHOTS (docs/console for the docs), else the test's tmp dir."""
     path = router.shots / f"{name}.png"
-    driver.save_screenshot(str(path))
+    full_page_screenshot(driver, path)
     return path
-
-
-__all__ = ["screenshot", "Path"]

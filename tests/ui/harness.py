@@ -72,7 +72,7 @@ services:
 class _Hook(BaseHTTPRequestHandler):
     server: HookServer
 
-    def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+    def do_POST(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length", "0")))
         if self.server.accept.is_set():
             self.server.received.append(json.loads(body))
@@ -185,7 +185,7 @@ def router(workdir: Path) -> Iterator[Router]:
         hook.server_close()
 
 
-def chromium(width: int = 1280, height: int = 900) -> Any:
+def chromium(width: int = 1280, height: int = 900, phone: bool = False) -> Any:
     """Headless Chromium from Debian's packages via its chromedriver; Selenium Manager is told
     to stay offline and is never needed (both paths are given)."""
     for need in (CHROMIUM, CHROMEDRIVER):
@@ -202,4 +202,18 @@ def chromium(width: int = 1280, height: int = 900) -> Any:
                 "--no-first-run", "--disable-extensions", f"--window-size={width},{height}",
                 "--force-color-profile=srgb", "--hide-scrollbars"):
         options.add_argument(arg)
+    if phone:  # a phone's viewport and pixel ratio (a desktop window cannot be this narrow)
+        options.add_experimental_option("mobileEmulation", {
+            "deviceMetrics": {"width": width, "height": height, "pixelRatio": 2.0}})
     return webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
+
+
+def full_page_screenshot(driver: Any, path: Path) -> None:
+    """The whole page, not only the viewport (Chromium's DevTools screenshot)."""
+    import base64
+
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    shot = driver.execute_cdp_cmd("Page.captureScreenshot", {
+        "format": "png", "captureBeyondViewport": True,
+        "clip": {"x": 0, "y": 0, "width": size["width"], "height": size["height"], "scale": 1}})
+    path.write_bytes(base64.b64decode(shot["data"]))
