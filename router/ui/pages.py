@@ -17,11 +17,13 @@ from router.postmortem import render_postmortem
 from router.ui.guard import PREFIX
 from router.ui.html import html, render
 from router.ui.keys import CLOCK, role_of, session_of
-from router.ui.views import FILTERS, AlertFilter, distinct, group_alerts, incident_rows
+from router.ui.views import FILTERS, MAX_ROWS, AlertFilter, distinct, group_alerts, incident_rows
 
 # How many alerts the backend is asked for when the filters must be applied here.
 SCAN_LIMIT = 10_000
 RESOLVED_SHOWN = 50
+# Open incidents the list renders at most (the most urgent first); the rest are counted.
+OPEN_SHOWN = 200
 HANDOFFS_SHOWN = 3
 
 
@@ -33,29 +35,25 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
                 csrf=session.csrf, nav=request.path, prefix=PREFIX, **context)
 
 
-def _int_query(request: web.Request, name: str, default: int) -> int:
-    try:
-        return int(request.query.get(name, default))
-    except ValueError:
-        raise web.HTTPBadRequest(reason=f"{name} must be an integer") from None
-
-
 # --- alerts --------------------------------------------------------------------------------
 
 
 async def _alerts(request: web.Request, f: AlertFilter) -> list[Alert]:
     backend = request.config_dict[BACKEND]
-    limit = SCAN_LIMIT if f.needs_scan else _int_query(request, "limit", 500)
+    # Without filters of its own to apply, one more than a page: to tell that there are more.
+    limit = SCAN_LIMIT if f.needs_scan else MAX_ROWS + 1
     found = await backend.current_alerts(status=f.status or None, source=f.source or None,
-                                         limit=max(1, min(limit, SCAN_LIMIT)))
+                                         limit=limit)
     return [a for a in found if f.keeps(a)] if f.needs_scan else found
 
 
 async def _alert_context(request: web.Request) -> dict[str, Any]:
     f = AlertFilter.of(request.query)
     alerts = await _alerts(request, f)
-    groups, hidden = group_alerts(alerts)
+    more = not f.needs_scan and len(alerts) > MAX_ROWS
+    groups, hidden = group_alerts(alerts[:MAX_ROWS])
     return {"filter": f, "groups": groups, "hidden": hidden, "total": len(alerts),
+            "more": more, "max_rows": MAX_ROWS,
             "now": request.config_dict[CLOCK]()}
 
 
@@ -106,8 +104,9 @@ async def _incident_rows(request: web.Request) -> dict[str, Any]:
     open_ = await backend.incidents(status="open", limit=1000)
     done = await backend.incidents(status=IncidentStatus.RESOLVED.value, limit=RESOLVED_SHOWN)
     policies = request.config_dict[RUNTIME].snapshot.config.severities
-    rows = incident_rows([*open_, *done], policies, request.config_dict[CLOCK]())
-    return {"rows": rows, "open_count": len(open_)}
+    now = request.config_dict[CLOCK]()
+    rows = incident_rows(open_, policies, now)[:OPEN_SHOWN] + incident_rows(done, policies, now)
+    return {"rows": rows, "open_count": len(open_), "open_hidden": max(0, len(open_) - OPEN_SHOWN)}
 
 
 async def incidents(request: web.Request) -> web.Response:

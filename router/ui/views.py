@@ -19,7 +19,7 @@ from router.postmortem import format_span
 
 FILTERS = ("severity", "status", "service", "team", "source")
 # Rows the alert list renders at most; the rest is counted ("narrow the filters").
-MAX_ROWS = 500
+MAX_ROWS = 200
 
 
 @dataclass(frozen=True)
