@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from http import HTTPStatus
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,11 @@ def _utc(value: datetime | None) -> str:
     if value is None:
         return "-"
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _utc_text(value: str | None) -> str:
+    """An RFC 3339 string (as the JSON reports carry) shown like `utc`."""
+    return _utc(datetime.fromisoformat(value.replace("Z", "+00:00"))) if value else "-"
 
 
 def _iso(value: datetime | None) -> str:
@@ -39,6 +45,7 @@ ENV = jinja2.Environment(
 )
 ENV.filters["utc"] = _utc
 ENV.filters["iso"] = _iso
+ENV.filters["utc_text"] = _utc_text
 ENV.filters["span"] = _span
 ENV.filters["seconds"] = lambda s: _span(timedelta(seconds=s))
 
@@ -53,4 +60,9 @@ def html(template: str, status: int = 200, **context: Any) -> web.Response:
 
 
 def error_page(status: int, message: str) -> web.Response:
-    return html("error.html", status=status, status_code=status, message=message)
+    try:
+        phrase = HTTPStatus(status).phrase
+    except ValueError:
+        phrase = "Error"
+    return html("error.html", status=status, status_code=status, phrase=phrase,
+                message=message[:1].upper() + message[1:])

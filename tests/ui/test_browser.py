@@ -133,6 +133,13 @@ def test_the_incident_list_puts_open_incidents_first_with_sla_time_left(
     row = rows[ids.index(worst)]
     assert "left" in row.text  # 15 min to acknowledge a SEV1
     screenshot(browser, console, "incidents")
+    # Dark mode follows the OS setting (prefers-color-scheme).
+    browser.execute_cdp_cmd("Emulation.setEmulatedMedia", {
+        "features": [{"name": "prefers-color-scheme", "value": "dark"}]})
+    background = browser.execute_script(
+        "return getComputedStyle(document.body).backgroundColor")
+    assert background == "rgb(17, 20, 24)", background
+    screenshot(browser, console, "incidents-dark")
 
 
 def test_a_read_only_token_cannot_act(console: Router, browser: WebDriver) -> None:
