@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from router.delivery.receivers import ReceiverConfig
 from router.durations import Duration
@@ -164,6 +164,13 @@ class ApiConfig(Strict):
     # and replicas behind a load balancer need the same secret).
     session_secret: SecretStr | None = None
     session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
+    @model_validator(mode="after")
+    def _read_needs_write(self) -> ApiConfig:
+        if self.read_tokens and not self.tokens:
+            raise ValueError("read_tokens need tokens as well: without api.tokens the REST "
+                             "API is open to everyone")
+        return self
 
 
 class SlackAppConfig(Strict):

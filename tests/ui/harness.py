@@ -15,6 +15,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,8 @@ class Router:
         """Post one firing alert as Alertmanager's webhook does."""
         alert = {"status": "firing", "labels": {"alertname": name, **labels},
                  "annotations": {"summary": f"{name} on {labels.get('instance', 'all')}"},
-                 "startsAt": "2026-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+                 "startsAt": datetime.now(UTC).isoformat().replace("+00:00", "Z"),
+                 "endsAt": "0001-01-01T00:00:00Z",
                  "fingerprint": f"{abs(hash((name, *sorted(labels.items())))):016x}"[:16]}
         payload = {"version": "4", "status": "firing", "receiver": "router",
                    "groupKey": f'{{}}:{{alertname="{name}"}}', "alerts": [alert]}

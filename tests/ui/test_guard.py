@@ -173,3 +173,12 @@ async def test_bad_form_input_says_what_is_wrong(router_client: RouterClient) ->
     assert resp.status == 400 and "needs a name" in await resp.text()
     resp = await client.get("/ui/incidents/INC-20990101-1")
     assert resp.status == 404 and "No incident INC-20990101-1" in await resp.text()
+
+
+def test_read_tokens_alone_are_a_config_error() -> None:
+    import pytest
+
+    from router.config import ConfigError, parse_config
+
+    with pytest.raises(ConfigError, match="read_tokens need tokens as well"):
+        parse_config("api: {read_tokens: [x]}")
