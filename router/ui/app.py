@@ -49,9 +49,9 @@ def console_app(api: ApiConfig, clock: Clock = utcnow) -> web.Application:
 
 
 def add_routes(app: web.Application, api: ApiConfig, clock: Clock = utcnow) -> None:
-    app.add_subapp(PREFIX, console_app(api, clock))
-
     async def to_console(_: web.Request) -> web.Response:
         raise web.HTTPMovedPermanently(f"{PREFIX}/")
 
+    # Before the sub-app: its prefix resource would take `/ui` itself and answer 404.
     app.router.add_get(PREFIX, to_console)
+    app.add_subapp(PREFIX, console_app(api, clock))
