@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CONFIG ?= examples/router.yaml
 
-.PHONY: run test lint typecheck rules-test unit system-deps kafka-fetch k8s-checks bench clean
+.PHONY: run test lint typecheck rules-test unit system-deps kafka-fetch k8s-checks bench clean constraints
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test]'
+	$(BIN)/pip install --quiet --constraint constraints.txt -e '.[test]'
 	touch $@
 
 ## Start the router on the embedded backend with the shipped example config and rules.
@@ -54,6 +54,16 @@ kafka-fetch: $(STAMP)
 
 bench: $(STAMP) system-deps kafka-fetch
 	$(BIN)/python bench/run.py
+
+## Re-pin constraints.txt: the newest versions pyproject.toml allows (runtime + kafka extra).
+constraints: $(STAMP)
+	$(BIN)/pip install --quiet --dry-run --ignore-installed --report $(VENV)/report.json '.[kafka]'
+	{ sed -n '/^#/p' constraints.txt; $(BIN)/python -c 'import json, sys; \
+	  ms = [i["metadata"] for i in json.load(open(sys.argv[1]))["install"]]; \
+	  print(*sorted(m["name"].lower().replace("_", "-") + "==" + m["version"] for m in ms \
+	               if m["name"] != "incident-router"), sep="\n")' $(VENV)/report.json; \
+	} > constraints.new
+	mv constraints.new constraints.txt
 
 clean:
 	rm -rf $(VENV) data .mypy_cache .ruff_cache .pytest_cache

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -13,14 +13,16 @@ from router.api import dlq, incidents, oncall, ops, pagerduty, slack, status, we
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.backends.embedded import EmbeddedBackend
 from router.backends.factory import engine_context, make_backend
-from router.delivery.client import HttpClient
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.receivers import build_receivers
+from router.delivery.session import TlsFileError, new_session
 from router.delivery.sink import SinkContext
 from router.metrics import EngineMetrics, IntakeMetrics
 from router.runtime import Runtime, Snapshot
 from router.sources.sns import SnsVerifier
 from router.ui.app import add_routes as add_console
+
+log = logging.getLogger(__name__)
 
 
 def build_app(snapshot: Snapshot, config_path: Path | None = None,
@@ -33,13 +35,12 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     engine_metrics = EngineMetrics(registry)
 
     async def http_session(app: web.Application) -> AsyncIterator[None]:
-        timeout = aiohttp.ClientTimeout(total=30, connect=5)
-        client = HttpClient()  # the receivers' (see router/delivery/client.py)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            app[HTTP] = client
+        # The process's one outbound session: receivers and SNS certificates (proxies from
+        # the environment, one connection pool).
+        async with new_session() as session:
+            app[HTTP] = session
             app[SNS_VERIFIER] = SnsVerifier(session)
             yield
-        await client.close()
 
     async def backend(app: web.Application) -> AsyncIterator[None]:
         store = make_backend(config, engine_metrics)
@@ -52,9 +53,19 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
         store = app[BACKEND]
-        receivers = build_receivers(config.receivers, SinkContext(app[HTTP], store.records))
+        ctx = SinkContext(app[HTTP], store.records)
+        receivers = build_receivers(config.receivers, ctx)
         dispatcher = Dispatcher(store.outbox, store.outbox, receivers, store=store.records,
                                 registry=registry)
+
+        def rebuild(snap: Snapshot) -> None:
+            # All of the new receivers or none: a CA file that cannot be read keeps the old set.
+            try:
+                dispatcher.set_receivers(build_receivers(snap.config.receivers, ctx))
+            except TlsFileError as exc:
+                log.error("receivers not rebuilt, the previous ones stay: %s", exc)
+
+        app[RUNTIME].on_reload.append(rebuild)
         store.engine.on_outbox = dispatcher.wake
         if isinstance(store, EmbeddedBackend):  # its intake gate watches this dispatcher
             store.delivery_backlog = lambda: dispatcher.backlog
