@@ -37,13 +37,15 @@ unit: $(STAMP)
 k8s-checks: $(STAMP) system-deps
 	$(BIN)/python tools/k8s_checks.py
 
-# Real Alertmanager and Prometheus for the end-to-end tests, from Debian's packages.
+# Real Alertmanager and Prometheus for the end-to-end tests, and Chromium with its chromedriver
+# for the console's browser tests (tests/ui), from Debian's packages.
 system-deps:
-	@if ! command -v prometheus-alertmanager >/dev/null || ! command -v prometheus >/dev/null; then \
+	@if ! command -v prometheus-alertmanager >/dev/null || ! command -v prometheus >/dev/null \
+	    || ! command -v chromium >/dev/null || ! command -v chromedriver >/dev/null; then \
 	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 	  $$SUDO apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends \
-	    prometheus-alertmanager prometheus >/dev/null; \
+	    prometheus-alertmanager prometheus chromium chromium-driver >/dev/null; \
 	fi
 
 # Apache Kafka jars from Maven Central into a cache; the tests start the broker themselves.

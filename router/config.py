@@ -170,9 +170,31 @@ class SourcesConfig(Strict):
 
 
 class ApiConfig(Strict):
-    """Bearer tokens for the REST API (incidents, DLQ, reload). Empty: read-only GETs open."""
+    """Who may use the REST API and the web console (router.api.auth).
+
+    `tokens` are read-write: the REST API needs one (Bearer) when any is configured, and they
+    log in to the console with write rights. `read_tokens` log in to the console read-only.
+    With no token and no trusted header configured, the console is open read-write, like the
+    REST API. `trusted_header` names a header an authenticating proxy sets to the user's name
+    (e.g. X-Forwarded-User): requests carrying it are logged in with `trusted_header_role`;
+    set it only when every request reaches the router through that proxy.
+    """
 
     tokens: list[SecretStr] = Field(default_factory=list)
+    read_tokens: list[SecretStr] = Field(default_factory=list)
+    trusted_header: str | None = Field(default=None, min_length=1)
+    trusted_header_role: Literal["read", "write"] = "read"
+    # Signs console session cookies; unset, a random key per process (logins end at restart,
+    # and replicas behind a load balancer need the same secret).
+    session_secret: SecretStr | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
+    @model_validator(mode="after")
+    def _read_needs_write(self) -> ApiConfig:
+        if self.read_tokens and not self.tokens:
+            raise ValueError("read_tokens need tokens as well: without api.tokens the REST "
+                             "API is open to everyone")
+        return self
 
 
 class SlackAppConfig(Strict):

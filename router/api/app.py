@@ -22,6 +22,7 @@ from router.delivery.sink import Receiver, SinkContext
 from router.metrics import EngineMetrics, IntakeMetrics
 from router.runtime import Runtime, Snapshot
 from router.sources.sns import SnsVerifier
+from router.ui.app import add_routes as add_console
 
 log = logging.getLogger(__name__)
 
@@ -100,4 +101,5 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     slack.add_routes(app)
     pagerduty.add_routes(app)
     status.add_routes(app)
+    add_console(app, config.api)  # /ui/
     return app

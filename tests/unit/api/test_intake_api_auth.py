@@ -46,3 +46,18 @@ async def test_alerts_are_listed_with_the_token(router_client: RouterClient) -> 
 async def test_without_tokens_alerts_stay_readable(router_client: RouterClient) -> None:
     client = await router_client()
     assert (await client.get("/api/v1/alerts")).status == 200
+
+
+async def test_a_read_only_token_reads_and_is_refused_every_write(
+    router_client: RouterClient,
+) -> None:
+    client = await router_client({"api": {"tokens": [TOKEN], "read_tokens": ["r3ad-only"]}})
+    reader = {"Authorization": "Bearer r3ad-only"}
+    assert (await client.get("/api/v1/alerts", headers=reader)).status == 200
+    assert (await client.get("/api/v1/incidents", headers=reader)).status == 200
+    declare = await client.post("/api/v1/incidents", headers=reader,
+                                json={"title": "x", "severity": "SEV2"})
+    assert declare.status == 403
+    assert (await declare.json())["error"] == "this API token is read-only"
+    assert (await client.post("/-/reload", headers=reader)).status in (401, 403)
+    assert (await client.get("/api/v1/incidents")).status == 401
