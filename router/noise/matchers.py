@@ -102,7 +102,7 @@ class Matcher(Frozen):
     def __str__(self) -> str:
         """Alertmanager's String(): `name="value"`, or both quoted when the name needs it."""
         if any(_is_reserved(c) for c in self.name):
-            return f"{_go_quote(self.name)}{self.type}{_go_quote(self.value)}"
+            return f"{go_quote(self.name)}{self.type}{go_quote(self.value)}"
         return f'{self.name}{self.type}"{_openmetrics_escape(self.value)}"'
 
     def to_api(self) -> ApiMatcher:
@@ -277,8 +277,8 @@ _GO_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", 
                "\v": "\\v", '"': '\\"', "\\": "\\\\"}  # fmt: skip
 
 
-def _go_quote(s: str) -> str:
-    """Go's strconv.Quote, which Alertmanager uses for names that need quoting."""
+def go_quote(s: str) -> str:
+    """Go's strconv.Quote (`%q`), which Alertmanager uses for names and in its messages."""
     out = ['"']
     for c in s:
         if c in _GO_ESCAPES:
