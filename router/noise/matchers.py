@@ -87,6 +87,11 @@ class Matcher(Frozen):
             compile_anchored(self.value)
         return self
 
+    @classmethod
+    def of(cls, name: str, value: str, type: MatchType = MatchType.EQUAL) -> Matcher:
+        """A matcher; a bad regex raises MatcherError (not pydantic's ValidationError)."""
+        return _build(name, type, value)
+
     def matches_value(self, value: str) -> bool:
         """Whether a label value (the empty string for a missing label) satisfies this."""
         if self.type is MatchType.EQUAL:
