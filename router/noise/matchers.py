@@ -8,8 +8,10 @@ Semantics follow Alertmanager's `pkg/labels` (matcher.go, parse.go):
   Python's backtracking `re`: patterns come from anyone with API access, and RE2 matches in linear
   time, with Go's (Alertmanager's) syntax and semantics (`.` does not match a newline unless
   `(?s)`);
-- the text syntax is the classic one that amtool, the v2 API's `filter` parameter and
-  Alertmanager's config accept: `{a="b", c=~"d.*"}`, braces optional, values quoted or bare.
+- the text syntax is the one amtool, the v2 API's `filter` parameter and Alertmanager's config
+  accept: `{a="b", c=~"d.*"}`, braces optional, values quoted or bare. As in Alertmanager's
+  default ("fallback") mode, the classic syntax (`pkg/labels/parse.go`) is tried first and the
+  newer UTF-8 one (`utf8_syntax`, quoted label names) only when the classic one fails.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import re2
 from pydantic import BaseModel, ConfigDict, Field, RootModel, model_validator
 
 from router.model import Frozen
+from router.noise.utf8_syntax import Utf8SyntaxError, parse_utf8
 
 
 class MatcherError(ValueError):
@@ -186,8 +189,33 @@ def parse_matchers(text: str) -> Matchers:
 
     A leading `{` and a trailing `}` are optional; commas inside double quotes do not separate;
     a trailing comma is allowed. Values may be quoted (`\\"`, `\\n`, `\\\\` escapes) or bare.
-    MatcherError says what is wrong, e.g. `bad matcher format: invalid-name="x"`.
+    Input the classic syntax refuses is read with the UTF-8 syntax (`{"service.name"="api"}`);
+    when both refuse it, MatcherError gives the classic reason, e.g.
+    `bad matcher format: invalid-name="x"`.
     """
+    try:
+        return parse_classic_matchers(text)
+    except MatcherError as classic:
+        try:
+            parsed = parse_utf8(text)
+            return Matchers(tuple(_build(n, MatchType(op), v) for n, op, v in parsed))
+        except (Utf8SyntaxError, MatcherError):
+            raise classic from None
+
+
+def parse_utf8_matchers(text: str) -> Matchers:
+    """Parse with the UTF-8 syntax only (Alertmanager's `utf8-strict-mode`); MatcherError with
+    its message, e.g. `0:8: }: expected opening brace`."""
+    try:
+        parsed = parse_utf8(text)
+    except Utf8SyntaxError as exc:
+        raise MatcherError(str(exc)) from None
+    return Matchers(tuple(_build(n, MatchType(op), v) for n, op, v in parsed))
+
+
+def parse_classic_matchers(text: str) -> Matchers:
+    """Parse with the classic syntax only (`pkg/labels/parse.go`, Alertmanager's
+    `classic-mode`)."""
     s = text.removeprefix("{").removesuffix("}")
     tokens: list[str] = []
     token: list[str] = []
@@ -218,7 +246,17 @@ def parse_matcher(text: str) -> Matcher:
     """Parse one matcher, as the v2 API parses each `filter` value: braces are refused."""
     if text.startswith("{") or text.endswith("}"):
         raise MatcherError(f"unexpected open or close brace: {text}")
-    return _parse_one(text)
+    try:
+        return _parse_one(text)
+    except MatcherError as classic:
+        try:
+            parsed = parse_utf8(text)
+            if len(parsed) == 1:
+                name, op, value = parsed[0]
+                return _build(name, MatchType(op), value)
+        except (Utf8SyntaxError, MatcherError):
+            pass
+        raise classic from None
 
 
 def _parse_one(s: str) -> Matcher:

@@ -20,6 +20,7 @@ from router.noise.matchers import (
     MatcherError,
     Matchers,
     MatchType,
+    parse_classic_matchers,
     parse_matcher,
     parse_matchers,
 )
@@ -126,7 +127,41 @@ PARSE_CASES: list[tuple[str, list[tuple[str, MatchType, str]], str | None]] = [
 
 
 @pytest.mark.parametrize(("text", "want", "error"), PARSE_CASES, ids=[c[0] for c in PARSE_CASES])
-def test_parse_matchers(
+def test_parse_classic_matchers(
+    text: str, want: list[tuple[str, MatchType, str]], error: str | None
+) -> None:
+    if error is not None:
+        with pytest.raises(MatcherError) as info:
+            parse_classic_matchers(text)
+        assert str(info.value) == error
+        return
+    got = parse_classic_matchers(text)
+    assert [(m.name, m.type, m.value) for m in got] == want
+
+
+# Alertmanager's default ("fallback") mode, `matcher/compat/parse_test.go`: the classic syntax
+# first, the UTF-8 one when the classic one refuses; the classic error when both refuse.
+# (input, expected matchers, expected error or None)
+FALLBACK_CASES: list[tuple[str, list[tuple[str, MatchType, str]], str | None]] = [
+    ("{foo=bar,bar=baz}", [("foo", EQ, "bar"), ("bar", EQ, "baz")], None),
+    ("{foo!bar}", [], "bad matcher format: foo!bar"),
+    ("{foo🙂=bar,bar=baz🙂}", [("foo🙂", EQ, "bar"), ("bar", EQ, "baz🙂")], None),
+    ("{foo=!bar,bar=$baz\\n}", [("foo", EQ, "!bar"), ("bar", EQ, "$baz\n")], None),
+    # Disagreement: the classic reading wins (the escapes stay literal).
+    ('{foo="\\xf0\\x9f\\x99\\x82"}', [("foo", EQ, "\\xf0\\x9f\\x99\\x82")], None),
+    # Beyond AM's table: quoted label names, and names the classic syntax refuses.
+    (
+        '{"service.name"="api", env=~"prod|stage"}',
+        [("service.name", EQ, "api"), ("env", RE, "prod|stage")],
+        None,
+    ),
+    ('{invalid-name = "valid label"}', [("invalid-name", EQ, "valid label")], None),
+    ('{"a"=~"("}', [], 'bad matcher format: "a"=~"("'),  # a bad regex in the UTF-8 reading
+]
+
+
+@pytest.mark.parametrize(("text", "want", "error"), FALLBACK_CASES)
+def test_parse_matchers_falls_back_like_alertmanager(
     text: str, want: list[tuple[str, MatchType, str]], error: str | None
 ) -> None:
     if error is not None:
@@ -305,9 +340,17 @@ def test_matchers_json_is_a_list() -> None:
     assert matchers.to_api() == [{"name": "a", "value": "b", "isRegex": False, "isEqual": True}]
 
 
-# (filter value, expected matcher or error): the v2 API's `filter`, one matcher per value.
+# (filter value, expected matcher or error): the v2 API's `filter`, one matcher per value
+# (TestFallbackMatcherParser's cases, then ours).
 FILTER_CASES: list[tuple[str, tuple[str, MatchType, str] | None, str | None]] = [
+    ("foo=bar", ("foo", EQ, "bar"), None),
+    ("foo!bar", None, "bad matcher format: foo!bar"),
+    ("foo🙂=bar", ("foo🙂", EQ, "bar"), None),
+    ("foo=!bar\\n", ("foo", EQ, "!bar\n"), None),
+    ('foo="\\xf0\\x9f\\x99\\x82"', ("foo", EQ, "\\xf0\\x9f\\x99\\x82"), None),
     ('alertname="Foo"', ("alertname", EQ, "Foo"), None),
+    ('"service.name"="api"', ("service.name", EQ, "api"), None),
+    ('"a"="b","c"="d"', None, 'bad matcher format: "a"="b","c"="d"'),  # one matcher only
     ("severity=~crit.*", ("severity", RE, "crit.*"), None),
     ('{alertname="Foo"}', None, 'unexpected open or close brace: {alertname="Foo"}'),
     ("alertname=Foo}", None, "unexpected open or close brace: alertname=Foo}"),
