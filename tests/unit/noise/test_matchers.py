@@ -24,6 +24,7 @@ from router.noise.matchers import (
     parse_matcher,
     parse_matchers,
 )
+from tests.unit.noise.conftest import assert_parses
 
 EQ, NE, RE, NRE = MatchType.EQUAL, MatchType.NOT_EQUAL, MatchType.REGEX, MatchType.NOT_REGEX
 
@@ -130,13 +131,7 @@ PARSE_CASES: list[tuple[str, list[tuple[str, MatchType, str]], str | None]] = [
 def test_parse_classic_matchers(
     text: str, want: list[tuple[str, MatchType, str]], error: str | None
 ) -> None:
-    if error is not None:
-        with pytest.raises(MatcherError) as info:
-            parse_classic_matchers(text)
-        assert str(info.value) == error
-        return
-    got = parse_classic_matchers(text)
-    assert [(m.name, m.type, m.value) for m in got] == want
+    assert_parses(parse_classic_matchers, text, want, error)
 
 
 # Alertmanager's default ("fallback") mode, `matcher/compat/parse_test.go`: the classic syntax
@@ -164,13 +159,7 @@ FALLBACK_CASES: list[tuple[str, list[tuple[str, MatchType, str]], str | None]] =
 def test_parse_matchers_falls_back_like_alertmanager(
     text: str, want: list[tuple[str, MatchType, str]], error: str | None
 ) -> None:
-    if error is not None:
-        with pytest.raises(MatcherError) as info:
-            parse_matchers(text)
-        assert str(info.value) == error
-        return
-    got = parse_matchers(text)
-    assert [(m.name, m.type, m.value) for m in got] == want
+    assert_parses(parse_matchers, text, want, error)
 
 
 # (matcher type, matcher value, label value, matches)

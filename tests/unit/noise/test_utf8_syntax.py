@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.noise.matchers import MatcherError, MatchType, parse_utf8_matchers
+from router.noise.matchers import MatchType, parse_utf8_matchers
+from tests.unit.noise.conftest import assert_parses
 
 EQ, NE, RE, NRE = MatchType.EQUAL, MatchType.NOT_EQUAL, MatchType.REGEX, MatchType.NOT_REGEX
 
@@ -138,10 +139,4 @@ CASES: list[tuple[str, str, list[tuple[str, MatchType, str]], str | None]] = [
 def test_parse_utf8_matchers(
     text: str, want: list[tuple[str, MatchType, str]], error: str | None
 ) -> None:
-    if error is not None:
-        with pytest.raises(MatcherError) as info:
-            parse_utf8_matchers(text)
-        assert str(info.value) == error
-        return
-    got = parse_utf8_matchers(text)
-    assert [(m.name, m.type, m.value) for m in got] == want
+    assert_parses(parse_utf8_matchers, text, want, error)
