@@ -129,15 +129,16 @@ class Matcher(Frozen):
 
 
 class ApiMatcher(BaseModel):
-    """The v2 API's `matcher`: `{"name","value","isRegex","isEqual"}`, isEqual defaulting to
-    true as in Alertmanager's openapi spec. Strict types: `"true"` is not a boolean."""
+    """The v2 API's `matcher`: `{"isEqual","isRegex","name","value"}` (the order Alertmanager
+    writes), isEqual defaulting to true as in its openapi spec. Strict types: `"true"` is not a
+    boolean."""
 
     model_config = ConfigDict(frozen=True, strict=True, populate_by_name=True)
 
+    is_equal: bool = Field(default=True, alias="isEqual")
+    is_regex: bool = Field(alias="isRegex")
     name: str
     value: str
-    is_regex: bool = Field(alias="isRegex")
-    is_equal: bool = Field(default=True, alias="isEqual")
 
     def to_json(self) -> dict[str, Any]:
         return self.model_dump(by_alias=True)

@@ -252,8 +252,9 @@ class ApiSilenceStatus(_Api):
 
 
 class GettableSilence(_Api):
-    """`gettableSilence`: what `GET /api/v2/silences` and `/api/v2/silence/{id}` return.
-    Field order as Alertmanager writes it."""
+    """`gettableSilence`: what `GET /api/v2/silences` and `/api/v2/silence/{id}` return, in
+    the bytes Alertmanager 0.25 writes (field order, milliseconds); `annotations`, which newer
+    Alertmanagers add, only when there are some."""
 
     id: str
     status: ApiSilenceStatus
@@ -280,7 +281,9 @@ class GettableSilence(_Api):
         )
 
     def to_json(self) -> dict[str, Any]:
-        return self.model_dump(mode="json", by_alias=True)
+        return self.model_dump(
+            mode="json", by_alias=True, exclude={"annotations"} if not self.annotations else None
+        )
 
 
 class PostableSilence(_Api):

@@ -393,25 +393,29 @@ def test_api_order() -> None:
 
 
 def test_gettable_silence_json_is_alertmanagers() -> None:
+    """Byte for byte what Debian's Alertmanager 0.25 answered to `amtool silence add
+    alertname=Foo 'env=~"prod|stage"' -d 2h -a alice -c deploy` then `GET /api/v2/silences`."""
     silence = Silence(
-        id="6b5a4d1c-0f59-4a4a-9c61-2b0c6f1c0d10",
+        id="6b200abe-49af-4321-a70e-1ecc1e0a3d0b",
         matchers=parse_matchers('alertname="Foo", env=~"prod|stage"'),
-        starts_at=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
-        ends_at=datetime(2026, 3, 1, 14, 0, tzinfo=UTC),
+        starts_at=datetime(2026, 12, 5, 13, 58, 44, 703112, tzinfo=UTC),
+        ends_at=datetime(2026, 12, 5, 15, 58, 44, 701998, tzinfo=UTC),
         created_by="alice",
         comment="deploy",
-        updated_at=datetime(2026, 3, 1, 12, 0, 0, 123456, tzinfo=UTC),
+        updated_at=datetime(2026, 12, 5, 13, 58, 44, 703112, tzinfo=UTC),
     )
-    body = json.dumps(GettableSilence.of(silence, NOW + M).to_json(), separators=(",", ":"))
+    now = datetime(2026, 12, 5, 14, 0, tzinfo=UTC)
+    body = json.dumps(gettable_silences([silence], now), separators=(",", ":"))
     assert body == (
-        '{"id":"6b5a4d1c-0f59-4a4a-9c61-2b0c6f1c0d10","status":{"state":"active"},'
-        '"updatedAt":"2026-03-01T12:00:00.123Z","annotations":{},"comment":"deploy",'
-        '"createdBy":"alice","endsAt":"2026-03-01T14:00:00.000Z",'
-        '"matchers":[{"name":"alertname","value":"Foo","isRegex":false,"isEqual":true},'
-        '{"name":"env","value":"prod|stage","isRegex":true,"isEqual":true}],'
-        '"startsAt":"2026-03-01T12:00:00.123Z"}'
+        '[{"id":"6b200abe-49af-4321-a70e-1ecc1e0a3d0b","status":{"state":"active"},'
+        '"updatedAt":"2026-12-05T13:58:44.703Z","comment":"deploy","createdBy":"alice",'
+        '"endsAt":"2026-12-05T15:58:44.701Z","matchers":[{"isEqual":true,"isRegex":false,'
+        '"name":"alertname","value":"Foo"},{"isEqual":true,"isRegex":true,"name":"env",'
+        '"value":"prod|stage"}],"startsAt":"2026-12-05T13:58:44.703Z"}]'
     )
-    assert gettable_silences([silence], NOW + 3 * H)[0]["status"] == {"state": "expired"}
+    assert gettable_silences([silence], now + 3 * H)[0]["status"] == {"state": "expired"}
+    annotated = silence.with_(annotations={"ticket": "OPS-1"})
+    assert GettableSilence.of(annotated, now).to_json()["annotations"] == {"ticket": "OPS-1"}
 
 
 def test_postable_silence_as_amtool_sends_it() -> None:
