@@ -217,3 +217,11 @@ def test_deprecated_match_maps_are_read() -> None:
 def test_config_errors_say_what_is_wrong(config: dict[str, object], why: str) -> None:
     with pytest.raises(ValidationError, match=why):
         InhibitRule.model_validate(config)
+
+
+def test_stored_form_round_trips() -> None:
+    got = InhibitRule.model_validate(
+        {"source_matchers": ['a="b"'], "target_matchers": ['c=~"d|e"'], "equal": ["x"]}
+    )
+    assert InhibitRule.model_validate_json(got.model_dump_json()) == got
+    assert InhibitRule.model_validate(got.model_dump()) == got

@@ -491,3 +491,12 @@ def test_the_end_instant_no_longer_mutes_but_can_still_be_extended() -> None:
     # ... while AM's Set still treats the end instant as active: extended in place, same id.
     out = set_silence(draft_of(ended, ends_at=NOW + H), ended, NOW, Ids())
     assert out.expired is None and out.silence.id == ended.id
+
+
+def test_stored_form_round_trips() -> None:
+    # The engine logs silences as JSON: what it writes it must read back, equal.
+    silence = sil(-M, H, matchers=parse_matchers('a="b", c=~"d|e"'), comment="x").with_(
+        annotations={"ticket": "OPS-1"}
+    )
+    assert Silence.model_validate_json(silence.model_dump_json()) == silence
+    assert Silence.model_validate(silence.model_dump()) == silence
