@@ -1,0 +1,253 @@
+"""Maintenance windows: when a scheduled window is open. Pure time arithmetic, no I/O.
+
+A window is one-off (`start`/`end`) or recurring: a `cron` expression (croniter) or a `weekly`
+list of days (dateutil's rrule), each occurrence lasting `duration`. Recurrences are evaluated on
+the window's local wall clock, so a daily 22:00 window stays at 22:00 local across DST changes;
+local times are turned into instants by the rule in `router.noise.localtime` (a skipped 02:30
+starts at 03:30 of the new offset, a repeated one at its first occurrence). `duration` is
+elapsed time: a 2h occurrence lasts two real hours even across a DST change.
+
+Occurrences that overlap or touch form one span: the window is open from the first one's start to
+the last one's end. All spans are half-open `[start, end)` and in UTC.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime, time, timedelta
+from typing import Literal
+from zoneinfo import ZoneInfo
+
+from croniter import CroniterBadDateError, croniter, croniter_range
+from dateutil.rrule import WEEKLY, rrule
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from router.durations import Duration
+from router.noise.localtime import (
+    MAX_SHIFT,
+    WEEKDAYS,
+    Span,
+    Weekday,
+    instant,
+    require_aware,
+    wall_clock,
+)
+from router.oncall import TimeZoneName
+
+# How far `next_change` looks for the next occurrence: a Feb 29 cron fires at most 8 years apart.
+HORIZON = timedelta(days=9 * 366)
+# Occurrences merged into one span at most; a window that never closes (every minute, lasting two)
+# is reported as closing after this many, and is found open again there.
+MAX_CHAIN = 1_000
+_FIRST_STEP = timedelta(hours=1)
+_MAX_STEP = timedelta(days=64)
+_CRON_MACROS = frozenset(
+    {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class Weekly(_Strict):
+    """Every listed day at `start` local time, for `duration`."""
+
+    days: tuple[Weekday, ...] = Field(min_length=1)
+    start: time
+    duration: Duration
+
+    @field_validator("start")
+    @classmethod
+    def _local(cls, value: time) -> time:
+        if value.tzinfo is not None:
+            raise ValueError("weekly start is a local time of day without offset, e.g. 22:00")
+        return value
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: timedelta) -> timedelta:
+        return _positive_duration(value)
+
+
+class MaintenanceWindow(_Strict):
+    """Alerts matching `matchers` are not notified while the window is open.
+
+    `matchers` are label matcher strings (`service="checkout"`, `env=~"prod|staging"`), parsed
+    where they are applied. `after` says what happens to alerts still firing when it closes:
+    `notify` them then, or `drop` them."""
+
+    name: str = Field(min_length=1)
+    matchers: tuple[str, ...] = Field(min_length=1)
+    time_zone: TimeZoneName = "UTC"
+    start: datetime | None = None
+    end: datetime | None = None
+    cron: str | None = None
+    duration: Duration | None = None
+    weekly: Weekly | None = None
+    after: Literal["notify", "drop"] = "notify"
+
+    @field_validator("cron")
+    @classmethod
+    def _valid_cron(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        text = " ".join(value.split())
+        if not (text in _CRON_MACROS or len(text.split()) == 5) or not croniter.is_valid(text):
+            raise ValueError(
+                f"invalid cron expression {value!r}: use 5 fields (minute hour day-of-month "
+                "month day-of-week, e.g. '0 2 * * sun') or @daily, @weekly, @monthly, ..."
+            )
+        try:
+            croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+        except CroniterBadDateError:
+            raise ValueError(f"cron expression {value!r} never matches a date") from None
+        return text
+
+    @field_validator("duration")
+    @classmethod
+    def _positive(cls, value: timedelta | None) -> timedelta | None:
+        return None if value is None else _positive_duration(value)
+
+    @model_validator(mode="after")
+    def _one_schedule(self) -> MaintenanceWindow:
+        one_off = self.start is not None or self.end is not None
+        recurring = self.cron is not None or self.duration is not None
+        if one_off + recurring + (self.weekly is not None) != 1:
+            raise ValueError(
+                f"maintenance window {self.name!r} needs exactly one schedule: start and end "
+                "(one-off), cron and duration, or weekly"
+            )
+        if one_off:
+            if self.start is None or self.end is None:
+                raise ValueError(f"maintenance window {self.name!r} needs both start and end")
+            span = self.one_off
+            assert span is not None
+            if span.end <= span.start:
+                raise ValueError(f"maintenance window {self.name!r} ends before it starts")
+        if recurring and (self.cron is None or self.duration is None):
+            raise ValueError(f"maintenance window {self.name!r} needs both cron and duration")
+        return self
+
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.time_zone)
+
+    @property
+    def one_off(self) -> Span | None:
+        """The span of a one-off window (a `start`/`end` without offset is local time)."""
+        if self.start is None or self.end is None:
+            return None
+        return Span(self._instant(self.start), self._instant(self.end))
+
+    @property
+    def length(self) -> timedelta:
+        """How long one occurrence of a recurring window lasts."""
+        if self.weekly is not None:
+            return self.weekly.duration
+        assert self.duration is not None, "a one-off window has no recurrence"
+        return self.duration
+
+    def _instant(self, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            return instant(self.zone, value)
+        return value.astimezone(UTC)
+
+
+def _positive_duration(value: timedelta) -> timedelta:
+    if value <= timedelta(0):
+        raise ValueError("duration must be positive, e.g. 2h")
+    return value
+
+
+# --- occurrences ----------------------------------------------------------------------------
+
+
+def _walls(window: MaintenanceWindow, lo: datetime, hi: datetime) -> Iterator[datetime]:
+    """Occurrence starts on the local wall clock (naive) from `lo` to `hi`."""
+    if window.cron is not None:
+        return croniter_range(lo, hi, window.cron, ret_type=datetime)
+    assert window.weekly is not None
+    weekly = window.weekly
+    rule = rrule(
+        WEEKLY,
+        dtstart=lo,
+        byweekday=[WEEKDAYS.index(day) for day in weekly.days],
+        byhour=weekly.start.hour,
+        byminute=weekly.start.minute,
+        bysecond=weekly.start.second,
+    )
+    return iter(rule.between(lo, hi, inc=True))
+
+
+def _starts(window: MaintenanceWindow, lo: datetime, hi: datetime) -> list[datetime]:
+    """Occurrence start instants in `[lo, hi)`, ascending. The wall-clock range is widened by the
+    largest DST shift, then cut exactly on instants (across a gap, wall order is not instant
+    order)."""
+    zone = window.zone
+    walls = _walls(window, wall_clock(zone, lo) - MAX_SHIFT, wall_clock(zone, hi) + MAX_SHIFT)
+    return sorted({s for w in walls if lo <= (s := instant(zone, w)) < hi})
+
+
+def _starts_after(window: MaintenanceWindow, at: datetime) -> Iterator[datetime]:
+    """Occurrence starts strictly after `at`, ascending, up to HORIZON. Searched in growing
+    chunks, so a frequent cron costs little and a yearly one few steps."""
+    lo, step = at + timedelta(microseconds=1), _FIRST_STEP
+    while lo <= at + HORIZON:
+        yield from _starts(window, lo, lo + step)
+        lo, step = lo + step, min(step * 2, _MAX_STEP)
+
+
+def _starts_until(window: MaintenanceWindow, at: datetime) -> Iterator[datetime]:
+    """Occurrence starts at or before `at`, descending, up to HORIZON back."""
+    hi, step = at + timedelta(microseconds=1), _FIRST_STEP
+    while hi >= at - HORIZON:
+        yield from reversed(_starts(window, hi - step, hi))
+        hi, step = hi - step, min(step * 2, _MAX_STEP)
+
+
+# --- the questions the engine asks ----------------------------------------------------------
+
+
+def current_span(window: MaintenanceWindow, at: datetime) -> Span | None:
+    """The span (UTC) of the window that contains `at`, or None when it is closed at `at`."""
+    at = require_aware(at)
+    one_off = window.one_off
+    if one_off is not None:
+        return one_off if one_off.start <= at < one_off.end else None
+    length = window.length
+    # Every occurrence lasts `length`, so ends are in the order of starts: the latest start
+    # decides whether `at` is covered, and the walk back stops at the first gap.
+    earlier = _starts_until(window, at)
+    latest = next(earlier, None)
+    if latest is None or latest + length <= at:
+        return None
+    start = latest
+    for count, s in enumerate(earlier):
+        if s + length < start or count >= MAX_CHAIN:
+            break
+        start = s
+    end = latest + length
+    for count, s in enumerate(_starts_after(window, at)):
+        if s > end or count >= MAX_CHAIN:
+            break
+        end = s + length
+    return Span(start, end)
+
+
+def active_at(window: MaintenanceWindow, at: datetime) -> bool:
+    """Is the window open at `at` (aware)?"""
+    return current_span(window, at) is not None
+
+
+def next_change(window: MaintenanceWindow, at: datetime) -> datetime | None:
+    """The next instant (UTC, after `at`) at which the window opens or closes, for the engine's
+    timer; None when it never changes again (a one-off window that has ended)."""
+    at = require_aware(at)
+    span = current_span(window, at)
+    if span is not None:
+        return span.end
+    one_off = window.one_off
+    if one_off is not None:
+        return one_off.start if at < one_off.start else None
+    return next(_starts_after(window, at), None)
