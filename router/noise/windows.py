@@ -36,10 +36,11 @@ from router.oncall import TimeZoneName
 
 # How far `next_change` looks for the next occurrence: a Feb 29 cron fires at most 8 years apart.
 HORIZON = timedelta(days=9 * 366)
-# Occurrences merged into one span at most; a window that never closes (every minute, lasting two)
-# is reported as closing after this many, and is found open again there.
+# Steps (each one occurrence length) a span is extended by at most, each way: a window that never
+# closes (every minute, lasting two) is reported as closing there, and is found open again then.
 MAX_CHAIN = 1_000
 _FIRST_STEP = timedelta(hours=1)
+_DAY = timedelta(days=1)
 _MAX_STEP = timedelta(days=64)
 _CRON_MACROS = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -181,29 +182,27 @@ def _walls(window: MaintenanceWindow, lo: datetime, hi: datetime) -> Iterator[da
 
 
 def _starts(window: MaintenanceWindow, lo: datetime, hi: datetime) -> list[datetime]:
-    """Occurrence start instants in `[lo, hi)`, ascending. The wall-clock range is widened by the
-    largest DST shift, then cut exactly on instants (across a gap, wall order is not instant
-    order)."""
+    """Occurrence start instants in `[lo, hi)`, ascending. Near a UTC-offset change the wall-clock
+    range is widened by more than any shift, then cut exactly on instants (a skipped wall time
+    lands after the gap, a repeated one on its first pass). Away from one, wall and instant
+    ranges match exactly, which keeps a frequent cron cheap."""
     zone = window.zone
-    walls = _walls(window, wall_clock(zone, lo) - MAX_SHIFT, wall_clock(zone, hi) + MAX_SHIFT)
+    steady = hi - lo <= _DAY and (
+        (lo - MAX_SHIFT).astimezone(zone).utcoffset()
+        == (hi + MAX_SHIFT).astimezone(zone).utcoffset()
+    )
+    margin = timedelta(0) if steady else MAX_SHIFT
+    walls = _walls(window, wall_clock(zone, lo) - margin, wall_clock(zone, hi) + margin)
     return sorted({s for w in walls if lo <= (s := instant(zone, w)) < hi})
 
 
 def _starts_after(window: MaintenanceWindow, at: datetime) -> Iterator[datetime]:
     """Occurrence starts strictly after `at`, ascending, up to HORIZON. Searched in growing
-    chunks, so a frequent cron costs little and a yearly one few steps."""
+    chunks, so a frequent cron costs little and a yearly one a few steps."""
     lo, step = at + timedelta(microseconds=1), _FIRST_STEP
     while lo <= at + HORIZON:
         yield from _starts(window, lo, lo + step)
         lo, step = lo + step, min(step * 2, _MAX_STEP)
-
-
-def _starts_until(window: MaintenanceWindow, at: datetime) -> Iterator[datetime]:
-    """Occurrence starts at or before `at`, descending, up to HORIZON back."""
-    hi, step = at + timedelta(microseconds=1), _FIRST_STEP
-    while hi >= at - HORIZON:
-        yield from reversed(_starts(window, hi - step, hi))
-        hi, step = hi - step, min(step * 2, _MAX_STEP)
 
 
 # --- the questions the engine asks ----------------------------------------------------------
@@ -215,23 +214,24 @@ def current_span(window: MaintenanceWindow, at: datetime) -> Span | None:
     one_off = window.one_off
     if one_off is not None:
         return one_off if one_off.start <= at < one_off.end else None
-    length = window.length
-    # Every occurrence lasts `length`, so ends are in the order of starts: the latest start
-    # decides whether `at` is covered, and the walk back stops at the first gap.
-    earlier = _starts_until(window, at)
-    latest = next(earlier, None)
-    if latest is None or latest + length <= at:
+    length, tick = window.length, timedelta(microseconds=1)
+    # The occurrences covering `at` are those that start in (at - length, at].
+    covering = _starts(window, at - length + tick, at + tick)
+    if not covering:
         return None
-    start = latest
-    for count, s in enumerate(earlier):
-        if s + length < start or count >= MAX_CHAIN:
+    start, end = covering[0], covering[-1] + length
+    # Extend over occurrences that overlap or touch the span, a bounded number of steps.
+    for _ in range(MAX_CHAIN):
+        earlier = _starts(window, start - length, start)
+        if not earlier:
             break
-        start = s
-    end = latest + length
-    for count, s in enumerate(_starts_after(window, at)):
-        if s > end or count >= MAX_CHAIN:
+        start = earlier[0]
+    scanned = at + tick
+    for _ in range(MAX_CHAIN):
+        later = _starts(window, scanned, end + tick)
+        if not later:
             break
-        end = s + length
+        scanned, end = end + tick, later[-1] + length
     return Span(start, end)
 
 
