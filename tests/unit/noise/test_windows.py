@@ -9,6 +9,9 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import pytest
+from croniter import croniter_range
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from router.noise.localtime import Span
@@ -272,3 +275,44 @@ def test_invalid_windows(kw: dict[str, Any], message: str) -> None:
 
 def test_cron_whitespace_is_normalised() -> None:
     assert window(cron=" 0  2 * *  sun ", duration="1h").cron == "0 2 * * sun"
+
+
+# --- against a brute-force oracle -----------------------------------------------------------
+
+# The 2026 DST changes (UTC) of three zones, Lord Howe's by 30 minutes, and Kolkata's new year.
+CHANGES = [
+    ("Europe/Berlin", utc(2026, 3, 29, 1)), ("Europe/Berlin", utc(2026, 10, 25, 1)),
+    ("America/New_York", utc(2026, 3, 8, 7)), ("America/New_York", utc(2026, 11, 1, 6)),
+    ("Australia/Lord_Howe", utc(2026, 4, 4, 15)), ("Australia/Lord_Howe", utc(2026, 10, 3, 15, 30)),
+    ("Asia/Kolkata", utc(2026, 12, 31, 18, 30)),
+]
+CRONS = ["30 2 * * *", "0 1,2,3 * * *", "*/20 1-3 * * *", "15 0 * * mon-fri", "0 22 31 12 *"]
+
+
+def covered_by_brute_force(win: MaintenanceWindow, at: datetime) -> bool:
+    """Every cron match on the wall clock within two days of `at`, as instants."""
+    zone, length = win.zone, win.length
+    assert win.cron is not None
+    around = at.astimezone(zone).replace(tzinfo=None)
+    walls = croniter_range(around - length - timedelta(days=2), around + timedelta(days=2),
+                           win.cron, ret_type=datetime)
+    starts = [w.replace(tzinfo=zone).astimezone(UTC) for w in walls]
+    return any(s <= at < s + length for s in starts)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    change=st.sampled_from(CHANGES),
+    cron=st.sampled_from(CRONS),
+    minutes=st.sampled_from([1, 30, 45, 60, 90, 150]),
+    offset=st.integers(min_value=-6 * 60, max_value=6 * 60),
+)
+def test_active_at_agrees_with_brute_force(
+    change: tuple[str, datetime], cron: str, minutes: int, offset: int
+) -> None:
+    """Near a DST change, where wall-clock and instant ranges part, active_at agrees with an
+    exhaustive scan of the cron's matches."""
+    zone, instant = change
+    win = window(time_zone=zone, cron=cron, duration=f"{minutes}m")
+    at = instant + timedelta(minutes=offset)
+    assert active_at(win, at) is covered_by_brute_force(win, at)
