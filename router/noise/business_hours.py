@@ -14,15 +14,9 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import (
-    BaseModel,
-    BeforeValidator,
-    ConfigDict,
-    Field,
-    PlainSerializer,
-    model_validator,
-)
+from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
+from router.model import Frozen
 from router.noise.localtime import WEEKDAYS, Span, Weekday, instant, require_aware, wall_clock
 from router.oncall import TimeZoneName
 
@@ -50,11 +44,7 @@ ClosingTime = Annotated[
 ]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class OpeningHours(_Strict):
+class OpeningHours(Frozen):
     """Open on each of `days` from `start` to `end`, local time."""
 
     days: tuple[Weekday, ...] = Field(min_length=1)
@@ -74,7 +64,7 @@ class OpeningHours(_Strict):
         return self
 
 
-class Calendar(_Strict):
+class Calendar(Frozen):
     """When a team works: weekly opening hours in `time_zone`, closed on `holidays`."""
 
     name: str = Field(min_length=1)

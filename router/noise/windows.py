@@ -20,9 +20,10 @@ from zoneinfo import ZoneInfo
 
 from croniter import CroniterBadDateError, croniter, croniter_range
 from dateutil.rrule import WEEKLY, rrule
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from router.durations import Duration
+from router.model import Frozen
 from router.noise.localtime import (
     MAX_SHIFT,
     WEEKDAYS,
@@ -47,11 +48,7 @@ _CRON_MACROS = frozenset(
 )
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid")
-
-
-class Weekly(_Strict):
+class Weekly(Frozen):
     """Every listed day at `start` local time, for `duration`."""
 
     days: tuple[Weekday, ...] = Field(min_length=1)
@@ -71,7 +68,7 @@ class Weekly(_Strict):
         return _positive_duration(value)
 
 
-class MaintenanceWindow(_Strict):
+class MaintenanceWindow(Frozen):
     """Alerts matching `matchers` are not notified while the window is open.
 
     `matchers` are label matcher strings (`service="checkout"`, `env=~"prod|staging"`), parsed

@@ -4,9 +4,8 @@ and Asia/Kolkata, over weekends, holidays, DST changes and the new year."""
 from __future__ import annotations
 
 import re
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from pydantic import ValidationError
@@ -19,36 +18,14 @@ from router.noise.business_hours import (
     next_closing,
     next_opening,
 )
+from tests.unit.noise.zones import US, berlin, ist, ny, utc
 
-BERLIN = ZoneInfo("Europe/Berlin")
-NEW_YORK = ZoneInfo("America/New_York")
-KOLKATA = ZoneInfo("Asia/Kolkata")
-US = timedelta(microseconds=1)
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
 EVERY_DAY = [*WEEKDAYS, "sat", "sun"]
-
-# 2026 DST changes: Berlin 03-29 (spring forward) and 10-25 (fall back); New York 03-08 and
-# 11-01. Kolkata has none (UTC+05:30).
 
 
 def calendar(**kw: Any) -> Calendar:
     return Calendar.model_validate({"name": "team", **kw})
-
-
-def berlin(*args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=BERLIN, fold=fold)  # type: ignore[arg-type,misc]
-
-
-def ny(*args: int) -> datetime:
-    return datetime(*args, tzinfo=NEW_YORK)  # type: ignore[arg-type,misc]
-
-
-def ist(*args: int) -> datetime:
-    return datetime(*args, tzinfo=KOLKATA)  # type: ignore[arg-type,misc]
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[arg-type,misc]
 
 
 EU = calendar(
@@ -76,6 +53,7 @@ NIGHTS = calendar(
         {"days": ["tue", "wed", "thu", "fri", "sat"], "start": "00:00", "end": "06:00"},
     ],
 )
+
 ALWAYS = calendar(time_zone="Europe/Berlin", hours=[{"days": EVERY_DAY, "start": "00:00",
                                                      "end": "24:00"}])
 ALWAYS_BUT_CHRISTMAS = ALWAYS.model_copy(update={"holidays": (date(2026, 12, 25),)})

@@ -6,7 +6,6 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import pytest
 from croniter import croniter_range
@@ -16,39 +15,12 @@ from pydantic import ValidationError
 
 from router.noise.localtime import Span
 from router.noise.windows import MaintenanceWindow, active_at, current_span, next_change
-
-BERLIN = ZoneInfo("Europe/Berlin")
-NEW_YORK = ZoneInfo("America/New_York")
-KOLKATA = ZoneInfo("Asia/Kolkata")
-US = timedelta(microseconds=1)
-
-# 2026 DST changes: Berlin 03-29 02:00 -> 03:00 and 10-25 03:00 -> 02:00;
-# New York 03-08 02:00 -> 03:00 and 11-01 02:00 -> 01:00. Kolkata has none (UTC+05:30).
+from tests.unit.noise.zones import US, berlin, ist, ny, utc
 
 
 def window(**kw: Any) -> MaintenanceWindow:
     data: dict[str, Any] = {"name": "db-patching", "matchers": ['service="db"'], **kw}
     return MaintenanceWindow.model_validate(data)
-
-
-def local(zone: ZoneInfo, *args: int, fold: int = 0) -> datetime:
-    return datetime(*args, tzinfo=zone, fold=fold)  # type: ignore[arg-type,misc]
-
-
-def berlin(*args: int, fold: int = 0) -> datetime:
-    return local(BERLIN, *args, fold=fold)
-
-
-def ny(*args: int, fold: int = 0) -> datetime:
-    return local(NEW_YORK, *args, fold=fold)
-
-
-def ist(*args: int) -> datetime:
-    return local(KOLKATA, *args)
-
-
-def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[arg-type,misc]
 
 
 NEW_YEAR = window(time_zone="Europe/Berlin", start="2026-12-31T22:00", end="2027-01-01T02:00")
@@ -65,6 +37,7 @@ NY_SUNDAY_EARLY = window(
 KOLKATA_LATE = window(
     time_zone="Asia/Kolkata", weekly={"days": ["mon", "wed"], "start": "23:30", "duration": "1h"}
 )
+
 KOLKATA_NYE = window(time_zone="Asia/Kolkata", cron="0 23 31 12 *", duration="3h")
 OVERLAPPING = window(cron="0 0,1 * * *", duration="90m")  # 00:00-01:30 and 01:00-02:30
 WEEKEND = window(weekly={"days": ["sat", "sun"], "start": "00:00", "duration": "1d"})
