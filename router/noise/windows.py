@@ -14,11 +14,13 @@ the last one's end. All spans are half-open `[start, end)` and in UTC.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from copy import copy
 from datetime import UTC, datetime, time, timedelta
+from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
 
-from croniter import CroniterBadDateError, croniter, croniter_range
+from croniter import CroniterBadDateError, croniter
 from dateutil.rrule import WEEKLY, rrule
 from pydantic import Field, field_validator, model_validator
 
@@ -164,7 +166,7 @@ def _positive_duration(value: timedelta) -> timedelta:
 def _walls(window: MaintenanceWindow, lo: datetime, hi: datetime) -> Iterator[datetime]:
     """Occurrence starts on the local wall clock (naive) from `lo` to `hi`."""
     if window.cron is not None:
-        return croniter_range(lo, hi, window.cron, ret_type=datetime)
+        return _cron_walls(window.cron, lo, hi)
     assert window.weekly is not None
     weekly = window.weekly
     rule = rrule(
@@ -176,6 +178,23 @@ def _walls(window: MaintenanceWindow, lo: datetime, hi: datetime) -> Iterator[da
         bysecond=weekly.start.second,
     )
     return iter(rule.between(lo, hi, inc=True))
+
+
+@lru_cache(maxsize=1024)
+def _parsed_cron(expression: str) -> croniter:
+    return croniter(expression, datetime(2000, 1, 1))
+
+
+def _cron_walls(expression: str, lo: datetime, hi: datetime) -> Iterator[datetime]:
+    """croniter_range(lo, hi) without parsing the expression on every call (that was most of an
+    `active_at`): each call iterates its own shallow copy of one parsed croniter."""
+    matches = copy(_parsed_cron(expression))
+    matches.set_current(lo - timedelta(microseconds=1), force=True)
+    try:
+        while (wall := matches.get_next(datetime)) <= hi:
+            yield wall
+    except CroniterBadDateError:  # no match for decades: none in range either
+        return
 
 
 def _starts(window: MaintenanceWindow, lo: datetime, hi: datetime) -> list[datetime]:
