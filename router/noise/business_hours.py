@@ -17,7 +17,15 @@ from zoneinfo import ZoneInfo
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
 
 from router.model import Frozen
-from router.noise.localtime import WEEKDAYS, Span, Weekday, instant, require_aware, wall_clock
+from router.noise.localtime import (
+    WEEKDAYS,
+    LocalTime,
+    Span,
+    Weekday,
+    instant,
+    require_aware,
+    wall_clock,
+)
 from router.oncall import TimeZoneName
 
 Response = Literal["page_everyone", "page_oncall", "chat_business_hours", "backlog"]
@@ -40,7 +48,7 @@ def _format_end(value: time) -> str:
 
 
 ClosingTime = Annotated[
-    time, BeforeValidator(_end_of_day), PlainSerializer(_format_end, return_type=str)
+    LocalTime, BeforeValidator(_end_of_day), PlainSerializer(_format_end, return_type=str)
 ]
 
 
@@ -48,13 +56,11 @@ class OpeningHours(Frozen):
     """Open on each of `days` from `start` to `end`, local time."""
 
     days: tuple[Weekday, ...] = Field(min_length=1)
-    start: time
+    start: LocalTime
     end: ClosingTime
 
     @model_validator(mode="after")
     def _span(self) -> OpeningHours:
-        if self.start.tzinfo is not None or self.end.tzinfo is not None:
-            raise ValueError("opening hours are local times of day without offset, e.g. 09:00")
         if self.end <= self.start:
             raise ValueError(
                 f"opening hours end {_format_end(self.end)} is not after start "

@@ -12,9 +12,11 @@ add on the wall clock (ignoring `fold`), UTC ones do not.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
-from typing import Literal, NamedTuple
+from datetime import UTC, datetime, time, timedelta
+from typing import Annotated, Any, Literal, NamedTuple
 from zoneinfo import ZoneInfo
+
+from pydantic import AfterValidator, BeforeValidator
 
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -22,6 +24,25 @@ WEEKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri", "sat", "sun"
 # More than any UTC-offset change a zone makes in one step (real ones are 30 min to 2 h): the slack
 # used when a range of instants is searched on the wall clock.
 MAX_SHIFT = timedelta(hours=3)
+
+
+def _not_a_number(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        raise ValueError(
+            'write a time of day as a quoted string, e.g. "17:00" (unquoted, YAML reads 17:00 '
+            "as the number 1020)"
+        )
+    return value
+
+
+def _no_offset(value: time) -> time:
+    if value.tzinfo is not None:
+        raise ValueError("a time of day here is local, without offset, e.g. 09:00")
+    return value
+
+
+LocalTime = Annotated[time, BeforeValidator(_not_a_number), AfterValidator(_no_offset)]
+"""A local time of day in config ("09:00")."""
 
 
 class Span(NamedTuple):

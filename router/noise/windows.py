@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from copy import copy
-from datetime import UTC, datetime, time, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from typing import Literal
 from zoneinfo import ZoneInfo
@@ -29,6 +29,7 @@ from router.model import Frozen
 from router.noise.localtime import (
     MAX_SHIFT,
     WEEKDAYS,
+    LocalTime,
     Span,
     Weekday,
     instant,
@@ -39,8 +40,9 @@ from router.oncall import TimeZoneName
 
 # How far `next_change` looks for the next occurrence: a Feb 29 cron fires at most 8 years apart.
 HORIZON = timedelta(days=9 * 366)
-# Steps (each one occurrence length) a span is extended by at most, each way: a window that never
-# closes (every minute, lasting two) is reported as closing there, and is found open again then.
+# Times a span is extended over overlapping occurrences, each way, at most (each step moves it by
+# up to one occurrence length): a window that never closes (every minute, lasting two) is
+# reported as closing there, and is found open again then.
 MAX_CHAIN = 1_000
 _FIRST_STEP = timedelta(hours=1)
 _DAY = timedelta(days=1)
@@ -54,15 +56,8 @@ class Weekly(Frozen):
     """Every listed day at `start` local time, for `duration`."""
 
     days: tuple[Weekday, ...] = Field(min_length=1)
-    start: time
+    start: LocalTime
     duration: Duration
-
-    @field_validator("start")
-    @classmethod
-    def _local(cls, value: time) -> time:
-        if value.tzinfo is not None:
-            raise ValueError("weekly start is a local time of day without offset, e.g. 22:00")
-        return value
 
     @field_validator("duration")
     @classmethod
@@ -99,7 +94,7 @@ class MaintenanceWindow(Frozen):
                 "month day-of-week, e.g. '0 2 * * sun') or @daily, @weekly, @monthly, ..."
             )
         try:
-            croniter(text, datetime(2000, 1, 1)).get_next(datetime)
+            copy(_parsed_cron(text)).get_next(datetime)
         except CroniterBadDateError:
             raise ValueError(f"cron expression {value!r} never matches a date") from None
         return text

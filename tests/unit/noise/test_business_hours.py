@@ -8,6 +8,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from router.noise.business_hours import (
@@ -227,6 +228,14 @@ def test_24_00_round_trips() -> None:
     assert Calendar.model_validate(dumped) == NIGHTS
 
 
+def test_unquoted_yaml_times_are_refused() -> None:
+    entry = yaml.safe_load("{days: [mon], start: 10:00, end: 17:00}")
+    assert entry["start"] == 600
+    with pytest.raises(ValidationError, match="quoted string"):
+        calendar(hours=[entry])
+    assert calendar(hours=[yaml.safe_load('{days: [mon], start: "10:00", end: "24:00"}')])
+
+
 @pytest.mark.parametrize(
     ("kw", "message"),
     [
@@ -239,7 +248,10 @@ def test_24_00_round_trips() -> None:
         ({"hours": [{"days": ["monday"], "start": "09:00", "end": "17:00"}]}, "'mon', 'tue'"),
         ({"hours": [{"days": [], "start": "09:00", "end": "17:00"}]}, "at least 1 item"),
         ({"hours": [{"days": ["mon"], "start": "09:00+01:00", "end": "17:00"}]},
-         "local times of day without offset"),
+         "a time of day here is local, without offset"),
+        # YAML reads an unquoted 17:00 as the number 1020: refused, not taken as 00:17.
+        ({"hours": [{"days": ["mon"], "start": "09:00", "end": 1020}]},
+         'write a time of day as a quoted string, e.g. "17:00"'),
         ({"time_zone": "Mars/Olympus", "hours": [{"days": ["mon"], "start": "09:00",
                                                   "end": "17:00"}]},
          "unknown time zone 'Mars/Olympus'"),
