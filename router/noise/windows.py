@@ -46,6 +46,7 @@ HORIZON = timedelta(days=9 * 366)
 MAX_CHAIN = 1_000
 _FIRST_STEP = timedelta(hours=1)
 _DAY = timedelta(days=1)
+_TICK = timedelta(microseconds=1)
 _MAX_STEP = timedelta(days=64)
 _CRON_MACROS = frozenset(
     {"@yearly", "@annually", "@monthly", "@weekly", "@daily", "@midnight", "@hourly"}
@@ -184,7 +185,7 @@ def _cron_walls(expression: str, lo: datetime, hi: datetime) -> Iterator[datetim
     """croniter_range(lo, hi) without parsing the expression on every call (that was most of an
     `active_at`): each call iterates its own shallow copy of one parsed croniter."""
     matches = copy(_parsed_cron(expression))
-    matches.set_current(lo - timedelta(microseconds=1), force=True)
+    matches.set_current(lo - _TICK, force=True)
     try:
         while (wall := matches.get_next(datetime)) <= hi:
             yield wall
@@ -196,7 +197,8 @@ def _starts(window: MaintenanceWindow, lo: datetime, hi: datetime) -> list[datet
     """Occurrence start instants in `[lo, hi)`, ascending. Near a UTC-offset change the wall-clock
     range is widened by more than any shift, then cut exactly on instants (a skipped wall time
     lands after the gap, a repeated one on its first pass). Away from one, wall and instant
-    ranges match exactly, which keeps a frequent cron cheap."""
+    ranges match exactly, which keeps a frequent cron cheap (a zone changes offset at most once
+    in a day and six hours)."""
     zone = window.zone
     steady = hi - lo <= _DAY and (
         (lo - MAX_SHIFT).astimezone(zone).utcoffset()
@@ -210,7 +212,7 @@ def _starts(window: MaintenanceWindow, lo: datetime, hi: datetime) -> list[datet
 def _starts_after(window: MaintenanceWindow, at: datetime) -> Iterator[datetime]:
     """Occurrence starts strictly after `at`, ascending, up to HORIZON. Searched in growing
     chunks, so a frequent cron costs little and a yearly one a few steps."""
-    lo, step = at + timedelta(microseconds=1), _FIRST_STEP
+    lo, step = at + _TICK, _FIRST_STEP
     while lo <= at + HORIZON:
         yield from _starts(window, lo, lo + step)
         lo, step = lo + step, min(step * 2, _MAX_STEP)
@@ -219,17 +221,22 @@ def _starts_after(window: MaintenanceWindow, at: datetime) -> Iterator[datetime]
 # --- the questions the engine asks ----------------------------------------------------------
 
 
+def _covering(window: MaintenanceWindow, at: datetime) -> list[datetime]:
+    """Starts of the occurrences of a recurring window that contain `at`: those in
+    `(at - length, at]`."""
+    return _starts(window, at - window.length + _TICK, at + _TICK)
+
+
 def current_span(window: MaintenanceWindow, at: datetime) -> Span | None:
     """The span (UTC) of the window that contains `at`, or None when it is closed at `at`."""
     at = require_aware(at)
     one_off = window.one_off
     if one_off is not None:
         return one_off if one_off.start <= at < one_off.end else None
-    length, tick = window.length, timedelta(microseconds=1)
-    # The occurrences covering `at` are those that start in (at - length, at].
-    covering = _starts(window, at - length + tick, at + tick)
+    covering = _covering(window, at)
     if not covering:
         return None
+    length = window.length
     start, end = covering[0], covering[-1] + length
     # Extend over occurrences that overlap or touch the span, a bounded number of steps.
     for _ in range(MAX_CHAIN):
@@ -237,18 +244,22 @@ def current_span(window: MaintenanceWindow, at: datetime) -> Span | None:
         if not earlier:
             break
         start = earlier[0]
-    scanned = at + tick
+    scanned = at + _TICK
     for _ in range(MAX_CHAIN):
-        later = _starts(window, scanned, end + tick)
+        later = _starts(window, scanned, end + _TICK)
         if not later:
             break
-        scanned, end = end + tick, later[-1] + length
+        scanned, end = end + _TICK, later[-1] + length
     return Span(start, end)
 
 
 def active_at(window: MaintenanceWindow, at: datetime) -> bool:
     """Is the window open at `at` (aware)?"""
-    return current_span(window, at) is not None
+    at = require_aware(at)
+    one_off = window.one_off
+    if one_off is not None:
+        return one_off.start <= at < one_off.end
+    return bool(_covering(window, at))
 
 
 def next_change(window: MaintenanceWindow, at: datetime) -> datetime | None:

@@ -290,4 +290,6 @@ def test_active_at_agrees_with_brute_force(
     zone, instant = change
     win = window(time_zone=zone, cron=cron, duration=f"{minutes}m")
     at = instant + timedelta(minutes=offset)
-    assert active_at(win, at) is covered_by_brute_force(win, at)
+    expected = covered_by_brute_force(win, at)
+    assert active_at(win, at) is expected
+    assert (current_span(win, at) is not None) is expected
