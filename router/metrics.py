@@ -1,14 +1,24 @@
 """Intake and operations metrics, built from an injected registry and pre-created at zero.
 
 Label values are fixed words (source names, reason codes, route names): never user input,
-URLs or secrets.
+URLs or secrets. The registry is the router's own (tests build several apps per process), so
+the process and Python collectors the default registry would carry are added to it here.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
 
 from router import __version__
 
@@ -20,6 +30,9 @@ REJECT_REASONS = (
     "malformed_json",
     "invalid_shape",
     "too_large",
+    "too_many_alerts",
+    "too_many_labels",
+    "label_too_large",
     "unauthorized",
     "bad_signature",
     "bad_signature_version",
@@ -35,6 +48,11 @@ REJECT_REASONS = (
 class IntakeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # process_* (CPU, memory, open fds, start time), python_info and python_gc_*: the
+        # library's collectors are stateless readers of /proc and the gc module, so sharing
+        # them between registries is safe.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
         self.received = Counter(
             "incident_router_alerts_received_total",
             "Alerts accepted and durably appended to the log, by source.",

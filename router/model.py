@@ -204,12 +204,16 @@ class CommandEvent(Frozen):
 Event = Annotated[AlertEvent | CommandEvent, Field(discriminator="kind")]
 
 
+def default_group_key(alert: Alert) -> str:
+    """The group key when no rule set one: alert name plus service (the one definition: the
+    log, the engine and the rules use it)."""
+    return f"{alert.name}|{alert.service or ''}"
+
+
 def event_key(event: AlertEvent | CommandEvent) -> str:
     """The log key: the group key, so every event of one incident reaches one owner."""
     if isinstance(event, AlertEvent):
-        a = event.alert
-        # Rules always set the group key; the fallback matches the engine's default.
-        return a.group_key or f"{a.name}|{a.service or ''}"
+        return event.alert.group_key or default_group_key(event.alert)
     return event.group_key or event.incident_id or ""
 
 

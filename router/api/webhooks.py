@@ -16,11 +16,12 @@ from aiohttp import web
 
 from router.api.auth import check_auth, www_authenticate
 from router.api.keys import BACKEND, RUNTIME, SNS_VERIFIER
+from router.api.requests import BodyTimeout, log_refused, request_id
 from router.backends.base import LogUnavailable
 from router.config import Auth
 from router.model import Alert, AlertEvent, utcnow
 from router.sources.alertmanager import parse_alertmanager
-from router.sources.base import Rejected
+from router.sources.base import Rejected, check_alert_limits
 from router.sources.cloudwatch import handle_sns, parse_eventbridge
 from router.sources.generic import parse_generic
 from router.sources.sns import SnsUnavailable
@@ -41,6 +42,14 @@ def error_response(status: int, message: str, **headers: str) -> web.Response:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body within `limit` bytes (413) and the read deadline (408, router.api.requests)."""
+    try:
+        return await _read_body(request, limit)
+    except BodyTimeout as exc:
+        raise Rejected(408, "read_timeout", str(exc)) from None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None:
         if length > limit:
@@ -76,17 +85,23 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
         if not enabled:
             raise Rejected(404, "disabled", f"the {source} source is disabled")
         check_auth(auth, request.headers)
-        body = await read_body(request, snapshot.config.server.max_body_bytes)
+        server = snapshot.config.server
+        body = await read_body(request, server.max_body_bytes)
         alerts = await parse(request, body, utcnow())
+        check_alert_limits(alerts, max_alerts=server.max_alerts_per_request,
+                           max_labels=server.max_labels_per_alert,
+                           max_bytes=server.max_label_bytes)
     except Rejected as exc:
         metrics.rejected.labels(source, exc.reason).inc()
+        log_refused(request, exc.status, exc.reason, source)
         headers = {}
         if exc.status == 401 and (challenge := www_authenticate(auth)):
             headers["WWW-Authenticate"] = challenge
         return error_response(exc.status, exc.message, **headers)
     except SnsUnavailable as exc:
         metrics.unavailable.labels(source).inc()
-        log.warning("SNS verification could not complete: %s", exc)
+        log.warning("SNS verification could not complete: %s", exc,
+                    extra={"source": source, "request_id": request_id(request)})
         return error_response(503, "SNS verification could not complete, retry later",
                               **{"Retry-After": "5"})
 
@@ -97,7 +112,8 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
             await request.app[BACKEND].log.append(events)
         except LogUnavailable as exc:
             metrics.unavailable.labels(source).inc()
-            log.error("intake refused %d %s alerts: %s", len(events), source, exc)
+            log.error("intake refused %d %s alerts: %s", len(events), source, exc,
+                      extra={"source": source, "request_id": request_id(request)})
             return error_response(503, "the alert log cannot take alerts now, retry later",
                                   **{"Retry-After": "5"})
         metrics.received.labels(source).inc(len(events))

@@ -4,7 +4,7 @@ Backends feed it batches of log events (`apply`) and wake it for timers (`tick`)
 returns a `Batch` of changed states and notifications that the backend commits atomically with
 the consumed log position (SQLite transaction, or Kafka transaction with the changelog).
 
-Memory: states are held in their stored form (`state.pack`: the compact `to_bytes()` JSON
+Memory: states are held in their stored form (`codec.pack`: the compact `to_bytes()` JSON
 behind a header with the group's next deadline, optionally deflated; the same bytes the
 changelog stores), plus a small LRU of decoded states for hot groups, so a million single-alert
 groups cost about the size of their JSON each rather than a pydantic object graph (several
@@ -21,21 +21,13 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from router.engine.codec import frame, packed_deadline, unpack
 from router.engine.decide import Event, decide, rearm
-from router.engine.lifecycle import command_target
-from router.engine.state import (
-    IDS_KEY,
-    EngineContext,
-    GroupState,
-    IncidentIds,
-    Tick,
-    frame,
-    from_ts,
-    group_key_of,
-    packed_deadline,
-    to_ts,
-    unpack,
-)
+from router.engine.ids import IDS_KEY, IncidentIds
+from router.engine.incidents import command_target
+from router.engine.instant import from_ts, to_ts
+from router.engine.quiet import Quiet
+from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
 from router.model import AlertEvent, CommandEvent, Notification, NotificationKind
 
@@ -46,8 +38,8 @@ class Batch:
 
     # New state per group key touched; None means delete (changelog tombstone / SQL DELETE).
     changed: dict[str, GroupState | None] = field(default_factory=dict)
-    # The same keys in their stored form, `state.pack` (None = delete), plus
-    # `state.IDS_KEY` (the incident id counter) when it moved: store it like a group.
+    # The same keys in their stored form, `codec.pack` (None = delete), plus
+    # `ids.IDS_KEY` (the incident id counter) when it moved: store it like a group.
     encoded: dict[str, bytes | None] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
     duplicates: int = 0  # events suppressed as duplicates
@@ -112,7 +104,7 @@ class Engine:
         """`hot_alerts` bounds the decoded-state LRU (in alerts, since big groups are the ones
         worth keeping decoded), `hot_groups` its number of groups (every decoded state is a few
         dozen objects the garbage collector walks, and a small group decodes quickly).
-        `compress_level` 1-9 deflates the stored form (`state.pack`: about a third of the
+        `compress_level` 1-9 deflates the stored form (`codec.pack`: about a third of the
         memory and changelog bytes, for ~10-30 us per write), 0 keeps the JSON plain. Level 1
         by default: under 0.5 KiB of RSS per active alert instead of ~1 KiB, for ~3% of the
         CPU an alert costs end to end.
@@ -158,8 +150,8 @@ class Engine:
         return state
 
     def encoded(self, key: str) -> bytes | None:
-        """The stored form of one group (`state.pack`: what the changelog / SQLite row holds;
-        `state.unpacked(data, key)` gives its `to_bytes()` JSON)."""
+        """The stored form of one group (`codec.pack`: what the changelog / SQLite row holds;
+        `codec.unpacked(data, key)` gives its `to_bytes()` JSON)."""
         return self._raw.get(key)
 
     def next_deadline(self) -> datetime | None:
@@ -188,7 +180,7 @@ class Engine:
     def load(self, key: str, state: GroupState | bytes | None) -> None:
         """Restore one group (changelog / SQLite replay); None deletes (a tombstone)."""
         if key == IDS_KEY:
-            self.ids.load(None if isinstance(state, GroupState) else state)
+            self.ids = self.ids.loaded(None if isinstance(state, GroupState) else state)
             return
         if state is None:
             self.drop([key])
@@ -207,41 +199,48 @@ class Engine:
     def clear(self) -> None:
         """Forget everything, the incident counter included (before a full restore)."""
         self.drop(list(self._raw))
-        self.ids.load(None)
+        self.ids = self.ids.loaded(None)
 
     def drop(self, keys: Iterable[str]) -> None:
         """Forget groups (partitions revoked); their timer entries die lazily."""
         for key in keys:
             if key == IDS_KEY:
-                self.ids.load(None)
+                self.ids = self.ids.loaded(None)
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
 
     # --- deciding -----------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Event], now: datetime) -> Batch:
-        """Decide a batch of events at engine time `now`, then fire every timer due by `now`.
+    def apply(self, events: Sequence[Event], now: datetime,
+              wake: Iterable[str] = ()) -> Batch:
+        """Decide a batch of events at engine time `now`, then fire every timer due by `now`
+        (and look at the groups in `wake` as if one were due).
 
         Updates and resolutions are sent by timers, so firing them after the whole batch has
-        been applied makes one notification of all its changes. Commands are ignored for now.
+        been applied makes one notification of all its changes.
         """
         run = _Run(self, now)
-        ids_before = self.ids.snapshot()
+        ids_before = self.ids
         for event in events:
             key = event_group_key(event)
             if key is not None:
                 run.decide(key, event)
             else:
                 run.unknown_commands += 1
+        quiet: list[str] = []
         for key in run.touched:
             state = run.work.get(key)
             if state is not None:
-                run.work[key] = rearm(state, now, self.context)
+                state = run.work[key] = rearm(state, now, self.context)
+                if state is not None and state.quiet_until is not None and state.incidents:
+                    quiet.append(key)  # its incident's timeline says so now (a Tick)
         run.touched.clear()  # re-armed: their Ticks below need not do it again
         now_ts = to_ts(now)
         due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
         self._fired.update(due)
+        due.update(dict.fromkeys(quiet))
+        due.update(dict.fromkeys(k for k in wake if k in self._raw))
         for key, state in run.work.items():
             deadline = state.next_deadline() if state is not None else None
             if deadline is not None and deadline <= now_ts:
@@ -249,7 +248,7 @@ class Engine:
         for key in due:
             run.decide(key, Tick.build(group_key=key))
         changed, encoded = self._store(run.before, run.work)
-        if self.ids.snapshot() != ids_before:
+        if self.ids != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
         notified: dict[NotificationKind, int] = {}
         breaches: dict[tuple[str, str], int] = {}
@@ -278,6 +277,16 @@ class Engine:
     def tick(self, now: datetime) -> Batch:
         """Fire every timer due at `now` (group_wait, group_interval, repeat, flap, expiry)."""
         return self.apply((), now)
+
+    def set_quiet(self, quiet: Quiet, now: datetime) -> Batch:
+        """New silences / windows / inhibitions in force: every group with a firing alert looks
+        again at once (a silence created mutes what it matches before anything else is sent;
+        one expired early lets its alerts notify). Costs a decode of every group: silences
+        change rarely."""
+        self.context = self.context.with_(quiet=quiet)
+        firing = [key for key in self._raw if key != IDS_KEY
+                  and ((s := self.get(key)) is not None and (s.firing or s.quiet_until))]
+        return self.apply((), now, wake=firing)
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -314,7 +323,7 @@ class Engine:
                     raw[key] = held = data
                     changed[key] = new
                     encoded[key] = data
-                if key in self._hot or len(new.a) > 1:
+                if key in self._hot or len(new.alerts) > 1:
                     self._remember(key, new)  # a single alert's group decodes quickly
             assert held is not None
             self._arm(key, packed_deadline(held), previous)
@@ -324,7 +333,7 @@ class Engine:
         return changed, encoded
 
     def _pack(self, key: str, state: GroupState) -> bytes:
-        # `state.pack` for the key it is stored under (the same as `state.k`, but exact even
+        # `codec.pack` for the key it is stored under (the same as `state.key`, but exact even
         # if it were not: the key left out of the frame is the one it is read back with).
         return frame(state.to_bytes(), state.next_deadline(), key, self._level)
 
@@ -353,7 +362,7 @@ class Engine:
 
     def _remember(self, key: str, state: GroupState) -> None:
         self._forget_hot(key)
-        size = len(state.a) + 1
+        size = len(state.alerts) + 1
         self._hot[key] = (state, size)
         self._hot_size += size
         while (self._hot_size > self._hot_budget or len(self._hot) > self._hot_groups) and len(
@@ -397,23 +406,24 @@ class _Run:
             del self.touched[key]
             if state is not None:
                 state = rearm(state, self.now, context)
-        new, emitted = decide(state, event, self.now, context, flush=False, ids=self.engine.ids)
+        new, emitted, self.engine.ids = decide(state, event, self.now, context, self.engine.ids,
+                                               flush=False)
         if isinstance(event, AlertEvent):
             self.touched[key] = None
         self.work[key] = new
         self.notes.extend(emitted)
-        old_incidents = state.i if state is not None else ()
-        new_incidents = new.i if new is not None else ()
+        old_incidents = state.incidents if state is not None else ()
+        new_incidents = new.incidents if new is not None else ()
         if new_incidents and new_incidents is not old_incidents:
-            olds = {x.v.id: x.v for x in old_incidents}
+            olds = {x.view.id: x.view for x in old_incidents}
             for x in new_incidents:
-                old = olds.get(x.v.id)
+                old = olds.get(x.view.id)
                 # Views are immutable: one kept as is was not changed (no deep comparison).
-                if old is not x.v and old != x.v:
-                    self.views[x.v.id] = x.v
+                if old is not x.view and old != x.view:
+                    self.views[x.view.id] = x.view
         if new is not None:
-            self.duplicates += new.d - (state.d if state is not None else 0)
-            self.stale += new.o - (state.o if state is not None else 0)
+            self.duplicates += new.duplicates - (state.duplicates if state is not None else 0)
+            self.stale += new.stale - (state.stale if state is not None else 0)
             was = state.flapping if state is not None else False
             if new.flapping and not was:
                 self.flapping += 1
