@@ -11,7 +11,7 @@ starting at 00:00 the next day are one continuous opening.
 from __future__ import annotations
 
 from datetime import date, datetime, time, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 from zoneinfo import ZoneInfo
 
 from pydantic import BeforeValidator, Field, PlainSerializer, model_validator
@@ -27,9 +27,7 @@ from router.noise.localtime import (
     wall_clock,
 )
 from router.oncall import TimeZoneName
-
-Response = Literal["page_everyone", "page_oncall", "chat_business_hours", "backlog"]
-"""How a severity is answered: paging ones notify at any hour; the others wait for opening."""
+from router.policy import Response
 
 # `24:00` as an end of day; a `time` cannot hold 24:00, so the last representable instant stands in
 # for it and is turned back into the next midnight when spans become instants.
@@ -161,9 +159,10 @@ def next_closing(cal: Calendar, at: datetime) -> datetime | None:
 
 
 def defer_until(response: Response, cal: Calendar, at: datetime) -> datetime | None:
-    """When to send a notification answered by `response`: None means now. Paging responses never
-    wait; business-hours ones and `backlog` (the caller sends those to a digest or ticket
-    receiver) wait for the next opening when `at` is outside business hours."""
+    """When to send a notification answered by `response` (a severity's response in
+    `router.policy`); None means now. Paging responses never wait; business-hours ones and
+    `backlog` (the caller sends those to a digest or ticket receiver) wait for the next opening
+    when `at` is outside business hours."""
     if response in ("page_everyone", "page_oncall"):
         return None
     return None if is_open(cal, at) else next_opening(cal, at)

@@ -13,12 +13,12 @@ from pydantic import ValidationError
 
 from router.noise.business_hours import (
     Calendar,
-    Response,
     defer_until,
     is_open,
     next_closing,
     next_opening,
 )
+from router.policy import Response
 from tests.unit.noise.zones import US, berlin, ist, ny, utc
 
 WEEKDAYS = ["mon", "tue", "wed", "thu", "fri"]
