@@ -19,6 +19,9 @@ from router.delivery.receivers import ReceiverConfig
 from router.durations import Duration
 from router.escalation import OnCallConfig
 from router.model import Severity
+from router.noise.business_hours import Calendar
+from router.noise.inhibit import InhibitRule
+from router.noise.windows import MaintenanceWindow
 from router.policy import SeverityPolicies
 
 
@@ -236,6 +239,29 @@ class IncidentsConfig(Strict):
     reopen_window: Duration = timedelta(hours=1)
 
 
+class BusinessHoursConfig(Strict):
+    """When SEV3/SEV4 (any severity whose response is `chat_business_hours` or `backlog`) may
+    notify: outside its team's calendar they are deferred to the next opening."""
+
+    calendars: list[Calendar] = Field(default_factory=list)
+    # The calendar of alerts whose team has none below (none: such alerts are not deferred).
+    default: str | None = None
+    teams: dict[str, str] = Field(default_factory=dict)  # team -> calendar name
+
+    @model_validator(mode="after")
+    def _known(self) -> BusinessHoursConfig:
+        names = [c.name for c in self.calendars]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate calendar name(s): {', '.join(dupes)}")
+        for where, name in [("default", self.default),
+                            *((f"teams.{t}", n) for t, n in self.teams.items())]:
+            if name is not None and name not in names:
+                raise ValueError(f"{where}: unknown calendar {name!r} (known: "
+                                 f"{', '.join(names) or 'none'})")
+        return self
+
+
 class Config(Strict):
     server: ServerConfig = ServerConfig()
     backend: BackendConfig = EmbeddedBackendConfig()
@@ -248,6 +274,11 @@ class Config(Strict):
     severities: SeverityPolicies = SeverityPolicies()
     incidents: IncidentsConfig = IncidentsConfig()
     oncall: OnCallConfig = OnCallConfig()
+    # Noise control (docs/noise.md): Alertmanager-style inhibition, maintenance windows,
+    # business hours. Silences are made at run time (the API, amtool).
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
+    business_hours: BusinessHoursConfig = BusinessHoursConfig()
     slack: SlackAppConfig | None = None
     pagerduty_webhook: PagerDutyWebhookConfig | None = None
     # Map of the `severity` label's values to SEV levels, for alerts no rule matches.

@@ -10,6 +10,7 @@ from router.delivery.records import DeliveryStore
 from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.model import Alert, AlertEvent, CommandEvent
+from router.noise.silences import Silence
 
 LogEvent = AlertEvent | CommandEvent
 
@@ -76,6 +77,10 @@ class Backend(Protocol):
         ...
 
     async def incident(self, incident_id: str) -> Incident | None: ...
+
+    async def silences(self) -> list[Silence]:
+        """Every silence the engine holds (expired ones for their retention too)."""
+        ...
 
 
 class OutboxStore(Outbox, DeadLetters, Protocol):

@@ -24,6 +24,7 @@ from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, event_key
+from router.noise.silences import Silence
 
 log = logging.getLogger(__name__)
 
@@ -187,6 +188,9 @@ class EmbeddedBackend:
 
         body = await self.db.read(q)
         return Incident.model_validate_json(body) if body is not None else None
+
+    async def silences(self) -> list[Silence]:
+        return self.engine.engine.silences
 
     async def log_size(self) -> int:
         row = await self.db.read(lambda c: c.execute("SELECT count(*) FROM log").fetchone())

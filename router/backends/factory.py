@@ -5,8 +5,11 @@ from __future__ import annotations
 from router.backends.base import Backend
 from router.backends.embedded import EmbeddedBackend
 from router.config import Config, EmbeddedBackendConfig
+from router.engine.quiet import Muter, Quiet
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
+from router.model import Severity
+from router.noise.muters import HoursMuter, InhibitMuter, WindowMuter
 
 
 class KafkaNotInstalled(RuntimeError):
@@ -16,7 +19,23 @@ class KafkaNotInstalled(RuntimeError):
 def engine_context(config: Config) -> EngineContext:
     return EngineContext(policies=config.severities,
                          default_receivers=tuple(config.default_receivers),
-                         incidents=config.incidents, oncall=config.oncall)
+                         incidents=config.incidents, oncall=config.oncall,
+                         quiet=quiet_of(config))
+
+
+def quiet_of(config: Config) -> Quiet:
+    """The config's muters, in precedence order after silences (which the engine adds):
+    maintenance windows, inhibition, business hours."""
+    muters: list[Muter] = []
+    if config.maintenance_windows:
+        muters.append(WindowMuter(config.maintenance_windows))
+    if config.inhibit_rules:
+        muters.append(InhibitMuter(config.inhibit_rules))
+    hours = config.business_hours
+    if hours.calendars and (hours.default or hours.teams):
+        responses = {sev: config.severities.for_severity(sev).response for sev in Severity}
+        muters.append(HoursMuter(responses, hours.calendars, hours.default, hours.teams))
+    return Quiet(muters)
 
 
 def make_backend(config: Config, metrics: EngineMetrics) -> Backend:

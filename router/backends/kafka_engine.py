@@ -48,6 +48,7 @@ from router.engine.ids import IncidentIds
 from router.engine.state import EngineContext, GroupState
 from router.metrics import EngineMetrics
 from router.model import Alert, utcnow
+from router.noise.silences import Silence
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +182,15 @@ class KafkaEngineRunner:
     @property
     def owned(self) -> list[int]:
         return sorted(tp.partition for tp in self._parts)
+
+    def silences(self) -> list[Silence]:
+        """The silences of the owned partitions' engines, the newest version of each."""
+        found: dict[str, Silence] = {}
+        for part in self._parts.values():
+            for s in part.engine.silences:
+                if s.id not in found or s.updated_at > found[s.id].updated_at:
+                    found[s.id] = s
+        return list(found.values())
 
     async def drained(self) -> None:
         """Until the group has decided everything on the alerts topic at the time of the call

@@ -287,9 +287,10 @@ def _pending(s: GroupState, firing: list[AlertState], sev: Severity,
     alerts; `muted` says whether others fire but are kept quiet (they hold a resolution)."""
     if s.flap == FLAP_DAMPED:
         return None
-    held = bool(firing) or s.flap == FLAP_STARTED  # a flapping group is held open
     if s.notified_status is None:
-        return K.TRIGGER if held else None
+        # An epoch starts with something audible firing; once notified, a flapping group is
+        # held open (below) until it settles.
+        return K.TRIGGER if firing else None
     if s.notified_status is Status.RESOLVED:
         return None
     if s.flap == FLAP_STARTED:
@@ -463,7 +464,8 @@ def _notify(
     # Audible firing alerts plus those resolved since the last notification (a muted alert is
     # neither); sorted for determinism.
     included = [st for st in s.alerts.values()
-                if st.muted is None and (st.firing or st.notified)] or list(s.alerts.values())
+                if st.muted is None and (st.firing or st.notified)] or [
+        st for st in s.alerts.values() if st.muted is None] or list(s.alerts.values())
     if len(included) > 1:
         included.sort(
             key=lambda st: (not st.firing, _RANK[severity_of(st.alert, ctx)], st.alert.starts_at,

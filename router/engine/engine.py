@@ -26,10 +26,12 @@ from router.engine.decide import Event, decide, rearm
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target
 from router.engine.instant import from_ts, to_ts
+from router.engine.noise import NOISE_KEY, Noise
 from router.engine.quiet import Quiet
 from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
 from router.model import AlertEvent, CommandEvent, Notification, NotificationKind
+from router.noise.silences import Silence
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,7 +112,8 @@ class Engine:
         CPU an alert costs end to end.
         `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
         """
-        self.context = context if context is not None else EngineContext()
+        self.noise = Noise()
+        self._base = self._context = context if context is not None else EngineContext()
         self.ids = ids if ids is not None else IncidentIds()
         self._hot_budget = max(1, hot_alerts)
         self._hot_groups = max(1, hot_groups)
@@ -125,6 +128,27 @@ class Engine:
         self._times: list[float] = []
         self._armed = 0
         self._fired: set[str] = set()  # keys whose bucket fired in this `apply`
+
+    # --- context ----------------------------------------------------------------------------
+
+    @property
+    def context(self) -> EngineContext:
+        """The config's context with the noise state's silences and inhibitors in its quiet."""
+        return self._context
+
+    @context.setter
+    def context(self, value: EngineContext) -> None:
+        self._base = value
+        self._requiet()
+
+    def _requiet(self) -> None:
+        base = self._base
+        quiet = self.noise.quiet(base.quiet)
+        self._context = base if quiet is base.quiet else base.with_(quiet=quiet)
+
+    @property
+    def silences(self) -> list[Silence]:
+        return list(self.noise.silences.values())
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -182,6 +206,10 @@ class Engine:
         if key == IDS_KEY:
             self.ids = self.ids.loaded(None if isinstance(state, GroupState) else state)
             return
+        if key == NOISE_KEY:
+            self.noise = Noise.from_bytes(None if isinstance(state, GroupState) else state)
+            self._requiet()
+            return
         if state is None:
             self.drop([key])
             return
@@ -200,12 +228,18 @@ class Engine:
         """Forget everything, the incident counter included (before a full restore)."""
         self.drop(list(self._raw))
         self.ids = self.ids.loaded(None)
+        self.noise = Noise()
+        self._requiet()
 
     def drop(self, keys: Iterable[str]) -> None:
         """Forget groups (partitions revoked); their timer entries die lazily."""
         for key in keys:
             if key == IDS_KEY:
                 self.ids = self.ids.loaded(None)
+                continue
+            if key == NOISE_KEY:
+                self.noise = Noise()
+                self._requiet()
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
@@ -222,9 +256,15 @@ class Engine:
         """
         run = _Run(self, now)
         ids_before = self.ids
+        noise_before = self.noise
         for event in events:
             key = event_group_key(event)
-            if key is not None:
+            if key == NOISE_KEY:
+                assert isinstance(event, CommandEvent)
+                self.noise = self.noise.applied(event)
+                if self.noise is not noise_before:
+                    self._requiet()
+            elif key is not None:
                 run.decide(key, event)
             else:
                 run.unknown_commands += 1
@@ -240,6 +280,8 @@ class Engine:
         due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
         self._fired.update(due)
         due.update(dict.fromkeys(quiet))
+        if self.noise is not noise_before:  # silences or inhibitors changed: look again
+            wake = [*wake, *self._quiet_candidates()]
         due.update(dict.fromkeys(k for k in wake if k in self._raw))
         for key, state in run.work.items():
             deadline = state.next_deadline() if state is not None else None
@@ -250,6 +292,8 @@ class Engine:
         changed, encoded = self._store(run.before, run.work)
         if self.ids != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
+        if self.noise is not noise_before:
+            encoded[NOISE_KEY] = self.noise.to_bytes()
         notified: dict[NotificationKind, int] = {}
         breaches: dict[tuple[str, str], int] = {}
         seen: set[tuple[str | None, str]] = set()
@@ -283,10 +327,14 @@ class Engine:
         again at once (a silence created mutes what it matches before anything else is sent;
         one expired early lets its alerts notify). Costs a decode of every group: silences
         change rarely."""
-        self.context = self.context.with_(quiet=quiet)
-        firing = [key for key in self._raw if key != IDS_KEY
-                  and ((s := self.get(key)) is not None and (s.firing or s.quiet_until))]
-        return self.apply((), now, wake=firing)
+        self.context = self._base.with_(quiet=quiet)
+        return self.apply((), now, wake=self._quiet_candidates())
+
+    def _quiet_candidates(self) -> list[str]:
+        """Groups a change of silences or inhibitors may concern: those with a firing alert
+        or a mute (a decode of every group: such changes are rare)."""
+        return [key for key in list(self._raw)
+                if (s := self.get(key)) is not None and (s.firing or s.quiet_until)]
 
     # --- internals ----------------------------------------------------------------------------
 
