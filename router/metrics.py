@@ -108,6 +108,7 @@ NOTIFICATION_KINDS = (
 )
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 SLAS = ("ack", "resolve")
+QUIET_REASONS = ("silenced", "maintenance", "inhibited", "deferred")  # engine.quiet.REASONS
 
 
 class EngineMetrics:
@@ -161,6 +162,12 @@ class EngineMetrics:
             "Incident SLAs breached (once per incident and SLA), by severity and SLA.",
             ["severity", "sla"], registry=registry,
         )
+        self.quieted = Counter(
+            "incident_router_alerts_quieted_total",
+            "Firing alerts kept quiet (not notified) by reason: silenced, maintenance, "
+            "inhibited, deferred (once each time an alert becomes quiet).",
+            ["reason"], registry=registry,
+        )
         self.unknown_commands = Counter(
             "incident_router_engine_unknown_commands_total",
             "Incident commands for an incident the engine does not know (ignored).",
@@ -171,6 +178,8 @@ class EngineMetrics:
         for severity in SEVERITIES:
             for sla in SLAS:
                 self.sla_breaches.labels(severity, sla)
+        for reason in QUIET_REASONS:
+            self.quieted.labels(reason)
 
     def count(self, batch: Batch) -> None:
         """The counters of one committed batch (both runners call this after commit)."""
@@ -182,3 +191,5 @@ class EngineMetrics:
             self.notifications.labels(kind.value).inc(n)
         for (severity, sla), n in batch.sla_breaches.items():
             self.sla_breaches.labels(severity, sla).inc(n)
+        for reason, n in batch.quieted.items():
+            self.quieted.labels(reason).inc(n)

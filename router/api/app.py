@@ -9,7 +9,7 @@ from pathlib import Path
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from router.api import dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
+from router.api import amv2, dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.api.requests import request_context
 from router.backends.embedded import EmbeddedBackend
@@ -101,5 +101,6 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     slack.add_routes(app)
     pagerduty.add_routes(app)
     status.add_routes(app)
+    amv2.add_routes(app)
     add_console(app, config.api)  # /ui/
     return app

@@ -8,8 +8,9 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.api.keys import BACKEND, RUNTIME
+from router.api.quiet import quiet_reasons
 from router.api.webhooks import error_response, json_response
-from router.model import Status
+from router.model import Status, utcnow
 
 
 def require_api_token(request: web.Request) -> web.Response | None:
@@ -70,8 +71,10 @@ async def list_alerts(request: web.Request) -> web.Response:
         limit = min(int(request.query.get("limit", "1000")), 10_000)
     except ValueError:
         return error_response(400, "limit must be an integer")
-    alerts = await request.app[BACKEND].current_alerts(status=status, source=source, limit=limit)
-    data = [a.model_dump(mode="json") for a in alerts]
+    backend = request.app[BACKEND]
+    alerts = await backend.current_alerts(status=status, source=source, limit=limit)
+    quiet = quiet_reasons(alerts, await backend.silences(), request, utcnow())
+    data = [{**a.model_dump(mode="json"), "quiet": quiet.get(a.key)} for a in alerts]
     return json_response(200, {"status": "success", "data": data})
 
 

@@ -17,8 +17,9 @@ from aiohttp import web
 from router.api.auth import check_auth, www_authenticate
 from router.api.keys import BACKEND, RUNTIME, SNS_VERIFIER
 from router.api.requests import BodyTimeout, log_refused, request_id
-from router.backends.base import LogUnavailable
+from router.backends.base import LogEvent, LogUnavailable
 from router.config import Auth
+from router.engine.noise import inhibitor_commands
 from router.model import Alert, AlertEvent, utcnow
 from router.sources.alertmanager import parse_alertmanager
 from router.sources.base import Rejected, check_alert_limits
@@ -106,7 +107,12 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
                               **{"Retry-After": "5"})
 
     classify = snapshot.rules.classify
-    events = [AlertEvent.of(classify(a)) for a in alerts]
+    accepted = [AlertEvent.of(classify(a)) for a in alerts]
+    events: list[LogEvent] = list(accepted)
+    rules = snapshot.config.inhibit_rules
+    if rules and accepted:
+        # Alerts that may inhibit others reach every engine first (noise commands).
+        events = [*inhibitor_commands((e.alert for e in accepted), rules), *events]
     if events:
         try:
             await request.app[BACKEND].log.append(events)
@@ -116,8 +122,8 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
                       extra={"source": source, "request_id": request_id(request)})
             return error_response(503, "the alert log cannot take alerts now, retry later",
                                   **{"Retry-After": "5"})
-        metrics.received.labels(source).inc(len(events))
-    return json_response(200, {"status": "success", "accepted": len(events)})
+        metrics.received.labels(source).inc(len(accepted))
+    return json_response(200, {"status": "success", "accepted": len(accepted)})
 
 
 async def alertmanager(request: web.Request) -> web.Response:

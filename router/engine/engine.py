@@ -53,6 +53,7 @@ class Batch:
     # SLA breaches by (severity, sla) with sla "ack" | "resolve", once per incident and SLA.
     sla_breaches: dict[tuple[str, str], int] = field(default_factory=dict)
     unknown_commands: int = 0  # commands for an incident not known here (ignored)
+    quieted: dict[str, int] = field(default_factory=dict)  # alerts that became quiet, by reason
 
     @property
     def empty(self) -> bool:
@@ -68,6 +69,9 @@ class Batch:
         breaches = dict(self.sla_breaches)
         for key, n in later.sla_breaches.items():
             breaches[key] = breaches.get(key, 0) + n
+        quieted = dict(self.quieted)
+        for reason, n in later.quieted.items():
+            quieted[reason] = quieted.get(reason, 0) + n
         return Batch(
             changed=changed,
             encoded=encoded,
@@ -79,6 +83,7 @@ class Batch:
             incidents={**self.incidents, **later.incidents},
             sla_breaches=breaches,
             unknown_commands=self.unknown_commands + later.unknown_commands,
+            quieted=quieted,
         )
 
 
@@ -316,6 +321,7 @@ class Engine:
             incidents=run.views,
             sla_breaches=breaches,
             unknown_commands=run.unknown_commands,
+            quieted=_quieted(run.before, run.work),
         )
 
     def tick(self, now: datetime) -> Batch:
@@ -422,6 +428,22 @@ class Engine:
         hot = self._hot.pop(key, None)
         if hot is not None:
             self._hot_size -= hot[1]
+
+
+def _quieted(before: dict[str, GroupState | None],
+             after: dict[str, GroupState | None]) -> dict[str, int]:
+    """Alerts that became quiet in one `apply`, by reason (only groups with a mute look)."""
+    out: dict[str, int] = {}
+    for key, new in after.items():
+        if new is None or new.quiet_until is None:
+            continue
+        old = before.get(key)
+        for alert_key, st in new.alerts.items():
+            was = old.alerts.get(alert_key) if old is not None else None
+            if st.muted is not None and (was is None or was.muted is None):
+                reason = st.muted.partition(":")[0]
+                out[reason] = out.get(reason, 0) + 1
+    return out
 
 
 class _Run:

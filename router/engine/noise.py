@@ -9,15 +9,16 @@ in the same order gives the same state everywhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 
 import orjson
 
 from router.engine.quiet import Muter, Quiet
-from router.model import CommandEvent
-from router.noise.muters import InhibitMuter, SilenceMuter
+from router.model import Alert, CommandEvent, Status
+from router.noise.inhibit import InhibitRule
+from router.noise.muters import InhibitMuter, SilenceMuter, labels_of
 from router.noise.silences import Silence
 
 # Where the noise state is stored beside the group states; also the log key of noise commands
@@ -80,6 +81,21 @@ class Noise:
         silences = [Silence.model_validate(s) for s in raw.get("silences") or ()]
         return cls(silences={s.id: s for s in silences},
                    sources={str(k): dict(v) for k, v in (raw.get("sources") or {}).items()})
+
+
+def inhibitor_commands(alerts: Iterable[Alert], rules: Sequence[InhibitRule]
+                       ) -> list[CommandEvent]:
+    """One noise command per alert that a rule's source matchers match: it may inhibit others
+    anywhere, so every engine learns whether it fires."""
+    out = []
+    for a in alerts:
+        labels = labels_of(a)
+        if any(r.source_matchers.matches(labels) for r in rules):
+            out.append(CommandEvent.build(
+                kind="command", command=INHIBIT_SOURCE, group_key=NOISE_KEY, actor=a.source,
+                at=a.event_time, args={"key": a.key, "labels": dict(labels),
+                                       "firing": a.status is Status.FIRING}))
+    return out
 
 
 def is_noise(event: object) -> bool:
