@@ -3,12 +3,17 @@ match at once, survive a restart from the stored bytes, and lift when expired or
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Any
 
+import yaml
+
+from router.backends.factory import engine_context
+from router.config import parse_config
 from router.engine import Engine
 from router.engine.noise import INHIBIT_SOURCE, NOISE_KEY, SILENCE
 from router.engine.quiet import Quiet
-from router.model import CommandEvent
+from router.model import AlertEvent, CommandEvent, Severity
 from router.noise.inhibit import InhibitRule
 from router.noise.matchers import parse_matchers
 from router.noise.muters import InhibitMuter
@@ -72,3 +77,46 @@ def test_an_inhibitor_firing_anywhere_keeps_its_targets_quiet_until_it_resolves(
     out = run(engine, [(6, [source(False, 6)])])
     assert out[:1] == ["6 trigger slack"]
 
+
+
+def _context(extra: dict[str, Any]) -> Any:
+    base = {"receivers": [{"name": "slack", "type": "log"}], "default_receivers": ["slack"]}
+    return engine_context(parse_config(yaml.safe_dump({**base, **extra})))
+
+
+def test_a_sev3_alert_at_three_in_the_morning_waits_for_nine_in_the_teams_time_zone() -> None:
+    ctx = _context({"business_hours": {
+        "calendars": [{"name": "berlin", "time_zone": "Europe/Berlin",
+                       "hours": [{"days": ["mon", "tue", "wed", "thu", "fri"],
+                                  "start": "09:00", "end": "17:00"}]}],
+        "teams": {"payments": "berlin"}}})
+    engine = Engine(ctx)
+    three = datetime(2026, 3, 3, 2, 0, tzinfo=UTC)  # Tuesday 03:00 in Berlin (CET)
+    alert = fire(Severity.SEV3).alert.replace(team="payments", starts_at=three,
+                                              received_at=three)
+    batch = engine.apply([AlertEvent(alert=alert)], three)
+    assert batch.notifications == [] and batch.quieted == {"deferred": 1}
+    eight = datetime(2026, 3, 3, 7, 59, tzinfo=UTC)
+    assert engine.tick(eight).notifications == []
+    nine = engine.next_deadline()
+    assert nine == datetime(2026, 3, 3, 8, 0, tzinfo=UTC)  # 09:00 CET
+    sent = engine.tick(nine).notifications
+    assert [(n.kind.value, n.receiver) for n in sent] == [("trigger", "slack")]
+    # A SEV1 at 03:00 pages at once: paging responses never wait.
+    loud = fire(Severity.SEV1, fp="x").alert.replace(team="payments", starts_at=three,
+                                                       received_at=three)
+    assert Engine(ctx).apply([AlertEvent(alert=loud)], three).notifications
+
+
+def test_a_maintenance_window_keeps_its_alerts_quiet_then_they_notify_if_still_firing() -> None:
+    ctx = _context({"maintenance_windows": [
+        {"name": "db-upgrade", "matchers": ['service="checkout"'], "time_zone": "UTC",
+         "start": "2026-03-02T09:00:00Z", "end": "2026-03-02T10:00:00Z"}]})
+    engine = Engine(ctx)
+    t = datetime(2026, 3, 2, 9, 5, tzinfo=UTC)
+    alert = fire(Severity.SEV2).alert.replace(starts_at=t, received_at=t)
+    batch = engine.apply([AlertEvent(alert=alert)], t)
+    assert batch.notifications == [] and batch.quieted == {"maintenance": 1}
+    end = engine.next_deadline()
+    assert end == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+    assert [n.kind.value for n in engine.tick(end).notifications] == ["trigger"]
