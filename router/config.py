@@ -20,6 +20,7 @@ from router.durations import Duration
 from router.escalation import OnCallConfig
 from router.model import Severity
 from router.noise.business_hours import Calendar
+from router.noise.heartbeats import Heartbeat
 from router.noise.inhibit import InhibitRule
 from router.noise.windows import MaintenanceWindow
 from router.policy import SeverityPolicies
@@ -279,6 +280,7 @@ class Config(Strict):
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
     business_hours: BusinessHoursConfig = BusinessHoursConfig()
+    heartbeats: list[Heartbeat] = Field(default_factory=list)
     slack: SlackAppConfig | None = None
     pagerduty_webhook: PagerDutyWebhookConfig | None = None
     # Map of the `severity` label's values to SEV levels, for alerts no rule matches.
@@ -326,6 +328,8 @@ class Config(Strict):
                  ("incidents.sla_receivers", self.incidents.sla_receivers)]
         if self.incidents.statuspage_receiver is not None:
             refs.append(("incidents.statuspage_receiver", [self.incidents.statuspage_receiver]))
+        refs += [(f"heartbeats.{i}.receivers", list(h.receivers))
+                 for i, h in enumerate(self.heartbeats)]
         for path, names in refs:
             problems.extend(f"{self.source}: {path}: unknown receiver {n!r} {known}"
                             for n in names if n not in seen)

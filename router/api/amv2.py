@@ -30,6 +30,7 @@ from router.api.webhooks import read_body
 from router.backends.base import Backend, LogUnavailable
 from router.engine.noise import NOISE_KEY, SILENCE
 from router.model import CommandEvent, Status, utcnow
+from router.noise.heartbeats import HEARTBEAT
 from router.noise.matchers import Matcher, MatcherError, parse_matcher
 from router.noise.muters import labels_of
 from router.noise.silences import (
@@ -223,6 +224,23 @@ async def status(request: web.Request) -> web.Response:
     })
 
 
+async def heartbeat(request: web.Request) -> web.Response:
+    """`POST /api/v1/heartbeats/{name}`: one beat of a configured heartbeat."""
+    if (denied := require_api_token(request)) is not None:
+        return denied
+    name = request.match_info["name"]
+    beats = {h.name: h for h in request.app[RUNTIME].snapshot.config.heartbeats}
+    hb = beats.get(name)
+    if hb is None:
+        return _json({"status": "error", "error": f"no heartbeat {name!r} is configured"}, 404)
+    event = CommandEvent(command=HEARTBEAT, group_key=hb.group_key, actor="api", at=utcnow())
+    try:
+        await request.app[BACKEND].log.append([event])
+    except LogUnavailable:
+        return _json({"status": "error", "error": "the log cannot take the beat now"}, 503)
+    return _json({"status": "success", "heartbeat": name})
+
+
 def add_routes(app: web.Application) -> None:
     for prefix in ("/api/v2", "/api/v1"):
         app.router.add_get(f"{prefix}/silences", list_silences)
@@ -231,3 +249,4 @@ def add_routes(app: web.Application) -> None:
         app.router.add_delete(f"{prefix}/silence/{{id}}", delete_silence)
     app.router.add_get("/api/v2/alerts", list_alerts)
     app.router.add_get("/api/v2/status", status)
+    app.router.add_post("/api/v1/heartbeats/{name}", heartbeat)

@@ -22,9 +22,10 @@ from router.noise.silences import Silence, silences_for
 
 def quiet_reasons(alerts: Iterable[Alert], silences: Iterable[Silence], request: web.Request,
                   now: datetime) -> dict[str, dict[str, Any]]:
-    """Why each quiet firing alert is quiet now, by alert key (absent: it is not): `silenced_by` (silence ids),
-    `inhibited_by` (fingerprints of firing sources), and the first mute in the engine's order
-    (`reason`, `ref`, `until`). Computed at read time like Alertmanager's marker."""
+    """Why each quiet firing alert is quiet now, by alert key (absent: it is not):
+    `silenced_by` (silence ids), `inhibited_by` (fingerprints of firing sources), and the first
+    mute in the engine's order (`reason`, `ref`, `until`). Computed at read time like
+    Alertmanager's marker."""
     config = request.app[RUNTIME].snapshot.config
     alerts = list(alerts)
     silences = list(silences)

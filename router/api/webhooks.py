@@ -19,7 +19,7 @@ from router.api.keys import BACKEND, RUNTIME, SNS_VERIFIER
 from router.api.requests import BodyTimeout, log_refused, request_id
 from router.backends.base import LogEvent, LogUnavailable
 from router.config import Auth
-from router.engine.noise import inhibitor_commands
+from router.engine.noise import heartbeat_of, inhibitor_commands
 from router.model import Alert, AlertEvent, utcnow
 from router.sources.alertmanager import parse_alertmanager
 from router.sources.base import Rejected, check_alert_limits
@@ -109,6 +109,9 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
     classify = snapshot.rules.classify
     accepted = [AlertEvent.of(classify(a)) for a in alerts]
     events: list[LogEvent] = list(accepted)
+    if snapshot.config.heartbeats:
+        # A Watchdog-like alert is its heartbeat's beat, not an alert to route.
+        events = [heartbeat_of(e, snapshot.config.heartbeats) or e for e in accepted]
     rules = snapshot.config.inhibit_rules
     if rules and accepted:
         # Alerts that may inhibit others reach every engine first (noise commands).

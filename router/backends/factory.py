@@ -20,7 +20,8 @@ def engine_context(config: Config) -> EngineContext:
     return EngineContext(policies=config.severities,
                          default_receivers=tuple(config.default_receivers),
                          incidents=config.incidents, oncall=config.oncall,
-                         quiet=quiet_of(config))
+                         quiet=quiet_of(config),
+                         heartbeats={h.name: h for h in config.heartbeats})
 
 
 def quiet_of(config: Config) -> Quiet:

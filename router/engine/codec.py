@@ -116,7 +116,7 @@ def packed_deadline(data: bytes | bytearray | memoryview) -> float | None:
     return _deadline_of_json(bytes(data))
 
 
-_TIMERS = ("w", "u", "r", "f", "x", "qu")
+_TIMERS = ("w", "u", "r", "f", "x", "qu", "hb")
 
 
 def _deadline_of_json(data: bytes) -> float | None:

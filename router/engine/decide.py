@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 
 from router.engine import incidents
 from router.engine.ids import IncidentIds
-from router.engine.instant import Instant, to_ts
+from router.engine.instant import Instant, from_ts, to_ts
 from router.engine.state import (
     FLAP_DAMPED,
     FLAP_NONE,
@@ -43,6 +43,8 @@ from router.model import (
     Status,
     stable_id,
 )
+from router.noise.heartbeats import HEARTBEAT
+from router.noise.heartbeats import PREFIX as HEARTBEAT_PREFIX
 
 Event = AlertEvent | CommandEvent | Tick
 
@@ -79,6 +81,11 @@ def decide(
     returned, `ids` itself is not changed.
     """
     at = Instant.of(now)
+    if isinstance(event, CommandEvent) and event.command == HEARTBEAT:
+        return _beat(state, event, now, ctx, ids)
+    if isinstance(event, Tick) and state is not None and state.heartbeat_due is not None and (
+            state.heartbeat_due <= at.ts):
+        return _missed(state, now, ctx, ids)
     if isinstance(event, CommandEvent):
         if ctx.incidents is None:
             return Decision(state, [], ids)
@@ -107,6 +114,39 @@ def decide(
     if ctx.incidents is not None:
         s, notes, ids = incidents.after_group(before, s, notes, at, ctx, ids, timers=timers)
     return Decision(_expire(s, at.ts, ctx, timers=timers), notes, ids)
+
+
+def _beat(state: GroupState | None, event: CommandEvent, now: datetime, ctx: EngineContext,
+          ids: IncidentIds) -> Decision:
+    """A heartbeat: the next one is due `interval + grace` from now; the missing-heartbeat
+    alert, if raised, resolves."""
+    key = event.group_key or ""
+    hb = ctx.heartbeats.get(key.removeprefix(HEARTBEAT_PREFIX))
+    if hb is None:
+        return Decision(state, [], ids)
+    due = Instant.of(now).ts + (hb.interval + hb.grace).total_seconds()
+    missing = state.alerts.get(f"router:heartbeat-{hb.name}") if state is not None else None
+    notes: list[Notification] = []
+    if state is not None and missing is not None and missing.firing:
+        back = AlertEvent.of(hb.back_alert(missing.alert, now))
+        state, notes, ids = decide(state, back, now, ctx, ids)
+    s = state if state is not None else GroupState.build(key=key)
+    return Decision(s.with_(heartbeat_due=due), notes, ids)
+
+
+def _missed(state: GroupState, now: datetime, ctx: EngineContext,
+            ids: IncidentIds) -> Decision:
+    """No beat by the deadline: raise the router's own alert in the heartbeat's group."""
+    hb = ctx.heartbeats.get(state.key.removeprefix(HEARTBEAT_PREFIX))
+    due = state.heartbeat_due
+    # The group's other timers first (a resolution on its way goes out before a new alarm).
+    after, notes, ids = decide(state.with_(heartbeat_due=None), Tick.build(group_key=state.key),
+                               now, ctx, ids)
+    if hb is None or due is None:
+        return Decision(after, notes, ids)
+    missing = AlertEvent.of(hb.missing_alert(from_ts(due - hb.grace.total_seconds()), now))
+    after, more, ids = decide(after, missing, now, ctx, ids)
+    return Decision(after, notes + more, ids)
 
 
 def rearm(state: GroupState, now: datetime, ctx: EngineContext) -> GroupState:
@@ -403,6 +443,7 @@ def _expire(s: GroupState, now: float, ctx: EngineContext, *, timers: bool) -> G
     quiet = (
         s.notified_status is not Status.FIRING and not s.firing and s.flap == FLAP_NONE
         and s.wait_until is None and s.update_at is None and not s.incidents
+        and s.heartbeat_due is None
     )
     if quiet:
         x = s.expires if s.expires is not None else now + ctx.resolved_retention.total_seconds()

@@ -31,6 +31,7 @@ from router.engine.quiet import Quiet
 from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
 from router.model import AlertEvent, CommandEvent, Notification, NotificationKind
+from router.noise.heartbeats import HEARTBEAT
 from router.noise.silences import Silence
 
 
@@ -467,7 +468,8 @@ class _Run:
             state = self.engine.get(key)
             self.before[key] = state
         context = self.engine.context
-        if isinstance(event, CommandEvent) and command_target(state, event, context) is None:
+        if (isinstance(event, CommandEvent) and event.command != HEARTBEAT
+                and command_target(state, event, context) is None):
             self.unknown_commands += 1
             return
         # Alert events only arm timers; the Tick after the batch sends what is due.

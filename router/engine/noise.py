@@ -16,9 +16,10 @@ from datetime import timedelta
 import orjson
 
 from router.engine.quiet import Muter, Quiet
-from router.model import Alert, CommandEvent, Status
+from router.model import Alert, AlertEvent, CommandEvent, Status
+from router.noise.heartbeats import HEARTBEAT, Heartbeat
 from router.noise.inhibit import InhibitRule
-from router.noise.muters import InhibitMuter, SilenceMuter, labels_of
+from router.noise.muters import InhibitMuter, SilenceMuter, labels_of, parsed_matchers
 from router.noise.silences import Silence
 
 # Where the noise state is stored beside the group states; also the log key of noise commands
@@ -96,6 +97,19 @@ def inhibitor_commands(alerts: Iterable[Alert], rules: Sequence[InhibitRule]
                 at=a.event_time, args={"key": a.key, "labels": dict(labels),
                                        "firing": a.status is Status.FIRING}))
     return out
+
+
+def heartbeat_of(event: AlertEvent, heartbeats: Sequence[Heartbeat]) -> CommandEvent | None:
+    """The beat a firing alert stands for (it matches a heartbeat's matchers), or None."""
+    alert = event.alert
+    if alert.status is not Status.FIRING:
+        return None
+    labels = labels_of(alert)
+    for hb in heartbeats:
+        if hb.matchers and parsed_matchers(hb.matchers).matches(labels):
+            return CommandEvent.build(kind="command", command=HEARTBEAT, group_key=hb.group_key,
+                                      actor=alert.source, at=alert.received_at, args={})
+    return None
 
 
 def is_noise(event: object) -> bool:

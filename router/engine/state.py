@@ -24,6 +24,7 @@ from router.engine.quiet import NO_QUIET, Quiet
 from router.escalation import OnCallConfig
 from router.incidents import Incident, IncidentStatus
 from router.model import Alert, Frozen, Severity, Status, default_group_key, stable_id
+from router.noise.heartbeats import Heartbeat
 from router.policy import SeverityPolicies, SeverityPolicy
 
 __all__ = ["default_group_key", "from_ts", "to_ts"]  # re-exported for older imports
@@ -69,6 +70,8 @@ class EngineContext(Frozen):
     oncall: OnCallConfig = OnCallConfig()
     # Silences, maintenance windows, inhibition, business hours (`router.engine.quiet`).
     quiet: Quiet = NO_QUIET
+    # Dead man's switches by name (`router.noise.heartbeats`).
+    heartbeats: dict[str, Heartbeat] = Field(default_factory=dict)
 
     def policy(self, severity: Severity) -> SeverityPolicy:
         return self.policies.for_severity(severity)
@@ -174,6 +177,7 @@ class GroupState(_Stored):
     flap_settles: float | None = Field(default=None, alias="f")  # no status change by then
     expires: float | None = Field(default=None, alias="x")  # delete: quiet, nothing pending
     quiet_until: float | None = Field(default=None, alias="qu")  # a mute is looked at again
+    heartbeat_due: float | None = Field(default=None, alias="hb")  # the next beat is late then
     flap: int = Field(default=FLAP_NONE, alias="fl")  # 0 none, 1 started, 2 damped, 3 stopped
     duplicates: int = Field(default=0, alias="d")  # events suppressed as duplicates
     stale: int = Field(default=0, alias="o")  # out-of-order events dropped
@@ -205,7 +209,7 @@ class GroupState(_Stored):
         """The earliest timer, epoch seconds; None when nothing is scheduled."""
         best: float | None = None
         for v in (self.wait_until, self.update_at, self.repeat_at, self.flap_settles,
-                  self.expires, self.quiet_until):
+                  self.expires, self.quiet_until, self.heartbeat_due):
             if v is not None and (best is None or v < best):
                 best = v
         for inc in self.incidents:

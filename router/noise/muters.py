@@ -65,7 +65,8 @@ class SilenceMuter:
 
 
 @lru_cache(maxsize=1024)
-def _parsed(lines: tuple[str, ...]) -> Matchers:
+def parsed_matchers(lines: tuple[str, ...]) -> Matchers:
+    """Matcher strings (config) parsed once."""
     out = []
     for line in lines:
         out += list(parse_matchers(line))
@@ -91,7 +92,7 @@ class WindowMuter:
         labels: Mapping[str, str] | None = None
         for w in self.windows:
             labels = labels if labels is not None else labels_of(alert)
-            if not _parsed(w.matchers).matches(labels):
+            if not parsed_matchers(w.matchers).matches(labels):
                 continue
             span = current_span(w, _at(now))
             if span is not None:
