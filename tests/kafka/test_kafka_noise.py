@@ -5,12 +5,13 @@ partitions over (restarted, restored from the changelog) honours it."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 
 import pytest
 
 from router.config import KafkaBackendConfig
 from router.model import AlertEvent
-from tests.kafka.test_kafka_engine import notifications
+from tests.kafka.test_kafka_engine import eventually, notifications
 from tests.kafka.test_kafka_paging import Replica
 from tests.unit.engine.test_incidents import fire
 from tests.unit.engine.test_noise_commands import silence
@@ -53,9 +54,11 @@ async def test_a_silence_reaches_every_partition_and_survives_a_new_owner(
             return {n.group_key for n in await notifications(kafka_config)
                     if n.kind.value == "trigger" and n.receiver == "slack"}
 
-        deadline = asyncio.get_running_loop().time() + 30
-        while len(await triggered()) < 12 and asyncio.get_running_loop().time() < deadline:
-            await asyncio.sleep(0.2)
+        await eventually(lambda: _all_twelve(triggered))
         assert len(await triggered()) == 12
     finally:
         await replica.stop()
+
+
+async def _all_twelve(triggered: Callable[[], Awaitable[set[str]]]) -> bool:
+    return len(await triggered()) == 12
