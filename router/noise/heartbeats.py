@@ -11,10 +11,11 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from router.durations import Duration
 from router.model import Alert, Frozen, Severity, Status
+from router.noise.matchers import parse_matchers
 
 HEARTBEAT = "heartbeat"  # the command of a beat
 PREFIX = "heartbeat:"  # group key prefix
@@ -50,3 +51,11 @@ class Heartbeat(Frozen):
 
     def back_alert(self, missing: Alert, now: datetime) -> Alert:
         return missing.replace(status=Status.RESOLVED, ends_at=now, received_at=now)
+
+
+    @field_validator("matchers")
+    @classmethod
+    def _parsable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for line in value:
+            parse_matchers(line)  # MatcherError (a ValueError) names what is wrong
+        return value
