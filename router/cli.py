@@ -13,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from router.config import Config, ConfigError, load_config
+from router.silence_cli import add_parser as add_silence_parser
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -307,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     pm.add_argument("--token", help="API token (default: $INCIDENT_ROUTER_TOKEN)")
     pm.add_argument("--output", "-o", help="write the Markdown to this file")
     pm.set_defaults(func=_postmortem)
+
+    add_silence_parser(sub)
 
     args = parser.parse_args(argv)
     code: int = args.func(args)
