@@ -12,6 +12,7 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from router.api.keys import RUNTIME
 from tests import snskit
 from tests.conftest import RouterClient, read_testdata
 from tests.fakes.pagerduty import FakePagerDuty
@@ -183,3 +184,18 @@ async def test_alertmanager_resolution_resolves_it_and_a_later_resolve_notifies_
     assert first["at"].startswith(starts.strftime("%Y-%m-%dT%H:%M"))
     assert all(e["recorded_at"] for e in final["timeline"])
 
+
+
+async def test_a_partial_sev1_override_keeps_paging_at_once_and_its_slas(
+        router_client: RouterClient, aiohttp_server: Any) -> None:
+    # The edit examples/router.yaml invites: only SEV1's receivers. SEV1 still notifies at once
+    # (group_wait 0, not the generic 30 s) and keeps its 15 min acknowledge SLA.
+    client, _, slack, _ = await start(router_client, aiohttp_server, {
+        "severities": {"SEV1": {"receivers": ["slack"]}}})
+    resp = await client.post("/webhooks/alertmanager", json=am_payload(
+        "firing", datetime.now(UTC).replace(microsecond=0)))
+    assert resp.status == 200
+    await wait_until(lambda: slack.messages, "the first SEV1 notification", within=10)
+    incident = await open_incident(client)
+    assert incident["severity"] == "SEV1"
+    assert client.app[RUNTIME].snapshot.config.severities.SEV1.ack_sla == timedelta(minutes=15)
