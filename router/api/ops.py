@@ -8,6 +8,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.api.keys import BACKEND, RUNTIME
+from router.api.pagination import paginated
 from router.api.webhooks import error_response, json_response
 from router.model import Status
 
@@ -57,13 +58,9 @@ async def list_alerts(request: web.Request) -> web.Response:
     if status is not None and status not in {s.value for s in Status}:
         return error_response(400, "status must be 'firing' or 'resolved'")
     source = request.query.get("source")
-    try:
-        limit = min(int(request.query.get("limit", "1000")), 10_000)
-    except ValueError:
-        return error_response(400, "limit must be an integer")
-    alerts = await request.app[BACKEND].current_alerts(status=status, source=source, limit=limit)
-    data = [a.model_dump(mode="json") for a in alerts]
-    return json_response(200, {"status": "success", "data": data})
+    return await paginated(request, lambda limit, cursor: request.app[BACKEND].alert_page(
+        status=status, source=source, limit=limit, cursor=cursor),
+        lambda a: a.model_dump(mode="json"))
 
 
 def add_routes(app: web.Application) -> None:

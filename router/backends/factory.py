@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from router.backends.base import Backend
 from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded_retention import RetentionPolicy
 from router.config import Config, EmbeddedBackendConfig
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
@@ -15,11 +18,13 @@ def engine_context(config: Config) -> EngineContext:
                          incidents=config.incidents, oncall=config.oncall)
 
 
-def make_backend(config: Config, metrics: EngineMetrics) -> Backend:
+def make_backend(config: Config, metrics: EngineMetrics,
+                 registry: CollectorRegistry | None = None) -> Backend:
+    """`registry`: where the backend's own metrics go (the embedded database's size)."""
     cfg = config.backend
     if isinstance(cfg, EmbeddedBackendConfig):
         return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics,
-                               gate=cfg)
+                               gate=cfg, retention=RetentionPolicy.of(cfg), registry=registry)
     from router.backends.kafka import KafkaBackend
 
     return KafkaBackend(cfg, engine_context(config), metrics)
