@@ -70,13 +70,22 @@ def migrate(conn: sqlite3.Connection) -> None:
     if "resolved_at" not in columns:
         conn.execute("ALTER TABLE incidents ADD COLUMN resolved_at REAL")
         resolved = conn.execute(
-            "SELECT id, body FROM incidents WHERE status = 'resolved'").fetchall()
+            "SELECT id, opened_at, body FROM incidents WHERE status = 'resolved'").fetchall()
         conn.executemany("UPDATE incidents SET resolved_at = ? WHERE id = ?", [
-            (_resolved_at(Incident.model_validate_json(body)), incident_id)
-            for incident_id, body in resolved
+            (_stored_resolved_at(body, opened_at), incident_id)
+            for incident_id, opened_at, body in resolved
         ])
     conn.execute("CREATE INDEX IF NOT EXISTS incidents_resolved ON incidents (resolved_at)"
                  " WHERE resolved_at IS NOT NULL")
+
+
+def _stored_resolved_at(body: bytes, opened_at: float) -> float:
+    """`resolved_at` of a stored incident; its opening time if the body does not say."""
+    try:
+        value = orjson.loads(body).get("resolved_at")
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError, TypeError):
+        return opened_at
 
 
 def _resolved_at(incident: Incident) -> float | None:

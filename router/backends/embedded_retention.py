@@ -21,7 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
@@ -68,6 +68,7 @@ class Retention:
         self.policy = policy
         self._clock = clock
         self._metrics = metrics
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests step it
         self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
@@ -80,7 +81,7 @@ class Retention:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.policy.interval.total_seconds())
+            await self.sleep(self.policy.interval.total_seconds())
             try:
                 await self.prune()
             except sqlite3.Error as exc:  # e.g. the disk is full: next time, then

@@ -193,12 +193,14 @@ class Database:
         pages freed. The file itself shrinks at the next checkpoint."""
         freed = 0
         while True:
-            def step(c: sqlite3.Connection) -> int:
-                before = int(c.execute("PRAGMA freelist_count").fetchone()[0])
-                c.execute(f"PRAGMA incremental_vacuum({pages})").fetchall()
-                return before - int(c.execute("PRAGMA freelist_count").fetchone()[0])
-
-            n = await self.transaction(step)
+            async with self._writing:
+                conn = self._require_inline()
+                before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+                # Its own transaction, run to completion: `execute` would take one step,
+                # which frees one page.
+                conn.executescript(f"PRAGMA incremental_vacuum({pages})")
+                n = before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            self._committed_inline()
             freed += n
             if n < pages:
                 return freed
