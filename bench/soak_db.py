@@ -1,7 +1,7 @@
 """Soak of the embedded database: does the file level off under a constant alert stream?
 
     .venv/bin/python bench/soak_db.py [--alerts 1000000] [--rate 190] [--max-age 2m]
-        [--prune-interval 1m] [--report-at 100000,1000000] [--keep DIR]
+        [--prune-interval 1m] [--report-at 100000,1000000] [--no-prune] [--keep DIR]
 
 Drives `EmbeddedBackend` directly (no HTTP) on a simulated clock: `--rate` alerts per
 simulated second, as the 25-minute soak of issue 14 sent them (~190/s). Each alert is a new
@@ -142,12 +142,13 @@ async def soak(args: argparse.Namespace, path: Path) -> list[str]:
             delivered = await deliver(backend, delivered)
             sent += len(batch)
             second += 1
-            if second >= next_prune:
+            if second >= next_prune and not args.no_prune:
                 await backend.retention.prune()
                 next_prune += policy.interval.total_seconds()
             while report_at and sent >= report_at[0]:
                 report_at.pop(0)
-                await backend.retention.prune()
+                if not args.no_prune:
+                    await backend.retention.prune()
                 await backend.db.checkpoint()
                 db, wal = files(path)
                 counts = await rows(backend)
@@ -170,12 +171,14 @@ def main() -> None:
     parser.add_argument("--max-age", default="2m", help="every retention age (simulated)")
     parser.add_argument("--prune-interval", default="1m")
     parser.add_argument("--report-at", default="100000,1000000")
+    parser.add_argument("--no-prune", action="store_true",
+                        help="no retention at all: the growth as before it existed")
     parser.add_argument("--keep", type=Path, help="keep the database in this directory")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="soak-db-"))
     path = (args.keep or work) / "router.db"
-    print(f"rate {args.rate}/s simulated, retention ages {args.max_age}, prune every "
-          f"{args.prune_interval}")
+    print(f"rate {args.rate}/s simulated, " + ("no retention" if args.no_prune else
+          f"retention ages {args.max_age}, prune every {args.prune_interval}"))
     print("| alerts | simulated | db bytes | wal bytes | db bytes/alert | log | alerts | "
           "incidents | engine_state | outbox | deliveries | dead_letters | wall |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
