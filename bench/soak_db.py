@@ -14,7 +14,8 @@ set to `--max-age` (scaled down from the 30-day defaults, through EmbeddedBacken
 the steady state comes within the first 100k alerts).
 
 Prints one Markdown table row per `--report-at` count: the database file and its WAL in
-bytes, bytes per alert received so far, and the rows per table. Alerts are counted as the
+bytes, bytes per alert received so far, the rows per table and the three largest tables
+(with their indexes, from SQLite's dbstat). Alerts are counted as the
 intake counts them: every received alert (fire, re-send and resolve each count one).
 """
 
@@ -86,16 +87,34 @@ async def rows(backend: EmbeddedBackend) -> dict[str, int]:
     return await backend.db.read(q)
 
 
+async def largest(backend: EmbeddedBackend) -> str:
+    """The three tables (with their indexes) that take the most pages, in MB."""
+    def q(conn: sqlite3.Connection) -> list[tuple[str, int]]:
+        return conn.execute(
+            "SELECT coalesce(m.tbl_name, s.name), sum(s.pgsize) FROM dbstat s "
+            "LEFT JOIN sqlite_schema m ON m.name = s.name GROUP BY 1 ORDER BY 2 DESC LIMIT 3"
+        ).fetchall()
+    try:
+        top = await backend.db.read(q)
+    except sqlite3.OperationalError:  # SQLite built without the dbstat table
+        return "-"
+    return ", ".join(f"{name} {size / 1e6:.1f}" for name, size in top)
+
+
 async def deliver(backend: EmbeddedBackend, delivered: int) -> int:
-    """Take the whole outbox as the Dispatcher would; returns the running count."""
-    while items := await backend.outbox.pending(1000):
+    """Take the whole outbox as the Dispatcher's concurrent lanes would (their writes share
+    group commits); returns the running count."""
+    outbox = backend.outbox
+    while items := await outbox.pending(1000):
+        done = []
         for item in items:
             delivered += 1
             if delivered % DEAD_LETTER_EVERY == 0:
-                await backend.outbox.dead_letter(item, "http_500")
+                done.append(outbox.dead_letter(item, "http_500"))
             else:
-                await backend.outbox.mark_delivered_recorded(
-                    item.id, item.notification.id, item.receiver)
+                done.append(outbox.mark_delivered_recorded(item.id, item.notification.id,
+                                                           item.receiver))
+        await asyncio.gather(*done)
     return delivered
 
 
@@ -157,7 +176,7 @@ async def soak(args: argparse.Namespace, path: Path) -> list[str]:
                     + " | ".join(f"{counts[t]:,}" for t in
                                  ("log", "alerts", "incidents", "engine_state", "outbox",
                                   "deliveries", "dead_letters"))
-                    + f" | {time.perf_counter() - started:.0f} s |")
+                    + f" | {await largest(backend)} | {time.perf_counter() - started:.0f} s |")
                 print(lines[-1], flush=True)
     finally:
         await backend.stop()
@@ -180,8 +199,8 @@ def main() -> None:
     print(f"rate {args.rate}/s simulated, " + ("no retention" if args.no_prune else
           f"retention ages {args.max_age}, prune every {args.prune_interval}"))
     print("| alerts | simulated | db bytes | wal bytes | db bytes/alert | log | alerts | "
-          "incidents | engine_state | outbox | deliveries | dead_letters | wall |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+          "incidents | engine_state | outbox | deliveries | dead_letters | largest (MB) | wall |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     try:
         asyncio.run(soak(args, path))
     finally:
