@@ -1,22 +1,24 @@
 """Soak of the embedded database: does the file level off under a constant alert stream?
 
     .venv/bin/python bench/soak_db.py [--alerts 1000000] [--rate 190] [--max-age 2m]
-        [--prune-interval 1m] [--report-at 100000,1000000] [--no-prune] [--keep DIR]
+        [--prune-interval 1m] [--report-at 100000,1000000] [--fingerprints N] [--no-prune]
+        [--keep DIR]
 
 Drives `EmbeddedBackend` directly (no HTTP) on a simulated clock: `--rate` alerts per
-simulated second, as the 25-minute soak of issue 14 sent them (~190/s). Each alert is a new
-fingerprint of one of 20,000 groups (alert name x service) that fires, is sent again 30 s later
-(as Alertmanager re-sends) and resolves 90 s after firing; one group in 50 is SEV2 and opens
-an incident, which closes when its alerts resolve. After each simulated second the engine
-decides, a stand-in for the Dispatcher takes the outbox (99% delivered and recorded, 1%
-dead-lettered), and every `--prune-interval` of simulated time retention runs with every age
-set to `--max-age` (scaled down from the 30-day defaults, through EmbeddedBackendConfig, so
-the steady state comes within the first 100k alerts).
+simulated second, as the 25-minute soak of issue 14 sent them (~190/s). Each alert belongs to
+one of 20,000 groups (alert name x service); it fires, is sent again 30 s later (as
+Alertmanager re-sends) and resolves 90 s after firing. Each is a new fingerprint (pods come
+and go), or with `--fingerprints N` one of N that fire again and again. One group in 50 is
+SEV2 and opens an incident. After each simulated second the engine decides, a stand-in for
+the Dispatcher takes the outbox (99% delivered and recorded, 1% dead-lettered), and every
+`--prune-interval` of simulated time retention runs with every age set to `--max-age` (scaled
+down from the 30-day defaults, through EmbeddedBackendConfig, so the steady state comes
+within the first 100k alerts).
 
 Prints one Markdown table row per `--report-at` count: the database file and its WAL in
 bytes, bytes per alert received so far, the rows per table and the three largest tables
-(with their indexes, from SQLite's dbstat). Alerts are counted as the
-intake counts them: every received alert (fire, re-send and resolve each count one).
+(with their indexes, from SQLite's dbstat). Alerts are counted as the intake counts them:
+every received alert (fire, re-send and resolve each count one).
 """
 
 from __future__ import annotations
@@ -149,11 +151,12 @@ async def soak(args: argparse.Namespace, path: Path) -> list[str]:
                 while due and due[0][0] <= second and len(batch) < args.rate:
                     batch.append(due.popleft()[1])
             while len(batch) < args.rate:
-                batch.append(alert(fired, Status.FIRING, now, now))
+                n = fired % args.fingerprints if args.fingerprints else fired
+                batch.append(alert(n, Status.FIRING, now, now))
                 resends.append((second + RESEND_AFTER, alert(
-                    fired, Status.FIRING, now, now + timedelta(seconds=RESEND_AFTER))))
+                    n, Status.FIRING, now, now + timedelta(seconds=RESEND_AFTER))))
                 resolves.append((second + RESOLVE_AFTER, alert(
-                    fired, Status.RESOLVED, now, now + timedelta(seconds=RESOLVE_AFTER))))
+                    n, Status.RESOLVED, now, now + timedelta(seconds=RESOLVE_AFTER))))
                 fired += 1
             batch = batch[:args.alerts - sent]
             await backend.log.append(batch)
@@ -190,14 +193,20 @@ def main() -> None:
     parser.add_argument("--max-age", default="2m", help="every retention age (simulated)")
     parser.add_argument("--prune-interval", default="1m")
     parser.add_argument("--report-at", default="100000,1000000")
+    parser.add_argument("--fingerprints", type=int, default=0,
+                        help="alerts recur from a pool of this many fingerprints (the same "
+                             "instances firing again); 0: every alert a new one (pod churn)")
     parser.add_argument("--no-prune", action="store_true",
                         help="no retention at all: the growth as before it existed")
     parser.add_argument("--keep", type=Path, help="keep the database in this directory")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="soak-db-"))
     path = (args.keep or work) / "router.db"
-    print(f"rate {args.rate}/s simulated, " + ("no retention" if args.no_prune else
-          f"retention ages {args.max_age}, prune every {args.prune_interval}"))
+    print(f"rate {args.rate}/s simulated, "
+          + (f"{args.fingerprints:,} recurring fingerprints, " if args.fingerprints
+             else "a new fingerprint per alert, ")
+          + ("no retention" if args.no_prune else
+             f"retention ages {args.max_age}, prune every {args.prune_interval}"))
     print("| alerts | simulated | db bytes | wal bytes | db bytes/alert | log | alerts | "
           "incidents | engine_state | outbox | deliveries | dead_letters | largest (MB) | wall |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)

@@ -134,6 +134,7 @@ class EmbeddedBackend:
         self.db = Database(path, schema, synchronous=synchronous,
                            migrate=embedded_engine.migrate)
         self.log = EmbeddedLog(self.db, self.gate, clock)
+
         def seconds() -> float:  # delivery records and dead letters keep wall-clock seconds
             return clock().timestamp()
 
