@@ -110,6 +110,15 @@ class IntakeGateConfig(Strict):
 class EmbeddedBackendConfig(IntakeGateConfig):
     type: Literal["embedded"] = "embedded"
     path: str = "data/router.db"
+    # Retention (router.backends.embedded_retention): every `prune_interval` the router deletes
+    # rows older than their age, then gives the freed pages back to the file system. Log
+    # entries go as soon as the engine has consumed them; open incidents, firing alerts and
+    # undelivered notifications are never deleted. An age of 0 keeps that kind forever.
+    prune_interval: Duration = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    resolved_alerts_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
+    closed_incidents_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
+    delivery_records_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
+    dead_letters_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
 
 
 class KafkaBackendConfig(IntakeGateConfig):
@@ -131,6 +140,14 @@ class KafkaBackendConfig(IntakeGateConfig):
     ssl_keyfile: str | None = None
     # Where the intake-side producer waits before answering 503.
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
+    # Topic retention set by `kafka init` / topic creation (router.backends.kafka_topics):
+    # `retention.ms` of the alerts log and the outbox, and of the compacted dead-letter and
+    # delivery-record topics (cleanup.policy compact,delete). 0 keeps that topic's records
+    # forever (retention.ms -1; compaction only for the compacted ones).
+    log_retention: Duration = Field(default=timedelta(days=7), ge=timedelta(0))
+    notifications_retention: Duration = Field(default=timedelta(days=7), ge=timedelta(0))
+    delivery_records_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
+    dead_letters_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
 
 
 BackendConfig = Annotated[

@@ -371,13 +371,9 @@ def step_prometheus(checks: Checks, root: Path, _: argparse.Namespace) -> None:
 
 # --- metric names and the real Prometheus ---------------------------------------------------
 
-# Metrics parallel work adds (issue 14): named by the dashboard and the rules already, reported
-# as pending (not failures) until router/ exports them.
-PENDING_METRICS = {
-    "incident_router_dead_letters": "dead-letter store size per receiver (delivery)",
-    "incident_router_outbox_backlog": "outbox backlog per receiver (delivery)",
-    "incident_router_db_size_bytes": "embedded database size (retention)",
-}
+# Metrics named by the dashboard and the rules before router/ exports them: reported as pending
+# (not failures). Empty: every metric they name is exported.
+PENDING_METRICS: dict[str, str] = {}
 METRIC_NAME = re.compile(r"\b((?:incident_router|process|python)_[a-z0-9_]+)\b")
 # Sample names derived from a family's name (histogram and summary series, Info, Counter).
 SAMPLE_SUFFIXES = ("_bucket", "_count", "_sum", "_info", "_created", "_total")

@@ -46,7 +46,7 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
             yield
 
     async def backend(app: web.Application) -> AsyncIterator[None]:
-        store = make_backend(config, engine_metrics)
+        store = make_backend(config, engine_metrics, registry)
         await store.start()
         app[BACKEND] = store
         app[RUNTIME].on_reload.append(

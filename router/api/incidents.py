@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from router.api.keys import BACKEND, RUNTIME
 from router.api.ops import require_api_token
+from router.api.pagination import paginated
 from router.api.webhooks import error_response, json_response, read_body
 from router.backends.base import Backend, LogUnavailable
 from router.commands import INCIDENT_ID
@@ -310,16 +311,9 @@ async def list_incidents(request: web.Request) -> web.Response:
     status = request.query.get("status")
     if status is not None and status not in _STATUSES:
         return error_response(400, f"status must be one of {', '.join(sorted(_STATUSES))}")
-    try:
-        limit = int(request.query.get("limit", "200"))
-    except ValueError:
-        return error_response(400, "limit must be an integer")
-    if not 1 <= limit <= LOOKUP_LIMIT:
-        return error_response(400, f"limit must be between 1 and {LOOKUP_LIMIT}")
-    incidents = await request.app[BACKEND].incidents(
-        status=status, limit=limit, group_key=request.query.get("group_key") or None)
-    return json_response(200, {"status": "success",
-                               "data": [incident_json(i) for i in incidents]})
+    group_key = request.query.get("group_key") or None
+    return await paginated(request, lambda limit, cursor: request.app[BACKEND].incident_page(
+        status=status, group_key=group_key, limit=limit, cursor=cursor), incident_json)
 
 
 async def get_incident(request: web.Request) -> web.Response:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.api.keys import BACKEND, RUNTIME
+from router.api.pagination import paginated
 from router.api.quiet import quiet_reasons
 from router.api.webhooks import error_response, json_response
-from router.model import Status, utcnow
+from router.backends.pages import Page
+from router.model import Alert, Status, utcnow
 
 
 def require_api_token(request: web.Request) -> web.Response | None:
@@ -67,15 +70,17 @@ async def list_alerts(request: web.Request) -> web.Response:
     if status is not None and status not in {s.value for s in Status}:
         return error_response(400, "status must be 'firing' or 'resolved'")
     source = request.query.get("source")
-    try:
-        limit = min(int(request.query.get("limit", "1000")), 10_000)
-    except ValueError:
-        return error_response(400, "limit must be an integer")
     backend = request.app[BACKEND]
-    alerts = await backend.current_alerts(status=status, source=source, limit=limit)
-    quiet = quiet_reasons(alerts, await backend.silences(), request, utcnow())
-    data = [{**a.model_dump(mode="json"), "quiet": quiet.get(a.key)} for a in alerts]
-    return json_response(200, {"status": "success", "data": data})
+
+    async def page(limit: int, cursor: str | None) -> Page[Alert]:
+        found = await backend.alert_page(status=status, source=source, limit=limit,
+                                         cursor=cursor)
+        quiet.update(quiet_reasons(found.items, await backend.silences(), request, utcnow()))
+        return found
+
+    quiet: dict[str, dict[str, Any]] = {}
+    return await paginated(request, page,
+                           lambda a: {**a.model_dump(mode="json"), "quiet": quiet.get(a.key)})
 
 
 def add_routes(app: web.Application) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from router.backends.pages import Page
 from router.delivery.outbox import DeadLetters, Outbox
 from router.delivery.records import DeliveryStore
 from router.engine.state import EngineContext
@@ -77,6 +78,17 @@ class Backend(Protocol):
         ...
 
     async def incident(self, incident_id: str) -> Incident | None: ...
+
+    async def incident_page(self, status: str | None = None, group_key: str | None = None,
+                            limit: int = 100, cursor: str | None = None) -> Page[Incident]:
+        """One page of `incidents` (same filters), newest (opened_at, id) first; `cursor` is
+        the previous page's `next_cursor` (raises `InvalidCursor` for anything else)."""
+        ...
+
+    async def alert_page(self, status: str | None = None, source: str | None = None,
+                         limit: int = 100, cursor: str | None = None) -> Page[Alert]:
+        """One page of `current_alerts` (same filters), latest (event_time, key) first."""
+        ...
 
     async def silences(self) -> list[Silence]:
         """Every silence the engine holds (expired ones for their retention too)."""

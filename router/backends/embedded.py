@@ -6,27 +6,34 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import orjson
+from prometheus_client import CollectorRegistry
 
 from router.backends import embedded_engine, embedded_outbox
 from router.backends.base import LogEvent, LogUnavailable
 from router.backends.embedded_engine import EmbeddedEngineRunner
 from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
+from router.backends.embedded_retention import Retention, RetentionPolicy
 from router.backends.gate import IntakeGate, over_limits
+from router.backends.metrics import StorageMetrics
+from router.backends.pages import Page, SortKey, decode_cursor, encode_cursor
 from router.backends.sqlite import Database
 from router.config import IntakeGateConfig
 from router.engine.engine import Engine
 from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
-from router.model import Alert, AlertEvent, event_key
+from router.model import Alert, AlertEvent, event_key, utcnow
 from router.noise.silences import Silence
 
 log = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
@@ -45,6 +52,9 @@ CREATE TABLE IF NOT EXISTS alerts (
     body       BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status, source);
+-- The cursor of GET /api/v1/alerts: (event_time, key) descending.
+CREATE INDEX IF NOT EXISTS alerts_page ON alerts (event_time, key);
+CREATE INDEX IF NOT EXISTS alerts_resolved ON alerts (event_time) WHERE status = 'resolved';
 """
 
 _UPSERT_ALERT = """
@@ -66,15 +76,17 @@ _alert_json = Alert.__pydantic_serializer__.to_json  # bytes, without a str in b
 class EmbeddedLog:
     """`Log` over SQLite: `append` returns once the events are committed to disk."""
 
-    def __init__(self, db: Database, gate: IntakeGate | None = None) -> None:
+    def __init__(self, db: Database, gate: IntakeGate | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         self._db = db
         self._gate = gate
+        self._clock = clock
         self.on_commit: list[Committed] = []
 
     async def append(self, events: Sequence[LogEvent]) -> None:
         if self._gate is not None:
             await self._gate.wait()  # before the append: a 2xx still means committed
-        now = time.time()
+        now = self._clock().timestamp()
         rows: list[tuple[str, str, bytes, float]] = []
         views: list[tuple[str, str, str, float, bytes]] = []
         for e in events:
@@ -109,19 +121,31 @@ class EmbeddedLog:
 
 
 class EmbeddedBackend:
-    """Owns the database: the log, the engine consuming it, the outbox and dead letters."""
+    """Owns the database: the log, the engine consuming it, the outbox and dead letters, and
+    their retention. `clock` is the time of every part (tests and benchmarks inject one)."""
 
     def __init__(self, path: Path, context: EngineContext, metrics: EngineMetrics,
-                 synchronous: str = "FULL", gate: IntakeGateConfig | None = None) -> None:
+                 synchronous: str = "FULL", gate: IntakeGateConfig | None = None, *,
+                 retention: RetentionPolicy | None = None,
+                 registry: CollectorRegistry | None = None,
+                 clock: Callable[[], datetime] = utcnow) -> None:
         schema = SCHEMA + embedded_engine.SCHEMA + embedded_outbox.SCHEMA
         self._limits = gate or IntakeGateConfig()
         self.gate = IntakeGate(self._behind, self._limits.intake_max_wait_seconds)
-        self.db = Database(path, schema, synchronous=synchronous)
-        self.log = EmbeddedLog(self.db, self.gate)
-        self.outbox = SqliteOutbox(self.db)
-        self.records = SqliteDeliveryStore(self.db)
+        self.db = Database(path, schema, synchronous=synchronous,
+                           migrate=embedded_engine.migrate)
+        self.log = EmbeddedLog(self.db, self.gate, clock)
+
+        def seconds() -> float:  # delivery records and dead letters keep wall-clock seconds
+            return clock().timestamp()
+
+        self.outbox = SqliteOutbox(self.db, seconds)
+        self.records = SqliteDeliveryStore(self.db, seconds)
         self.engine = EmbeddedEngineRunner(self.db, Engine(context), metrics,
-                                           on_progress=self.gate.poke)
+                                           on_progress=self.gate.poke, clock=clock)
+        self.retention = Retention(self.db, self.outbox, self.records,
+                                   retention or RetentionPolicy(), clock,
+                                   StorageMetrics(registry or CollectorRegistry()))
         self.log.on_commit.append(self.engine.appended)
         # Notifications waiting for delivery: the app points this at its Dispatcher.
         self.delivery_backlog: Callable[[], int] = lambda: 0
@@ -131,9 +155,12 @@ class EmbeddedBackend:
 
     async def start(self) -> None:
         await self.db.open()
+        await self.db.ensure_incremental_vacuum()
         await self.engine.start()
+        await self.retention.start()
 
     async def stop(self) -> None:
+        await self.retention.stop()
         await self.engine.stop()
         await self.db.close()
 
@@ -146,14 +173,9 @@ class EmbeddedBackend:
 
     async def _select_bodies(self, table: str, conditions: list[tuple[str, str | None]],
                              order: str, limit: int) -> list[bytes]:
-        """`body` of the rows matching every condition: a `?` condition applies when its value
-        is given, one without `?` always applies."""
-        where = [sql for sql, value in conditions if "?" not in sql or value]
-        args = [value for sql, value in conditions if "?" in sql and value]
-        query = f"SELECT body FROM {table}"
-        if where:
-            query += " WHERE " + " AND ".join(where)
-        query += f" ORDER BY {order} LIMIT ?"
+        """`body` of the rows matching every condition (see `_where`)."""
+        where, args = _where(conditions)
+        query = f"SELECT body FROM {table}{_sql_where(where)} ORDER BY {order} LIMIT ?"
 
         def q(conn: sqlite3.Connection) -> list[bytes]:
             return [r[0] for r in conn.execute(query, (*args, limit))]
@@ -193,5 +215,63 @@ class EmbeddedBackend:
         return self.engine.engine.silences
 
     async def log_size(self) -> int:
-        row = await self.db.read(lambda c: c.execute("SELECT count(*) FROM log").fetchone())
-        return int(row[0])
+        """Events ever appended: the last offset (retention deletes consumed entries, offsets
+        are never reused)."""
+        row = await self.db.read(lambda c: c.execute(
+            "SELECT seq FROM sqlite_sequence WHERE name = 'log'").fetchone())
+        return int(row[0]) if row else 0
+
+    # --- paginated reads (GET /api/v1/incidents, /api/v1/alerts) --------------------------
+
+    async def incident_page(self, status: str | None = None, group_key: str | None = None,
+                            limit: int = 100, cursor: str | None = None) -> Page[Incident]:
+        """Newest (opened_at, id) first; `status` as in `incidents`."""
+        conditions: list[tuple[str, str | None]] = [("group_key = ?", group_key)]
+        if status == "open":
+            conditions.append(("status != 'resolved'", None))
+        else:
+            conditions.append(("status = ?", status))
+        return await self._page("incidents", "opened_at", "id", conditions, limit, cursor,
+                                Incident.model_validate_json)
+
+    async def alert_page(self, status: str | None = None, source: str | None = None,
+                         limit: int = 100, cursor: str | None = None) -> Page[Alert]:
+        """Latest (event_time, key) first."""
+        conditions = [("status = ?", status), ("source = ?", source)]
+        return await self._page("alerts", "event_time", "key", conditions, limit, cursor,
+                                lambda b: Alert.model_validate(orjson.loads(b)))
+
+    async def _page(self, table: str, at: str, ident: str,
+                    conditions: list[tuple[str, str | None]], limit: int, cursor: str | None,
+                    decode: Callable[[bytes], T]) -> Page[T]:
+        where, args = _where(conditions)
+        after = decode_cursor(table, cursor) if cursor else None
+        page_where = where + ([f"({at}, {ident}) < (?, ?)"] if after else [])
+        page_args = args + (list(after) if after else [])
+        query = (f"SELECT body, {at}, {ident} FROM {table}{_sql_where(page_where)} "
+                 f"ORDER BY {at} DESC, {ident} DESC LIMIT ?")
+
+        def q(conn: sqlite3.Connection) -> tuple[list[tuple[bytes, float, str]], int]:
+            rows = conn.execute(query, (*page_args, limit + 1)).fetchall()
+            total = conn.execute(f"SELECT count(*) FROM {table}{_sql_where(where)}",
+                                 args).fetchone()[0]
+            return rows, int(total)
+
+        rows, total = await self.db.read(q)
+        next_cursor = None
+        if len(rows) > limit:
+            rows = rows[:limit]
+            last: SortKey = (rows[-1][1], rows[-1][2])
+            next_cursor = encode_cursor(table, last)
+        return Page(items=[decode(r[0]) for r in rows], next_cursor=next_cursor, total=total)
+
+
+def _where(conditions: list[tuple[str, str | None]]) -> tuple[list[str], list[object]]:
+    """The conditions that apply: one with `?` when its value is given, one without always."""
+    where = [sql for sql, value in conditions if "?" not in sql or value]
+    args: list[object] = [value for sql, value in conditions if "?" in sql and value]
+    return where, args
+
+
+def _sql_where(where: list[str]) -> str:
+    return " WHERE " + " AND ".join(where) if where else ""

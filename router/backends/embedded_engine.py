@@ -21,8 +21,10 @@ from pydantic import TypeAdapter
 
 from router.backends.embedded_outbox import insert_notifications
 from router.backends.sqlite import Database
+from router.backends.tasks import cancelled
 from router.engine.engine import Batch, Engine
 from router.engine.state import EngineContext
+from router.incidents import Incident
 from router.metrics import EngineMetrics
 from router.model import Event, utcnow
 
@@ -44,18 +46,50 @@ CREATE TABLE IF NOT EXISTS incidents (
     status    TEXT NOT NULL,
     severity  TEXT NOT NULL,
     opened_at REAL NOT NULL,
-    body      BLOB NOT NULL
+    body      BLOB NOT NULL,
+    resolved_at REAL  -- retention deletes resolved incidents by this age
 );
 CREATE INDEX IF NOT EXISTS incidents_opened ON incidents (opened_at DESC);
 CREATE INDEX IF NOT EXISTS incidents_group ON incidents (group_key);
+-- The cursor of GET /api/v1/incidents: (opened_at, id) descending.
+CREATE INDEX IF NOT EXISTS incidents_page ON incidents (opened_at, id);
 """
 
 _UPSERT_INCIDENT = """
-INSERT INTO incidents (id, group_key, status, severity, opened_at, body)
-VALUES (?, ?, ?, ?, ?, ?)
+INSERT INTO incidents (id, group_key, status, severity, opened_at, body, resolved_at)
+VALUES (?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
-    status = excluded.status, severity = excluded.severity, body = excluded.body
+    status = excluded.status, severity = excluded.severity, body = excluded.body,
+    resolved_at = excluded.resolved_at
 """
+
+
+def migrate(conn: sqlite3.Connection) -> None:
+    """Bring a database made by an older version up to `SCHEMA` (runs at every open)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(incidents)")}
+    if "resolved_at" not in columns:
+        conn.execute("ALTER TABLE incidents ADD COLUMN resolved_at REAL")
+        resolved = conn.execute(
+            "SELECT id, opened_at, body FROM incidents WHERE status = 'resolved'").fetchall()
+        conn.executemany("UPDATE incidents SET resolved_at = ? WHERE id = ?", [
+            (_stored_resolved_at(body, opened_at), incident_id)
+            for incident_id, opened_at, body in resolved
+        ])
+    conn.execute("CREATE INDEX IF NOT EXISTS incidents_resolved ON incidents (resolved_at)"
+                 " WHERE resolved_at IS NOT NULL")
+
+
+def _stored_resolved_at(body: bytes, opened_at: float) -> float:
+    """`resolved_at` of a stored incident; its opening time if the body does not say."""
+    try:
+        value = orjson.loads(body).get("resolved_at")
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except (ValueError, AttributeError, TypeError):
+        return opened_at
+
+
+def _resolved_at(incident: Incident) -> float | None:
+    return None if incident.resolved_at is None else incident.resolved_at.timestamp()
 
 _EVENT: TypeAdapter[Event] = TypeAdapter(Event)
 FRESH_LIMIT = 100_000  # events held in memory for the engine; beyond, it reads the log
@@ -91,11 +125,8 @@ class EmbeddedEngineRunner:
         self._task = asyncio.create_task(self._run(), name="engine")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
 
     def set_context(self, context: EngineContext) -> None:
         self.engine.context = context
@@ -226,7 +257,7 @@ class EmbeddedEngineRunner:
             conn.executemany("DELETE FROM engine_state WHERE key = ?", deletes)
             conn.executemany(_UPSERT_INCIDENT, [
                 (i.id, i.group_key, i.status.value, i.severity.value, i.opened_at.timestamp(),
-                 i.model_dump_json().encode())
+                 i.model_dump_json().encode(), _resolved_at(i))
                 for i in batch.incidents.values()
             ])
             insert_notifications(conn, batch.notifications)

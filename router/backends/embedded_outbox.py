@@ -14,7 +14,7 @@ import asyncio
 import sqlite3
 import time
 import weakref
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 
 import orjson
@@ -42,12 +42,14 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     failed_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_lane ON dead_letters (receiver, group_key, seq);
+CREATE INDEX IF NOT EXISTS dead_letters_failed ON dead_letters (failed_at);
 CREATE TABLE IF NOT EXISTS deliveries (
     notification_id TEXT NOT NULL,
     receiver        TEXT NOT NULL,
     at              REAL NOT NULL,
     PRIMARY KEY (notification_id, receiver)
 );
+CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
 CREATE TABLE IF NOT EXISTS delivery_refs (
     receiver TEXT NOT NULL,
     key      TEXT NOT NULL,
@@ -92,8 +94,9 @@ class SqliteOutbox:
     dropped from the set once empty.
     """
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, now: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._now = now  # wall-clock seconds, injected by tests
         dead = _DEAD_LANES.get(db)
         if dead is None:
             dead = _DEAD_LANES[db] = _DeadLanes()
@@ -120,7 +123,7 @@ class SqliteOutbox:
 
     async def mark_delivered_recorded(self, item_id: str, notification_id: str,
                                       receiver: str) -> None:
-        at = time.time()
+        at = self._now()
 
         def work(conn: sqlite3.Connection) -> None:
             conn.execute(_RECORD, (notification_id, receiver, at))
@@ -142,7 +145,7 @@ class SqliteOutbox:
                     "(id, seq, receiver, group_key, body, reason, failed_at) "
                     "VALUES (?, ?, ?, ?, ?, ?, ?)",
                     (item.id, item.seq, n.receiver, n.group_key, n.model_dump_json().encode(),
-                     reason, time.time()),
+                     reason, self._now()),
                 )
 
         await self._db.write_batched(work, durable=False)
@@ -225,6 +228,12 @@ class SqliteOutbox:
             "SELECT DISTINCT receiver, group_key FROM dead_letters").fetchall())
         self._dead.lanes.update((r, g) for r, g in rows)
 
+    async def prune(self, older_than_seconds: float) -> int:
+        """Delete dead letters parked more than `older_than_seconds` ago (nobody replayed
+        them); returns how many. A lane in `holds`' set that empties is looked up once more."""
+        return await self._db.delete_in_chunks(
+            "dead_letters", "failed_at < ?", (self._now() - older_than_seconds,))
+
     async def count_pending(self) -> int:
         row = await self._db.read(lambda c: c.execute("SELECT count(*) FROM outbox").fetchone())
         return int(row[0])
@@ -238,8 +247,9 @@ class SqliteDeliveryStore:
     """`DeliveryStore` and `BatchDeliveryStore`: what was sent, and vendor references (Slack
     ts, Statuspage id)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, now: Callable[[], float] = time.time) -> None:
         self._db = db
+        self._now = now  # wall-clock seconds, injected by tests
 
     @property
     def db(self) -> Database:
@@ -273,7 +283,7 @@ class SqliteDeliveryStore:
         return await self._db.read(q)
 
     async def record(self, notification_id: str, receiver: str) -> None:
-        at = time.time()
+        at = self._now()
         await self._db.write_batched(
             lambda c: c.execute(_RECORD, (notification_id, receiver, at)), durable=False)
 
@@ -297,9 +307,10 @@ class SqliteDeliveryStore:
         ), durable=False)
 
     async def prune(self, older_than_seconds: float) -> int:
-        cutoff = time.time() - older_than_seconds
-
-        def work(conn: sqlite3.Connection) -> int:
-            return conn.execute("DELETE FROM deliveries WHERE at < ?", (cutoff,)).rowcount
-
-        return await self._db.transaction(work)
+        """Delete delivery records older than `older_than_seconds`; returns how many. A record
+        is what stops a resend after a crash between the vendor's answer and the outbox
+        delete, so one whose notification is (again) in the outbox stays."""
+        return await self._db.delete_in_chunks(
+            "deliveries",
+            "at < ? AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.id = notification_id)",
+            (self._now() - older_than_seconds,))

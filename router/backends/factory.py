@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from prometheus_client import CollectorRegistry
+
 from router.backends.base import Backend
 from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded_retention import RetentionPolicy
 from router.config import Config, EmbeddedBackendConfig
 from router.engine.quiet import Muter, Quiet
 from router.engine.state import EngineContext
@@ -39,11 +42,13 @@ def quiet_of(config: Config) -> Quiet:
     return Quiet(muters)
 
 
-def make_backend(config: Config, metrics: EngineMetrics) -> Backend:
+def make_backend(config: Config, metrics: EngineMetrics,
+                 registry: CollectorRegistry | None = None) -> Backend:
+    """`registry`: where the backend's own metrics go (the embedded database's size)."""
     cfg = config.backend
     if isinstance(cfg, EmbeddedBackendConfig):
         return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics,
-                               gate=cfg)
+                               gate=cfg, retention=RetentionPolicy.of(cfg), registry=registry)
     try:  # aiokafka is the optional `kafka` extra: the embedded backend runs without it
         from router.backends.kafka import KafkaBackend
     except ModuleNotFoundError as exc:

@@ -37,6 +37,7 @@ from router.backends.kafka_topics import (
     topic_names,
     topic_specs,
 )
+from router.backends.pages import Page, SortKey, page_of
 from router.config import KafkaBackendConfig
 from router.delivery.outbox import DeadLetter
 from router.engine.noise import NOISE_KEY
@@ -266,26 +267,41 @@ class KafkaBackend:
         self, status: str | None = None, source: str | None = None, limit: int = 1000
     ) -> list[Alert]:
         """From the alerts view every replica tails: all groups, whoever owns them."""
-        decode = self._view_cache.get
-        alerts = [
-            a for key, raw in list(self._view.rows.items()) for a in decode(key, raw)
-            if (not status or a.status.value == status) and (not source or a.source == source)
-        ]
+        alerts = self._alerts(status, source)
         alerts.sort(key=lambda a: a.event_time, reverse=True)
         return alerts[:limit]
 
     async def incidents(self, status: str | None = None, limit: int = 200,
                         group_key: str | None = None) -> list[Incident]:
         """From the incidents view every replica tails; newest (opened_at) first."""
+        rows = self._incident_rows(status, group_key)
+        rows.sort(key=lambda i: (i.opened_at, i.id), reverse=True)
+        return rows[:limit]
+
+    async def incident_page(self, status: str | None = None, group_key: str | None = None,
+                            limit: int = 100, cursor: str | None = None) -> Page[Incident]:
+        return page_of(self._incident_rows(status, group_key), _incident_key, "incidents",
+                       limit, cursor)
+
+    async def alert_page(self, status: str | None = None, source: str | None = None,
+                         limit: int = 100, cursor: str | None = None) -> Page[Alert]:
+        return page_of(self._alerts(status, source), _alert_key, "alerts", limit, cursor)
+
+    def _alerts(self, status: str | None, source: str | None) -> list[Alert]:
+        decode = self._view_cache.get
+        return [
+            a for key, raw in list(self._view.rows.items()) for a in decode(key, raw)
+            if (not status or a.status.value == status) and (not source or a.source == source)
+        ]
+
+    def _incident_rows(self, status: str | None, group_key: str | None) -> list[Incident]:
         decode = self._incident_cache.get
-        rows = [
+        return [
             i for i in (decode(k, raw) for k, raw in list(self._incidents.rows.items()))
             if (not status or i.status.value == status
                 or (status == "open" and i.resolved_at is None))
             and (not group_key or i.group_key == group_key)
         ]
-        rows.sort(key=lambda i: (i.opened_at, i.id), reverse=True)
-        return rows[:limit]
 
     async def incident(self, incident_id: str) -> Incident | None:
         raw = self._incidents.rows.get(incident_id)
@@ -295,6 +311,14 @@ class KafkaBackend:
         # Every partition's engine holds them all (noise commands reach every partition);
         # the newest version of each, in case one partition is behind.
         return self.engine.silences()
+
+
+def _incident_key(i: Incident) -> SortKey:
+    return (i.opened_at.timestamp(), i.id)
+
+
+def _alert_key(a: Alert) -> SortKey:
+    return (a.event_time.timestamp(), a.key)
 
 
 class _Decoded(Generic[T]):

@@ -42,6 +42,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
 from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
+from router.backends.tasks import cancelled
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
 from router.engine.ids import IncidentIds
@@ -144,19 +145,12 @@ class KafkaEngineRunner:
 
     async def stop(self) -> None:
         for opener in list(self._openers):
-            opener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await opener
+            await cancelled(opener)
         async with self._lock:  # let the batch in progress commit
-            if self._task is not None:
-                self._task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await self._task
-                self._task = None
+            await cancelled(self._task)
+            self._task = None
         if self._offsets_task is not None:
-            self._offsets_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._offsets_task
+            await cancelled(self._offsets_task)
             self._offsets_task = None
             if self._consumer is not None:
                 with contextlib.suppress(Exception):

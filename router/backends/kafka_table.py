@@ -21,6 +21,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
 from router.backends.kafka_topics import client_kwargs
+from router.backends.tasks import cancelled
 from router.config import KafkaBackendConfig
 
 log = logging.getLogger(__name__)
@@ -91,11 +92,8 @@ class CompactedTable(Generic[T]):
         await self.sync()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await cancelled(self._task)
+        self._task = None
         consumer, self._consumer = self._consumer, None
         if consumer is not None:
             await consumer.stop()

@@ -2,15 +2,21 @@
 
 Topics (all `<prefix>.<name>`, created with `partitions` and `replication_factor`):
 
-| topic                 | key              | value                        | cleanup |
-|-----------------------|------------------|------------------------------|---------|
-| `alerts`              | group key        | event JSON (the log)         | delete  |
-| `state`               | group key        | GroupState bytes, tombstone  | compact |
-| `alerts-view`         | group key        | JSON list of its alerts      | compact |
-| `notifications`       | group key        | Notification JSON (outbox)   | delete  |
-| `notifications-dlq`   | outbox item id   | DeadLetter JSON, tombstone   | compact |
-| `delivery-records`    | receiver + id    | delivery record / vendor ref | compact |
-| `incidents-view`      | incident id      | Incident JSON (read side)    | compact |
+| topic               | key            | value                        | cleanup        |
+|---------------------|----------------|------------------------------|----------------|
+| `alerts`            | group key      | event JSON (the log)         | delete         |
+| `state`             | group key      | GroupState bytes, tombstone  | compact        |
+| `alerts-view`       | group key      | JSON list of its alerts      | compact        |
+| `notifications`     | group key      | Notification JSON (outbox)   | delete         |
+| `notifications-dlq` | outbox item id | DeadLetter JSON, tombstone   | compact,delete |
+| `delivery-records`  | receiver + id  | delivery record / vendor ref | compact,delete |
+| `incidents-view`    | incident id    | Incident JSON (read side)    | compact        |
+
+`retention.ms` of the deleted ones comes from the config: `log_retention` (alerts),
+`notifications_retention`, `dead_letters_max_age` (dlq), `delivery_records_max_age`.
+An age of 0 keeps the topic's records forever (`retention.ms` -1; compaction alone for the
+compacted ones). Topic creation sets these; `kafka init` also sets them on existing topics,
+keeping every other topic-level setting an operator made.
 
 `alerts` and `state` must have the same partition count: the same key hashes to the same
 partition number in both (co-partitioning), which is what lets a partition's new owner restore
@@ -21,9 +27,11 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 from aiokafka.errors import TopicAlreadyExistsError, for_code
 from aiokafka.helpers import create_ssl_context
 from pydantic import TypeAdapter
@@ -96,22 +104,37 @@ def client_kwargs(cfg: KafkaBackendConfig) -> dict[str, Any]:
 _COMPACT = {"cleanup.policy": "compact"}
 
 
-def topic_specs(cfg: KafkaBackendConfig) -> list[NewTopic]:
+def _retention_ms(age: timedelta) -> str:
+    return str(int(age.total_seconds() * 1000)) if age else "-1"
+
+
+def _compact_for(age: timedelta) -> dict[str, str]:
+    """Compacted, and with an age also deleted after it (tombstones or not)."""
+    if not age:
+        return dict(_COMPACT)
+    return {"cleanup.policy": "compact,delete", "retention.ms": _retention_ms(age)}
+
+
+def topic_configs(cfg: KafkaBackendConfig) -> dict[str, dict[str, str]]:
+    """The topic-level settings of every topic of the layout, by topic name."""
     topics = topic_names(cfg.topic_prefix)
-
-    def spec(name: str, configs: dict[str, str] | None = None) -> NewTopic:
-        return NewTopic(name, cfg.partitions, cfg.replication_factor, topic_configs=configs or {})
-
-    return [
-        spec(topics.alerts),
+    return {
+        topics.alerts: {"cleanup.policy": "delete",
+                        "retention.ms": _retention_ms(cfg.log_retention)},
         # Compacted: the latest value per key survives, so a restore or a tail reads little.
-        spec(topics.state, _COMPACT),
-        spec(topics.notifications),
-        spec(topics.notifications_dlq, _COMPACT),
-        spec(topics.alerts_view, _COMPACT),
-        spec(topics.delivery_records, _COMPACT),
-        spec(topics.incidents_view, _COMPACT),
-    ]
+        topics.state: dict(_COMPACT),
+        topics.notifications: {"cleanup.policy": "delete",
+                               "retention.ms": _retention_ms(cfg.notifications_retention)},
+        topics.notifications_dlq: _compact_for(cfg.dead_letters_max_age),
+        topics.alerts_view: dict(_COMPACT),
+        topics.delivery_records: _compact_for(cfg.delivery_records_max_age),
+        topics.incidents_view: dict(_COMPACT),
+    }
+
+
+def topic_specs(cfg: KafkaBackendConfig) -> list[NewTopic]:
+    return [NewTopic(name, cfg.partitions, cfg.replication_factor, topic_configs=configs)
+            for name, configs in topic_configs(cfg).items()]
 
 
 async def ensure_topics(
@@ -149,11 +172,50 @@ async def check_layout(cfg: KafkaBackendConfig, visible_within: float = 30.0) ->
 
 
 async def init_topics(cfg: KafkaBackendConfig) -> dict[str, int]:
-    """`incident-router kafka init`: create what is missing, check the layout.
+    """`incident-router kafka init`: create what is missing, check the layout, and set the
+    retention settings on topics that existed already.
 
     Returns the partition count of every topic of the layout.
     """
-    return await ensure_topics(cfg)
+    counts = await ensure_topics(cfg)
+    admin = AIOKafkaAdminClient(**client_kwargs(cfg))
+    await admin.start()
+    try:
+        await _apply_configs(admin, topic_configs(cfg))
+    finally:
+        await admin.close()
+    return counts
+
+
+_DYNAMIC_TOPIC_CONFIG = 1  # DescribeConfigs v1+ config_source: set on the topic itself
+
+
+async def _apply_configs(admin: AIOKafkaAdminClient,
+                         wanted: dict[str, dict[str, str]]) -> None:
+    """Set `wanted` on each topic where it differs. AlterConfigs replaces a topic's whole
+    set of overrides, so the overrides it has (an operator's) are read and sent along."""
+    responses = await admin.describe_configs(
+        [ConfigResource(ConfigResourceType.TOPIC, name) for name in wanted])
+    changes: list[ConfigResource] = []
+    for response in responses:
+        for error_code, _, _, name, entries in response.resources:
+            if error_code != 0:
+                raise for_code(error_code)(f"cannot describe the settings of topic {name}")
+            overrides = {
+                entry[0]: entry[1] for entry in entries
+                if entry[1] is not None and (
+                    entry[3] == _DYNAMIC_TOPIC_CONFIG if response.API_VERSION >= 1
+                    else not entry[2] and not entry[3])  # v0: not read-only, not default
+            }
+            if any(overrides.get(k) != v for k, v in wanted[name].items()):
+                changes.append(ConfigResource(ConfigResourceType.TOPIC, name,
+                                              overrides | wanted[name]))
+    if not changes:
+        return
+    for response in await admin.alter_configs(changes):
+        for error_code, message, _, name in response.resources:
+            if error_code != 0:
+                raise for_code(error_code)(f"cannot set the retention of topic {name}: {message}")
 
 
 async def _check(

@@ -18,6 +18,11 @@ Nothing is acknowledged before its transaction commits.
 The worker connection checkpoints the WAL (SQLite's auto-checkpoint on its commits, and after
 every `CHECKPOINT_EVERY` inline commits), so the event loop never copies pages or syncs the
 database file.
+
+The file is created with `auto_vacuum=INCREMENTAL`, so pages freed by retention
+(router.backends.embedded_retention) can be handed back with `incremental_vacuum`. SQLite can
+switch an existing file to that mode only by rewriting it (VACUUM): done when the router starts
+if the file is smaller than `VACUUM_AT_OPEN_MAX_BYTES`, else logged with the one-off command.
 """
 
 from __future__ import annotations
@@ -38,17 +43,26 @@ Work = Callable[[sqlite3.Connection], object]
 Pending = tuple[Work, asyncio.Future[None]]
 
 CHECKPOINT_EVERY = 500  # inline commits between two checkpoints on the worker thread
+# A VACUUM rewrites the whole file (about 1 s per 100 MB, and twice its size on disk for a
+# moment): at open only for files up to this size.
+VACUUM_AT_OPEN_MAX_BYTES = 256 * 1024 * 1024
+INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
+# The WAL file is truncated back to this size after a checkpoint (SQLite keeps it at its
+# largest otherwise).
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
 
 class Database:
-    def __init__(self, path: Path, schema: str, synchronous: str = "FULL") -> None:
+    def __init__(self, path: Path, schema: str, synchronous: str = "FULL",
+                 migrate: Callable[[sqlite3.Connection], None] | None = None) -> None:
         if str(path) == ":memory:":
             # Each connection would open its own, empty database.
             raise ValueError("the embedded backend needs a database file, not :memory:")
         self._path = path
         self._schema = schema
+        self._migrate = migrate  # run after the schema at open (columns added later)
         # The level for durable writes (FULL); tests and benchmarks may relax it.
         self._synchronous = synchronous
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite")
@@ -78,10 +92,46 @@ class Database:
     def _open(self) -> None:
         self._path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._connect()
+        # Takes effect only on a new, empty file: before the first table (and the WAL switch).
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute(f"PRAGMA synchronous={self._synchronous}")
+        conn.execute(f"PRAGMA journal_size_limit={JOURNAL_SIZE_LIMIT}")
         conn.executescript(self._schema)
+        if self._migrate is not None:
+            _in_transaction(conn, self._migrate)
         self._conn = conn
+
+    async def ensure_incremental_vacuum(self) -> None:
+        """Switch a file made before auto_vacuum=INCREMENTAL to it, if small enough (the
+        router at start; not the CLI, which may share the file with a running router)."""
+        async with self._writing:
+            await self._run(self._switch_to_incremental_vacuum)
+
+    def _switch_to_incremental_vacuum(self) -> None:
+        conn = self._require()
+        if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == INCREMENTAL:
+            return
+        size = self.size_bytes()
+        if size > VACUUM_AT_OPEN_MAX_BYTES:
+            log.warning(
+                "%s is not in auto_vacuum=INCREMENTAL mode, so pruned rows will not shrink it; "
+                "it is too big (%d bytes) to switch at start-up: stop the router and run "
+                "sqlite3 %s 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM;' once",
+                self._path, size, self._path)
+            return
+        log.info("switching %s to auto_vacuum=INCREMENTAL (VACUUM of %d bytes)", self._path,
+                 size)
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+
+    def size_bytes(self) -> int:
+        """The database file and its WAL, as they take space on disk now."""
+        total = 0
+        for path in (self._path, self._path.with_name(self._path.name + "-wal")):
+            with contextlib.suppress(FileNotFoundError):
+                total += path.stat().st_size
+        return total
 
     async def close(self) -> None:
         if self._closed:
@@ -123,6 +173,39 @@ class Database:
         self._committed_inline()
         return result
 
+    async def delete_in_chunks(self, table: str, where: str, args: tuple[object, ...] = (),
+                               chunk: int = 5_000) -> int:
+        """Delete the rows of `table` matching `where`, `chunk` rows per transaction so other
+        writers get their turn in between; returns how many went. Trusted SQL only."""
+        sql = (f"DELETE FROM {table} WHERE rowid IN "
+               f"(SELECT rowid FROM {table} WHERE {where} LIMIT ?)")
+        total = 0
+        while True:
+            deleted: int = await self.transaction(
+                lambda c: c.execute(sql, (*args, chunk)).rowcount)
+            total += deleted
+            if deleted < chunk:
+                return total
+            await asyncio.sleep(0)  # let intake and the engine have the loop
+
+    async def incremental_vacuum(self, pages: int = 2_000) -> int:
+        """Hand the free pages back to the file system, `pages` per transaction; returns the
+        pages freed. The file itself shrinks at the next checkpoint."""
+        freed = 0
+        while True:
+            async with self._writing:
+                conn = self._require_inline()
+                before = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+                # Its own transaction, run to completion: `execute` would take one step,
+                # which frees one page.
+                conn.executescript(f"PRAGMA incremental_vacuum({pages})")
+                n = before - int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            self._committed_inline()
+            freed += n
+            if n < pages:
+                return freed
+            await asyncio.sleep(0)
+
     async def write_batched(self, work: Work, durable: bool = True) -> None:
         """Queue `work` for the next group commit and wait until it is committed."""
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -161,6 +244,12 @@ class Database:
         ):
             self._inline_commits = 0
             self._checkpoint = asyncio.create_task(self._run(self._passive_checkpoint))
+
+    async def checkpoint(self) -> None:
+        """A passive checkpoint now, on the worker thread: copies committed pages into the
+        database file, which is when a file shrunk by `incremental_vacuum` is truncated."""
+        async with self._writing:
+            await self._run(self._passive_checkpoint)
 
     def _passive_checkpoint(self) -> None:
         # PASSIVE: copies what no reader still needs, never waits for or blocks a writer.

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -26,6 +26,7 @@ from router.backends.kafka import (
     client_kwargs,
     decode_event,
     ensure_topics,
+    init_topics,
     topic_names,
 )
 from router.config import KafkaBackendConfig
@@ -112,8 +113,92 @@ async def test_ensure_topics_creates_co_partitioned_topics_with_a_compacted_stat
         topics.alerts: "delete",
         topics.state: "compact",
         topics.notifications: "delete",
-        topics.notifications_dlq: "compact",
+        topics.notifications_dlq: "compact,delete",
     }
+
+
+async def topic_settings(cfg: KafkaBackendConfig, keys: list[str]) -> dict[str, dict[str, str]]:
+    """`keys` of every topic of the layout, as the broker reports them."""
+    admin = AIOKafkaAdminClient(**client_kwargs(cfg))
+    await admin.start()
+    try:
+        responses = await admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, name, dict.fromkeys(keys))
+             for name in topic_names(cfg.topic_prefix).all()])
+    finally:
+        await admin.close()
+    return {resource[3]: {entry[0]: entry[1] for entry in resource[4]}
+            for response in responses for resource in response.resources}
+
+
+async def settled(cfg: KafkaBackendConfig, keys: list[str],
+                  done: Callable[[dict[str, dict[str, str]]], bool]) -> dict[str, dict[str, str]]:
+    """The settings once `done` holds: a broker applies a config change a moment later."""
+    async with asyncio.timeout(30):
+        while True:
+            settings = await topic_settings(cfg, keys)
+            if done(settings):
+                return settings
+            await asyncio.sleep(0.1)
+
+
+DAY_MS = 86_400_000
+
+
+async def test_topics_are_created_with_the_configured_retention(
+    kafka_config: KafkaBackendConfig,
+) -> None:
+    cfg = kafka_config.model_copy(update={
+        "log_retention": timedelta(hours=12), "notifications_retention": timedelta(days=2),
+        "dead_letters_max_age": timedelta(days=14), "delivery_records_max_age": timedelta(0)})
+    await ensure_topics(cfg)
+
+    settings = await topic_settings(cfg, ["cleanup.policy", "retention.ms"])
+
+    t = topic_names(cfg.topic_prefix)
+    assert settings[t.alerts] == {"cleanup.policy": "delete", "retention.ms": str(DAY_MS // 2)}
+    assert settings[t.notifications] == {"cleanup.policy": "delete",
+                                         "retention.ms": str(2 * DAY_MS)}
+    assert settings[t.notifications_dlq] == {"cleanup.policy": "compact,delete",
+                                             "retention.ms": str(14 * DAY_MS)}
+    # An age of 0: compaction alone, nothing deleted by age.
+    assert settings[t.delivery_records]["cleanup.policy"] == "compact"
+    for name in (t.state, t.alerts_view, t.incidents_view):
+        assert settings[name]["cleanup.policy"] == "compact"
+
+
+async def test_kafka_init_sets_retention_on_existing_topics_and_keeps_other_overrides(
+    kafka_config: KafkaBackendConfig,
+) -> None:
+    t = topic_names(kafka_config.topic_prefix)
+    admin = AIOKafkaAdminClient(**client_kwargs(kafka_config))
+    await admin.start()
+    try:  # as an older version made them, plus an operator's own setting on the log
+        await admin.create_topics([
+            NewTopic(name, 3, 1, topic_configs={"cleanup.policy": "compact"}
+                     if name not in (t.alerts, t.notifications) else {})
+            for name in t.all()])
+        await admin.alter_configs([ConfigResource(ConfigResourceType.TOPIC, t.alerts,
+                                                  {"max.message.bytes": "2097152"})])
+    finally:
+        await admin.close()
+    keys = ["cleanup.policy", "retention.ms", "max.message.bytes"]
+    await settled(kafka_config, keys,
+                  lambda s: s[t.alerts].get("max.message.bytes") == "2097152")
+
+    await init_topics(kafka_config.model_copy(update={"log_retention": timedelta(days=3)}))
+
+    settings = await settled(kafka_config, keys,
+                             lambda s: s[t.delivery_records].get("cleanup.policy") != "compact")
+    assert settings[t.alerts] == {"cleanup.policy": "delete", "retention.ms": str(3 * DAY_MS),
+                                  "max.message.bytes": "2097152"}
+    assert settings[t.notifications]["retention.ms"] == str(7 * DAY_MS)  # the default
+    for name in (t.notifications_dlq, t.delivery_records):
+        assert settings[name]["cleanup.policy"] == "compact,delete"
+        assert settings[name]["retention.ms"] == str(30 * DAY_MS)
+    assert settings[t.state]["cleanup.policy"] == "compact"
+    await init_topics(kafka_config.model_copy(  # nothing left to change: a no-op
+        update={"log_retention": timedelta(days=3)}))
 
 
 async def test_ensure_topics_refuses_a_state_topic_with_another_partition_count(

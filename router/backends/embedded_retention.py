@@ -1,0 +1,131 @@
+"""Retention on the embedded backend: what may be deleted, deleted, and the file shrunk.
+
+Every `interval` the pruner deletes, in small transactions:
+
+- log entries the engine has consumed: the engine restores from its state and position, never
+  from the log before it (see embedded_engine). The delete reads the committed position inside
+  its own transaction, so a power loss that rolls the engine's relaxed commits back also rolls
+  the delete back (the WAL keeps commit order);
+- resolved alerts of the alerts view, by the source's resolve time;
+- resolved incidents, by their resolve time;
+- delivery records, unless their notification is in the outbox again (`prune` of the store);
+- dead letters nobody replayed, by the time they were parked.
+
+Then `incremental_vacuum` hands the freed pages back to the file system and a checkpoint
+truncates the file. What is still needed (unconsumed log entries, firing alerts, open
+incidents, the outbox) is never touched. An age of zero keeps that kind forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
+from router.backends.metrics import TABLES, StorageMetrics
+from router.backends.sqlite import Database
+from router.backends.tasks import cancelled
+from router.config import EmbeddedBackendConfig
+
+log = logging.getLogger(__name__)
+
+_DEFAULTS = EmbeddedBackendConfig()
+
+
+@dataclass(frozen=True)
+class RetentionPolicy:
+    interval: timedelta = _DEFAULTS.prune_interval
+    resolved_alerts: timedelta = _DEFAULTS.resolved_alerts_max_age
+    closed_incidents: timedelta = _DEFAULTS.closed_incidents_max_age
+    delivery_records: timedelta = _DEFAULTS.delivery_records_max_age
+    dead_letters: timedelta = _DEFAULTS.dead_letters_max_age
+
+    @classmethod
+    def of(cls, cfg: EmbeddedBackendConfig) -> RetentionPolicy:
+        return cls(interval=cfg.prune_interval, resolved_alerts=cfg.resolved_alerts_max_age,
+                   closed_incidents=cfg.closed_incidents_max_age,
+                   delivery_records=cfg.delivery_records_max_age,
+                   dead_letters=cfg.dead_letters_max_age)
+
+
+@dataclass(frozen=True)
+class PruneReport:
+    deleted: dict[str, int] = field(default_factory=dict)  # rows per table
+    pages_freed: int = 0
+
+
+class Retention:
+    def __init__(self, db: Database, outbox: SqliteOutbox, records: SqliteDeliveryStore,
+                 policy: RetentionPolicy, clock: Callable[[], datetime],
+                 metrics: StorageMetrics) -> None:
+        self._db = db
+        self._outbox = outbox
+        self._records = records
+        self.policy = policy
+        self._clock = clock
+        self._metrics = metrics
+        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests step it
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        await self.observe()
+        self._task = asyncio.create_task(self._run(), name="retention")
+
+    async def stop(self) -> None:
+        await cancelled(self._task)
+        self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await self.sleep(self.policy.interval.total_seconds())
+            try:
+                await self.prune()
+            except sqlite3.Error as exc:  # e.g. the disk is full: next time, then
+                log.error("pruning the database failed: %s", exc)
+
+    async def prune(self) -> PruneReport:
+        """One pass: delete what is past its age, shrink the file, update the metrics."""
+        now = self._clock().timestamp()
+        p = self.policy
+        deleted = {
+            "log": await self._db.delete_in_chunks(
+                "log", "offset <= (SELECT coalesce(max(offset), 0) FROM engine_position)"),
+        }
+        if p.resolved_alerts:
+            deleted["alerts"] = await self._db.delete_in_chunks(
+                "alerts", "status = 'resolved' AND event_time < ?",
+                (now - p.resolved_alerts.total_seconds(),))
+        if p.closed_incidents:
+            deleted["incidents"] = await self._db.delete_in_chunks(
+                "incidents", "status = 'resolved' AND resolved_at < ?",
+                (now - p.closed_incidents.total_seconds(),))
+        if p.delivery_records:
+            deleted["deliveries"] = await self._records.prune(
+                p.delivery_records.total_seconds())
+        if p.dead_letters:
+            deleted["dead_letters"] = await self._outbox.prune(p.dead_letters.total_seconds())
+        freed = await self._db.incremental_vacuum()
+        if freed:
+            await self._db.checkpoint()
+        for table, n in deleted.items():
+            self._metrics.pruned.labels(table).inc(n)
+        self._metrics.last_prune.set(now)
+        await self.observe()
+        if any(deleted.values()):
+            log.info("pruned %s; %d pages freed",
+                     ", ".join(f"{n} {t}" for t, n in deleted.items() if n), freed)
+        return PruneReport(deleted=deleted, pages_freed=freed)
+
+    async def observe(self) -> None:
+        """Set the size and row-count gauges from the database as it is now."""
+        def q(conn: sqlite3.Connection) -> dict[str, int]:
+            return {t: int(conn.execute(f"SELECT count(*) FROM {t}").fetchone()[0])
+                    for t in TABLES}
+
+        for table, n in (await self._db.read(q)).items():
+            self._metrics.rows.labels(table).set(n)
+        self._metrics.size_bytes.set(self._db.size_bytes())
