@@ -85,6 +85,9 @@ class ServerConfig(Strict):
     max_labels_per_alert: int = Field(default=128, ge=1)
     # UTF-8 bytes of each label and annotation name and of each value.
     max_label_bytes: int = Field(default=8192, ge=64)
+    # Firing alerts the router holds at most: past it, requests with a firing alert get 429
+    # (resolutions are always taken). 0 turns the cap off.
+    max_active_alerts: int = Field(default=200_000, ge=0)
 
 
     @model_validator(mode="after")

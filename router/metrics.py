@@ -33,6 +33,7 @@ REJECT_REASONS = (
     "too_many_alerts",
     "too_many_labels",
     "label_too_large",
+    "too_many_active",
     "unauthorized",
     "bad_signature",
     "bad_signature_version",

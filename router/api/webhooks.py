@@ -6,8 +6,10 @@ them (Alertmanager and SNS retry 5xx, and drop on 4xx); 4xx with a message for b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -20,7 +22,7 @@ from router.api.requests import BodyTimeout, log_refused, request_id
 from router.backends.base import LogEvent, LogUnavailable
 from router.config import Auth
 from router.engine.noise import heartbeat_of, inhibitor_commands
-from router.model import Alert, AlertEvent, utcnow
+from router.model import Alert, AlertEvent, Status, utcnow
 from router.sources.alertmanager import parse_alertmanager
 from router.sources.base import Rejected, check_alert_limits
 from router.sources.cloudwatch import handle_sns, parse_eventbridge
@@ -92,6 +94,8 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
         check_alert_limits(alerts, max_alerts=server.max_alerts_per_request,
                            max_labels=server.max_labels_per_alert,
                            max_bytes=server.max_label_bytes)
+        if server.max_active_alerts and any(a.status is Status.FIRING for a in alerts):
+            await check_active(request, server.max_active_alerts)
     except Rejected as exc:
         metrics.rejected.labels(source, exc.reason).inc()
         log_refused(request, exc.status, exc.reason, source)
@@ -126,7 +130,36 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
             return error_response(503, "the alert log cannot take alerts now, retry later",
                                   **{"Retry-After": "5"})
         metrics.received.labels(source).inc(len(accepted))
+        count_firing(request, accepted)
     return json_response(200, {"status": "success", "accepted": len(accepted)})
+
+
+# How long a count of the firing alerts is reused (counting costs a query per request).
+ACTIVE_COUNT_TTL = 1.0
+_ACTIVE: weakref.WeakKeyDictionary[web.Application, tuple[int, float]] = (
+    weakref.WeakKeyDictionary())
+
+
+async def check_active(request: web.Request, cap: int) -> None:
+    """Rejected(429) while the router holds `cap` firing alerts or more: a storm of new
+    alerts is pushed back to its senders, which retry; resolutions are never refused."""
+    loop = asyncio.get_running_loop()
+    cached = _ACTIVE.get(request.app)
+    if cached is None or loop.time() - cached[1] > ACTIVE_COUNT_TTL:
+        page = await request.app[BACKEND].alert_page(status=Status.FIRING.value, limit=1)
+        cached = _ACTIVE[request.app] = (page.total, loop.time())
+    if cached[0] >= cap:
+        raise Rejected(429, "too_many_active", f"{cached[0]} alerts are firing, the limit "
+                       f"is server.max_active_alerts ({cap}); resolutions are still accepted")
+
+
+def count_firing(request: web.Request, accepted: list[AlertEvent]) -> None:
+    """Until the next count, take the firing alerts just accepted as new ones (an upper bound:
+    a re-sent alert counts again), so a burst cannot pass the cap within one count's life."""
+    cached = _ACTIVE.get(request.app)
+    if cached is not None:
+        firing = sum(1 for e in accepted if e.alert.status is Status.FIRING)
+        _ACTIVE[request.app] = (cached[0] + firing, cached[1])
 
 
 async def alertmanager(request: web.Request) -> web.Response:

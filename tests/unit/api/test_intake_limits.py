@@ -136,3 +136,18 @@ def test_check_counts_utf8_bytes_and_labels(labels: dict[str, str], ok: bool) ->
         assert not ok, exc.message
     else:
         assert ok
+
+
+async def test_past_the_active_alerts_cap_firing_alerts_get_429_and_resolutions_pass(
+        router_client: RouterClient) -> None:
+    client = await router_client({"server": {"max_active_alerts": 2}})
+    assert (await client.post("/webhooks/alertmanager", json=am_payload(count=2))).status == 200
+    resp = await client.post("/webhooks/alertmanager", json=am_payload(count=1))
+    assert resp.status == 429
+    assert "server.max_active_alerts (2)" in (await resp.json())["error"]
+    resolved = am_payload(count=1)
+    resolved["alerts"][0].update(status="resolved", endsAt="2026-11-27T11:00:00Z")
+    assert (await client.post("/webhooks/alertmanager", json=resolved)).status == 200
+    metrics = await (await client.get("/metrics")).text()
+    assert ('incident_router_alerts_rejected_total{reason="too_many_active",'
+            'source="alertmanager"} 1.0') in metrics
