@@ -204,10 +204,14 @@ class CommandEvent(Frozen):
 Event = Annotated[AlertEvent | CommandEvent, Field(discriminator="kind")]
 
 
+def group_key_for(name: str, service: str | None) -> str:
+    """The group key when no rule's `group_by` set one: alert name plus service (the one
+    definition: the rules, the log and the engine use it)."""
+    return f"{name}|{service or ''}"
+
+
 def default_group_key(alert: Alert) -> str:
-    """The group key when no rule set one: alert name plus service (the one definition: the
-    log, the engine and the rules use it)."""
-    return f"{alert.name}|{alert.service or ''}"
+    return group_key_for(alert.name, alert.service)
 
 
 def event_key(event: AlertEvent | CommandEvent) -> str:

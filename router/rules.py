@@ -28,7 +28,7 @@ import yaml
 
 from router.config import Config, unknown_receiver_note
 from router.durations import parse_duration
-from router.model import Alert, Severity
+from router.model import Alert, Severity, group_key_for
 
 SOURCES = ("alertmanager", "cloudwatch", "generic")
 UNITS = ("ratio", "percent", "seconds", "count")
@@ -266,11 +266,6 @@ class Rule:
 # --- classification --------------------------------------------------------------------------
 
 
-def default_group_key(name: str, service: str | None) -> str:
-    """Group key of alerts whose rules set no `group_by` (same as the engine's helper)."""
-    return f"{name}|{service or ''}"
-
-
 class RuleSet:
     """The loaded rules plus the config defaults they fall back to; `classify` is pure."""
 
@@ -401,7 +396,7 @@ class RuleSet:
                 _group_field(f, alert, out_labels, severity, team, service) for f in group_by
             )
         else:
-            group_key = alert.group_key or default_group_key(alert.name, service)
+            group_key = alert.group_key or group_key_for(alert.name, service)
         return alert.replace(
             severity=severity,
             team=team,
