@@ -22,7 +22,7 @@ from router.api.requests import BodyTimeout, log_refused, request_id
 from router.backends.base import LogEvent, LogUnavailable
 from router.config import Auth
 from router.engine.noise import heartbeat_of, inhibitor_commands
-from router.model import Alert, AlertEvent, Status, utcnow
+from router.model import Alert, AlertEvent, Status, decided_whole, utcnow
 from router.sources.alertmanager import parse_alertmanager
 from router.sources.base import Rejected, check_alert_limits
 from router.sources.cloudwatch import handle_sns, parse_eventbridge
@@ -122,7 +122,8 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
         events = [*inhibitor_commands((e.alert for e in accepted), rules), *events]
     if events:
         try:
-            await request.app[BACKEND].log.append(events)
+            # One record per group of this request: the engine decides its alerts together.
+            await request.app[BACKEND].log.append(decided_whole(events))
         except LogUnavailable as exc:
             metrics.unavailable.labels(source).inc()
             log.error("intake refused %d %s alerts: %s", len(events), source, exc,

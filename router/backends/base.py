@@ -10,10 +10,10 @@ from router.delivery.outbox import DeadLetters, Outbox
 from router.delivery.records import DeliveryStore
 from router.engine.state import EngineContext
 from router.incidents import Incident
-from router.model import Alert, AlertEvent, CommandEvent
+from router.model import Alert, AlertEvent, AlertsEvent, CommandEvent
 from router.noise.silences import Silence
 
-LogEvent = AlertEvent | CommandEvent
+LogEvent = AlertEvent | AlertsEvent | CommandEvent
 
 
 class LogUnavailable(Exception):

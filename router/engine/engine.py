@@ -30,7 +30,7 @@ from router.engine.noise import NOISE_KEY, Noise
 from router.engine.quiet import Quiet
 from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
-from router.model import AlertEvent, CommandEvent, Notification, NotificationKind
+from router.model import AlertEvent, AlertsEvent, CommandEvent, Notification, NotificationKind
 from router.noise.heartbeats import HEARTBEAT
 from router.noise.silences import Silence
 
@@ -88,10 +88,12 @@ class Batch:
         )
 
 
-def event_group_key(event: Event) -> str | None:
+def event_group_key(event: Event | AlertsEvent) -> str | None:
     """The group an event belongs to (None: a command without a group key)."""
     if isinstance(event, AlertEvent):
         return group_key_of(event.alert)
+    if isinstance(event, AlertsEvent):
+        return group_key_of(event.alerts[0])
     if isinstance(event, Tick):
         return event.group_key
     return event.group_key or None
@@ -252,7 +254,7 @@ class Engine:
 
     # --- deciding -----------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Event], now: datetime,
+    def apply(self, events: Sequence[Event | AlertsEvent], now: datetime,
               wake: Iterable[str] = ()) -> Batch:
         """Decide a batch of events at engine time `now`, then fire every timer due by `now`
         (and look at the groups in `wake` as if one were due).
@@ -270,6 +272,9 @@ class Engine:
                 self.noise = self.noise.applied(event)
                 if self.noise is not noise_before:
                     self._requiet()
+            elif isinstance(event, AlertsEvent):
+                for alert in event.alerts:  # one request's alerts of one group, together
+                    run.decide(key or group_key_of(alert), AlertEvent.of(alert))
             elif key is not None:
                 run.decide(key, event)
             else:
