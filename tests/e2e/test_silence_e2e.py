@@ -141,9 +141,16 @@ async def test_a_firing_cluster_down_inhibits_the_error_rate_of_its_cluster(
     now = datetime.now(UTC).isoformat()
     try:
         with alertmanager(tmp_path / "am", am_config(router_url)) as am_url:
+            down = {"labels": {"alertname": "ClusterDown", "cluster": "eu-1",
+                               "severity": "warning"}, "startsAt": now}
+            await asyncio.to_thread(post_alerts, am_url, [down])
+
+            async def known() -> bool:  # the cluster went down first
+                return any(a["name"] == "ClusterDown" for a in await alerts_of(router_url))
+
+            await wait_for(known, "ClusterDown at the router")
             alerts = [
-                {"labels": {"alertname": "ClusterDown", "cluster": "eu-1",
-                            "severity": "warning"}, "startsAt": now},
+                down,
                 {"labels": {"alertname": "HighErrorRate", "cluster": "eu-1",
                             "severity": "warning"}, "startsAt": now},
                 {"labels": {"alertname": "HighErrorRate", "cluster": "us-1",
