@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from selenium.common.exceptions import WebDriverException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.support import expected_conditions as ec
@@ -17,7 +18,9 @@ WAIT = 20  # seconds: the live regions refresh every 3 s
 
 
 def wait(driver: WebDriver, timeout: float = WAIT) -> WebDriverWait[WebDriver]:
-    return WebDriverWait(driver, timeout, poll_frequency=0.2)
+    # A form post navigates: a poll that lands mid-navigation is retried, not a failure.
+    return WebDriverWait(driver, timeout, poll_frequency=0.2,
+                         ignored_exceptions=(WebDriverException,))
 
 
 def text_of(driver: WebDriver, css: str) -> str:
