@@ -36,6 +36,7 @@ Usage:
   /incident resolve ["<message>"]
   /incident ack
   /incident page @team|@user
+  /incident lead [comms] @user
   /incident status
   /incident help
 Add an incident id (INC-20260105-1) to act on an incident from outside its channel."""
@@ -85,6 +86,15 @@ class PageCommand(_Command):
     slack_id: str | None = None  # U... or S... from a Slack mention
 
 
+class LeadCommand(_Command):
+    """`/incident lead @alice` names the incident commander; `/incident lead comms @bob` the
+    communications lead."""
+
+    verb: Literal["lead"] = "lead"
+    person: str = Field(min_length=1)
+    role: Literal["commander", "comms_lead"] = "commander"
+
+
 class StatusCommand(_Command):
     verb: Literal["status"] = "status"
 
@@ -94,11 +104,12 @@ class HelpCommand(_Command):
 
 
 Command = Annotated[
-    CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand | StatusCommand
-    | HelpCommand,
+    CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand | LeadCommand
+    | StatusCommand | HelpCommand,
     Field(discriminator="verb"),
 ]
-MutatingCommand = CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand
+MutatingCommand = (CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand
+                   | LeadCommand)
 
 _VERBS = {
     "create": "create", "declare": "create", "new": "create",
@@ -106,6 +117,7 @@ _VERBS = {
     "resolve": "resolve",
     "ack": "ack", "acknowledge": "ack",
     "page": "page",
+    "lead": "lead",
     "status": "status",
     "help": "help",
 }
@@ -253,11 +265,32 @@ def parse_command(text: str) -> Command:
         return ResolveCommand(message=args.text("message", required=False), incident=inc)
     if verb == "page":
         return _page(args, inc)
+    if verb == "lead":
+        return _lead(args, inc)
     if verb == "ack":
         args.nothing_else("ack")
         return AckCommand(incident=inc)
     args.nothing_else("status")
     return StatusCommand(incident=inc)
+
+
+def _lead(args: _Args, incident: str | None) -> LeadCommand:
+    args.no_options()
+    words = list(args.words)
+    role: Literal["commander", "comms_lead"] = "commander"
+    if words and words[0].lower() in ("comms", "communications"):
+        role, words = "comms_lead", words[1:]
+    if args.quoted or len(words) != 1:
+        raise CommandError("Name one person, e.g. /incident lead @alice or "
+                           "/incident lead comms @bob.")
+    word = words[0]
+    if m := _USER_MENTION.fullmatch(word):
+        person = m.group(2) or m.group(1)
+    else:
+        person = _unescape(word).removeprefix("@")
+    if not person or "<" in person or ">" in person:
+        raise CommandError(f"Cannot make {word!r} the lead: name a person like @alice.")
+    return LeadCommand(person=person, role=role, incident=incident)
 
 
 def _page(args: _Args, incident: str | None) -> PageCommand:

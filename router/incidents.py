@@ -41,6 +41,7 @@ class TimelineKind(StrEnum):
     SLA_BREACH = "sla_breach"
     RESOLVED = "resolved"
     REOPENED = "reopened"  # fired again within the reopen window of its resolution
+    REMINDER = "reminder"  # an update is due
     QUIETED = "quieted"  # an alert silenced, in maintenance, inhibited or deferred, or back
     POSTMORTEM = "postmortem"
 

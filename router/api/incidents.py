@@ -130,12 +130,14 @@ class UpdateBody(_Body):
     root_cause: str | None = Field(default=None, min_length=1, max_length=5000)
     mitigation: str | None = Field(default=None, min_length=1, max_length=5000)
     eta: str | None = Field(default=None, min_length=1, max_length=200)
+    commander: str | None = Field(default=None, min_length=1, max_length=200)
+    comms_lead: str | None = Field(default=None, min_length=1, max_length=200)
 
     @model_validator(mode="after")
     def _something(self) -> UpdateBody:
         if not self.model_dump(exclude={"actor"}, exclude_none=True):
             raise ValueError("give at least one of message, status, severity, root_cause, "
-                             "mitigation, eta")
+                             "mitigation, eta, commander, comms_lead")
         return self
 
 

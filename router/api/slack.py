@@ -36,6 +36,7 @@ from router.commands import (
     CreateCommand,
     HelpCommand,
     Interaction,
+    LeadCommand,
     PageCommand,
     ResolveCommand,
     StatusCommand,
@@ -174,6 +175,10 @@ async def commands(request: web.Request) -> web.Response:
         name = Command.UPDATE
         args = cmd.model_dump(mode="json", exclude={"verb", "incident"}, exclude_none=True)
         said = "posting the update"
+    elif isinstance(cmd, LeadCommand):
+        name, args = Command.UPDATE, {cmd.role: cmd.person}
+        what = "incident commander" if cmd.role == "commander" else "communications lead"
+        said = f"{escape(cmd.person)} is the {what}"
     elif isinstance(cmd, ResolveCommand):
         name = Command.RESOLVE
         args = cmd.model_dump(mode="json", exclude={"verb", "incident"}, exclude_none=True)

@@ -95,6 +95,9 @@ def apply_command(state: GroupState | None, event: CommandEvent, now: Instant,
         return state, [], ids
     if out:
         new = new.with_(rounds=new.rounds + 1)
+    idle = ctx.policy(new.view.severity).auto_resolve_after
+    if new.open and idle is not None:  # a person acted: not idle
+        new = new.with_(idle_due=now.ts + idle.total_seconds())
     return replace_incident(state, new), out, ids
 
 
@@ -175,7 +178,9 @@ def _ack(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, now:
          ctx: EngineContext) -> Effects:
     if not inc.open or inc.view.acknowledged_at is not None:
         return inc, []
-    inc = inc.with_(next_page=None, ack_due=None)
+    timeout = ctx.policy(inc.view.severity).ack_timeout
+    inc = inc.with_(next_page=None, ack_due=None,
+                    ack_expires=to_ts(at) + timeout.total_seconds() if timeout else None)
     inc = with_view(inc, acknowledged_at=at, escalation_level=None)
     inc = with_details(inc, acknowledged_by=ev.actor)
     inc = log(inc, at, TK.ACKNOWLEDGED, ev.actor, f"acknowledged by {ev.actor}", now)
@@ -202,6 +207,10 @@ def _update(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, n
         if value not in (None, "") and str(value) != getattr(inc.view, name):
             inc = with_view(inc, **{name: str(value)})
             changes.append(f"{name.replace('_', ' ')}: {value}")
+    comms = args.get("comms_lead")
+    if comms not in (None, "") and str(comms) != inc.view.details.get("comms_lead"):
+        inc = with_details(inc, comms_lead=str(comms))
+        changes.append(f"communications lead: {comms}")
     eta = args.get("eta")
     if eta not in (None, "") and str(eta) != inc.view.details.get("eta"):
         inc = with_details(inc, eta=str(eta))
@@ -211,6 +220,9 @@ def _update(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, n
         inc, more = set_severity(s, inc, severity, now, ctx, ev.actor, "update")
     if not changes and not message and inc == begin:
         return begin, []
+    every = ctx.policy(inc.view.severity).update_every
+    if inc.open and every is not None and (message or status):  # the update that was due
+        inc = inc.with_(update_due=now.ts + every.total_seconds())
     text = "; ".join([*changes, *([message] if message else [])]) or "updated"
     inc = log(inc, at, TK.STATUS_UPDATE, ev.actor, text, now)
     # "message" is only what a person wrote (the public status page shows it); "summary" also
