@@ -130,6 +130,7 @@ class IncidentState(_Stored):
     ack_expires: float | None = Field(default=None, alias="ax")
     idle_due: float | None = Field(default=None, alias="iz")
     cycle: int = Field(default=0, alias="cy")
+    actions_due: float | None = Field(default=None, alias="ad")  # an open action item is late
 
     @property
     def open(self) -> bool:
@@ -147,7 +148,8 @@ class IncidentState(_Stored):
     def next_deadline(self) -> float | None:
         best: float | None = None
         for v in (self.next_page, self.ack_due, self.resolve_due, self.postmortem_due,
-                  self.forget_at, self.update_due, self.ack_expires, self.idle_due):
+                  self.forget_at, self.update_due, self.ack_expires, self.idle_due,
+                  self.actions_due):
             if v is not None and (best is None or v < best):
                 best = v
         return best
@@ -156,7 +158,7 @@ class IncidentState(_Stored):
 # Group keys of hand-declared incidents.
 MANUAL_PREFIX = "manual:"
 # Short names of the incident timers in the stored form (read without a full decode).
-INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz")
+INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz", "ad")
 
 
 class GroupState(_Stored):

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from router.engine.ids import IncidentIds
+from router.engine.incidents import actions
 from router.engine.incidents.alerts import replace_incident
 from router.engine.incidents.closing import close, forget_at
 from router.engine.incidents.formatting import (
@@ -44,6 +45,9 @@ from router.model import CommandEvent, Notification, Severity, Status, stable_id
 # The same update/page command from the same actor within this many seconds is a double click.
 DOUBLE_CLICK_SECONDS = 60.0
 _OPEN_STATUSES = {s.value for s in IncidentStatus} - {IncidentStatus.RESOLVED.value}
+# Update fields kept in the incident's details (the post-mortem draft reads them).
+_DETAIL_FIELDS = {"comms_lead": "communications lead", "users_affected": "users affected",
+                  "revenue_impact": "revenue impact", "slo_impact": "SLO impact"}
 
 Result = tuple[GroupState | None, list[Notification], IncidentIds]
 
@@ -207,10 +211,11 @@ def _update(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, n
         if value not in (None, "") and str(value) != getattr(inc.view, name):
             inc = with_view(inc, **{name: str(value)})
             changes.append(f"{name.replace('_', ' ')}: {value}")
-    comms = args.get("comms_lead")
-    if comms not in (None, "") and str(comms) != inc.view.details.get("comms_lead"):
-        inc = with_details(inc, comms_lead=str(comms))
-        changes.append(f"communications lead: {comms}")
+    for field, what in _DETAIL_FIELDS.items():
+        value = args.get(field)
+        if value not in (None, "") and str(value) != inc.view.details.get(field):
+            inc = with_details(inc, **{field: str(value)})
+            changes.append(f"{what}: {value}")
     eta = args.get("eta")
     if eta not in (None, "") and str(eta) != inc.view.details.get("eta"):
         inc = with_details(inc, eta=str(eta))
@@ -276,6 +281,8 @@ def _postmortem_done(s: GroupState, inc: IncidentState, ev: CommandEvent, at: da
 
 
 _HANDLERS: dict[str, Handler] = {
+    Command.ACTION.value: actions.add,  # open or resolved: post-mortems come after
+    Command.ACTION_UPDATE.value: actions.update,
     Command.ACK.value: _ack,
     Command.UPDATE.value: _update,
     Command.PAGE.value: _page_command,

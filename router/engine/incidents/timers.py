@@ -3,6 +3,7 @@ reminder, and forgetting it. Pure; each deadline fires once (it is cleared or mo
 
 from __future__ import annotations
 
+from router.engine.incidents import actions
 from router.engine.incidents.closing import close, forget_at
 from router.engine.incidents.formatting import ROUTER, K, cfg, list_of, notes, span
 from router.engine.incidents.opening import Effects, maybe_page, page, page_key
@@ -80,7 +81,13 @@ def fire(s: GroupState, inc: IncidentState, now: Instant,
             out += notes(s, inc, K.REMINDER, (*inc.receivers, *c.sla_receivers), ("reminder",),
                          now, {"note": f"Reminder: the {text}.", "reminder": "postmortem",
                                "next_update": "none, the incident is resolved"})
+    if inc.actions_due is not None and inc.actions_due <= now.ts:
+        inc, more = actions.remind(s, inc, now, ctx)
+        out += more
     if inc.forget_at is not None and inc.forget_at <= now.ts:
+        keep = actions.open_until(inc)
+        if keep is not None and keep >= now.ts:  # its open action items are still to remind
+            return inc.with_(forget_at=keep + 1), out
         return None, out
     return inc, out
 

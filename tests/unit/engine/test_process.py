@@ -5,9 +5,10 @@ policies: SEV1 update reminders every 15 min, acknowledgement timeout 30 min, id
 from __future__ import annotations
 
 from router.engine import Engine
-from router.incidents import IncidentStatus, TimelineKind
+from router.incidents import IncidentStatus, TimelineKind, postmortem_input
 from router.model import Severity
 from router.policy import SeverityPolicies
+from router.postmortem import render_postmortem
 from tests.unit.engine.test_incidents import CTX, at, command, fire, only_incident, run
 
 PROCESS = CTX.with_(policies=SeverityPolicies())
@@ -88,3 +89,37 @@ def test_commander_and_communications_lead_show_in_every_update() -> None:
     (update,) = [n for n in batch.notifications if n.receiver == "slack"]
     assert (update.details["commander"], update.details["comms_lead"]) == ("alice", "bob")
     assert update.details["next_update"] == at(18).isoformat()
+
+
+def test_action_items_fill_the_postmortem_and_remind_their_owner_once_overdue() -> None:
+    engine = Engine(PROCESS)
+    run(engine, [(0, [fire()])])
+    inc_id = only_incident(engine).view.id
+    engine.apply([command("update", 1, inc_id, commander="alice", users_affected="~8% of EU",
+                          revenue_impact="~$12k in failed orders", actor="slack:U1")], at(1))
+    engine.apply([command("resolve", 30, inc_id)], at(30))
+    # After resolution: the post-mortem meeting writes the action items.
+    engine.apply([command("action", 60, inc_id, text="Add a canary stage", owner="bob",
+                          due="2026-03-03"),
+                  command("action", 61, inc_id, text="Alert on p99 latency", owner="carol")],
+                 at(61))
+    inc = only_incident(engine)
+    assert [(i["id"], i["owner"], i["status"]) for i in inc.view.details["action_items"]] == [
+        ("A1", "bob", "open"), ("A2", "carol", "open")]
+    # Overdue once 2026-03-03 has ended: bob's item is reminded, once.
+    out = run(engine, [(24 * 60 + 15 * 60 - 1, [])])
+    assert "reminder" not in " ".join(out)
+    batch = engine.tick(at(39 * 60))
+    (reminder,) = [n for n in batch.notifications if n.details.get("reminder") == "action_item"
+                   and n.receiver == "slack"]
+    assert (reminder.details["owner"], reminder.details["item"]) == ("bob", "A1")
+    assert not [n for n in engine.tick(at(40 * 60)).notifications
+                if n.details.get("reminder") == "action_item"]
+    engine.apply([command("action_update", 41 * 60, inc_id, id="A1", status="done")],
+                 at(41 * 60))
+    text = render_postmortem(postmortem_input(only_incident(engine).view, SeverityPolicies()))
+    assert "| Add a canary stage | bob | 2026-03-03 | done |" in text
+    assert "| Alert on p99 latency | carol |  | open |" in text
+    assert "Authors: alice, slack:U1." in text
+    assert "**Users affected:** ~8% of EU" in text
+    assert "**Revenue impact:** ~$12k in failed orders" in text
