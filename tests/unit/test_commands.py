@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,6 +12,7 @@ import pytest
 from router.commands import (
     USAGE,
     AckCommand,
+    ActionCommand,
     Command,
     CommandError,
     CreateCommand,
@@ -74,6 +75,9 @@ INC = "INC-20260105-3"
         ("lead @alice", LeadCommand(person="alice")),
         (f"lead <@U0ALICE|alice> {INC}", LeadCommand(person="alice", incident=INC)),
         ("lead comms @bob", LeadCommand(person="bob", role="comms_lead")),
+        ('action "Add a canary stage" @bob due 2026-12-10',
+         ActionCommand(text="Add a canary stage", owner="bob", due=date(2026, 12, 10))),
+        (f'action "Alert on p99" {INC}', ActionCommand(text="Alert on p99", incident=INC)),
         ("help", HelpCommand()),
         ("help me please", HelpCommand()),
         ("", HelpCommand()),
@@ -109,6 +113,8 @@ def test_parse_command(text: str, expected: Command) -> None:
         ("ack now", "/incident ack takes no 'now'."),
         ("lead", "Name one person, e.g. /incident lead @alice"),
         ("lead @a @b", "Name one person"),
+        ("action fix it", "Give the action item in quotes"),
+        ('action "x" due tomorrow', "Due date 'tomorrow' is not YYYY-MM-DD."),
         ("status please", "/incident status takes no 'please'."),
     ],
 )
