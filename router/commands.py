@@ -15,7 +15,7 @@ incident; without it the caller supplies the incident from context (the channel)
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import date, datetime
 from typing import Annotated, Any, Literal
 from urllib.parse import parse_qs
 
@@ -36,6 +36,8 @@ Usage:
   /incident resolve ["<message>"]
   /incident ack
   /incident page @team|@user
+  /incident lead [comms] @user
+  /incident action "<action item>" [@owner] [due YYYY-MM-DD]
   /incident status
   /incident help
 Add an incident id (INC-20260105-1) to act on an incident from outside its channel."""
@@ -85,6 +87,24 @@ class PageCommand(_Command):
     slack_id: str | None = None  # U... or S... from a Slack mention
 
 
+class LeadCommand(_Command):
+    """`/incident lead @alice` names the incident commander; `/incident lead comms @bob` the
+    communications lead."""
+
+    verb: Literal["lead"] = "lead"
+    person: str = Field(min_length=1)
+    role: Literal["commander", "comms_lead"] = "commander"
+
+
+class ActionCommand(_Command):
+    """`/incident action "<text>" @owner due 2026-12-10`: a post-mortem action item."""
+
+    verb: Literal["action"] = "action"
+    text: str = Field(min_length=1)
+    owner: str | None = None
+    due: date | None = None
+
+
 class StatusCommand(_Command):
     verb: Literal["status"] = "status"
 
@@ -94,11 +114,12 @@ class HelpCommand(_Command):
 
 
 Command = Annotated[
-    CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand | StatusCommand
-    | HelpCommand,
+    CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand | LeadCommand
+    | ActionCommand | StatusCommand | HelpCommand,
     Field(discriminator="verb"),
 ]
-MutatingCommand = CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand
+MutatingCommand = (CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand
+                   | LeadCommand | ActionCommand)
 
 _VERBS = {
     "create": "create", "declare": "create", "new": "create",
@@ -106,6 +127,8 @@ _VERBS = {
     "resolve": "resolve",
     "ack": "ack", "acknowledge": "ack",
     "page": "page",
+    "lead": "lead",
+    "action": "action",
     "status": "status",
     "help": "help",
 }
@@ -253,11 +276,62 @@ def parse_command(text: str) -> Command:
         return ResolveCommand(message=args.text("message", required=False), incident=inc)
     if verb == "page":
         return _page(args, inc)
+    if verb == "lead":
+        return _lead(args, inc)
+    if verb == "action":
+        return _action(args, inc)
     if verb == "ack":
         args.nothing_else("ack")
         return AckCommand(incident=inc)
     args.nothing_else("status")
     return StatusCommand(incident=inc)
+
+
+def _action(args: _Args, incident: str | None) -> ActionCommand:
+    args.no_options("due")
+    if len(args.quoted) != 1:
+        raise CommandError('Give the action item in quotes, e.g. /incident action '
+                           '"Add a canary stage" @alice due 2026-12-10.')
+    words = list(args.words)
+    due_text = args.options.get("due")
+    if "due" in [w.lower() for w in words]:
+        at = [w.lower() for w in words].index("due")
+        if at + 1 >= len(words):
+            raise CommandError("Give the due date after 'due', e.g. due 2026-12-10.")
+        due_text = words[at + 1]
+        del words[at:at + 2]
+    due = None
+    if due_text is not None:
+        try:
+            due = date.fromisoformat(due_text)
+        except ValueError:
+            raise CommandError(f"Due date {due_text!r} is not YYYY-MM-DD.") from None
+    if len(words) > 1:
+        raise CommandError("Name at most one owner, e.g. @alice.")
+    owner = None
+    if words:
+        m = _USER_MENTION.fullmatch(words[0])
+        owner = (m.group(2) or m.group(1)) if m else _unescape(words[0]).removeprefix("@")
+    return ActionCommand(text=args.quoted[0], owner=owner or None, due=due, incident=incident)
+
+
+def _lead(args: _Args, incident: str | None) -> LeadCommand:
+    args.no_options()
+    words = list(args.words)
+    role: Literal["commander", "comms_lead"] = "commander"
+    if words and words[0].lower() in ("comms", "communications"):
+        role, words = "comms_lead", words[1:]
+    if args.quoted or len(words) != 1:
+        raise CommandError("Name one person, e.g. /incident lead @alice or "
+                           "/incident lead comms @bob.")
+    word = words[0]
+    if m := _USER_MENTION.fullmatch(word):
+        person = m.group(2) or m.group(1)
+    else:
+        person = _unescape(word).removeprefix("@")
+    if not person or "<" in person or ">" in person:
+        raise CommandError(f"Cannot make {word!r} the lead: name a person like @alice.")
+    return LeadCommand(person=person, role=role, incident=incident)
 
 
 def _page(args: _Args, incident: str | None) -> PageCommand:

@@ -17,6 +17,7 @@ from pydantic import Field
 
 from router.model import Frozen, Severity
 from router.policy import SeverityPolicies
+from router.postmortem import ActionItem as PostmortemAction
 from router.postmortem import IncidentUpdate, PostmortemAlert, PostmortemInput
 from router.postmortem import TimelineEntry as PostmortemEntry
 
@@ -41,6 +42,8 @@ class TimelineKind(StrEnum):
     SLA_BREACH = "sla_breach"
     RESOLVED = "resolved"
     REOPENED = "reopened"  # fired again within the reopen window of its resolution
+    REMINDER = "reminder"  # an update is due, an action item is overdue
+    ACTION_ITEM = "action_item"  # an action item added or changed
     QUIETED = "quieted"  # an alert silenced, in maintenance, inhibited or deferred, or back
     POSTMORTEM = "postmortem"
 
@@ -96,6 +99,8 @@ class Command(StrEnum):
     RESOLVE = "resolve"  # args: message?
     PAGE = "page"  # args: target, target_kind ("user" | "team")
     POSTMORTEM_DONE = "postmortem_done"  # args: url?
+    ACTION = "action"  # args: text, owner?, due? (YYYY-MM-DD): a post-mortem action item
+    ACTION_UPDATE = "action_update"  # args: id, status ("open" | "done")
 
 
 def _time(value: object) -> datetime | None:
@@ -126,6 +131,7 @@ def postmortem_input(incident: Incident, policies: SeverityPolicies) -> Postmort
         if isinstance(a, dict)
     ]
     raw_updates = d.get("updates")
+    raw_items = d.get("action_items")
     updates = [
         IncidentUpdate(at=at, status=u.get("status"),
                        message=str(u.get("message") or u.get("summary") or ""))
@@ -148,11 +154,28 @@ def postmortem_input(incident: Incident, policies: SeverityPolicies) -> Postmort
         timeline=[PostmortemEntry(at=e.at, kind=e.kind.value, actor=e.actor, text=e.text)
                   for e in incident.timeline],
         updates=updates,
+        action_items=[
+            PostmortemAction(action=str(a.get("text", "")), owner=_opt_str(a.get("owner")),
+                             due=_opt_str(a.get("due")), status=_opt_str(a.get("status")))
+            for a in (raw_items if isinstance(raw_items, list) else ()) if isinstance(a, dict)],
+        authors=_authors(incident, raw_updates),
+        users_affected=_opt_str(d.get("users_affected")),
+        revenue_impact=_opt_str(d.get("revenue_impact")),
+        slo_note=_opt_str(d.get("slo_impact")),
         root_cause=incident.root_cause,
         mitigation=incident.mitigation or _opt_str(d.get("resolution")),
         ack_sla=policy.ack_sla,
         resolve_sla=policy.resolve_sla,
     )
+
+
+def _authors(incident: Incident, updates: object) -> list[str]:
+    people = [incident.commander] if incident.commander else []
+    for u in updates if isinstance(updates, list) else ():
+        by = u.get("by") if isinstance(u, dict) else None
+        if isinstance(by, str) and by and by not in people:
+            people.append(by)
+    return people
 
 
 def _opt_str(value: object) -> str | None:

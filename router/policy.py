@@ -32,6 +32,13 @@ class SeverityPolicy(BaseModel):
     # An incident opened by alerts resolves itself when all of its alerts have resolved;
     # false keeps it open until a person resolves it (declared incidents always wait).
     auto_resolve: bool = True
+    # The incident process (docs/incidents.md): remind the commander when no update was posted
+    # for this long; an acknowledged incident not resolved this long after the acknowledgement
+    # pages the on-call again; an incident with nothing firing and no human action for this
+    # long resolves itself. None turns each off.
+    update_every: Duration | None = None
+    ack_timeout: Duration | None = None
+    auto_resolve_after: Duration | None = None
     # Grouping and reminders, like Alertmanager's group_wait/group_interval/repeat_interval.
     group_wait: Duration = timedelta(seconds=30)
     group_interval: Duration = timedelta(minutes=5)
@@ -46,16 +53,19 @@ DEFAULT_POLICIES: dict[Severity, SeverityPolicy] = {
     Severity.SEV1: SeverityPolicy(
         description="Critical: customer-facing outage or data loss",
         ack_sla=_m(15), resolve_sla=_m(60), response="page_everyone",
+        update_every=_m(15), ack_timeout=_m(30), auto_resolve_after=_m(240),
         group_wait=timedelta(seconds=0), group_interval=_m(1), repeat_interval=_m(30),
     ),
     Severity.SEV2: SeverityPolicy(
         description="Major: significant degradation for many users",
         ack_sla=_m(30), resolve_sla=_m(240), response="page_oncall",
+        update_every=_m(30), ack_timeout=_m(30), auto_resolve_after=_m(240),
         group_wait=timedelta(seconds=10), group_interval=_m(2), repeat_interval=_m(60),
     ),
     Severity.SEV3: SeverityPolicy(
         description="Minor: limited impact, workaround exists",
         ack_sla=_m(240), resolve_sla=_m(1440), response="chat_business_hours",
+        update_every=_m(1440), auto_resolve_after=_m(1440),
         group_wait=timedelta(seconds=30), group_interval=_m(5), repeat_interval=_m(240),
     ),
     Severity.SEV4: SeverityPolicy(

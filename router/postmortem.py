@@ -53,6 +53,7 @@ class ActionItem(Frozen):
     owner: str | None = None
     due: str | None = None
     priority: str | None = None
+    status: str | None = None  # open, done
 
 
 class PostmortemInput(Frozen):
@@ -75,6 +76,10 @@ class PostmortemInput(Frozen):
     contributing_factors: list[str] = Field(default_factory=list)
     mitigation: str | None = None
     action_items: list[ActionItem] = Field(default_factory=list)
+    # The commander and everyone who posted an update; and what an update said of the impact.
+    authors: list[str] = Field(default_factory=list)
+    users_affected: str | None = None
+    revenue_impact: str | None = None
     ack_sla: timedelta | None = None
     resolve_sla: timedelta | None = None
 

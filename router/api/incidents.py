@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from datetime import date
 from typing import Any, Literal, TypeVar
 from uuid import uuid4
 
@@ -130,12 +131,19 @@ class UpdateBody(_Body):
     root_cause: str | None = Field(default=None, min_length=1, max_length=5000)
     mitigation: str | None = Field(default=None, min_length=1, max_length=5000)
     eta: str | None = Field(default=None, min_length=1, max_length=200)
+    commander: str | None = Field(default=None, min_length=1, max_length=200)
+    comms_lead: str | None = Field(default=None, min_length=1, max_length=200)
+    # For the post-mortem draft.
+    users_affected: str | None = Field(default=None, min_length=1, max_length=2000)
+    revenue_impact: str | None = Field(default=None, min_length=1, max_length=2000)
+    slo_impact: str | None = Field(default=None, min_length=1, max_length=2000)
 
     @model_validator(mode="after")
     def _something(self) -> UpdateBody:
         if not self.model_dump(exclude={"actor"}, exclude_none=True):
             raise ValueError("give at least one of message, status, severity, root_cause, "
-                             "mitigation, eta")
+                             "mitigation, eta, commander, comms_lead, users_affected, "
+                             "revenue_impact, slo_impact")
         return self
 
 
@@ -152,6 +160,16 @@ class PageBody(_Body):
         if (self.team is None) == (self.user is None):
             raise ValueError("give exactly one of team or user")
         return self
+
+
+class ActionBody(_Body):
+    text: str = Field(min_length=1, max_length=500)
+    owner: str | None = Field(default=None, min_length=1, max_length=200)
+    due: date | None = None  # the day it is due (reminded once that day has ended)
+
+
+class ActionStatusBody(_Body):
+    status: Literal["open", "done"]
 
 
 class PostmortemDoneBody(_Body):
@@ -235,8 +253,8 @@ def _resolved(incident: Incident) -> web.Response:
     return error_response(409, f"incident {incident.id} is already resolved")
 
 
-async def _command_on(request: web.Request, model: type[B], *,
-                      resolved: bool = False) -> tuple[Incident, B] | web.Response:
+async def _command_on(request: web.Request, model: type[B], *, resolved: bool = False,
+                      any_state: bool = False) -> tuple[Incident, B] | web.Response:
     """The incident of the path and the parsed body, or the error answer: 401/404, 400/422,
     409 when the incident is not open (or, with `resolved`, not yet resolved)."""
     incident = await _target(request)
@@ -246,6 +264,8 @@ async def _command_on(request: web.Request, model: type[B], *,
         body = await parse_body(request, model)
     except Rejected as exc:
         return error_response(exc.status, exc.message)
+    if any_state:
+        return incident, body
     if resolved and is_open(incident):
         return error_response(409, f"incident {incident.id} is not resolved yet")
     if not resolved and not is_open(incident):
@@ -332,6 +352,29 @@ async def get_postmortem(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/markdown", charset="utf-8")
 
 
+async def add_action(request: web.Request) -> web.Response:
+    """A post-mortem action item (open or resolved incident: post-mortems come after)."""
+    found = await _command_on(request, ActionBody, any_state=True)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
+    return await _act(request, Command.ACTION, incident, _actor(body), _args(body))
+
+
+async def set_action(request: web.Request) -> web.Response:
+    found = await _command_on(request, ActionStatusBody, any_state=True)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
+    item = request.match_info["item"]
+    items = incident.details.get("action_items")
+    if not any(isinstance(i, dict) and i.get("id") == item
+               for i in (items if isinstance(items, list) else ())):
+        return error_response(404, f"incident {incident.id} has no action item {item}")
+    return await _act(request, Command.ACTION_UPDATE, incident, _actor(body),
+                      {"id": item, "status": body.status})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/incidents", declare)
     app.router.add_get("/api/v1/incidents", list_incidents)
@@ -342,3 +385,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/incidents/{id}/resolve", resolve)
     app.router.add_post("/api/v1/incidents/{id}/page", page)
     app.router.add_post("/api/v1/incidents/{id}/postmortem-done", postmortem_done)
+    app.router.add_post("/api/v1/incidents/{id}/actions", add_action)
+    app.router.add_post("/api/v1/incidents/{id}/actions/{item}", set_action)

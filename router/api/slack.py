@@ -32,10 +32,12 @@ from router.backends.base import Backend
 from router.commands import (
     USAGE,
     AckCommand,
+    ActionCommand,
     CommandError,
     CreateCommand,
     HelpCommand,
     Interaction,
+    LeadCommand,
     PageCommand,
     ResolveCommand,
     StatusCommand,
@@ -161,7 +163,7 @@ async def commands(request: web.Request) -> web.Response:
         return reply(f"Nothing to act on: {how}.")
     if isinstance(cmd, StatusCommand):
         return reply(f"{status_text(incident)}\n_({how})_")
-    if not is_open(incident):
+    if not is_open(incident) and not isinstance(cmd, ActionCommand):  # post-mortems come after
         return reply(f"{_label(incident)} is already resolved ({how}).")
     if isinstance(cmd, PageCommand):
         kind = resolve_page_target(config, cmd.target, cmd.target_kind)
@@ -174,6 +176,14 @@ async def commands(request: web.Request) -> web.Response:
         name = Command.UPDATE
         args = cmd.model_dump(mode="json", exclude={"verb", "incident"}, exclude_none=True)
         said = "posting the update"
+    elif isinstance(cmd, ActionCommand):
+        name = Command.ACTION
+        args = cmd.model_dump(mode="json", exclude={"verb", "incident"}, exclude_none=True)
+        said = "adding the action item"
+    elif isinstance(cmd, LeadCommand):
+        name, args = Command.UPDATE, {cmd.role: cmd.person}
+        what = "incident commander" if cmd.role == "commander" else "communications lead"
+        said = f"{escape(cmd.person)} is the {what}"
     elif isinstance(cmd, ResolveCommand):
         name = Command.RESOLVE
         args = cmd.model_dump(mode="json", exclude={"verb", "incident"}, exclude_none=True)

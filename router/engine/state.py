@@ -124,6 +124,13 @@ class IncidentState(_Stored):
     # Fingerprint and time of the last update/page command (double clicks).
     last_command: str | None = Field(default=None, alias="lc")
     last_command_at: float | None = Field(default=None, alias="lt")
+    # The incident process: an update is due (reminder), the acknowledgement times out (pages
+    # again), the incident resolves itself when idle; `cycle` counts re-pages after a timeout.
+    update_due: float | None = Field(default=None, alias="ud")
+    ack_expires: float | None = Field(default=None, alias="ax")
+    idle_due: float | None = Field(default=None, alias="iz")
+    cycle: int = Field(default=0, alias="cy")
+    actions_due: float | None = Field(default=None, alias="ad")  # an open action item is late
 
     @property
     def open(self) -> bool:
@@ -141,7 +148,8 @@ class IncidentState(_Stored):
     def next_deadline(self) -> float | None:
         best: float | None = None
         for v in (self.next_page, self.ack_due, self.resolve_due, self.postmortem_due,
-                  self.forget_at):
+                  self.forget_at, self.update_due, self.ack_expires, self.idle_due,
+                  self.actions_due):
             if v is not None and (best is None or v < best):
                 best = v
         return best
@@ -150,7 +158,7 @@ class IncidentState(_Stored):
 # Group keys of hand-declared incidents.
 MANUAL_PREFIX = "manual:"
 # Short names of the incident timers in the stored form (read without a full decode).
-INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx")
+INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz", "ad")
 
 
 class GroupState(_Stored):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
 from urllib.parse import urlencode
 
@@ -12,10 +12,12 @@ import pytest
 from router.commands import (
     USAGE,
     AckCommand,
+    ActionCommand,
     Command,
     CommandError,
     CreateCommand,
     HelpCommand,
+    LeadCommand,
     PageCommand,
     ResolveCommand,
     StatusCommand,
@@ -70,6 +72,12 @@ INC = "INC-20260105-3"
         (f"acknowledge {INC}", AckCommand(incident=INC)),
         ("status", StatusCommand()),
         (f"STATUS {INC}", StatusCommand(incident=INC)),
+        ("lead @alice", LeadCommand(person="alice")),
+        (f"lead <@U0ALICE|alice> {INC}", LeadCommand(person="alice", incident=INC)),
+        ("lead comms @bob", LeadCommand(person="bob", role="comms_lead")),
+        ('action "Add a canary stage" @bob due 2026-12-10',
+         ActionCommand(text="Add a canary stage", owner="bob", due=date(2026, 12, 10))),
+        (f'action "Alert on p99" {INC}', ActionCommand(text="Alert on p99", incident=INC)),
         ("help", HelpCommand()),
         ("help me please", HelpCommand()),
         ("", HelpCommand()),
@@ -103,6 +111,10 @@ def test_parse_command(text: str, expected: Command) -> None:
         ('page "payments team"', "Page exactly one team or user"),
         ("page @", "Cannot page '@'"),
         ("ack now", "/incident ack takes no 'now'."),
+        ("lead", "Name one person, e.g. /incident lead @alice"),
+        ("lead @a @b", "Name one person"),
+        ("action fix it", "Give the action item in quotes"),
+        ('action "x" due tomorrow', "Due date 'tomorrow' is not YYYY-MM-DD."),
         ("status please", "/incident status takes no 'please'."),
     ],
 )

@@ -59,7 +59,7 @@ def close(s: GroupState, inc: IncidentState, at: datetime, now: Instant, ctx: En
     pages = page_key_notes(s, inc, K.RESOLVE, cause, now, ctx, {"actor": actor})
     due = None if inc.view.postmortem_done else to_ts(at) + c.postmortem_due.total_seconds()
     inc = inc.with_(next_page=None, ack_due=None, resolve_due=None, page_keys=(),
-                    postmortem_due=due)
+                    postmortem_due=due, update_due=None, ack_expires=None, idle_due=None)
     inc = with_view(inc, status=IncidentStatus.RESOLVED, resolved_at=at, escalation_level=None)
     if message:
         inc = with_details(inc, resolution=message)

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from router.engine.ids import IncidentIds
+from router.engine.incidents import actions
 from router.engine.incidents.alerts import replace_incident
 from router.engine.incidents.closing import close, forget_at
 from router.engine.incidents.formatting import (
@@ -44,6 +45,9 @@ from router.model import CommandEvent, Notification, Severity, Status, stable_id
 # The same update/page command from the same actor within this many seconds is a double click.
 DOUBLE_CLICK_SECONDS = 60.0
 _OPEN_STATUSES = {s.value for s in IncidentStatus} - {IncidentStatus.RESOLVED.value}
+# Update fields kept in the incident's details (the post-mortem draft reads them).
+_DETAIL_FIELDS = {"comms_lead": "communications lead", "users_affected": "users affected",
+                  "revenue_impact": "revenue impact", "slo_impact": "SLO impact"}
 
 Result = tuple[GroupState | None, list[Notification], IncidentIds]
 
@@ -95,6 +99,9 @@ def apply_command(state: GroupState | None, event: CommandEvent, now: Instant,
         return state, [], ids
     if out:
         new = new.with_(rounds=new.rounds + 1)
+    idle = ctx.policy(new.view.severity).auto_resolve_after
+    if new.open and idle is not None:  # a person acted: not idle
+        new = new.with_(idle_due=now.ts + idle.total_seconds())
     return replace_incident(state, new), out, ids
 
 
@@ -175,7 +182,9 @@ def _ack(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, now:
          ctx: EngineContext) -> Effects:
     if not inc.open or inc.view.acknowledged_at is not None:
         return inc, []
-    inc = inc.with_(next_page=None, ack_due=None)
+    timeout = ctx.policy(inc.view.severity).ack_timeout
+    inc = inc.with_(next_page=None, ack_due=None,
+                    ack_expires=to_ts(at) + timeout.total_seconds() if timeout else None)
     inc = with_view(inc, acknowledged_at=at, escalation_level=None)
     inc = with_details(inc, acknowledged_by=ev.actor)
     inc = log(inc, at, TK.ACKNOWLEDGED, ev.actor, f"acknowledged by {ev.actor}", now)
@@ -202,6 +211,11 @@ def _update(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, n
         if value not in (None, "") and str(value) != getattr(inc.view, name):
             inc = with_view(inc, **{name: str(value)})
             changes.append(f"{name.replace('_', ' ')}: {value}")
+    for field, what in _DETAIL_FIELDS.items():
+        value = args.get(field)
+        if value not in (None, "") and str(value) != inc.view.details.get(field):
+            inc = with_details(inc, **{field: str(value)})
+            changes.append(f"{what}: {value}")
     eta = args.get("eta")
     if eta not in (None, "") and str(eta) != inc.view.details.get("eta"):
         inc = with_details(inc, eta=str(eta))
@@ -211,6 +225,9 @@ def _update(s: GroupState, inc: IncidentState, ev: CommandEvent, at: datetime, n
         inc, more = set_severity(s, inc, severity, now, ctx, ev.actor, "update")
     if not changes and not message and inc == begin:
         return begin, []
+    every = ctx.policy(inc.view.severity).update_every
+    if inc.open and every is not None and (message or status):  # the update that was due
+        inc = inc.with_(update_due=now.ts + every.total_seconds())
     text = "; ".join([*changes, *([message] if message else [])]) or "updated"
     inc = log(inc, at, TK.STATUS_UPDATE, ev.actor, text, now)
     # "message" is only what a person wrote (the public status page shows it); "summary" also
@@ -264,6 +281,8 @@ def _postmortem_done(s: GroupState, inc: IncidentState, ev: CommandEvent, at: da
 
 
 _HANDLERS: dict[str, Handler] = {
+    Command.ACTION.value: actions.add,  # open or resolved: post-mortems come after
+    Command.ACTION_UPDATE.value: actions.update,
     Command.ACK.value: _ack,
     Command.UPDATE.value: _update,
     Command.PAGE.value: _page_command,

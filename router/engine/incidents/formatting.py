@@ -9,7 +9,7 @@ from datetime import timedelta
 from typing import Any
 
 from router.config import IncidentsConfig
-from router.engine.instant import Instant, iso
+from router.engine.instant import Instant, from_ts, iso
 from router.engine.state import EngineContext, GroupState, IncidentState
 from router.model import Alert, Notification, NotificationKind, stable_id
 
@@ -78,9 +78,12 @@ def base_details(inc: IncidentState) -> dict[str, Any]:
         value = getattr(v, name)
         if value:
             d[name] = value
-    eta = v.details.get("eta")
-    if eta:
-        d["eta"] = eta
+    for extra in ("eta", "comms_lead"):
+        value = v.details.get(extra)
+        if value:
+            d[extra] = value
+    if inc.update_due is not None and inc.open:  # the status page's "next update" clock too
+        d["next_update"] = iso(from_ts(inc.update_due))
     return d
 
 

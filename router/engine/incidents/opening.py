@@ -95,6 +95,24 @@ def policy_for(inc: IncidentState, ctx: EngineContext) -> EscalationPolicy | Non
     return policy
 
 
+def page_key(inc: IncidentState, step: int) -> str:
+    """The vendor dedup key of escalation step `step` (0-based) in the incident's paging
+    cycle: a cycle restarted after an acknowledgement timed out pages under new keys (the old
+    ones are acknowledged at the vendor)."""
+    cycle = f":c{inc.cycle}" if inc.cycle else ""
+    return f"{inc.dedup_key}{cycle}:page-{step + 1}"
+
+
+def arm_process(inc: IncidentState, now: Instant, ctx: EngineContext) -> IncidentState:
+    """The update cadence and the idle timeout from now, by the incident's severity."""
+    policy = ctx.policy(inc.view.severity)
+    if not inc.open:
+        return inc
+    every, idle = policy.update_every, policy.auto_resolve_after
+    return inc.with_(update_due=now.ts + every.total_seconds() if every else None,
+                     idle_due=now.ts + idle.total_seconds() if idle else None)
+
+
 def page(s: GroupState, inc: IncidentState, now: Instant, ctx: EngineContext, *,
          key: str, cause: tuple[str, ...], level: int | None, targets: tuple[str, ...],
          actor: str, what: str, extra: dict[str, Any] | None = None) -> Effects:
@@ -126,13 +144,13 @@ def maybe_page(s: GroupState, inc: IncidentState, now: Instant, ctx: EngineConte
             return inc, []
         # No escalation policy known here: one page, the vendor's own escalation takes over.
         inc = inc.with_(paged_at=now.ts, page_step=0)
-        return page(s, inc, now, ctx, key=f"{inc.dedup_key}:page-1", cause=("page", "0"),
+        return page(s, inc, now, ctx, key=page_key(inc, 0), cause=("page", "0"),
                     level=1, targets=(), actor=ROUTER, what="level 1")
     st = escalation_step(policy, ctx.oncall.schedule_map(), now.dt, False, now.dt)
     inc = inc.with_(escalation_policy=policy.name, paged_at=now.ts, page_step=st.step,
                     next_page=to_ts(st.next_at) if st.next_at is not None else None)
     inc = with_details(inc, escalation_policy=policy.name)
-    return page(s, inc, now, ctx, key=f"{inc.dedup_key}:page-{st.step + 1}",
+    return page(s, inc, now, ctx, key=page_key(inc, st.step),
                 cause=("page", str(st.step)), level=st.level + 1, targets=st.targets,
                 actor=ROUTER, what=f"level {st.level + 1}",
                 extra={"step": st.step + 1, "escalation_policy": policy.name})
@@ -163,7 +181,7 @@ def maybe_statuspage(s: GroupState, inc: IncidentState, now: Instant,
 def start(s: GroupState, inc: IncidentState, now: Instant, ctx: EngineContext) -> Effects:
     """What a newly opened (or reopened) or re-classified incident drives: SLAs, the status
     page, the first page."""
-    inc = arm_slas(inc, ctx)
+    inc = arm_process(arm_slas(inc, ctx), now, ctx)
     inc, published = maybe_statuspage(s, inc, now, ctx)
     inc, pages = maybe_page(s, inc, now, ctx)
     return inc, published + pages

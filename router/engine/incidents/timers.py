@@ -3,11 +3,12 @@ reminder, and forgetting it. Pure; each deadline fires once (it is cleared or mo
 
 from __future__ import annotations
 
-from router.engine.incidents.closing import forget_at
+from router.engine.incidents import actions
+from router.engine.incidents.closing import close, forget_at
 from router.engine.incidents.formatting import ROUTER, K, cfg, list_of, notes, span
-from router.engine.incidents.opening import Effects, page
-from router.engine.incidents.timeline import TK, log, with_details
-from router.engine.instant import Instant, from_ts, to_ts
+from router.engine.incidents.opening import Effects, maybe_page, page, page_key
+from router.engine.incidents.timeline import TK, log, with_details, with_view
+from router.engine.instant import Instant, from_ts, iso, to_ts
 from router.engine.state import FLAP_NONE, EngineContext, GroupState, IncidentState
 from router.escalation import escalation_step
 from router.model import Notification, Status
@@ -61,6 +62,15 @@ def fire(s: GroupState, inc: IncidentState, now: Instant,
         if inc.open:
             inc, more = breach(s, inc, "resolve", now, ctx)
             out += more
+    if inc.update_due is not None and inc.update_due <= now.ts:
+        inc, more = update_reminder(s, inc, now, ctx)
+        out += more
+    if inc.ack_expires is not None and inc.ack_expires <= now.ts:
+        inc, more = ack_timed_out(s, inc, now, ctx)
+        out += more
+    if inc.idle_due is not None and inc.idle_due <= now.ts:
+        inc, more = idle(s, inc, now, ctx)
+        out += more
     if inc.postmortem_due is not None and inc.postmortem_due <= now.ts:
         inc = inc.with_(postmortem_due=None)
         inc = inc.with_(forget_at=forget_at(inc, now, ctx))
@@ -71,7 +81,13 @@ def fire(s: GroupState, inc: IncidentState, now: Instant,
             out += notes(s, inc, K.REMINDER, (*inc.receivers, *c.sla_receivers), ("reminder",),
                          now, {"note": f"Reminder: the {text}.", "reminder": "postmortem",
                                "next_update": "none, the incident is resolved"})
+    if inc.actions_due is not None and inc.actions_due <= now.ts:
+        inc, more = actions.remind(s, inc, now, ctx)
+        out += more
     if inc.forget_at is not None and inc.forget_at <= now.ts:
+        keep = actions.open_until(inc)
+        if keep is not None and keep >= now.ts:  # its open action items are still to remind
+            return inc.with_(forget_at=keep + 1), out
         return None, out
     return inc, out
 
@@ -91,7 +107,7 @@ def escalate(s: GroupState, inc: IncidentState, now: Instant, ctx: EngineContext
     inc = log(inc, now.dt, TK.ESCALATED, ROUTER,
               f"not acknowledged: escalated to level {level}{rounds} ({policy.name})", now)
     extra = {"step": st.step + 1, "escalation_policy": policy.name}
-    inc, pages = page(s, inc, now, ctx, key=f"{inc.dedup_key}:page-{st.step + 1}",
+    inc, pages = page(s, inc, now, ctx, key=page_key(inc, st.step),
                       cause=("page", str(st.step)), level=level, targets=st.targets,
                       actor=ROUTER, what=f"level {level}", extra=extra)
     c = cfg(ctx)
@@ -115,4 +131,61 @@ def breach(s: GroupState, inc: IncidentState, sla: str, now: Instant,
     inc = log(inc, now.dt, TK.SLA_BREACH, ROUTER, text, now)
     out = notes(s, inc, K.SLA_BREACH, (*inc.receivers, *cfg(ctx).sla_receivers), ("sla", sla),
                 now, {"sla": sla, "note": f"The {text}."})
+    return inc, out
+
+
+def update_reminder(s: GroupState, inc: IncidentState, now: Instant,
+                    ctx: EngineContext) -> Effects:
+    """No update for `update_every`: remind the commander (the incident's channel) with the
+    update template prefilled, and again every `update_every` until one is posted."""
+    every = ctx.policy(inc.view.severity).update_every
+    if not inc.open or every is None:
+        return inc.with_(update_due=None), []
+    inc = inc.with_(update_due=now.ts + every.total_seconds())
+    who = inc.view.commander or "the incident commander"
+    text = f"stakeholders are due an update (every {span(every)}): {who}"
+    inc = log(inc, now.dt, TK.REMINDER, ROUTER, f"update reminder: {text}", now)
+    template = (f"[{inc.view.severity.value}] {inc.view.title}: status "
+                f"{inc.view.status.value}. What we know: ... What we are doing: ... "
+                f"Next update in {span(every)}.")
+    out = notes(s, inc, K.REMINDER, inc.receivers, ("update-reminder", str(int(now.ts))), now,
+                {"reminder": "update", "note": f"Reminder: {text}.",
+                 "template": template,
+                 "next_update": iso(from_ts(now.ts + every.total_seconds()))})
+    return inc, out
+
+
+def ack_timed_out(s: GroupState, inc: IncidentState, now: Instant,
+                  ctx: EngineContext) -> Effects:
+    """Acknowledged but not resolved within `ack_timeout`: back to triggered, and the current
+    on-call is paged again from the first level (new page keys, a new cycle)."""
+    inc = inc.with_(ack_expires=None)
+    if not inc.open or inc.view.acknowledged_at is None:
+        return inc, []
+    timeout = ctx.policy(inc.view.severity).ack_timeout
+    inc = inc.with_(cycle=inc.cycle + 1, escalation_policy=None, paged_at=None, page_step=-1,
+                    next_page=None)
+    inc = with_view(inc, acknowledged_at=None)
+    text = (f"acknowledged {span(timeout) if timeout else ''} ago and not resolved: "
+            "paging the on-call again")
+    inc = log(inc, now.dt, TK.ESCALATED, ROUTER, text, now)
+    c = cfg(ctx)
+    told = (set(inc.receivers) | set(c.sla_receivers)) - set(c.page_receivers)
+    out = notes(s, inc, K.ESCALATE, told, ("ack-timeout", str(inc.cycle)), now,
+                {"note": f"The acknowledgement timed out: {text}.", "level": 1})
+    inc, pages = maybe_page(s, inc, now, ctx)
+    return inc, out + pages
+
+
+def idle(s: GroupState, inc: IncidentState, now: Instant, ctx: EngineContext) -> Effects:
+    """Nothing firing and no human action for `auto_resolve_after`: it resolves itself (a
+    group with anything firing, or a round on its way, is not idle: looked at again later)."""
+    period = ctx.policy(inc.view.severity).auto_resolve_after
+    if not inc.open or period is None:
+        return inc.with_(idle_due=None), []
+    if s.firing or s.update_at is not None or s.wait_until is not None:
+        return inc.with_(idle_due=now.ts + period.total_seconds()), []
+    text = f"resolved: no alert activity and no human action for {span(period)}"
+    inc, out, _ = close(s, inc, now.dt, now, ctx, actor=ROUTER, text=text, message="",
+                        cause=("idle",))
     return inc, out

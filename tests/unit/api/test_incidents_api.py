@@ -229,3 +229,34 @@ def test_cli_postmortem_with_kafka_needs_a_running_router(
                     "backend: {type: kafka, bootstrap_servers: ['127.0.0.1:1']}\n")
     assert main(["postmortem", "INC-20260105-1", "--config", str(path)]) == 1
     assert "requires a running router" in capsys.readouterr().err
+
+
+async def test_action_items_over_the_api_after_resolution(router_client: RouterClient) -> None:
+    client = await router_client(TOKENS)
+    incident = await declare(client, AUTH)
+    iid = incident["id"]
+    assert (await client.post(f"/api/v1/incidents/{iid}/resolve", headers=AUTH,
+                              json={})).status == 202
+    await wait_incident(client, iid, lambda i: i["status"] == "resolved", "resolved", AUTH)
+    resp = await client.post(f"/api/v1/incidents/{iid}/actions", headers=AUTH,
+                             json={"text": "Add a canary stage", "owner": "bob",
+                                   "due": "2026-12-10"})
+    assert resp.status == 202
+    got = await wait_incident(client, iid, lambda i: bool(i["details"].get("action_items")),
+                              "the action item", AUTH)
+    [item] = got["details"]["action_items"]
+    assert (item["id"], item["owner"], item["due"], item["status"]) == (
+        "A1", "bob", "2026-12-10", "open")
+    assert (await client.post(f"/api/v1/incidents/{iid}/actions/A1", headers=AUTH,
+                              json={"status": "done"})).status == 202
+    await wait_incident(client, iid,
+                        lambda i: i["details"]["action_items"][0]["status"] == "done",
+                        "the item done", AUTH)
+    missing = await client.post(f"/api/v1/incidents/{iid}/actions/A9", headers=AUTH,
+                                json={"status": "done"})
+    assert missing.status == 404
+    bad = await client.post(f"/api/v1/incidents/{iid}/actions", headers=AUTH,
+                            json={"text": "x", "due": "next week"})
+    assert bad.status == 422
+    text = await (await client.get(f"/api/v1/incidents/{iid}/postmortem", headers=AUTH)).text()
+    assert "| Add a canary stage | bob | 2026-12-10 | done |" in text

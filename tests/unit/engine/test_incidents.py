@@ -44,7 +44,12 @@ ONCALL = OnCallConfig(
 )
 INCIDENTS = IncidentsConfig(page_receivers=["pd-page"], statuspage_receiver="sp",
                             components={"checkout": "cmp-checkout"}, sla_receivers=["mgr"])
-CTX = EngineContext(incidents=INCIDENTS, oncall=ONCALL)
+# The incident process timers (update reminders, acknowledgement timeout, idle resolve) are
+# off here, so these traces show one mechanism each; test_process.py has them on.
+NO_PROCESS = SeverityPolicies.model_validate({
+    sev.value: {"update_every": None, "ack_timeout": None, "auto_resolve_after": None}
+    for sev in Severity})
+CTX = EngineContext(incidents=INCIDENTS, oncall=ONCALL, policies=NO_PROCESS)
 
 
 def at(minutes: float) -> datetime:
