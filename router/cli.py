@@ -31,6 +31,7 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 
 def _serve(args: argparse.Namespace) -> int:
     from router.api.app import build_app
+    from router.api.drain import on_sigterm
     from router.api.keys import RUNTIME
     from router.api.listener import listener
     from router.logs import setup_logging
@@ -53,6 +54,8 @@ def _serve(args: argparse.Namespace) -> int:
     async def on_startup(app: web.Application) -> None:
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, app[RUNTIME].reload)
+        # Replaces aiohttp's handler (which exits at once): drain first (router.api.drain).
+        loop.add_signal_handler(signal.SIGTERM, on_sigterm, app)
 
     app.on_startup.append(on_startup)
     server = snapshot.config.server

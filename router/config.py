@@ -88,6 +88,10 @@ class ServerConfig(Strict):
     # Firing alerts the router holds at most: past it, requests with a firing alert get 429
     # (resolutions are always taken). 0 turns the cap off.
     max_active_alerts: int = Field(default=200_000, ge=0)
+    # On SIGTERM: /readyz answers 503 and intake 503 with Retry-After at once; the sends in
+    # flight get this long to finish and be recorded before the process exits (keep the
+    # Helm chart's terminationGracePeriodSeconds above it).
+    shutdown_grace_seconds: float = Field(default=20.0, ge=0)
 
 
     @model_validator(mode="after")

@@ -262,6 +262,9 @@ def step_helm(checks: Checks, root: Path, args: argparse.Namespace) -> None:
                    [*base, "--set", "autoscaling.enabled=true"], "needs backend.type=kafka")
     checks.refuses("chart refuses kafka without bootstrapServers",
                    [*base, "--set", "backend.type=kafka"], "bootstrapServers is required")
+    checks.refuses("chart refuses a termination grace period shorter than the drain",
+                   [*base, "--set", "terminationGracePeriodSeconds=20"],
+                   "must be at least preStopSleepSeconds + shutdownGraceSeconds + 5")
     checks.refuses("values.schema.json refuses backend.type=redis",
                    [*base, "--set", "backend.type=redis"], "values don't meet the specifications")
 

@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from router.api import amv2, dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
+from router.api.drain import DRAIN, Drain, refuse_while_draining
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.api.requests import request_context
 from router.backends.embedded import EmbeddedBackend
@@ -33,7 +34,8 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     registry = registry or CollectorRegistry()
     # The body limit is enforced by intake itself, with a 413 that names the limit.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1,
-                          middlewares=[request_context])
+                          middlewares=[request_context, refuse_while_draining])
+    app[DRAIN] = Drain(config.server.shutdown_grace_seconds)
     app[RUNTIME] = Runtime(snapshot, IntakeMetrics(registry), config_path)
     engine_metrics = EngineMetrics(registry)
 
@@ -88,7 +90,9 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
         app[DISPATCHER] = dispatcher
         await dispatcher.start()
         yield
-        await dispatcher.stop()
+        # After a SIGTERM this ran already (router.api.drain, while /readyz said 503); on
+        # any other way out it runs here, so sends in flight are still finished and recorded.
+        await app[DRAIN].begin(app)
 
     app.cleanup_ctx.append(http_session)
     app.cleanup_ctx.append(backend)

@@ -8,6 +8,7 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from router.api.drain import DRAIN
 from router.api.keys import BACKEND, RUNTIME
 from router.api.pagination import paginated
 from router.api.quiet import quiet_reasons
@@ -42,6 +43,8 @@ async def healthz(_: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
+    if request.app[DRAIN].draining:  # first thing on SIGTERM: the load balancer moves on
+        return json_response(503, {"status": "shutting down"})
     if await request.app[BACKEND].ready():
         return json_response(200, {"status": "ready"})
     return json_response(503, {"status": "not ready"})

@@ -9,6 +9,9 @@ Guarantees
   that lane park behind it (reason `held`) and a replay sends them again in order.
 - Rate limits: each receiver has a token bucket; bursts wait instead of failing, and a vendor's
   Retry-After pauses the whole receiver.
+- Drain (SIGTERM): `drain()` takes nothing more from the outbox and starts no new send; the
+  sends in flight finish and are recorded (bounded by a grace period), so a rolling restart
+  posts nothing twice. Items not yet sent stay pending and go out after the restart.
 - Idempotency: the delivery record is written before the outbox is told (or with it, in one
   transaction, when the outbox can: `RecordingOutbox`), and checked before sending, so an item
   that comes back after a crash is not posted twice. A store that can (`BatchDeliveryStore`)
@@ -23,6 +26,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
@@ -37,6 +41,20 @@ from router.delivery.sink import Receiver
 log = logging.getLogger("router.delivery")
 
 Lane = tuple[str, str]
+
+
+class Draining(Exception):
+    """Raised in a worker instead of starting a send (or a retry) once the drain began."""
+
+
+@dataclass(frozen=True)
+class DrainReport:
+    """What `Dispatcher.drain` did: sends it let finish, sends the grace period cut off (not
+    recorded, so they go out again after a restart), and how long it took."""
+
+    finished: int
+    cut_off: int
+    seconds: float
 
 
 def describe(result: DeliveryResult) -> str:
@@ -94,6 +112,10 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[None]] = set()
         self._poller: asyncio.Task[None] | None = None
         self._wakeup = asyncio.Event()
+        # Worker tasks between the start of a send and its record: a drain waits for these
+        # and cancels every other worker (queued, rate-limited or backing off: nothing sent).
+        self._sending: set[asyncio.Task[None]] = set()
+        self._draining = asyncio.Event()
         # Told after each item is done (delivered, dead-lettered or skipped): the intake gate.
         self.on_done: Callable[[], None] = lambda: None
 
@@ -117,7 +139,30 @@ class Dispatcher:
     async def start(self) -> None:
         if self._poller is None:
             self._cursor = None
+            self._draining.clear()
             self._poller = asyncio.create_task(self._poll(), name="delivery-poller")
+
+    async def drain(self, grace: float) -> DrainReport:
+        """Take nothing more from the outbox and start no new send; wait at most `grace`
+        seconds for the sends in flight to finish and be recorded, then stop. What was taken
+        but not sent stays pending in the outbox (the next start, or the next owner, sends it
+        once); a send the grace period cuts off may go out again (at least once)."""
+        started = time.monotonic()
+        self._draining.set()
+        self._wakeup.set()
+        sending = set(self._sending)
+        for task in self._tasks - sending:
+            task.cancel()
+        if sending:
+            await asyncio.wait(sending, timeout=grace)
+        cut_off = len(sending & self._sending)  # sent, not recorded
+        await self.stop()
+        return DrainReport(finished=len(sending) - cut_off, cut_off=cut_off,
+                           seconds=time.monotonic() - started)
+
+    @property
+    def draining(self) -> bool:
+        return self._draining.is_set()
 
     async def stop(self) -> None:
         """Stop at once. Items in flight stay pending in the outbox and go out after restart."""
@@ -125,9 +170,10 @@ class Dispatcher:
         for t in tasks:
             t.cancel()
         for t in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, Draining):
                 await t
         self._poller = None
+        self._sending.clear()
         self._tasks.clear()
         self._workers.clear()
         self._ready.clear()
@@ -163,7 +209,7 @@ class Dispatcher:
     # --- intake ----------------------------------------------------------------------------
 
     async def _poll(self) -> None:
-        while True:
+        while not self._draining.is_set():
             await self._count_dead_letters()
             room = self._max_in_flight - len(self._in_flight)
             items: list[OutboxItem] = []
@@ -184,8 +230,11 @@ class Dispatcher:
                 self._cursor = max(self._cursor or 0, *(i.seq for i in items))
             if len(items) < self._batch_size or room <= len(items):
                 self._wakeup.clear()
+                # asyncio.timeout, not wait_for: on Python 3.11 wait_for loses a cancel that
+                # lands as the wake-up fires, and `stop()` then waits for this task forever.
                 with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+                    async with asyncio.timeout(self._poll_interval):
+                        await self._wakeup.wait()
 
     async def _count_dead_letters(self) -> None:
         """Set the dead-letter gauge from the store now and then: a dead letter counts it up at
@@ -228,6 +277,8 @@ class Dispatcher:
         if workers >= self._limits.get(name, 1):
             self._ready.setdefault(name, deque()).append(lane)
             return
+        if self._draining.is_set():
+            return  # stays pending in the outbox
         self._workers[name] = workers + 1
         task = asyncio.create_task(self._work(name, lane), name=f"delivery-{name}")
         self._tasks.add(task)
@@ -239,7 +290,7 @@ class Dispatcher:
             while True:
                 await self._run_lane(lane)
                 ready = self._ready.get(name)
-                if not ready:
+                if not ready or self._draining.is_set():
                     return
                 lane = ready.popleft()
         finally:
@@ -249,7 +300,10 @@ class Dispatcher:
         queue = self._lanes[lane]
         while queue:
             item = queue[0]
-            await self._deliver_until_recorded(item)
+            try:
+                await self._deliver_until_recorded(item)
+            except Draining:
+                return  # the item stays pending in the outbox
             queue.popleft()
             self._in_flight.discard(item.id)
             self.metrics.done(item.receiver)
@@ -264,12 +318,24 @@ class Dispatcher:
             try:
                 await self._deliver(item)
                 return
-            except asyncio.CancelledError:
+            except (asyncio.CancelledError, Draining):
                 raise
             except Exception as exc:  # backend trouble while recording: keep the lane's order
                 log.warning("delivery bookkeeping failed for %s (%s), retrying",
                             item.id, type(exc).__name__)
-                await asyncio.sleep(self._poll_interval)
+                await self._sleep(self._poll_interval)
+            finally:
+                task = asyncio.current_task()
+                if task is not None:
+                    self._sending.discard(task)  # (a task: `_deliver` only runs in workers)
+
+    async def _sleep(self, seconds: float) -> None:
+        """A backoff that a drain ends at once, with `Draining` (nothing is sent meanwhile)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(seconds):
+                await self._draining.wait()
+        if self._draining.is_set():
+            raise Draining
 
     async def _deliver(self, item: OutboxItem) -> None:
         n = item.notification
@@ -299,19 +365,28 @@ class Dispatcher:
         bucket = self._buckets[name]
         started = time.monotonic()
 
+        task = asyncio.current_task()
+        assert task is not None
+
         async def attempt() -> DeliveryResult:
             if not bucket.idle():
                 await bucket.acquire()
+            if self._draining.is_set():
+                raise Draining
+            # From here until recorded (or failed), a drain waits for this task.
+            self._sending.add(task)
             try:
                 result = await receiver.sink.send(n)
             except Exception as exc:  # a sink bug; its text may hold a URL, so only the type
                 log.error("receiver %s: sink raised %s", name, type(exc).__name__)
                 result = DeliveryResult.failed("server_error", retryable=True,
                                                detail=type(exc).__name__)
-            if not result.ok and result.reason is not None:
-                self.metrics.failed.labels(name, result.reason).inc()
-                if result.reason == "rate_limited" and result.retry_after:
-                    bucket.pause(result.retry_after)
+            if not result.ok:
+                self._sending.discard(task)  # not delivered: nothing to record
+                if result.reason is not None:
+                    self.metrics.failed.labels(name, result.reason).inc()
+                    if result.reason == "rate_limited" and result.retry_after:
+                        bucket.pause(result.retry_after)
             return result
 
         def on_retry(result: DeliveryResult, sleep: float) -> None:
@@ -319,7 +394,8 @@ class Dispatcher:
             log.info("receiver %s: %s %s failed (%s), retrying in %.1fs",
                      name, n.kind.value, n.id, describe(result), sleep)
 
-        result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry)
+        result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry,
+                                       sleep=self._sleep)
         if result.ok:
             if self._recording is not None:
                 await self._recording.mark_delivered_recorded(item.id, n.id, name)

@@ -221,12 +221,24 @@ class RouterProcess:
         if proc is None or not self.alive():
             return
         proc.terminate()
+        self.wait_exit(timeout)
+
+    def signal_term(self) -> None:
+        """SIGTERM without waiting (to watch the router drain)."""
+        if self._proc is not None and self.alive():
+            self._proc.terminate()
+
+    def wait_exit(self, timeout: float) -> None:
+        """Until the process exited; fails (and kills it) after `timeout` seconds."""
+        proc = self._proc
+        if proc is None:
+            return
         try:
             proc.wait(timeout)
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(10)
-            pytest.fail(f"router {self.name} did not stop within {timeout:g}s of SIGTERM\n"
+            pytest.fail(f"router {self.name} did not exit within {timeout:g}s\n"
                         f"{self.log_tail()}", pytrace=False)
 
     def restart(self, ready_timeout: float = 60.0) -> None:

@@ -86,6 +86,10 @@ more than one replica (or an autoscaler) needs Kafka.
 {{- if and .Values.configReloader.apiTokenKey (not (include "incident-router.secretName" .)) }}
 {{- fail "configReloader.apiTokenKey needs secrets.existingSecret or secrets.create" }}
 {{- end }}
+{{- $needed := add (int .Values.preStopSleepSeconds) (int .Values.shutdownGraceSeconds) 5 }}
+{{- if lt (int .Values.terminationGracePeriodSeconds) (int $needed) }}
+{{- fail (printf "terminationGracePeriodSeconds=%d must be at least preStopSleepSeconds + shutdownGraceSeconds + 5 = %d, or the kubelet kills the router while it drains (and its sends in flight go out twice)" (int .Values.terminationGracePeriodSeconds) (int $needed)) }}
+{{- end }}
 {{- if and .Values.httpRoute.enabled (empty .Values.httpRoute.parentRefs) }}
 {{- fail "httpRoute.parentRefs is required with httpRoute.enabled (the Gateway to attach to)" }}
 {{- end }}
@@ -97,6 +101,7 @@ more than one replica (or an autoscaler) needs Kafka.
 {{- $server := deepCopy (get $cfg "server" | default dict) }}
 {{- $_ := set $server "host" "0.0.0.0" }}
 {{- $_ := set $server "port" (int .Values.containerPort) }}
+{{- $_ := set $server "shutdown_grace_seconds" (int .Values.shutdownGraceSeconds) }}
 {{- $_ := set $cfg "server" $server }}
 {{- if eq .Values.backend.type "kafka" }}
 {{- $k := .Values.backend.kafka }}
