@@ -196,8 +196,10 @@ class EmbeddedEngineRunner:
             timeout = None
             if deadline is not None:
                 timeout = max(0.0, (deadline - self.clock()).total_seconds())
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow the stop's cancel.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), timeout)
+                async with asyncio.timeout(timeout):
+                    await self._wake.wait()
 
     async def step(self) -> bool:
         """Decide the next batch of log events and due timers; True if there may be more."""

@@ -118,7 +118,8 @@ class CompactedTable(Generic[T]):
                 raise RuntimeError(f"table {self.topic} stopped tailing")
             self._progress.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._progress.wait(), 0.5)
+                async with asyncio.timeout(0.5):
+                    await self._progress.wait()
 
     async def _tail(self) -> None:
         consumer = self._consumer
