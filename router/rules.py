@@ -29,6 +29,7 @@ import yaml
 from router.config import Config, unknown_receiver_note
 from router.durations import parse_duration
 from router.model import Alert, Severity, group_key_for
+from router.noise.matchers import MatcherError, compile_anchored
 
 SOURCES = ("alertmanager", "cloudwatch", "generic")
 UNITS = ("ratio", "percent", "seconds", "count")
@@ -82,7 +83,7 @@ class Matcher:
     op: str
     value: str
     # Compiled, fully anchored pattern for =~ and !~; None for = and != and for bad regexes.
-    regex: re.Pattern[str] | None = None
+    regex: Any = None  # an RE2 pattern (router.noise.matchers.compile_anchored)
     regex_error: str | None = None
     # Label value -> whether the regex matches it: label values repeat (alert names), and a
     # dict lookup costs a fraction of a fullmatch. Bounded like the candidate cache.
@@ -131,11 +132,11 @@ def parse_matcher(text: str) -> Matcher:
         value = raw
     if op in ("=", "!="):
         return Matcher(label, op, value)
-    try:
-        re.compile(value)  # errors point into the pattern as written, not the wrapped one
-        return Matcher(label, op, value, regex=re.compile(f"(?:{value})"))
-    except re.error as exc:
-        return Matcher(label, op, value, regex_error=str(exc))
+    try:  # RE2, as Alertmanager: linear time, so no rule can make classifying hang
+        return Matcher(label, op, value, regex=compile_anchored(value))
+    except MatcherError as exc:  # RE2's reason only: the caller names the pattern
+        reason = str(exc).removeprefix(f"invalid regular expression {value!r}: ")
+        return Matcher(label, op, value, regex_error=reason)
 
 
 def _unquote(body: str, text: str) -> str:
