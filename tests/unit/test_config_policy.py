@@ -21,6 +21,8 @@ def test_a_partial_level_keeps_the_rest_of_its_default_policy() -> None:
         description="Critical: customer-facing outage or data loss",
         ack_sla=timedelta(minutes=15), resolve_sla=timedelta(hours=1),
         response="page_everyone", receivers=["x"],
+        update_every=timedelta(minutes=15), ack_timeout=timedelta(minutes=30),
+        auto_resolve_after=timedelta(hours=4),
         group_wait=timedelta(0), group_interval=timedelta(minutes=1),
         repeat_interval=timedelta(minutes=30),
     )
