@@ -30,7 +30,7 @@ def test_check_config_accepts_the_shipped_example(capsys: pytest.CaptureFixture[
          "validation, not 0"),
         ("receivers: [{name: pd, type: pagerduty, routing_key: '${PD_KEY_UNSET_FOR_TEST}'}]\n",
          "receivers.0.routing_key: environment variable PD_KEY_UNSET_FOR_TEST is not set"),
-        ("server: [oops\n", "(top level): invalid YAML at line 4, column 1"),
+        ("server: [oops\n", "(top level): invalid YAML at line 5, column 1"),
         ("severities: {SEV1: {ack_sla: soon}}\n", "severities.SEV1.ack_sla: Value error, "
          "invalid duration 'soon'"),
     ],
