@@ -696,11 +696,13 @@ def check_documented_install(checks: Checks, root: Path, helm: str, where: str,
                 for o in objects if o.get("kind") == "ConfigMap"}
         config = next((d["router.yaml"] for d in maps.values() if "router.yaml" in d), None)
         rules = next((d for n, d in maps.items() if n.endswith("-rules")), None)
-        if config is None or rules is None or not pods:
-            checks.fail(f"{what}: no Deployment, router.yaml or rules ConfigMap rendered")
+        runbooks = next((d for n, d in maps.items() if n.endswith("-runbooks")), None)
+        if config is None or rules is None or runbooks is None or not pods:
+            checks.fail(f"{what}: no Deployment, router.yaml, rules or runbooks ConfigMap "
+                        f"rendered")
             continue
         check_router_config(checks, f"{what} with the documented Secrets", config, rules,
-                            env_vars=router_env(pods[0], available))
+                            env_vars=router_env(pods[0], available), runbooks=runbooks)
     if installs == 0:
         checks.fail(f"{where}: a checked-install block without `helm install`")
 
