@@ -27,9 +27,10 @@ RUN groupadd --system --gid "${UID}" router \
       --home-dir /nonexistent --shell /usr/sbin/nologin router
 RUN --mount=type=bind,from=build,source=/wheels,target=/wheels \
     pip install --no-index --find-links=/wheels /wheels/*.whl
-# Shipped rules live outside /etc so a ConfigMap mounted on /etc/incident-router does not
-# hide them; the default config below points at them.
+# Shipped rules and runbooks live outside /etc so a ConfigMap mounted on /etc/incident-router
+# does not hide them; the default config below points at them.
 COPY rules/ /usr/share/incident-router/rules/
+COPY runbooks/ /usr/share/incident-router/runbooks/
 COPY deploy/docker/router.yaml /etc/incident-router/router.yaml
 # The only writable path the router needs (embedded backend: SQLite + WAL). Everything else
 # can be read-only (Kubernetes: readOnlyRootFilesystem: true).

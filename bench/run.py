@@ -279,6 +279,7 @@ def router_config(work: Path, name: str, port: int, sink_port: int, backend: dic
                            "allow_insecure_urls": True},
         },
         "rules_dir": str(rules_dir(work)),
+        "runbooks_dir": str(ROOT / "runbooks"),
         "receivers": [
             {"name": "log", "type": "log"},
             {"name": "sink", "type": "webhook", "url": f"http://127.0.0.1:{sink_port}/router",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import logging
 import signal
 import ssl
 import sys
@@ -43,6 +44,8 @@ def _serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"incident-router: invalid configuration:\n{exc}", file=sys.stderr)
         return 1
+    for warning in snapshot.warnings:
+        logging.getLogger("router.runtime").warning("%s", warning)
     try:
         listen = listener(snapshot.config)
     except (OSError, ssl.SSLError) as exc:
@@ -81,6 +84,8 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    for warning in snapshot.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
     summary = (f"{args.config}: ok ({len(snapshot.rules)} rules, "
                f"{len(snapshot.config.receivers)} receivers)")
     if args.effective:

@@ -293,6 +293,8 @@ class Config(Strict):
     sources: SourcesConfig = SourcesConfig()
     api: ApiConfig = ApiConfig()
     rules_dir: str = "rules"
+    # Markdown runbooks that rules link with `runbook: <name>`, served at /runbooks/<name>.
+    runbooks_dir: str = "runbooks"
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     # Who hears about alerts whose rule and severity policy name no receiver.
     default_receivers: list[str] = Field(default_factory=list)
@@ -321,7 +323,7 @@ class Config(Strict):
             "none": "SEV4",
         }
     )
-    # Directory that relative paths (rules_dir, backend.path) are resolved against.
+    # Directory that relative paths (rules_dir, runbooks_dir, backend.path) are resolved against.
     base_dir: str = Field(default=".", exclude=True)
     # The file it was read from, for messages about it.
     source: str = Field(default="router.yaml", exclude=True)

@@ -26,6 +26,7 @@ from typing import Any
 
 import yaml
 
+from router import runbooks
 from router.config import Config, unknown_receiver_note
 from router.durations import parse_duration
 from router.model import Alert, Severity, group_key_for
@@ -53,8 +54,8 @@ _MATCH_KEYS = ("source", "labels")
 _VALUE_KEYS = ("op", "threshold", "unit", "observed_unit")
 _TIMER_KEYS = ("group_wait", "group_interval", "repeat_interval")
 _SET_KEYS = (
-    "severity", "team", "service", "runbook_url", "dashboard_url", "receivers", "group_by",
-    "labels", *_TIMER_KEYS,
+    "severity", "team", "service", "runbook", "runbook_url", "dashboard_url", "receivers",
+    "group_by", "labels", *_TIMER_KEYS,
 )
 _SEVERITIES = ", ".join(s.value for s in Severity)
 # Cap on the candidate cache (keyed by indexed label values), so hostile labels cannot grow it.
@@ -223,6 +224,8 @@ class Rule:
     team: str | None = None
     service: str | None = None
     runbook_url: str | None = None
+    # A runbook in runbooks_dir (`set.runbook: <name>`); classify links it under external_url.
+    runbook: str | None = None
     dashboard_url: str | None = None
     receivers: tuple[str, ...] | None = None
     group_by: tuple[str, ...] | None = None
@@ -365,6 +368,8 @@ class RuleSet:
                     service = r.service
                 if r.runbook_url is not None:
                     runbook_url = r.runbook_url
+                elif r.runbook is not None:
+                    runbook_url = runbooks.url_for(r.runbook, self.config.server.external_url)
                 if r.dashboard_url is not None:
                     dashboard_url = r.dashboard_url
                 if r.receivers is not None:
@@ -440,10 +445,12 @@ def rule_files(rules_dir: Path) -> list[Path]:
     )
 
 
-def load_rules(rules_dir: Path, config: Config, *, check_receivers: bool = True) -> RuleSet:
+def load_rules(rules_dir: Path, config: Config, *, check_receivers: bool = True,
+               runbooks_dir: Path | None = None) -> RuleSet:
     """Load and cross-check every rule file; raise RuleError listing every problem.
 
-    `check_receivers=False` skips the unknown-receiver check (test-rules without a config).
+    `check_receivers=False` skips the unknown-receiver check (test-rules without a config);
+    with `runbooks_dir`, every `runbook: <name>` must be a runbook there.
     """
     problems: list[str] = []
     rules: list[Rule] = []
@@ -452,7 +459,8 @@ def load_rules(rules_dir: Path, config: Config, *, check_receivers: bool = True)
     for path in rule_files(rules_dir):
         rules.extend(parse_rule_file(path, len(rules), problems))
     ruleset = RuleSet(rules, config)
-    problems.extend(check_rules(config, ruleset, check_receivers=check_receivers))
+    problems.extend(check_rules(config, ruleset, check_receivers=check_receivers,
+                                runbooks_dir=runbooks_dir))
     if problems:
         raise RuleError(problems)
     return ruleset
@@ -696,6 +704,17 @@ def _parse_set(spec: Any, bad: Callable[[str], None]) -> dict[str, Any]:
                 out[key] = v
             else:
                 bad(f"set.{key}: expected a non-empty string")
+    if "runbook" in spec:
+        v = spec["runbook"]
+        if "runbook_url" in spec:
+            bad("set.runbook: give runbook or runbook_url, not both")
+        elif isinstance(v, str) and runbooks.is_external(v):
+            out["runbook_url"] = v
+        elif isinstance(v, str) and runbooks.is_name(v):
+            out["runbook"] = v
+        else:
+            bad(f"set.runbook: {v!r} is neither a runbook name (letters, digits, '-', '_'; "
+                f"a file <name>.md in runbooks_dir) nor an http(s):// URL")
     if "receivers" in spec:
         v = spec["receivers"]
         if isinstance(v, list) and all(isinstance(x, str) and x for x in v):
@@ -731,10 +750,12 @@ def _parse_set(spec: Any, bad: Callable[[str], None]) -> dict[str, Any]:
 # --- cross-checks ------------------------------------------------------------------------------
 
 
-def check_rules(config: Config, ruleset: RuleSet, *, check_receivers: bool = True) -> list[str]:
+def check_rules(config: Config, ruleset: RuleSet, *, check_receivers: bool = True,
+                runbooks_dir: Path | None = None) -> list[str]:
     """Problems that need the whole rule set or the config; empty when all is well."""
     problems: list[str] = []
     known = config.receiver_names()
+    shipped = None if runbooks_dir is None else set(runbooks.names(runbooks_dir))
     note = unknown_receiver_note(known)
     seen: dict[str, Rule] = {}
     # Catch-all rules seen so far: (rule, the sources it covers or None for all).
@@ -748,6 +769,10 @@ def check_rules(config: Config, ruleset: RuleSet, *, check_receivers: bool = Tru
             if m.regex_error is not None:
                 problems.append(f"{r.where}: match.labels[{j}]: invalid regex in {m}: "
                                 f"{m.regex_error}")
+        if shipped is not None and r.runbook is not None and r.runbook not in shipped:
+            problems.append(f"{r.where}: set.runbook: no runbook {r.runbook!r} in "
+                            f"{runbooks_dir} (expected {r.runbook}{runbooks.SUFFIX}; "
+                            f"known: {', '.join(sorted(shipped)) or 'none'})")
         if check_receivers:
             for name in r.receivers or ():
                 if name not in known:
@@ -767,3 +792,30 @@ def check_rules(config: Config, ruleset: RuleSet, *, check_receivers: bool = Tru
             problems.append(f"severity_label_map: {k!r} maps to {v!r}, "
                             f"which is not one of {_SEVERITIES}")
     return problems
+
+
+def runbook_warnings(ruleset: RuleSet) -> list[str]:
+    """SEV1 and SEV2 rules that link no runbook, neither themselves nor through an earlier
+    `continue: true` rule that matches every alert they match. Advice, not an error: such
+    alerts carry only a runbook_url of their own, if any."""
+    warnings: list[str] = []
+    for i, r in enumerate(ruleset.rules):
+        if r.severity not in (Severity.SEV1, Severity.SEV2) or _links_runbook(r):
+            continue
+        if any(_covers(c, r) and _links_runbook(c) for c in ruleset.rules[:i]):
+            continue
+        warnings.append(f"{r.where}: sets {r.severity.value} but links no runbook "
+                        f"(set runbook: <name> or an http(s):// URL)")
+    return warnings
+
+
+def _links_runbook(r: Rule) -> bool:
+    return r.runbook is not None or r.runbook_url is not None
+
+
+def _covers(earlier: Rule, r: Rule) -> bool:
+    """`earlier` continues into `r` for every alert `r` matches."""
+    return (earlier.continue_ and earlier.condition is None
+            and (earlier.sources is None
+                 or (r.sources is not None and r.sources <= earlier.sources))
+            and set(earlier.matchers) <= set(r.matchers))

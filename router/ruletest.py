@@ -58,7 +58,10 @@ def run_rule_tests(
         rules_dir = (path.parent / doc.get("rules_dir", ".")).resolve()
         if rules_dir not in rulesets:
             try:
-                rulesets[rules_dir] = load_rules(rules_dir, config, check_receivers=check_receivers)
+                # Without a config (check_receivers off) runbook names go unchecked too.
+                rulesets[rules_dir] = load_rules(
+                    rules_dir, config, check_receivers=check_receivers,
+                    runbooks_dir=config.resolve(config.runbooks_dir) if check_receivers else None)
             except RuleError as exc:
                 rulesets[rules_dir] = exc
         loaded = rulesets[rules_dir]

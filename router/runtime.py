@@ -9,12 +9,12 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from router.config import Config, ConfigError, load_config
 from router.metrics import IntakeMetrics
-from router.rules import RuleError, RuleSet, load_rules
+from router.rules import RuleError, RuleSet, load_rules, runbook_warnings
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +23,9 @@ log = logging.getLogger(__name__)
 class Snapshot:
     config: Config
     rules: RuleSet
+    # Advice that does not stop the config (check-config prints it): SEV1/SEV2 rules that
+    # link no runbook.
+    warnings: tuple[str, ...] = field(default=())
 
 
 def build_snapshot(config: Config) -> Snapshot:
@@ -30,12 +33,13 @@ def build_snapshot(config: Config) -> Snapshot:
     ConfigError listing every problem (check-config and reload both come through here)."""
     problems = config.receiver_problems()
     try:
-        rules = load_rules(config.resolve(config.rules_dir), config)
+        rules = load_rules(config.resolve(config.rules_dir), config,
+                           runbooks_dir=config.resolve(config.runbooks_dir))
     except RuleError as exc:
         problems.extend(exc.problems)
     if problems:
         raise ConfigError("\n".join(problems))
-    return Snapshot(config=config, rules=rules)
+    return Snapshot(config=config, rules=rules, warnings=tuple(runbook_warnings(rules)))
 
 
 def load_snapshot(path: Path) -> Snapshot:
@@ -89,6 +93,8 @@ class Runtime:
         if new.config.server != self.snapshot.config.server:
             log.warning("server settings changed: they take effect after a restart")
         self.snapshot = new
+        for warning in new.warnings:
+            log.warning("%s", warning)
         for follow in self.on_reload:
             follow(new)
         self.metrics.reload_ok.set(1)

@@ -23,6 +23,7 @@ BASE_CONFIG = {
     "server": {"max_body_bytes": 65536},
     "backend": {"type": "embedded", "path": "router.db"},
     "rules_dir": str(ROOT / "rules"),
+    "runbooks_dir": str(ROOT / "runbooks"),
     "receivers": [{"name": "log", "type": "log"}],
 }
 

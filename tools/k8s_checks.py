@@ -170,10 +170,12 @@ def validate_objects(checks: Checks, where: str, objects: Iterable[dict[str, Any
 
 def check_router_config(checks: Checks, what: str, config_text: str,
                         rules: dict[str, str] | None, rules_dir: Path | None = None,
-                        env_vars: dict[str, str] | None = None) -> None:
-    """`incident-router check-config` on a config, with its rules in a temporary directory and
-    a dummy value for every ${VAR} it references, or, given `env_vars`, exactly those (no
-    variable the config names comes from this process's environment)."""
+                        env_vars: dict[str, str] | None = None,
+                        runbooks: dict[str, str] | None = None) -> None:
+    """`incident-router check-config` on a config, with its rules (and runbooks) in a temporary
+    directory and a dummy value for every ${VAR} it references, or, given `env_vars`, exactly
+    those (no variable the config names comes from this process's environment). With
+    `rules_dir` (the repository's rules/), the runbooks are the repository's runbooks/."""
     with tempfile.TemporaryDirectory() as tmp:
         config = yaml.safe_load(config_text) or {}
         if rules is not None:
@@ -184,6 +186,13 @@ def check_router_config(checks: Checks, what: str, config_text: str,
             config["rules_dir"] = str(rdir)
         elif rules_dir is not None:
             config["rules_dir"] = str(rules_dir)
+            config["runbooks_dir"] = str(rules_dir.parent / "runbooks")
+        if runbooks is not None:
+            bdir = Path(tmp) / "runbooks"
+            bdir.mkdir()
+            for name, text in runbooks.items():
+                (bdir / name).write_text(text)
+            config["runbooks_dir"] = str(bdir)
         # Where the config points at a mounted volume, point at the temporary directory.
         backend = config.get("backend") or {}
         if backend.get("type", "embedded") == "embedded":
@@ -204,6 +213,10 @@ def check_router_config(checks: Checks, what: str, config_text: str,
 def shipped_rules(root: Path) -> dict[str, str]:
     return {p.name: p.read_text() for p in sorted((root / "rules").glob("*.yaml"))
             if not p.name.endswith(".test.yaml")}
+
+
+def shipped_runbooks(root: Path) -> dict[str, str]:
+    return {p.name: p.read_text() for p in sorted((root / "runbooks").glob("*.md"))}
 
 
 # --- steps ----------------------------------------------------------------------------------
@@ -240,10 +253,11 @@ def step_helm(checks: Checks, root: Path, args: argparse.Namespace) -> None:
                 for o in objects if o.get("kind") == "ConfigMap"}
         config = next((d["router.yaml"] for d in maps.values() if "router.yaml" in d), None)
         rules = next((d for n, d in maps.items() if n.endswith("-rules")), None)
-        if config is None or rules is None:
-            checks.fail(f"{name}: no router.yaml / rules ConfigMap rendered")
+        runbooks = next((d for n, d in maps.items() if n.endswith("-runbooks")), None)
+        if config is None or rules is None or runbooks is None:
+            checks.fail(f"{name}: no router.yaml / rules / runbooks ConfigMap rendered")
         else:
-            check_router_config(checks, name, config, rules)
+            check_router_config(checks, name, config, rules, runbooks=runbooks)
         job = release_job(objects)
         for rule in (o for o in objects if o.get("kind") == "PrometheusRule"):
             expected = deploy_rules.read_text().replace('job="incident-router"', f'job="{job}"')
@@ -290,14 +304,19 @@ def step_helm(checks: Checks, root: Path, args: argparse.Namespace) -> None:
               (chart / "files" / "grafana-dashboard.json",
                root / "deploy" / "grafana" / "incident-router.json")]
     copies += [(chart / "files" / "rules" / n, root / "rules" / n) for n in shipped_rules(root)]
-    chart_rules = {p.name for p in (chart / "files" / "rules").glob("*.yaml")}
-    for extra in sorted(chart_rules - set(shipped_rules(root))):
-        checks.fail(f"chart ships files/rules/{extra}, which is not in rules/")
+    copies += [(chart / "files" / "runbooks" / n, root / "runbooks" / n)
+               for n in shipped_runbooks(root)]
+    for sub, pattern, shipped in (("rules", "*.yaml", shipped_rules(root)),
+                                  ("runbooks", "*.md", shipped_runbooks(root))):
+        in_chart = {p.name for p in (chart / "files" / sub).glob(pattern)}
+        for extra in sorted(in_chart - set(shipped)):
+            checks.fail(f"chart ships files/{sub}/{extra}, which is not in {sub}/")
     for copy, source in copies:
         if not copy.exists() or copy.read_bytes() != source.read_bytes():
             checks.fail(f"{copy.relative_to(root)} is not a copy of {source.relative_to(root)}",
                         f"cp {source.relative_to(root)} {copy.relative_to(root)}")
-    checks.ok("chart's copies of rules/, the alerting rules and the dashboard checked")
+    checks.ok("chart's copies of rules/, runbooks/, the alerting rules and the dashboard "
+              "checked")
 
 
 def pod_template(cmd: list[str]) -> dict[str, Any] | None:
@@ -680,11 +699,13 @@ def check_documented_install(checks: Checks, root: Path, helm: str, where: str,
                 for o in objects if o.get("kind") == "ConfigMap"}
         config = next((d["router.yaml"] for d in maps.values() if "router.yaml" in d), None)
         rules = next((d for n, d in maps.items() if n.endswith("-rules")), None)
-        if config is None or rules is None or not pods:
-            checks.fail(f"{what}: no Deployment, router.yaml or rules ConfigMap rendered")
+        runbooks = next((d for n, d in maps.items() if n.endswith("-runbooks")), None)
+        if config is None or rules is None or runbooks is None or not pods:
+            checks.fail(f"{what}: no Deployment, router.yaml, rules or runbooks ConfigMap "
+                        f"rendered")
             continue
         check_router_config(checks, f"{what} with the documented Secrets", config, rules,
-                            env_vars=router_env(pods[0], available))
+                            env_vars=router_env(pods[0], available), runbooks=runbooks)
     if installs == 0:
         checks.fail(f"{where}: a checked-install block without `helm install`")
 

@@ -13,6 +13,7 @@ from router.api import amv2, dlq, incidents, oncall, ops, pagerduty, slack, stat
 from router.api.drain import DRAIN, Drain, refuse_while_draining
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.api.requests import request_context
+from router.api.runbooks import add_routes as add_runbooks
 from router.backends.embedded import EmbeddedBackend
 from router.backends.factory import engine_context, make_backend
 from router.config import ConfigError
@@ -106,5 +107,6 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     pagerduty.add_routes(app)
     status.add_routes(app)
     amv2.add_routes(app)
+    add_runbooks(app)  # /runbooks/
     add_console(app, config.api)  # /ui/
     return app

@@ -79,6 +79,7 @@ def router_config(tmp: Path, slack_url: str) -> Path:
         "backend": {"type": "embedded", "path": str(tmp / "router.db")},
         "sources": {"alertmanager": {"auth": {"type": "bearer", "tokens": ["${AM_TOKEN}"]}}},
         "rules_dir": str(ROOT / "rules"),
+        "runbooks_dir": str(ROOT / "runbooks"),
         "receivers": [{
             "name": "slack", "type": "slack", "bot_token": SLACK_TOKEN, "channel": CHANNEL,
             "api_url": f"{slack_url}/api", "rate_limit": {"per_second": 100, "burst": 100},

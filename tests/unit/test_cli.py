@@ -30,7 +30,7 @@ def test_check_config_accepts_the_shipped_example(capsys: pytest.CaptureFixture[
          "validation, not 0"),
         ("receivers: [{name: pd, type: pagerduty, routing_key: '${PD_KEY_UNSET_FOR_TEST}'}]\n",
          "receivers.0.routing_key: environment variable PD_KEY_UNSET_FOR_TEST is not set"),
-        ("server: [oops\n", "(top level): invalid YAML at line 4, column 1"),
+        ("server: [oops\n", "(top level): invalid YAML at line 5, column 1"),
         ("severities: {SEV1: {ack_sla: soon}}\n", "severities.SEV1.ack_sla: Value error, "
          "invalid duration 'soon'"),
     ],
@@ -39,7 +39,8 @@ def test_check_config_reports_file_key_and_problem(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str, message: str
 ) -> None:
     path = tmp_path / "router.yaml"
-    path.write_text(f"rules_dir: {ROOT / 'rules'}\nreceivers: [{{name: log, type: log}}]\n"
+    path.write_text(f"rules_dir: {ROOT / 'rules'}\nrunbooks_dir: {ROOT / 'runbooks'}\n"
+                    "receivers: [{name: log, type: log}]\n"
                     + text if "receivers" not in text else f"rules_dir: {tmp_path}\n" + text)
     assert main(["check-config", "--config", str(path)]) == 1
     err = capsys.readouterr().err
@@ -72,7 +73,7 @@ def test_serve_runs_on_uvloop_unless_asked_for_asyncio(kind: str, module: str) -
 
 def write_router_yaml(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "router.yaml"
-    path.write_text(f"rules_dir: {ROOT / 'rules'}\n{text}")
+    path.write_text(f"rules_dir: {ROOT / 'rules'}\nrunbooks_dir: {ROOT / 'runbooks'}\n{text}")
     return path
 
 

@@ -76,7 +76,8 @@ def test_a_misspelt_policy_key_is_still_refused() -> None:
     ],
 )
 def test_every_receiver_reference_must_name_a_receiver(text: str, message: str) -> None:
-    config = parse_config(f"rules_dir: {ROOT / 'rules'}\n{RECEIVERS}{text}", "r.yaml")
+    config = parse_config(f"rules_dir: {ROOT / 'rules'}\nrunbooks_dir: {ROOT / 'runbooks'}\n"
+                          f"{RECEIVERS}{text}", "r.yaml")
     with pytest.raises(ConfigError) as err:
         build_snapshot(config)
     assert str(err.value) == f"r.yaml: {message}"

@@ -37,7 +37,7 @@ def run_checks(root: Path, helm: str, *steps: str) -> subprocess.CompletedProces
 @pytest.fixture
 def tree(tmp_path: Path) -> Path:
     """A copy of what the checker looks at, free to break."""
-    for d in ("helm", "deploy", "rules", "docs"):
+    for d in ("helm", "deploy", "rules", "runbooks", "docs"):
         shutil.copytree(ROOT / d, tmp_path / d)
     shutil.copy(ROOT / "Dockerfile", tmp_path / "Dockerfile")
     return tmp_path
@@ -124,6 +124,24 @@ def test_chart_copy_of_alerting_rules_must_follow(tree: Path, helm: str) -> None
     assert proc.returncode == 1
     assert "PrometheusRule differs" in proc.stdout
     assert "files/prometheus-rules.yml is not a copy" in proc.stdout
+
+
+def test_chart_copy_of_a_runbook_must_follow(tree: Path, helm: str) -> None:
+    edit(tree / "runbooks/api-high-error-rate.md", "## 4. Roll back", "## 4. Roll it back")
+    (tree / CHART / "files/runbooks/old.md").write_text("# Gone from runbooks/\n")
+    proc = run_checks(tree, helm, "helm")
+    assert proc.returncode == 1
+    assert ("helm/incident-router/files/runbooks/api-high-error-rate.md is not a copy of "
+            "runbooks/api-high-error-rate.md") in proc.stdout
+    assert "chart ships files/runbooks/old.md, which is not in runbooks/" in proc.stdout
+
+
+def test_chart_without_the_runbook_the_shipped_rules_link_fails(tree: Path, helm: str) -> None:
+    edit(tree / CHART / "values.yaml", "runbooks:\n  shipped: true", "runbooks:\n  shipped: false")
+    proc = run_checks(tree, helm, "helm")
+    assert proc.returncode == 1
+    assert "FAIL  embedded-values: incident-router check-config" in proc.stdout
+    assert "set.runbook: no runbook 'api-high-error-rate'" in proc.stdout
 
 
 def test_broken_alertmanager_config_fails(tree: Path, helm: str) -> None:

@@ -621,8 +621,8 @@ LOAD_ERRORS = [
     ("rules: [{name: r, set: [severity]}]", "rule 'r': set: expected a mapping of fields to set"),
     ("rules: [{name: r, set: {owner: me}}]",
      "rule 'r': set: unknown key 'owner' (expected one of: severity, team, service, "
-     "runbook_url, dashboard_url, receivers, group_by, labels, group_wait, group_interval, "
-     "repeat_interval)"),
+     "runbook, runbook_url, dashboard_url, receivers, group_by, labels, group_wait, "
+     "group_interval, repeat_interval)"),
     ("rules: [{name: r, set: {severity: P1}}]",
      "rule 'r': set.severity: 'P1' is not one of SEV1, SEV2, SEV3, SEV4"),
     ("rules: [{name: r, set: {severity: sev1}}]",

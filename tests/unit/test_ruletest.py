@@ -48,7 +48,8 @@ AM_PAYLOAD = textwrap.indent(textwrap.dedent("""\
 @pytest.fixture
 def config_file(tmp_path: Path) -> Path:
     path = tmp_path / "router.yaml"
-    path.write_text("receivers: [{name: log, type: log}]\n", encoding="utf-8")
+    path.write_text(f"runbooks_dir: {ROOT / 'runbooks'}\nreceivers: [{{name: log, type: log}}]\n",
+                    encoding="utf-8")
     return path
 
 

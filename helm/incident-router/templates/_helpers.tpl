@@ -117,6 +117,7 @@ more than one replica (or an autoscaler) needs Kafka.
 {{- $_ := set $cfg "backend" (dict "type" "embedded" "path" .Values.backend.embedded.path) }}
 {{- end }}
 {{- $_ := set $cfg "rules_dir" "/etc/incident-router/rules" }}
+{{- $_ := set $cfg "runbooks_dir" "/etc/incident-router/runbooks" }}
 {{- toYaml $cfg }}
 {{- end }}
 
@@ -129,6 +130,20 @@ more than one replica (or an autoscaler) needs Kafka.
 {{- end }}
 {{- end }}
 {{- range $name, $text := .Values.rules.files }}
+{{- $_ := set $files $name $text }}
+{{- end }}
+{{- toYaml $files }}
+{{- end }}
+
+{{/* The runbooks, name -> Markdown: the shipped copies, then runbooks.files (same name wins). */}}
+{{- define "incident-router.runbookFiles" -}}
+{{- $files := dict }}
+{{- if .Values.runbooks.shipped }}
+{{- range $path, $_ := .Files.Glob "files/runbooks/*.md" }}
+{{- $_ := set $files (base $path) ($.Files.Get $path) }}
+{{- end }}
+{{- end }}
+{{- range $name, $text := .Values.runbooks.files }}
 {{- $_ := set $files $name $text }}
 {{- end }}
 {{- toYaml $files }}

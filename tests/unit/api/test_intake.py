@@ -231,4 +231,4 @@ async def test_alertmanager_error_rate_of_7_percent_is_sev2(router_client: Route
     assert alerts[0]["value"] == 0.07
     assert alerts[0]["severity"] == "SEV2"
     assert alerts[0]["rule"] == "api-error-rate-sev2"
-    assert alerts[0]["runbook_url"] == "https://runbooks.example.com/api-high-error-rate"
+    assert alerts[0]["runbook_url"] == "/runbooks/api-high-error-rate"  # no external_url
