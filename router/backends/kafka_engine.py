@@ -22,7 +22,17 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
    monitoring and `drained()`; a lower bound of the changelog's).
 5. revoked: wait for the batch in progress, drop the engine, close the producer.
 
-`ready()` is false until every assigned partition is restored.
+`ready()` is false until every assigned partition is restored, and while the engine is stalled.
+
+No stall without an alarm: every broker call of the loop is bounded by
+`engine_call_timeout_seconds` (a transaction that times out is aborted and its partition
+rebuilt, as after any failure). What no call timeout catches (a consumer that stopped fetching,
+a producer wedged after a broker crash) the watchdog does: it measures the lag against the
+broker's end offsets, and when records wait and no position advanced for
+`engine_stall_seconds` (`watchdog.stalled`) it marks the engine stalled (readiness fails,
+`incident_router_engine_stalled` is 1) and restarts the consumer and the producers. The
+restarted member rejoins the group and restores from the changelog; the new producers' start
+fences the wedged ones, so their open transactions never commit.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
@@ -43,6 +53,7 @@ from pydantic import TypeAdapter
 
 from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
 from router.backends.tasks import cancelled
+from router.backends.watchdog import stalled
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
 from router.engine.ids import IncidentIds
@@ -54,6 +65,7 @@ from router.noise.silences import Silence
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+T = TypeVar("T")
 _ALERTS: TypeAdapter[list[Alert]] = TypeAdapter(list[Alert])
 # The next alerts offset to decide, in the state partition beside the groups (a group key
 # never starts with NUL, see `ids.IDS_KEY`).
@@ -117,33 +129,22 @@ class KafkaEngineRunner:
         self._positions: dict[TopicPartition, int] = {}  # decided, not yet a group offset
         self._offsets_due = asyncio.Event()
         self._offsets_task: asyncio.Task[None] | None = None
+        self._call_timeout = cfg.engine_call_timeout_seconds
+        self._stall_seconds = cfg.engine_stall_seconds
+        self.monotonic: Callable[[], float] = time.monotonic  # the watchdog's clock
+        self._last_progress = 0.0  # monotonic: a position advanced or nothing was waiting
+        self.stalled = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        restorer = AIOKafkaConsumer(
-            **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
-            isolation_level="read_committed", auto_offset_reset="earliest",
-            client_id="incident-router-restore",
-            # Reading a compacted topic to a known end: big fetches, no long polls.
-            fetch_max_wait_ms=50, max_partition_fetch_bytes=_RESTORE_FETCH_BYTES,
-            fetch_max_bytes=4 * _RESTORE_FETCH_BYTES,
-        )
-        await restorer.start()
-        self._restorer = restorer
-        consumer = AIOKafkaConsumer(
-            **client_kwargs(self._cfg), group_id=self._cfg.group_id,
-            client_id="incident-router-engine", enable_auto_commit=False,
-            isolation_level="read_committed", auto_offset_reset="earliest",
-        )
-        await consumer.start()
-        self._consumer = consumer
-        consumer.subscribe([self._topics.alerts], listener=_Listener(self))
-        self._task = asyncio.create_task(self._run(), name="kafka-engine")
-        self._offsets_task = asyncio.create_task(self._commit_offsets(),
-                                                 name="kafka-engine-offsets")
+        await self._start_clients()
+        self._watchdog = asyncio.create_task(self._watch(), name="kafka-engine-watchdog")
 
     async def stop(self) -> None:
+        await cancelled(self._watchdog)
+        self._watchdog = None
         for opener in list(self._openers):
             await cancelled(opener)
         async with self._lock:  # let the batch in progress commit
@@ -154,19 +155,60 @@ class KafkaEngineRunner:
             self._offsets_task = None
             if self._consumer is not None:
                 with contextlib.suppress(Exception):
-                    await self._commit_positions(self._consumer)
-        if self._consumer is not None:
-            await self._consumer.stop()  # leaves the group: the others take over at once
-            self._consumer = None
+                    async with asyncio.timeout(self._call_timeout):
+                        await self._commit_positions(self._consumer)
+        await self._stop_clients()
+
+    async def _start_clients(self) -> None:
+        """The restorer and the group consumer, subscribed, with the loop's tasks."""
+        self._last_progress = self.monotonic()
+        restorer = AIOKafkaConsumer(
+            **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest",
+            client_id="incident-router-restore",
+            # Reading a compacted topic to a known end: big fetches, no long polls.
+            fetch_max_wait_ms=50, max_partition_fetch_bytes=_RESTORE_FETCH_BYTES,
+            fetch_max_bytes=4 * _RESTORE_FETCH_BYTES,
+        )
+        self._restorer = restorer
+        await restorer.start()
+        consumer = AIOKafkaConsumer(
+            **client_kwargs(self._cfg), group_id=self._cfg.group_id,
+            client_id="incident-router-engine", enable_auto_commit=False,
+            isolation_level="read_committed", auto_offset_reset="earliest",
+        )
+        self._consumer = consumer
+        await consumer.start()
+        consumer.subscribe([self._topics.alerts], listener=_Listener(self))
+        self._task = asyncio.create_task(self._run(), name="kafka-engine")
+        self._offsets_task = asyncio.create_task(self._commit_offsets(),
+                                                 name="kafka-engine-offsets")
+
+    async def _stop_clients(self) -> None:
+        """Close the consumer (it leaves the group: the others take over at once), the
+        producers and the restorer; each bounded, since a wedged client is why we may be here."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await self._bounded_stop(consumer.stop(), "engine consumer")
         await self._close(list(self._parts))
         self._assigned.clear()
-        if self._restorer is not None:
-            await self._restorer.stop()
-            self._restorer = None
+        self._joined = False
+        self._positions.clear()
+        restorer, self._restorer = self._restorer, None
+        if restorer is not None:
+            await self._bounded_stop(restorer.stop(), "restore consumer")
+
+    async def _bounded_stop(self, stopping: Awaitable[None], what: str) -> None:
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                await stopping
+        except Exception as exc:  # given up on: a fresh client replaces it
+            log.warning("closing the %s failed: %s", what, type(exc).__name__)
 
     def ready(self) -> bool:
-        """Joined the group and every assigned partition restored."""
-        return self._joined and all(tp in self._parts for tp in self._assigned)
+        """Joined the group, every assigned partition restored and the engine not stalled."""
+        return (self._joined and not self.stalled
+                and all(tp in self._parts for tp in self._assigned))
 
     def set_context(self, context: EngineContext) -> None:
         self._context = context
@@ -265,9 +307,10 @@ class KafkaEngineRunner:
             transactional_id=f"{self._cfg.group_id}-engine-{tp.partition}",
             client_id=f"incident-router-engine-{tp.partition}",
         ) for tp in tps}
+        bounded = self._bounded
         try:
             # InitProducerId: fences and aborts a previous owner's open transaction.
-            results = await asyncio.gather(*(p.start() for p in producers.values()),
+            results = await asyncio.gather(*(bounded(p.start()) for p in producers.values()),
                                            return_exceptions=True)
             for tp, result in zip(list(producers), results, strict=True):
                 if isinstance(result, BaseException):
@@ -280,7 +323,7 @@ class KafkaEngineRunner:
             restored = await self._restore([tp.partition for tp in producers])
             self._metrics.restore_seconds.set(time.perf_counter() - started)
             committed = dict(zip(producers, await asyncio.gather(
-                *(consumer.committed(tp) for tp in producers)), strict=True))
+                *(bounded(consumer.committed(tp)) for tp in producers)), strict=True))
         except BaseException:
             for producer in producers.values():
                 await _stop_quietly(producer)
@@ -293,7 +336,7 @@ class KafkaEngineRunner:
             if offset is not None:
                 consumer.seek(tp, offset)
             else:
-                await consumer.seek_to_beginning(tp)
+                await bounded(consumer.seek_to_beginning(tp))
             self._parts[tp] = Partition(tp, engine, producer, offset or 0)
             consumer.resume(tp)
             log.info("partition %d restored: %d groups, from offset %s", tp.partition,
@@ -314,13 +357,14 @@ class KafkaEngineRunner:
         positions: dict[int, int | None] = dict.fromkeys(partitions)
         tps = [TopicPartition(self._topics.state, p) for p in partitions]
         restorer.assign(tps)
+        bounded = self._bounded
         try:
-            await restorer.seek_to_beginning(*tps)
-            end = await restorer.end_offsets(tps)
+            await bounded(restorer.seek_to_beginning(*tps))
+            end = await bounded(restorer.end_offsets(tps))
             behind = {tp for tp in tps if end[tp] > 0}
             while behind:
-                data = await restorer.getmany(*behind, timeout_ms=200,
-                                              max_records=_RESTORE_RECORDS)
+                data = await bounded(restorer.getmany(*behind, timeout_ms=200,
+                                                      max_records=_RESTORE_RECORDS))
                 for tp, records in data.items():
                     load = engines[tp.partition].load
                     for r in records:
@@ -332,7 +376,7 @@ class KafkaEngineRunner:
                         else:
                             load(key, r.value)
                 for tp in list(behind):
-                    if await restorer.position(tp) >= end[tp]:
+                    if await bounded(restorer.position(tp)) >= end[tp]:
                         behind.discard(tp)
         finally:
             restorer.pause(*tps)  # no fetching (long polls) between restores
@@ -344,6 +388,11 @@ class KafkaEngineRunner:
             if part is not None:
                 await _stop_quietly(part.producer)
 
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """`call` (a broker request), TimeoutError after `engine_call_timeout_seconds`."""
+        async with asyncio.timeout(self._call_timeout):
+            return await call
+
     # --- the loop --------------------------------------------------------------------------
 
     async def _run(self) -> None:
@@ -352,8 +401,8 @@ class KafkaEngineRunner:
         while True:
             try:
                 await self._reopen_failed()
-                data = await consumer.getmany(timeout_ms=self._poll_timeout_ms(),
-                                              max_records=self._max_records())
+                data = await self._bounded(consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms(), max_records=self._max_records()))
                 async with self._lock:
                     now = self.clock()
                     work = []
@@ -420,8 +469,8 @@ class KafkaEngineRunner:
             raise
         except Exception as exc:
             self._metrics.aborts.inc()
-            with contextlib.suppress(Exception):
-                await part.producer.abort_transaction()
+            with contextlib.suppress(Exception):  # the transaction context aborted it already
+                await self._bounded(part.producer.abort_transaction())
             if isinstance(exc, ProducerFenced):
                 # A newer owner exists: stop here, the rebalance hands the partition over.
                 log.warning("partition %d: fenced by a newer owner", part.tp.partition)
@@ -450,6 +499,7 @@ class KafkaEngineRunner:
         await self._commit(part, batch, views, records)
         if records:
             part.position = records[-1].offset + 1
+            self._last_progress = self.monotonic()
         for key, value in views.items():
             if value is None:
                 part.views.pop(key, None)
@@ -486,32 +536,34 @@ class KafkaEngineRunner:
         # Keyed by group key like the alerts topic: the same partition when the counts agree.
         n_part = self._co_partition(topics.notifications, p)
         v_part = self._co_partition(topics.alerts_view, p)
-        await producer.begin_transaction()
-        sent = []
-        send = producer.send
-        for key, value in batch.encoded.items():
-            sent.append(await send(topics.state, value=value, key=key.encode(), partition=p))
-        for n in batch.notifications:
-            sent.append(await send(topics.notifications, key=n.group_key.encode(),
-                                   value=n.model_dump_json().encode(), partition=n_part))
-        for key, view in views.items():
-            sent.append(await send(topics.alerts_view, value=view, key=key.encode(),
-                                   partition=v_part))
-        first_incident = len(sent)
         incidents = [(i, v.model_dump_json().encode()) for i, v in batch.incidents.items()]
-        for incident_id, value in incidents:
-            sent.append(await send(topics.incidents_view, key=incident_id.encode(),
-                                   value=value))
-        if records:
-            sent.append(await send(topics.state, key=_POSITION_KEY_BYTES, partition=p,
-                                   value=b"%d" % (records[-1].offset + 1)))
-        results = await asyncio.gather(*sent, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        if self.before_commit is not None:
-            await self.before_commit(part.tp)
-        await producer.commit_transaction()
+        # One bound for the whole transaction (begin, sends, commit): after a broker crash a
+        # transactional producer can wait forever on a coordinator; the abort and rebuild in
+        # `_decide_safely` recover, and the next owner's producer start fences this one.
+        async with asyncio.timeout(self._call_timeout), producer.transaction():
+            sent = []
+            send = producer.send
+            for key, value in batch.encoded.items():
+                sent.append(await send(topics.state, value=value, key=key.encode(), partition=p))
+            for n in batch.notifications:
+                sent.append(await send(topics.notifications, key=n.group_key.encode(),
+                                       value=n.model_dump_json().encode(), partition=n_part))
+            for key, view in views.items():
+                sent.append(await send(topics.alerts_view, value=view, key=key.encode(),
+                                       partition=v_part))
+            first_incident = len(sent)
+            for incident_id, value in incidents:
+                sent.append(await send(topics.incidents_view, key=incident_id.encode(),
+                                       value=value))
+            if records:
+                sent.append(await send(topics.state, key=_POSITION_KEY_BYTES, partition=p,
+                                       value=b"%d" % (records[-1].offset + 1)))
+            results = await asyncio.gather(*sent, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            if self.before_commit is not None:
+                await self.before_commit(part.tp)
         metas = results[first_incident:first_incident + len(incidents)]
         for (incident_id, value), meta in zip(incidents, metas, strict=True):
             # This replica reads its own incident writes at once (the tail follows).
@@ -545,7 +597,81 @@ class KafkaEngineRunner:
         offsets = {tp: o for tp, o in self._positions.items() if tp in owned}
         self._positions.clear()
         if offsets:
-            await consumer.commit(offsets)
+            await self._bounded(consumer.commit(offsets))
+
+    # --- the watchdog ----------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Check for a stall a few times per stall limit; restart the clients on one."""
+        interval = min(1.0, self._stall_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. a restart while the broker is still away
+                log.warning("engine watchdog: %s", type(exc).__name__)
+
+    async def _check(self) -> None:
+        if self._consumer is None:  # the last restart could not start the clients: again
+            await self._restart()
+            return
+        lag = await self._broker_lag()
+        now = self.monotonic()
+        if lag == 0:
+            self._last_progress = now
+        stuck = stalled(lag, self._last_progress, now, self._stall_seconds)
+        if stuck != self.stalled:
+            self.stalled = stuck
+            self._metrics.stalled.set(int(stuck))
+        if stuck:
+            log.warning("engine stalled: %d records wait and none was decided for %.0fs; "
+                        "restarting the engine's consumer and producers",
+                        lag, now - self._last_progress)
+            await self._restart()
+
+    async def _broker_lag(self) -> int:
+        """Undecided records on the restored partitions, from the broker's end offsets (the
+        consumer's own view goes stale when it stops fetching); the last known lag when the
+        broker does not answer."""
+        consumer = self._consumer
+        parts = dict(self._parts)
+        if consumer is None or not parts:
+            return 0
+        try:
+            end = await self._bounded(consumer.end_offsets(list(parts)))
+        except Exception as exc:
+            log.info("engine watchdog: end offsets unavailable (%s)", type(exc).__name__)
+            return self.last_lag
+        lag: int = sum(max(0, end[tp] - part.position)
+                       for tp, part in parts.items() if tp in end)
+        self.last_lag = lag
+        self._metrics.lag.set(lag)
+        return lag
+
+    async def _restart(self) -> None:
+        """Drop the wedged consumer and producers and start fresh ones: the new member rejoins
+        the group and restores its partitions from the changelog, as after a process restart.
+
+        The loop is cancelled without waiting for the lock: the batch in progress is what hangs.
+        Its transaction never commits (the new producers fence it), so nothing is decided twice.
+        """
+        self._metrics.restarts.inc()
+        for opener in list(self._openers):
+            await cancelled(opener)
+        await cancelled(self._task)
+        self._task = None
+        await cancelled(self._offsets_task)
+        self._offsets_task = None
+        self._lock = asyncio.Lock()  # a cancelled holder may still be unwinding on the old one
+        await self._stop_clients()
+        self._metrics.owned_partitions.set(0)
+        try:
+            await self._start_clients()
+        except Exception:  # the broker is still away: `_check` tries again
+            await self._stop_clients()
+            raise
 
 
 def _position(value: bytes | None) -> int | None:
