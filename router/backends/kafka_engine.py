@@ -171,14 +171,14 @@ class KafkaEngineRunner:
             fetch_max_bytes=4 * _RESTORE_FETCH_BYTES,
         )
         self._restorer = restorer
-        await restorer.start()
+        await self._bounded(restorer.start())
         consumer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=self._cfg.group_id,
             client_id="incident-router-engine", enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
         )
         self._consumer = consumer
-        await consumer.start()
+        await self._bounded(consumer.start())
         consumer.subscribe([self._topics.alerts], listener=_Listener(self))
         self._task = asyncio.create_task(self._run(), name="kafka-engine")
         self._offsets_task = asyncio.create_task(self._commit_offsets(),
@@ -301,7 +301,7 @@ class KafkaEngineRunner:
         for tp in tps:
             old = self._parts.pop(tp, None)
             if old is not None:
-                await _stop_quietly(old.producer)
+                await self._stop_producer(old.producer)
         producers = {tp: AIOKafkaProducer(
             **client_kwargs(self._cfg),
             transactional_id=f"{self._cfg.group_id}-engine-{tp.partition}",
@@ -316,7 +316,7 @@ class KafkaEngineRunner:
                 if isinstance(result, BaseException):
                     log.warning("partition %d: producer did not start: %s", tp.partition,
                                 type(result).__name__)
-                    await _stop_quietly(producers.pop(tp))
+                    await self._stop_producer(producers.pop(tp))
             if not producers:
                 return False
             started = time.perf_counter()
@@ -326,7 +326,7 @@ class KafkaEngineRunner:
                 *(bounded(consumer.committed(tp)) for tp in producers)), strict=True))
         except BaseException:
             for producer in producers.values():
-                await _stop_quietly(producer)
+                await self._stop_producer(producer)
             raise
         for tp, producer in producers.items():
             engine, position = restored[tp.partition]
@@ -386,7 +386,12 @@ class KafkaEngineRunner:
         for tp in tps:
             part = self._parts.pop(tp, None)
             if part is not None:
-                await _stop_quietly(part.producer)
+                await self._stop_producer(part.producer)
+
+    async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
+        """Close a transactional producer; bounded, since a producer that cannot reach the
+        broker may wait to flush (its open transaction is aborted by the next owner's start)."""
+        await self._bounded_stop(producer.stop(), "transactional producer")
 
     async def _bounded(self, call: Awaitable[T]) -> T:
         """`call` (a broker request), TimeoutError after `engine_call_timeout_seconds`."""
@@ -672,6 +677,7 @@ class KafkaEngineRunner:
         except Exception:  # the broker is still away: `_check` tries again
             await self._stop_clients()
             raise
+        log.info("engine consumer and producers restarted; rejoining the group")
 
 
 def _position(value: bytes | None) -> int | None:
@@ -697,9 +703,3 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._runner.assigned(assigned)
 
-
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
-    try:
-        await producer.stop()
-    except Exception as exc:
-        log.debug("closing a transactional producer: %s", type(exc).__name__)
