@@ -505,6 +505,7 @@ class KafkaEngineRunner:
         if records:
             part.position = records[-1].offset + 1
             self._last_progress = self.monotonic()
+            self._mark_stalled(False)
         for key, value in views.items():
             if value is None:
                 part.views.pop(key, None)
@@ -619,22 +620,32 @@ class KafkaEngineRunner:
                 log.warning("engine watchdog: %s", type(exc).__name__)
 
     async def _check(self) -> None:
+        """Stalled stays set through the restart and the restore, until a position advances
+        or nothing waits: readiness comes back when the engine decides again."""
         if self._consumer is None:  # the last restart could not start the clients: again
             await self._restart()
             return
-        lag = await self._broker_lag()
         now = self.monotonic()
+        if self._joined and any(tp not in self._parts for tp in self._assigned):
+            # Restoring: bounded call by call and retried by the loop; not a stall.
+            self._last_progress = now
+            return
+        # Not joined (yet, after a restart): the lag from before counts.
+        lag = await self._broker_lag() if self._joined else self.last_lag
         if lag == 0:
             self._last_progress = now
-        stuck = stalled(lag, self._last_progress, now, self._stall_seconds)
-        if stuck != self.stalled:
-            self.stalled = stuck
-            self._metrics.stalled.set(int(stuck))
-        if stuck:
+            self._mark_stalled(False)
+        elif stalled(lag, self._last_progress, now, self._stall_seconds):
+            self._mark_stalled(True)
             log.warning("engine stalled: %d records wait and none was decided for %.0fs; "
                         "restarting the engine's consumer and producers",
                         lag, now - self._last_progress)
             await self._restart()
+
+    def _mark_stalled(self, stuck: bool) -> None:
+        if stuck != self.stalled:
+            self.stalled = stuck
+            self._metrics.stalled.set(int(stuck))
 
     async def _broker_lag(self) -> int:
         """Undecided records on the restored partitions, from the broker's end offsets (the

@@ -145,8 +145,12 @@ async def test_after_a_broker_kill_mid_stream_every_accepted_alert_is_decided_on
 
     await eventually(all_decided, within=180)
     for r in (a, b):
-        await eventually(lambda r=r: r.backend.ready())
+        try:
+            await eventually(lambda r=r: r.backend.ready())
+        except TimeoutError:
+            e = r.backend.engine
+            print("DEBUG", e._joined, e._assigned, list(e._parts), e.stalled, e._consumer, e.last_lag, e._task, e._watchdog, r.backend._started)
+            raise
     decided = await triggers(cfg)
     assert set(accepted) <= set(decided) <= set(sent)
     assert [key for key, n in decided.items() if n > 1] == []  # none decided twice
-    print("METRICS", [(r.metric("incident_router_engine_restarts_total"), r.metric("incident_router_engine_transaction_aborts_total")) for r in (a, b)], len(accepted), len(decided))
