@@ -179,7 +179,7 @@ class KafkaEngineRunner:
         )
         self._consumer = consumer
         await self._bounded(consumer.start())
-        consumer.subscribe([self._topics.alerts], listener=_Listener(self))
+        consumer.subscribe([self._topics.alerts], listener=_Listener(self, consumer))
         self._task = asyncio.create_task(self._run(), name="kafka-engine")
         self._offsets_task = asyncio.create_task(self._commit_offsets(),
                                                  name="kafka-engine-offsets")
@@ -199,8 +199,10 @@ class KafkaEngineRunner:
             await self._bounded_stop(restorer.stop(), "restore consumer")
 
     async def _bounded_stop(self, stopping: Awaitable[None], what: str) -> None:
+        # A longer bound than a call's: a consumer whose stop is cut short may stay in the
+        # group (heartbeating) with its partitions.
         try:
-            async with asyncio.timeout(self._call_timeout):
+            async with asyncio.timeout(max(self._call_timeout, self._stall_seconds)):
                 await stopping
         except Exception as exc:  # given up on: a fresh client replaces it
             log.warning("closing the %s failed: %s", what, type(exc).__name__)
@@ -214,6 +216,11 @@ class KafkaEngineRunner:
         self._context = context
         for part in self._parts.values():
             part.engine.context = context
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The group consumer (None while stopped or between a restart's stop and start)."""
+        return self._consumer
 
     @property
     def owned(self) -> list[int]:
@@ -705,12 +712,22 @@ _POSITION_KEY_BYTES = POSITION_KEY.encode()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: KafkaEngineRunner) -> None:
+    """Passes one consumer's rebalances to the runner, as long as it is the runner's consumer:
+    a consumer the watchdog replaced (and whose stop timed out) must not touch the new one's
+    partitions."""
+
+    def __init__(self, runner: KafkaEngineRunner, consumer: AIOKafkaConsumer) -> None:
         self._runner = runner
+        self._consumer = consumer
+
+    def _current(self) -> bool:
+        return self._runner.consumer is self._consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._runner.revoked(revoked)
+        if self._current():
+            await self._runner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._runner.assigned(assigned)
+        if self._current():
+            await self._runner.assigned(assigned)
 
