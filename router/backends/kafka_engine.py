@@ -147,9 +147,21 @@ class KafkaEngineRunner:
         self._watchdog = None
         for opener in list(self._openers):
             await cancelled(opener)
-        async with self._lock:  # let the batch in progress commit
+        # Let the batch in progress commit, unless it hangs (each of its calls is bounded).
+        lock, held = self._lock, False
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                await lock.acquire()
+            held = True
+        except TimeoutError:
+            log.warning("engine batch did not finish within %gs; cancelling it",
+                        self._call_timeout)
+        try:
             await cancelled(self._task)
             self._task = None
+        finally:
+            if held:
+                lock.release()
         if self._offsets_task is not None:
             await cancelled(self._offsets_task)
             self._offsets_task = None
