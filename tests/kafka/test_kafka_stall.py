@@ -149,3 +149,25 @@ async def test_after_a_broker_kill_mid_stream_every_accepted_alert_is_decided_on
     decided = await triggers(cfg)
     assert set(accepted) <= set(decided) <= set(sent)
     assert [key for key, n in decided.items() if n > 1] == []  # none decided twice
+
+
+async def test_stopping_a_replica_whose_commit_hangs_ends_and_decides_nothing(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    cfg = kafka_config.model_copy(update={**FAST, "engine_call_timeout_seconds": 30.0})
+    replica = await start(replicas, cfg)
+    await replica.backend.wait_ready()
+    entered = asyncio.Event()
+
+    async def hang(tp: TopicPartition) -> None:
+        entered.set()
+        await asyncio.Event().wait()
+
+    replica.backend.engine.before_commit = hang
+    await replica.backend.log.append(alerts("stuck", 1))
+    await asyncio.wait_for(entered.wait(), 60)
+
+    replicas.remove(replica)
+    await asyncio.wait_for(replica.backend.stop(), 120)  # not forever
+
+    assert await triggers(cfg) == Counter()  # the open transaction never committed
