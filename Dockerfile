@@ -2,17 +2,18 @@
 # incident-router container image.
 #   docker build -t incident-router:dev .
 #   docker run --rm -p 8080:8080 -v ir-data:/var/lib/incident-router incident-router:dev
-# Stage 1 builds wheels for the router and all its dependencies; stage 2 installs only those
-# wheels into a slim runtime, so no compiler, pip cache or source tree ends up in the image.
+# Stage 1 builds wheels for the router (with the Kafka extra) and all its dependencies, at the
+# versions pinned in constraints.txt; stage 2 installs only those wheels into a slim runtime,
+# so no compiler, pip cache or source tree ends up in the image.
 
 ARG PYTHON_IMAGE=python:3.11-slim
 
 FROM ${PYTHON_IMAGE} AS build
 WORKDIR /src
 ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_NO_CACHE_DIR=1
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE constraints.txt ./
 COPY router ./router
-RUN pip wheel --wheel-dir /wheels .
+RUN pip wheel --wheel-dir /wheels --constraint constraints.txt '.[kafka]'
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG UID=10001

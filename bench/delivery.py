@@ -91,9 +91,9 @@ async def run_row(kind: str, count: int, concurrency: int, sink_port: int | None
         insert_notifications,
     )
     from router.backends.sqlite import Database
-    from router.delivery.client import HttpClient
     from router.delivery.dispatcher import Dispatcher
     from router.delivery.receivers import ReceiverConfig, build_receivers
+    from router.delivery.session import new_session
     from router.delivery.sink import SinkContext
 
     receiver: dict[str, Any] = {"type": kind, "name": kind, "concurrency": concurrency}
@@ -109,7 +109,7 @@ async def run_row(kind: str, count: int, concurrency: int, sink_port: int | None
             await db.transaction(lambda c, chunk=chunk: insert_notifications(c, chunk))
         outbox, store = SqliteOutbox(db), SqliteDeliveryStore(db)
         registry = CollectorRegistry()
-        client = HttpClient()  # as router.api.app
+        client = new_session()  # as router.api.app
         receivers = build_receivers([config], SinkContext(client, store))
         dispatcher = Dispatcher(outbox, outbox, receivers, store=store, registry=registry)
         cpu0, t0 = cpu_seconds(), time.perf_counter()

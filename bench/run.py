@@ -6,7 +6,7 @@
 Servers under test run pinned to core 0, load generator and sink to core 1 (see README.md
 for what each scenario includes and excludes). Writes bench/results/<UTC timestamp>.json.
 Scenarios (names for --only/--skip): ceiling, embedded, kafka, alertmanager, delivery, e2e,
-state.
+state, console.
 """
 
 from __future__ import annotations
@@ -42,7 +42,8 @@ from classify import generated_rules  # noqa: E402
 PY = sys.executable
 ROUTER_BIN = str(Path(PY).parent / "incident-router")
 TOKEN = "bench-token-not-a-secret"
-SCENARIOS = ("ceiling", "embedded", "kafka", "alertmanager", "delivery", "e2e", "state")
+SCENARIOS = ("ceiling", "embedded", "kafka", "alertmanager", "delivery", "e2e", "state",
+             "console")
 CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
 SERVER_CPU = CPUS[0]
 LOAD_CPU = CPUS[1] if len(CPUS) > 1 else CPUS[0]
@@ -663,6 +664,17 @@ def scenario_state(s: Settings) -> list[Row]:
     )]
 
 
+def scenario_console(s: Settings) -> list[Row]:
+    """bench/console.py: console page times with 10,000 alerts and 1,000 incidents."""
+    out = subprocess.run([PY, str(BENCH / "console.py"), "--json"], capture_output=True,
+                         check=False, cwd=str(ROOT))
+    if out.returncode != 0:
+        return [Row("7 console", "pages", note=out.stderr.decode(errors="replace")[-300:])]
+    return [Row("7 console", r["page"], p50_ms=r["p50_ms"], p99_ms=r["max_ms"],
+                note=r.get("note") or "p99 column = worst of 20; server time + loopback")
+            for r in json.loads(out.stdout)]
+
+
 RUNNERS: dict[str, Callable[[Settings], list[Row]]] = {
     "ceiling": scenario_ceiling,
     "embedded": scenario_embedded,
@@ -671,6 +683,7 @@ RUNNERS: dict[str, Callable[[Settings], list[Row]]] = {
     "delivery": scenario_delivery,
     "e2e": scenario_e2e,
     "state": scenario_state,
+    "console": scenario_console,
 }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import signal
+import ssl
 import sys
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from router.config import Config, ConfigError, load_config
+from router.silence_cli import add_parser as add_silence_parser
 
 
 def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
@@ -30,6 +32,7 @@ def new_event_loop(kind: str) -> asyncio.AbstractEventLoop:
 def _serve(args: argparse.Namespace) -> int:
     from router.api.app import build_app
     from router.api.keys import RUNTIME
+    from router.api.listener import listener
     from router.logs import setup_logging
     from router.runtime import load_snapshot
 
@@ -38,6 +41,12 @@ def _serve(args: argparse.Namespace) -> int:
         snapshot = load_snapshot(Path(args.config))
     except ConfigError as exc:
         print(f"incident-router: invalid configuration:\n{exc}", file=sys.stderr)
+        return 1
+    try:
+        listen = listener(snapshot.config)
+    except (OSError, ssl.SSLError) as exc:
+        # The error names the problem (no such file, key does not match); never key material.
+        print(f"incident-router: invalid TLS settings (server.tls_*): {exc}", file=sys.stderr)
         return 1
     app = build_app(snapshot, config_path=Path(args.config))
 
@@ -55,6 +64,8 @@ def _serve(args: argparse.Namespace) -> int:
         access_log=None,
         print=lambda _: None,
         handle_signals=True,
+        keepalive_timeout=listen.keepalive_timeout,
+        ssl_context=listen.ssl_context,
     )
     return 0
 
@@ -67,9 +78,23 @@ def _check_config(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
-    print(f"{args.config}: ok ({len(snapshot.rules)} rules, "
-          f"{len(snapshot.config.receivers)} receivers)")
+    summary = (f"{args.config}: ok ({len(snapshot.rules)} rules, "
+               f"{len(snapshot.config.receivers)} receivers)")
+    if args.effective:
+        # A YAML comment, so stdout stays a document that loads.
+        print(f"# {summary}\n{effective_yaml(snapshot.config)}", end="")
+    else:
+        print(summary)
     return 0
+
+
+def effective_yaml(config: Config) -> str:
+    """The configuration that will run, defaults filled in (the severity policies merged with
+    the built-in SEV1..SEV4), as YAML; secrets print as `**********` (pydantic's SecretStr)."""
+    import yaml
+
+    data = config.model_dump(mode="json")
+    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True)
 
 
 def _test_rules(args: argparse.Namespace) -> int:
@@ -219,19 +244,37 @@ async def _postmortem_over_http(url: str, incident_id: str, token: str | None) -
     return 1, f"{url} answered HTTP {resp.status}"
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("incident-router")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="incident-router")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     serve = sub.add_parser("serve", help="run the router")
     serve.add_argument("--config", required=True)
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
-    serve.add_argument("--log-level", default="INFO")
+    # Upper-cased first, so `--log-level debug` works; anything else is argparse's clear error.
+    serve.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS)
     serve.set_defaults(func=_serve)
 
     check = sub.add_parser("check-config", help="validate a config file and its rules")
     check.add_argument("--config", required=True)
+    check.add_argument("--effective", action="store_true",
+                       help="also print the configuration that will run (defaults filled in, "
+                            "secrets redacted) as YAML")
     check.set_defaults(func=_check_config)
 
     tr = sub.add_parser("test-rules", help="run rule test files")
@@ -265,6 +308,8 @@ def main(argv: list[str] | None = None) -> int:
     pm.add_argument("--token", help="API token (default: $INCIDENT_ROUTER_TOKEN)")
     pm.add_argument("--output", "-o", help="write the Markdown to this file")
     pm.set_defaults(func=_postmortem)
+
+    add_silence_parser(sub)
 
     args = parser.parse_args(argv)
     code: int = args.func(args)

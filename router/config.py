@@ -13,12 +13,16 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 
 from router.delivery.receivers import ReceiverConfig
 from router.durations import Duration
 from router.escalation import OnCallConfig
 from router.model import Severity
+from router.noise.business_hours import Calendar
+from router.noise.heartbeats import Heartbeat
+from router.noise.inhibit import InhibitRule
+from router.noise.windows import MaintenanceWindow
 from router.policy import SeverityPolicies
 
 
@@ -66,6 +70,33 @@ class ServerConfig(Strict):
     external_url: str | None = None
     # uvloop roughly halves the event loop's cost per request; "auto" uses it when installed.
     event_loop: Literal["auto", "uvloop", "asyncio"] = "auto"
+    # A connection must deliver its request line and headers within this many seconds (also
+    # the idle time of a keep-alive connection), and then its body within as many again;
+    # slower ones are closed (a body that is late is answered 408 first).
+    read_timeout_seconds: float = Field(default=30.0, gt=0)
+    # TLS on the listener (PEM files; relative paths are taken from the config's directory).
+    # With `tls_client_ca_file`, clients must present a certificate that CA signed (mTLS).
+    tls_cert_file: str | None = None
+    tls_key_file: str | None = None
+    tls_client_ca_file: str | None = None
+    # Caps on what one intake request may carry (413/422 naming the setting when exceeded).
+    max_alerts_per_request: int = Field(default=10_000, ge=1)
+    # Labels per alert, and annotations per alert (each counted separately).
+    max_labels_per_alert: int = Field(default=128, ge=1)
+    # UTF-8 bytes of each label and annotation name and of each value.
+    max_label_bytes: int = Field(default=8192, ge=64)
+    # Firing alerts the router holds at most: past it, requests with a firing alert get 429
+    # (resolutions are always taken). 0 turns the cap off.
+    max_active_alerts: int = Field(default=200_000, ge=0)
+
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> ServerConfig:
+        if (self.tls_cert_file is None) != (self.tls_key_file is None):
+            raise ValueError("tls_cert_file and tls_key_file must be set together")
+        if self.tls_client_ca_file is not None and self.tls_cert_file is None:
+            raise ValueError("tls_client_ca_file needs tls_cert_file and tls_key_file")
+        return self
 
 
 class IntakeGateConfig(Strict):
@@ -163,9 +194,31 @@ class SourcesConfig(Strict):
 
 
 class ApiConfig(Strict):
-    """Bearer tokens for the REST API (incidents, DLQ, reload). Empty: read-only GETs open."""
+    """Who may use the REST API and the web console (router.api.auth).
+
+    `tokens` are read-write: the REST API needs one (Bearer) when any is configured, and they
+    log in to the console with write rights. `read_tokens` log in to the console read-only.
+    With no token and no trusted header configured, the console is open read-write, like the
+    REST API. `trusted_header` names a header an authenticating proxy sets to the user's name
+    (e.g. X-Forwarded-User): requests carrying it are logged in with `trusted_header_role`;
+    set it only when every request reaches the router through that proxy.
+    """
 
     tokens: list[SecretStr] = Field(default_factory=list)
+    read_tokens: list[SecretStr] = Field(default_factory=list)
+    trusted_header: str | None = Field(default=None, min_length=1)
+    trusted_header_role: Literal["read", "write"] = "read"
+    # Signs console session cookies; unset, a random key per process (logins end at restart,
+    # and replicas behind a load balancer need the same secret).
+    session_secret: SecretStr | None = None
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 30)
+
+    @model_validator(mode="after")
+    def _read_needs_write(self) -> ApiConfig:
+        if self.read_tokens and not self.tokens:
+            raise ValueError("read_tokens need tokens as well: without api.tokens the REST "
+                             "API is open to everyone")
+        return self
 
 
 class SlackAppConfig(Strict):
@@ -202,6 +255,32 @@ class IncidentsConfig(Strict):
     sla_receivers: list[str] = Field(default_factory=list)
     # A post-mortem is due this long after resolution; a reminder fires if not marked done.
     postmortem_due: Duration = timedelta(hours=48)
+    # The same group firing again within this long of its incident's resolution reopens that
+    # incident (one new page); later it opens a new one. 0 never reopens.
+    reopen_window: Duration = timedelta(hours=1)
+
+
+class BusinessHoursConfig(Strict):
+    """When SEV3/SEV4 (any severity whose response is `chat_business_hours` or `backlog`) may
+    notify: outside its team's calendar they are deferred to the next opening."""
+
+    calendars: list[Calendar] = Field(default_factory=list)
+    # The calendar of alerts whose team has none below (none: such alerts are not deferred).
+    default: str | None = None
+    teams: dict[str, str] = Field(default_factory=dict)  # team -> calendar name
+
+    @model_validator(mode="after")
+    def _known(self) -> BusinessHoursConfig:
+        names = [c.name for c in self.calendars]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"duplicate calendar name(s): {', '.join(dupes)}")
+        for where, name in [("default", self.default),
+                            *((f"teams.{t}", n) for t, n in self.teams.items())]:
+            if name is not None and name not in names:
+                raise ValueError(f"{where}: unknown calendar {name!r} (known: "
+                                 f"{', '.join(names) or 'none'})")
+        return self
 
 
 class Config(Strict):
@@ -216,6 +295,12 @@ class Config(Strict):
     severities: SeverityPolicies = SeverityPolicies()
     incidents: IncidentsConfig = IncidentsConfig()
     oncall: OnCallConfig = OnCallConfig()
+    # Noise control (docs/noise.md): Alertmanager-style inhibition, maintenance windows,
+    # business hours. Silences are made at run time (the API, amtool).
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
+    business_hours: BusinessHoursConfig = BusinessHoursConfig()
+    heartbeats: list[Heartbeat] = Field(default_factory=list)
     slack: SlackAppConfig | None = None
     pagerduty_webhook: PagerDutyWebhookConfig | None = None
     # Map of the `severity` label's values to SEV levels, for alerts no rule matches.
@@ -234,6 +319,8 @@ class Config(Strict):
     )
     # Directory that relative paths (rules_dir, backend.path) are resolved against.
     base_dir: str = Field(default=".", exclude=True)
+    # The file it was read from, for messages about it.
+    source: str = Field(default="router.yaml", exclude=True)
 
     def resolve(self, path: str) -> Path:
         p = Path(path)
@@ -241,6 +328,42 @@ class Config(Strict):
 
     def receiver_names(self) -> set[str]:
         return {r.name for r in self.receivers}
+
+    def receiver_problems(self) -> list[str]:
+        """Receiver references that cannot work, one line each naming the key path: a name no
+        receiver defines (its pages would only reach the dead letters), a name defined twice,
+        a status page driven through a receiver that is not of type statuspage."""
+        problems: list[str] = []
+        seen: set[str] = set()
+        for i, r in enumerate(self.receivers):
+            if r.name in seen:
+                problems.append(f"{self.source}: receivers.{i}.name: duplicate receiver name "
+                                f"{r.name!r}")
+            seen.add(r.name)
+        known = unknown_receiver_note(seen)
+        refs: list[tuple[str, list[str]]] = [("default_receivers", self.default_receivers)]
+        refs += [(f"severities.{s.value}.receivers", self.severities.for_severity(s).receivers)
+                 for s in Severity]
+        refs += [("incidents.page_receivers", self.incidents.page_receivers),
+                 ("incidents.sla_receivers", self.incidents.sla_receivers)]
+        if self.incidents.statuspage_receiver is not None:
+            refs.append(("incidents.statuspage_receiver", [self.incidents.statuspage_receiver]))
+        refs += [(f"heartbeats.{i}.receivers", list(h.receivers))
+                 for i, h in enumerate(self.heartbeats)]
+        for path, names in refs:
+            problems.extend(f"{self.source}: {path}: unknown receiver {n!r} {known}"
+                            for n in names if n not in seen)
+        statuspage = self.incidents.statuspage_receiver
+        kind = next((r.type for r in self.receivers if r.name == statuspage), "statuspage")
+        if kind != "statuspage":
+            problems.append(f"{self.source}: incidents.statuspage_receiver: receiver "
+                            f"{statuspage!r} is of type {kind!r}, not 'statuspage'")
+        return problems
+
+
+def unknown_receiver_note(known: set[str]) -> str:
+    """`(known: a, b)`: what an unknown-receiver message offers instead."""
+    return f"(known: {', '.join(sorted(known)) or 'none'})"
 
 
 # --- loading -------------------------------------------------------------------------------
@@ -294,6 +417,7 @@ def parse_config(text: str, source: str = "router.yaml", env: dict[str, str] | N
     except ConfigError as exc:
         raise ConfigError(f"{source}: {exc}") from None
     expanded["base_dir"] = base_dir
+    expanded["source"] = source
     try:
         return Config.model_validate(expanded)
     except ValidationError as exc:

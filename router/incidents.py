@@ -40,14 +40,21 @@ class TimelineKind(StrEnum):
     SEVERITY_CHANGE = "severity_change"
     SLA_BREACH = "sla_breach"
     RESOLVED = "resolved"
+    REOPENED = "reopened"  # fired again within the reopen window of its resolution
+    QUIETED = "quieted"  # an alert silenced, in maintenance, inhibited or deferred, or back
     POSTMORTEM = "postmortem"
 
 
 class TimelineEntry(Frozen):
+    """One line of an incident's timeline. Timelines are kept sorted by `at`, the time the
+    thing happened (an alert's own start, a command's time); `recorded_at` is when the engine
+    wrote it down (None in views written before it existed)."""
+
     at: datetime  # UTC
     kind: TimelineKind
     actor: str  # "router", "alertmanager", a user ("slack:U123", "api:token-name"), ...
     text: str
+    recorded_at: datetime | None = None
 
 
 class Incident(Frozen):
@@ -72,6 +79,12 @@ class Incident(Frozen):
     timeline: tuple[TimelineEntry, ...] = ()
     # Free-form extras (e.g. paged users, breached SLAs) for templates and the API.
     details: dict[str, object] = Field(default_factory=dict)
+
+    @property
+    def open(self) -> bool:
+        """Not resolved: the one definition of an open incident (the engine, the API, the
+        status page and Slack all use it)."""
+        return self.resolved_at is None
 
 
 class Command(StrEnum):

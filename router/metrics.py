@@ -1,14 +1,24 @@
 """Intake and operations metrics, built from an injected registry and pre-created at zero.
 
 Label values are fixed words (source names, reason codes, route names): never user input,
-URLs or secrets.
+URLs or secrets. The registry is the router's own (tests build several apps per process), so
+the process and Python collectors the default registry would carry are added to it here.
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
+from prometheus_client import (
+    GC_COLLECTOR,
+    PLATFORM_COLLECTOR,
+    PROCESS_COLLECTOR,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+)
 
 from router import __version__
 
@@ -20,6 +30,10 @@ REJECT_REASONS = (
     "malformed_json",
     "invalid_shape",
     "too_large",
+    "too_many_alerts",
+    "too_many_labels",
+    "label_too_large",
+    "too_many_active",
     "unauthorized",
     "bad_signature",
     "bad_signature_version",
@@ -35,6 +49,11 @@ REJECT_REASONS = (
 class IntakeMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.registry = registry
+        # process_* (CPU, memory, open fds, start time), python_info and python_gc_*: the
+        # library's collectors are stateless readers of /proc and the gc module, so sharing
+        # them between registries is safe.
+        for collector in (PROCESS_COLLECTOR, PLATFORM_COLLECTOR, GC_COLLECTOR):
+            registry.register(collector)
         self.received = Counter(
             "incident_router_alerts_received_total",
             "Alerts accepted and durably appended to the log, by source.",
@@ -90,6 +109,7 @@ NOTIFICATION_KINDS = (
 )
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 SLAS = ("ack", "resolve")
+QUIET_REASONS = ("silenced", "maintenance", "inhibited", "deferred")  # engine.quiet.REASONS
 
 
 class EngineMetrics:
@@ -143,6 +163,12 @@ class EngineMetrics:
             "Incident SLAs breached (once per incident and SLA), by severity and SLA.",
             ["severity", "sla"], registry=registry,
         )
+        self.quieted = Counter(
+            "incident_router_alerts_quieted_total",
+            "Firing alerts kept quiet (not notified) by reason: silenced, maintenance, "
+            "inhibited, deferred (once each time an alert becomes quiet).",
+            ["reason"], registry=registry,
+        )
         self.unknown_commands = Counter(
             "incident_router_engine_unknown_commands_total",
             "Incident commands for an incident the engine does not know (ignored).",
@@ -153,6 +179,8 @@ class EngineMetrics:
         for severity in SEVERITIES:
             for sla in SLAS:
                 self.sla_breaches.labels(severity, sla)
+        for reason in QUIET_REASONS:
+            self.quieted.labels(reason)
 
     def count(self, batch: Batch) -> None:
         """The counters of one committed batch (both runners call this after commit)."""
@@ -164,3 +192,5 @@ class EngineMetrics:
             self.notifications.labels(kind.value).inc(n)
         for (severity, sla), n in batch.sla_breaches.items():
             self.sla_breaches.labels(severity, sla).inc(n)
+        for reason, n in batch.quieted.items():
+            self.quieted.labels(reason).inc(n)

@@ -8,7 +8,7 @@ delivery stage sends. Keep this module free of behaviour beyond small derived pr
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, Literal, TypeVar
@@ -201,16 +201,70 @@ class CommandEvent(Frozen):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
-Event = Annotated[AlertEvent | CommandEvent, Field(discriminator="kind")]
+class AlertsEvent(Frozen):
+    """Alerts of one source request that share a group key, as one log record: the engine
+    decides them together, so a group's first notification carries all of them wherever a
+    consumer's fetch of the log happens to end (a single alert stays an `AlertEvent`)."""
+
+    kind: Literal["alerts"] = "alerts"
+    alerts: tuple[Alert, ...] = Field(min_length=1)
+
+    @classmethod
+    def of(cls, alerts: tuple[Alert, ...]) -> AlertsEvent:
+        """Wrap already valid alerts without validating them again (intake hot path)."""
+        obj = object.__new__(cls)
+        object.__setattr__(obj, "__dict__", {"kind": "alerts", "alerts": alerts})
+        object.__setattr__(obj, "__pydantic_fields_set__", _ALERTS_FIELDS)
+        object.__setattr__(obj, "__pydantic_extra__", None)
+        object.__setattr__(obj, "__pydantic_private__", None)
+        return obj
 
 
-def event_key(event: AlertEvent | CommandEvent) -> str:
+_ALERTS_FIELDS = frozenset({"kind", "alerts"})
+
+Event = Annotated[AlertEvent | AlertsEvent | CommandEvent, Field(discriminator="kind")]
+
+
+def group_key_for(name: str, service: str | None) -> str:
+    """The group key when no rule's `group_by` set one: alert name plus service (the one
+    definition: the rules, the log and the engine use it)."""
+    return f"{name}|{service or ''}"
+
+
+def default_group_key(alert: Alert) -> str:
+    return group_key_for(alert.name, alert.service)
+
+
+def event_key(event: AlertEvent | AlertsEvent | CommandEvent) -> str:
     """The log key: the group key, so every event of one incident reaches one owner."""
     if isinstance(event, AlertEvent):
-        a = event.alert
-        # Rules always set the group key; the fallback matches the engine's default.
-        return a.group_key or f"{a.name}|{a.service or ''}"
+        return event.alert.group_key or default_group_key(event.alert)
+    if isinstance(event, AlertsEvent):
+        first = event.alerts[0]
+        return first.group_key or default_group_key(first)
     return event.group_key or event.incident_id or ""
+
+
+def decided_whole(events: Sequence[AlertEvent | AlertsEvent | CommandEvent]
+                  ) -> list[AlertEvent | AlertsEvent | CommandEvent]:
+    """The events of one source request for the log: the alerts that share a group key become
+    one `AlertsEvent` (in the position of the first), the rest stay as they are."""
+    by_key: dict[str, list[Alert]] = {}
+    for e in events:
+        if isinstance(e, AlertEvent):
+            by_key.setdefault(event_key(e), []).append(e.alert)
+    if len(by_key) == sum(1 for e in events if isinstance(e, AlertEvent)):
+        return list(events)  # no two alerts share a group: nothing to join
+    out: list[AlertEvent | AlertsEvent | CommandEvent] = []
+    for e in events:
+        if not isinstance(e, AlertEvent):
+            out.append(e)
+            continue
+        alerts = by_key.pop(event_key(e), None)
+        if alerts is None:
+            continue  # joined into the first alert of its group
+        out.append(AlertsEvent.of(tuple(alerts)) if len(alerts) > 1 else e)
+    return out
 
 
 class NotificationKind(StrEnum):

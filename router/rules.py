@@ -26,12 +26,18 @@ from typing import Any
 
 import yaml
 
-from router.config import Config
+from router.config import Config, unknown_receiver_note
 from router.durations import parse_duration
-from router.model import Alert, Severity
+from router.model import Alert, Severity, group_key_for
 
 SOURCES = ("alertmanager", "cloudwatch", "generic")
 UNITS = ("ratio", "percent", "seconds", "count")
+# How a ratio/percent rule reads an alert's value when the alert does not state its unit:
+# ratio_or_percent takes 0..1 as a ratio and anything above 1 as a percentage.
+OBSERVED_UNITS = ("ratio", "percent", "ratio_or_percent")
+# What an alert's `unit` annotation (or label) may say, and the unit it means.
+DECLARED_UNITS = {"ratio": "ratio", "percent": "percent", "percentage": "percent",
+                  "%": "percent"}
 OPS: dict[str, Callable[[float, float], bool]] = {
     ">": operator.gt,
     ">=": operator.ge,
@@ -43,7 +49,7 @@ GROUP_FIELDS = ("alertname", "service", "team", "severity", "source")
 
 _RULE_KEYS = ("name", "description", "match", "value", "set", "continue")
 _MATCH_KEYS = ("source", "labels")
-_VALUE_KEYS = ("op", "threshold", "unit")
+_VALUE_KEYS = ("op", "threshold", "unit", "observed_unit")
 _TIMER_KEYS = ("group_wait", "group_interval", "repeat_interval")
 _SET_KEYS = (
     "severity", "team", "service", "runbook_url", "dashboard_url", "receivers", "group_by",
@@ -78,6 +84,9 @@ class Matcher:
     # Compiled, fully anchored pattern for =~ and !~; None for = and != and for bad regexes.
     regex: re.Pattern[str] | None = None
     regex_error: str | None = None
+    # Label value -> whether the regex matches it: label values repeat (alert names), and a
+    # dict lookup costs a fraction of a fullmatch. Bounded like the candidate cache.
+    memo: dict[str, bool] = field(default_factory=dict, compare=False, repr=False)
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         v = labels.get(self.label, "")
@@ -85,9 +94,14 @@ class Matcher:
             return v == self.value
         if self.op == "!=":
             return v != self.value
-        if self.regex is None:  # a bad regex never matches; check_rules reports it
-            return False
-        found = self.regex.fullmatch(v) is not None
+        found = self.memo.get(v)
+        if found is None:
+            if self.regex is None:  # a bad regex never matches; check_rules reports it
+                return False
+            found = self.regex.fullmatch(v) is not None
+            if len(self.memo) >= _CACHE_MAX:
+                self.memo.clear()
+            self.memo[v] = found
         return found if self.op == "=~" else not found
 
     def literals(self) -> frozenset[str] | None:
@@ -140,19 +154,60 @@ def _unquote(body: str, text: str) -> str:
     return "".join(out)
 
 
+def declared_unit(alert: Alert) -> str | None:
+    """The unit the alert states for its value (ratio or percent), or None.
+
+    A `unit` annotation or label (`ratio`, `percent`, `%`; the CloudWatch source sets it from
+    the alarm), else: an Alertmanager value written as "7%" was read as the ratio 0.07 by the
+    source (router.sources.alertmanager.observed_value).
+    """
+    for where in (alert.annotations, alert.labels):
+        stated = where.get("unit")
+        if stated is not None:
+            return DECLARED_UNITS.get(stated.strip().lower())
+    if alert.source == "alertmanager":
+        raw = alert.annotations.get("value") or alert.labels.get("value") or ""
+        if raw.strip().endswith("%"):
+            return "ratio"
+    return None
+
+
+def _rescale(value: float, to: str) -> float:
+    """A ratio as a percentage or back; Decimal so 0.07 is 7 exactly, not 7.000000000000001."""
+    exact = Decimal(repr(value))
+    return float(exact * 100 if to == "percent" else exact / 100)
+
+
 @dataclass(frozen=True, slots=True)
 class ValueCondition:
-    """`value <op> threshold`, both in `unit` (the unit of the alert's observed value)."""
+    """`value <op> threshold`, the threshold in `unit`. For ratio/percent rules the alert's
+    value is first read in its own unit (declared by the alert, else `observed`) and converted
+    to `unit`; seconds and count compare as given."""
 
     op: str
     threshold: float
     unit: str
+    observed: str | None = None  # None: the alert's value is in `unit`
 
-    def holds(self, value: float | None) -> bool:
-        return value is not None and OPS[self.op](value, self.threshold)
+    @property
+    def scaled(self) -> bool:
+        """Whether the alert's value may need converting (ratio and percent rules)."""
+        return self.unit in ("ratio", "percent")
+
+    def holds(self, value: float | None, declared: str | None = None) -> bool:
+        if value is None:
+            return False
+        unit = declared or self.observed
+        if unit is not None and self.scaled:
+            if unit == "ratio_or_percent":
+                unit = "percent" if value > 1 else "ratio"
+            if unit != self.unit:
+                value = _rescale(value, self.unit)
+        return OPS[self.op](value, self.threshold)
 
     def __str__(self) -> str:
-        return f"value {self.op} {self.threshold:g} ({self.unit})"
+        seen = f", values read as {self.observed}" if self.observed else ""
+        return f"value {self.op} {self.threshold:g} ({self.unit}{seen})"
 
 
 @dataclass(frozen=True, slots=True, eq=False)  # identity: rules are hashed into candidate sets
@@ -198,7 +253,8 @@ class Rule:
         """Full check (for callers outside the indexed path, e.g. tools and tests)."""
         if self.sources is not None and alert.source not in self.sources:
             return False
-        if self.condition is not None and not self.condition.holds(alert.value):
+        if self.condition is not None and not self.condition.holds(alert.value,
+                                                                    declared_unit(alert)):
             return False
         return all(m.matches(labels) for m in self.matchers)
 
@@ -208,11 +264,6 @@ class Rule:
 
 
 # --- classification --------------------------------------------------------------------------
-
-
-def default_group_key(name: str, service: str | None) -> str:
-    """Group key of alerts whose rules set no `group_by` (same as the engine's helper)."""
-    return f"{name}|{service or ''}"
 
 
 class RuleSet:
@@ -237,6 +288,7 @@ class RuleSet:
                 for v in r.index_values:
                     index.setdefault(r.index_label, {}).setdefault(v, []).append(r)
         self._index_labels: tuple[str, ...] = tuple(sorted(index))
+        self._index_set = frozenset(self._index_labels)
         self._index = [index[label] for label in self._index_labels]
         self._cache: dict[tuple[str, ...], tuple[Rule, ...]] = {}
 
@@ -250,7 +302,9 @@ class RuleSet:
     def candidates(self, source: str, labels: Mapping[str, str]) -> tuple[Rule, ...]:
         """Rules that may match an alert of this source and labels, in evaluation order.
 
-        Cached by the values of the indexed labels: alerts of one kind share one list.
+        Cached by the values of the indexed labels: alerts of one kind share one list. A rule's
+        matchers on those labels (e.g. `alertname=~".*HighErrorRate"`) give the same answer for
+        every alert under the key, so a rule they reject is left out of the list here, once.
         """
         key = (source, *[labels.get(label, "") for label in self._index_labels])
         found = self._cache.get(key)
@@ -263,7 +317,12 @@ class RuleSet:
                 },
                 key=lambda r: r.position,
             )
-            found = tuple(r for r in merged if r.sources is None or source in r.sources)
+            keyed = self._index_set
+            found = tuple(
+                r for r in merged
+                if (r.sources is None or source in r.sources)
+                and all(m.matches(labels) for m in r.residual if m.label in keyed)
+            )
             if len(self._cache) >= _CACHE_MAX:
                 self._cache.clear()
             self._cache[key] = found
@@ -276,6 +335,8 @@ class RuleSet:
             # Matchers on `alertname` see the alert's name when the source has no such label.
             labels = {**labels, "alertname": alert.name}
         value = alert.value
+        declared: str | None = None
+        declared_known = False  # read once, and only when a value rule is tried
         severity: Severity | None = None
         team = service = runbook_url = dashboard_url = None
         receivers: tuple[str, ...] | None = None
@@ -284,8 +345,11 @@ class RuleSet:
         timers: dict[str, timedelta] = {}
         matched: list[str] = []
         for r in self.candidates(alert.source, labels):
-            if r.condition is not None and not r.condition.holds(value):
-                continue
+            if r.condition is not None:
+                if not declared_known and value is not None and r.condition.scaled:
+                    declared, declared_known = declared_unit(alert), True
+                if not r.condition.holds(value, declared):
+                    continue
             for m in r.residual:
                 if not m.matches(labels):
                     break
@@ -332,7 +396,7 @@ class RuleSet:
                 _group_field(f, alert, out_labels, severity, team, service) for f in group_by
             )
         else:
-            group_key = alert.group_key or default_group_key(alert.name, service)
+            group_key = alert.group_key or group_key_for(alert.name, service)
         return alert.replace(
             severity=severity,
             team=team,
@@ -535,6 +599,7 @@ def _parse_condition(spec: Any, bad: Callable[[str], None]) -> ValueCondition | 
     ok = True
     _unknown_keys(spec, _VALUE_KEYS, "value", bad)
     op, unit, threshold = spec.get("op"), spec.get("unit"), spec.get("threshold")
+    observed = spec.get("observed_unit")
     if op not in OPS:
         if op is None:
             bad(f"value.op: missing (one of {', '.join(OPS)})")
@@ -547,6 +612,12 @@ def _parse_condition(spec: Any, bad: Callable[[str], None]) -> ValueCondition | 
         else:
             bad(f"value.unit: {unit!r} is not one of {', '.join(UNITS)}")
         ok = False
+    if observed is not None and unit in ("seconds", "count"):
+        bad(f"value.observed_unit: only for unit ratio or percent, not {unit}")
+        ok = False
+    elif observed is not None and observed not in OBSERVED_UNITS:
+        bad(f"value.observed_unit: {observed!r} is not one of {', '.join(OBSERVED_UNITS)}")
+        ok = False
     if threshold is None:
         bad("value.threshold: missing")
         return None
@@ -555,7 +626,8 @@ def _parse_condition(spec: Any, bad: Callable[[str], None]) -> ValueCondition | 
     number = _threshold(threshold, str(unit), bad)
     if number is None:
         return None
-    return ValueCondition(op=str(op), threshold=number, unit=str(unit))
+    return ValueCondition(op=str(op), threshold=number, unit=str(unit),
+                          observed=None if observed is None else str(observed))
 
 
 def _threshold(raw: Any, unit: str, bad: Callable[[str], None]) -> float | None:
@@ -662,7 +734,7 @@ def check_rules(config: Config, ruleset: RuleSet, *, check_receivers: bool = Tru
     """Problems that need the whole rule set or the config; empty when all is well."""
     problems: list[str] = []
     known = config.receiver_names()
-    configured = ", ".join(sorted(known)) or "none"
+    note = unknown_receiver_note(known)
     seen: dict[str, Rule] = {}
     # Catch-all rules seen so far: (rule, the sources it covers or None for all).
     catch_alls: list[Rule] = []
@@ -679,7 +751,7 @@ def check_rules(config: Config, ruleset: RuleSet, *, check_receivers: bool = Tru
             for name in r.receivers or ():
                 if name not in known:
                     problems.append(f"{r.where}: set.receivers: unknown receiver {name!r} "
-                                    f"(configured: {configured})")
+                                    f"{note}")
         for c in catch_alls:
             if c.sources is None or (r.sources is not None and r.sources <= c.sources):
                 scope = "" if c.sources is None else (

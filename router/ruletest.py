@@ -200,7 +200,8 @@ def alerts_from_alertmanager(payload: Any, config: Config) -> list[Alert]:
 
 
 def alerts_from_cloudwatch(message: Any, config: Config) -> list[Alert]:
-    """The alarm message (the JSON inside SNS `Message`), as a mapping or as its JSON text."""
+    """The alarm message (the JSON inside SNS `Message`: a CloudWatch alarm or an EventBridge
+    alarm state-change event), as a mapping or as its JSON text."""
     text = message if isinstance(message, str) else orjson.dumps(message).decode()
     try:
         return parse_alarm_message(text, config.sources.cloudwatch, RECEIVED_AT)

@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
-from router.api import dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
+from router.api import amv2, dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
+from router.api.requests import request_context
 from router.backends.embedded import EmbeddedBackend
 from router.backends.factory import engine_context, make_backend
-from router.delivery.client import HttpClient
+from router.config import ConfigError
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.receivers import build_receivers
-from router.delivery.sink import SinkContext
+from router.delivery.session import TlsFileError, new_session
+from router.delivery.sink import Receiver, SinkContext
 from router.metrics import EngineMetrics, IntakeMetrics
 from router.runtime import Runtime, Snapshot
 from router.sources.sns import SnsVerifier
+from router.ui.app import add_routes as add_console
+
+log = logging.getLogger(__name__)
 
 
 def build_app(snapshot: Snapshot, config_path: Path | None = None,
@@ -27,18 +32,18 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     config = snapshot.config
     registry = registry or CollectorRegistry()
     # The body limit is enforced by intake itself, with a 413 that names the limit.
-    app = web.Application(client_max_size=config.server.max_body_bytes + 1)
+    app = web.Application(client_max_size=config.server.max_body_bytes + 1,
+                          middlewares=[request_context])
     app[RUNTIME] = Runtime(snapshot, IntakeMetrics(registry), config_path)
     engine_metrics = EngineMetrics(registry)
 
     async def http_session(app: web.Application) -> AsyncIterator[None]:
-        timeout = aiohttp.ClientTimeout(total=30, connect=5)
-        client = HttpClient()  # the receivers' (see router/delivery/client.py)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            app[HTTP] = client
+        # The process's one outbound session: receivers and SNS certificates (proxies from
+        # the environment, one connection pool).
+        async with new_session() as session:
+            app[HTTP] = session
             app[SNS_VERIFIER] = SnsVerifier(session)
             yield
-        await client.close()
 
     async def backend(app: web.Application) -> AsyncIterator[None]:
         store = make_backend(config, engine_metrics, registry)
@@ -51,9 +56,31 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
 
     async def delivery(app: web.Application) -> AsyncIterator[None]:
         store = app[BACKEND]
-        receivers = build_receivers(config.receivers, SinkContext(app[HTTP], store.records))
+        ctx = SinkContext(app[HTTP], store.records)
+        receivers = build_receivers(config.receivers, ctx)
         dispatcher = Dispatcher(store.outbox, store.outbox, receivers, store=store.records,
                                 registry=registry)
+
+        built: dict[int, dict[str, Receiver]] = {}
+
+        def build(snap: Snapshot) -> None:
+            # All of the new receivers or none: one that cannot be built (a CA file that cannot
+            # be read) refuses the reload, and the running receivers and config stay.
+            try:
+                built[id(snap)] = build_receivers(snap.config.receivers, ctx)
+            except TlsFileError as exc:
+                raise ConfigError(f"receivers cannot be built: {exc}") from None
+
+        def swap(snap: Snapshot) -> None:
+            receivers = built.pop(id(snap), None)
+            built.clear()
+            if receivers is not None:
+                dispatcher.set_receivers(receivers)
+
+        runtime = app[RUNTIME]
+        runtime.before_reload.append(build)
+        runtime.on_reload.append(swap)
+        runtime.receivers_follow_reload = True
         store.engine.on_outbox = dispatcher.wake
         if isinstance(store, EmbeddedBackend):  # its intake gate watches this dispatcher
             store.delivery_backlog = lambda: dispatcher.backlog
@@ -74,4 +101,6 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     slack.add_routes(app)
     pagerduty.add_routes(app)
     status.add_routes(app)
+    amv2.add_routes(app)
+    add_console(app, config.api)  # /ui/
     return app

@@ -1,4 +1,5 @@
-"""Checking the credentials a source was configured with (bearer tokens or basic auth).
+"""Checking credentials: those a source was configured with (bearer tokens or basic auth), and
+the roles of API tokens (`api.tokens` read-write, `api.read_tokens` read-only).
 
 Comparison is constant-time; failures say what kind of credential was expected, never what was
 sent or what was expected.
@@ -8,10 +9,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
 from collections.abc import Mapping
+from enum import StrEnum
 
-from router.config import Auth, BasicAuth, BearerAuth
+from router.config import ApiConfig, Auth, BasicAuth, BearerAuth
 from router.sources.base import Rejected
 
 
@@ -47,3 +50,44 @@ def www_authenticate(auth: Auth) -> str | None:
     if isinstance(auth, BasicAuth):
         return 'Basic realm="incident-router"'
     return None
+
+
+# --- API token roles ---------------------------------------------------------------------------
+
+
+class Role(StrEnum):
+    READ = "read"
+    WRITE = "write"
+
+    @property
+    def can_write(self) -> bool:
+        return self is Role.WRITE
+
+
+def token_role(api: ApiConfig, token: str) -> Role | None:
+    """The role `token` grants: WRITE for `api.tokens`, READ for `api.read_tokens`, else None.
+    Every configured token is compared, so the time taken does not tell which list matched."""
+    write = [_eq(token, t.get_secret_value()) for t in api.tokens]
+    read = [_eq(token, t.get_secret_value()) for t in api.read_tokens]
+    if any(write):
+        return Role.WRITE
+    return Role.READ if any(read) else None
+
+
+def token_id(token: str) -> str:
+    """A short, non-reversible name of a token, for sessions to say which token they came from
+    (so removing the token from the config ends them) without holding the token itself."""
+    return hashlib.sha256(token.encode()).hexdigest()[:24]
+
+
+def role_of_token_id(api: ApiConfig, ident: str) -> Role | None:
+    """The role of the configured token whose `token_id` is `ident` (None: no longer configured)."""
+    for tokens, role in ((api.tokens, Role.WRITE), (api.read_tokens, Role.READ)):
+        if any(_eq(ident, token_id(t.get_secret_value())) for t in tokens):
+            return role
+    return None
+
+
+def open_access(api: ApiConfig) -> bool:
+    """No token and no trusted header configured: the API and console need no login."""
+    return not api.tokens and not api.read_tokens and api.trusted_header is None

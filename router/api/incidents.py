@@ -44,7 +44,7 @@ OPEN = "open"
 
 
 def is_open(incident: Incident) -> bool:
-    return incident.status is not IncidentStatus.RESOLVED
+    return incident.open
 
 
 async def find_incident(backend: Backend, ref: str) -> Incident | None:
@@ -232,7 +232,7 @@ async def _act(request: web.Request, name: Command, incident: Incident, actor: s
 
 
 def _resolved(incident: Incident) -> web.Response:
-    return error_response(409, f"incident {incident.id} is resolved")
+    return error_response(409, f"incident {incident.id} is already resolved")
 
 
 async def _command_on(request: web.Request, model: type[B], *,

@@ -3,26 +3,36 @@
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from router.api.keys import BACKEND, RUNTIME
 from router.api.pagination import paginated
+from router.api.quiet import quiet_reasons
 from router.api.webhooks import error_response, json_response
-from router.model import Status
+from router.backends.pages import Page
+from router.model import Alert, Status, utcnow
 
 
 def require_api_token(request: web.Request) -> web.Response | None:
-    """Writes need an API token when tokens are configured; answer 401 otherwise."""
-    tokens = request.app[RUNTIME].snapshot.config.api.tokens
-    if not tokens:
+    """Every /api/v1 call (reads too) and reload need an API token when tokens are configured:
+    401 without a valid one; a read-only token (`api.read_tokens`) may read, and gets 403 on
+    anything that changes state."""
+    api = request.app[RUNTIME].snapshot.config.api
+    if not api.tokens:
         return None
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() == "bearer" and any(
-        hmac.compare_digest(token.encode(), t.get_secret_value().encode()) for t in tokens
-    ):
-        return None
+    if scheme.lower() == "bearer" and token:
+        sent = token.encode()
+        if any(hmac.compare_digest(sent, t.get_secret_value().encode()) for t in api.tokens):
+            return None
+        if any(hmac.compare_digest(sent, t.get_secret_value().encode())
+               for t in api.read_tokens):
+            if request.method in ("GET", "HEAD"):
+                return None
+            return error_response(403, "this API token is read-only")
     return error_response(401, "missing or invalid API token",
                           **{"WWW-Authenticate": 'Bearer realm="incident-router"'})
 
@@ -54,13 +64,23 @@ async def reload(request: web.Request) -> web.Response:
 
 
 async def list_alerts(request: web.Request) -> web.Response:
+    if (denied := require_api_token(request)) is not None:
+        return denied
     status = request.query.get("status")
     if status is not None and status not in {s.value for s in Status}:
         return error_response(400, "status must be 'firing' or 'resolved'")
     source = request.query.get("source")
-    return await paginated(request, lambda limit, cursor: request.app[BACKEND].alert_page(
-        status=status, source=source, limit=limit, cursor=cursor),
-        lambda a: a.model_dump(mode="json"))
+    backend = request.app[BACKEND]
+
+    async def page(limit: int, cursor: str | None) -> Page[Alert]:
+        found = await backend.alert_page(status=status, source=source, limit=limit,
+                                         cursor=cursor)
+        quiet.update(quiet_reasons(found.items, await backend.silences(), request, utcnow()))
+        return found
+
+    quiet: dict[str, dict[str, Any]] = {}
+    return await paginated(request, page,
+                           lambda a: {**a.model_dump(mode="json"), "quiet": quiet.get(a.key)})
 
 
 def add_routes(app: web.Application) -> None:

@@ -6,8 +6,10 @@ them (Alertmanager and SNS retry 5xx, and drop on 4xx); 4xx with a message for b
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+import weakref
 from collections.abc import Awaitable, Callable
 from datetime import datetime
 
@@ -16,11 +18,13 @@ from aiohttp import web
 
 from router.api.auth import check_auth, www_authenticate
 from router.api.keys import BACKEND, RUNTIME, SNS_VERIFIER
-from router.backends.base import LogUnavailable
+from router.api.requests import BodyTimeout, log_refused, request_id
+from router.backends.base import LogEvent, LogUnavailable
 from router.config import Auth
-from router.model import Alert, AlertEvent, utcnow
+from router.engine.noise import heartbeat_of, inhibitor_commands
+from router.model import Alert, AlertEvent, Status, decided_whole, utcnow
 from router.sources.alertmanager import parse_alertmanager
-from router.sources.base import Rejected
+from router.sources.base import Rejected, check_alert_limits
 from router.sources.cloudwatch import handle_sns, parse_eventbridge
 from router.sources.generic import parse_generic
 from router.sources.sns import SnsUnavailable
@@ -41,6 +45,14 @@ def error_response(status: int, message: str, **headers: str) -> web.Response:
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
+    """The body within `limit` bytes (413) and the read deadline (408, router.api.requests)."""
+    try:
+        return await _read_body(request, limit)
+    except BodyTimeout as exc:
+        raise Rejected(408, "read_timeout", str(exc)) from None
+
+
+async def _read_body(request: web.Request, limit: int) -> bytes:
     length = request.content_length
     if length is not None:
         if length > limit:
@@ -76,32 +88,83 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
         if not enabled:
             raise Rejected(404, "disabled", f"the {source} source is disabled")
         check_auth(auth, request.headers)
-        body = await read_body(request, snapshot.config.server.max_body_bytes)
+        server = snapshot.config.server
+        body = await read_body(request, server.max_body_bytes)
         alerts = await parse(request, body, utcnow())
+        check_alert_limits(alerts, max_alerts=server.max_alerts_per_request,
+                           max_labels=server.max_labels_per_alert,
+                           max_bytes=server.max_label_bytes)
+        if server.max_active_alerts and any(a.status is Status.FIRING for a in alerts):
+            await check_active(request, server.max_active_alerts)
     except Rejected as exc:
         metrics.rejected.labels(source, exc.reason).inc()
+        log_refused(request, exc.status, exc.reason, source)
         headers = {}
         if exc.status == 401 and (challenge := www_authenticate(auth)):
             headers["WWW-Authenticate"] = challenge
         return error_response(exc.status, exc.message, **headers)
     except SnsUnavailable as exc:
         metrics.unavailable.labels(source).inc()
-        log.warning("SNS verification could not complete: %s", exc)
+        log.warning("SNS verification could not complete: %s", exc,
+                    extra={"source": source, "request_id": request_id(request)})
         return error_response(503, "SNS verification could not complete, retry later",
                               **{"Retry-After": "5"})
 
     classify = snapshot.rules.classify
-    events = [AlertEvent.of(classify(a)) for a in alerts]
+    accepted = [AlertEvent.of(classify(a)) for a in alerts]
+    events: list[LogEvent] = list(accepted)
+    if snapshot.config.heartbeats:
+        # A Watchdog-like alert is its heartbeat's beat, not an alert to route.
+        events = [heartbeat_of(e, snapshot.config.heartbeats) or e for e in accepted]
+    rules = snapshot.config.inhibit_rules
+    if rules and accepted:
+        # Alerts that may inhibit others reach every engine first (noise commands).
+        events = [*inhibitor_commands((e.alert for e in accepted), rules), *events]
     if events:
         try:
-            await request.app[BACKEND].log.append(events)
+            # One record per group of this request: the engine decides its alerts together.
+            await request.app[BACKEND].log.append(decided_whole(events))
         except LogUnavailable as exc:
             metrics.unavailable.labels(source).inc()
-            log.error("intake refused %d %s alerts: %s", len(events), source, exc)
+            log.error("intake refused %d %s alerts: %s", len(events), source, exc,
+                      extra={"source": source, "request_id": request_id(request)})
             return error_response(503, "the alert log cannot take alerts now, retry later",
                                   **{"Retry-After": "5"})
-        metrics.received.labels(source).inc(len(events))
-    return json_response(200, {"status": "success", "accepted": len(events)})
+        metrics.received.labels(source).inc(len(accepted))
+        count_firing(request, accepted)
+    return json_response(200, {"status": "success", "accepted": len(accepted)})
+
+
+# How long a count of the firing alerts is reused (counting costs a query per request).
+ACTIVE_COUNT_TTL = 1.0
+_ACTIVE: weakref.WeakKeyDictionary[web.Application, tuple[int, float]] = (
+    weakref.WeakKeyDictionary())
+
+
+async def check_active(request: web.Request, cap: int) -> None:
+    """Rejected(429) while the router holds `cap` firing alerts or more: a storm of new
+    alerts is pushed back to its senders, which retry; resolutions are never refused."""
+    loop = asyncio.get_running_loop()
+    cached = _ACTIVE.get(request.app)
+    if cached is None or loop.time() - cached[1] > ACTIVE_COUNT_TTL:
+        try:
+            page = await request.app[BACKEND].alert_page(status=Status.FIRING.value, limit=1)
+        except Exception as exc:  # the store cannot count now: the append will say so (503)
+            log.debug("active alerts not counted: %s", type(exc).__name__)
+            return
+        cached = _ACTIVE[request.app] = (page.total, loop.time())
+    if cached[0] >= cap:
+        raise Rejected(429, "too_many_active", f"{cached[0]} alerts are firing, the limit "
+                       f"is server.max_active_alerts ({cap}); resolutions are still accepted")
+
+
+def count_firing(request: web.Request, accepted: list[AlertEvent]) -> None:
+    """Until the next count, take the firing alerts just accepted as new ones (an upper bound:
+    a re-sent alert counts again), so a burst cannot pass the cap within one count's life."""
+    cached = _ACTIVE.get(request.app)
+    if cached is not None:
+        firing = sum(1 for e in accepted if e.alert.status is Status.FIRING)
+        _ACTIVE[request.app] = (cached[0] + firing, cached[1])
 
 
 async def alertmanager(request: web.Request) -> web.Response:

@@ -10,9 +10,10 @@ from router.delivery.outbox import DeadLetters, Outbox
 from router.delivery.records import DeliveryStore
 from router.engine.state import EngineContext
 from router.incidents import Incident
-from router.model import Alert, AlertEvent, CommandEvent
+from router.model import Alert, AlertEvent, AlertsEvent, CommandEvent
+from router.noise.silences import Silence
 
-LogEvent = AlertEvent | CommandEvent
+LogEvent = AlertEvent | AlertsEvent | CommandEvent
 
 
 class LogUnavailable(Exception):
@@ -87,6 +88,10 @@ class Backend(Protocol):
     async def alert_page(self, status: str | None = None, source: str | None = None,
                          limit: int = 100, cursor: str | None = None) -> Page[Alert]:
         """One page of `current_alerts` (same filters), latest (event_time, key) first."""
+        ...
+
+    async def silences(self) -> list[Silence]:
+        """Every silence the engine holds (expired ones for their retention too)."""
         ...
 
 

@@ -28,7 +28,8 @@ from router.engine.engine import Engine
 from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
-from router.model import Alert, AlertEvent, event_key, utcnow
+from router.model import Alert, AlertEvent, AlertsEvent, event_key, utcnow
+from router.noise.silences import Silence
 
 log = logging.getLogger(__name__)
 
@@ -95,6 +96,12 @@ class EmbeddedLog:
                 rows.append((event_key(e), "alert", b'{"kind":"alert","alert":' + body + b"}",
                              now))
                 views.append((a.key, a.source, a.status.value, a.event_time.timestamp(), body))
+            elif isinstance(e, AlertsEvent):
+                bodies = [_alert_json(a) for a in e.alerts]
+                rows.append((event_key(e), "alerts",
+                             b'{"kind":"alerts","alerts":[' + b",".join(bodies) + b"]}", now))
+                views += [(a.key, a.source, a.status.value, a.event_time.timestamp(), body)
+                          for a, body in zip(e.alerts, bodies, strict=True)]
             else:
                 rows.append((event_key(e), e.kind, e.__pydantic_serializer__.to_json(e), now))
 
@@ -209,6 +216,9 @@ class EmbeddedBackend:
 
         body = await self.db.read(q)
         return Incident.model_validate_json(body) if body is not None else None
+
+    async def silences(self) -> list[Silence]:
+        return self.engine.engine.silences
 
     async def log_size(self) -> int:
         """Events ever appended: the last offset (retention deletes consumed entries, offsets

@@ -8,14 +8,38 @@ from router.backends.base import Backend
 from router.backends.embedded import EmbeddedBackend
 from router.backends.embedded_retention import RetentionPolicy
 from router.config import Config, EmbeddedBackendConfig
+from router.engine.quiet import Muter, Quiet
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
+from router.model import Severity
+from router.noise.muters import HoursMuter, InhibitMuter, WindowMuter
+
+
+class KafkaNotInstalled(RuntimeError):
+    """The config asks for Kafka but the `kafka` extra is not installed."""
 
 
 def engine_context(config: Config) -> EngineContext:
     return EngineContext(policies=config.severities,
                          default_receivers=tuple(config.default_receivers),
-                         incidents=config.incidents, oncall=config.oncall)
+                         incidents=config.incidents, oncall=config.oncall,
+                         quiet=quiet_of(config),
+                         heartbeats={h.name: h for h in config.heartbeats})
+
+
+def quiet_of(config: Config) -> Quiet:
+    """The config's muters, in precedence order after silences (which the engine adds):
+    maintenance windows, inhibition, business hours."""
+    muters: list[Muter] = []
+    if config.maintenance_windows:
+        muters.append(WindowMuter(config.maintenance_windows))
+    if config.inhibit_rules:
+        muters.append(InhibitMuter(config.inhibit_rules))
+    hours = config.business_hours
+    if hours.calendars and (hours.default or hours.teams):
+        responses = {sev: config.severities.for_severity(sev).response for sev in Severity}
+        muters.append(HoursMuter(responses, hours.calendars, hours.default, hours.teams))
+    return Quiet(muters)
 
 
 def make_backend(config: Config, metrics: EngineMetrics,
@@ -25,6 +49,11 @@ def make_backend(config: Config, metrics: EngineMetrics,
     if isinstance(cfg, EmbeddedBackendConfig):
         return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics,
                                gate=cfg, retention=RetentionPolicy.of(cfg), registry=registry)
-    from router.backends.kafka import KafkaBackend
-
+    try:  # aiokafka is the optional `kafka` extra: the embedded backend runs without it
+        from router.backends.kafka import KafkaBackend
+    except ModuleNotFoundError as exc:
+        if exc.name is None or exc.name.partition(".")[0] != "aiokafka":
+            raise
+        raise KafkaNotInstalled(
+            "backend.type kafka needs aiokafka: install incident-router[kafka]") from exc
     return KafkaBackend(cfg, engine_context(config), metrics)

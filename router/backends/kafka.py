@@ -40,10 +40,12 @@ from router.backends.kafka_topics import (
 from router.backends.pages import Page, SortKey, page_of
 from router.config import KafkaBackendConfig
 from router.delivery.outbox import DeadLetter
+from router.engine.noise import NOISE_KEY
 from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
-from router.model import Alert, utcnow
+from router.model import Alert, event_key, utcnow
+from router.noise.silences import Silence
 
 __all__ = [
     "IntakeGate",
@@ -135,6 +137,22 @@ class KafkaLog:
                 f"kafka rejected the append to {self._topic}: {type(exc).__name__}"
             ) from exc
 
+    async def _broadcast(self, producer: AIOKafkaProducer, events: Sequence[LogEvent]) -> None:
+        """Noise commands (silences, inhibitors) go to every partition, so that every engine
+        holds them; other events to their key's partition, in order."""
+        if not self._partitions:
+            self._partitions = sorted(await producer.partitions_for(self._topic))
+        acks = []
+        for event in events:
+            key, value = encode_event(event)
+            targets = self._partitions if event_key(event) == NOISE_KEY else [
+                self._partition(key)]
+            for p in targets:
+                acks.append(await producer.send(self._topic, value=value, key=key, partition=p))
+        for result in await asyncio.gather(*acks, return_exceptions=True):
+            if isinstance(result, BaseException):
+                raise result
+
     def _partition(self, key: bytes) -> int | None:
         partitions = self._partitions
         if not partitions:
@@ -151,6 +169,9 @@ class KafkaLog:
         # Hand every record to the producer first (they batch together), then await each ack.
         send = producer.send
         topic = self._topic
+        if any(event_key(e) == NOISE_KEY for e in events):
+            await self._broadcast(producer, events)
+            return
         if len(events) == 1:
             key, value = encode_event(events[0])
             await (await send(topic, value=value, key=key, partition=self._partition(key)))
@@ -285,6 +306,11 @@ class KafkaBackend:
     async def incident(self, incident_id: str) -> Incident | None:
         raw = self._incidents.rows.get(incident_id)
         return None if raw is None else self._incident_cache.get(incident_id, raw)
+
+    async def silences(self) -> list[Silence]:
+        # Every partition's engine holds them all (noise commands reach every partition);
+        # the newest version of each, in case one partition is behind.
+        return self.engine.silences()
 
 
 def _incident_key(i: Incident) -> SortKey:

@@ -12,7 +12,7 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
    `POSITION_KEY` (or the group's committed offset, if higher or the only one); only then
    process it.
 4. each batch: `engine.apply` (and due timers), then ONE transaction: state changes (and the
-   partition's incident id counter, `state.IDS_KEY`), notifications, the changed groups'
+   partition's incident id counter, `ids.IDS_KEY`), notifications, the changed groups'
    alerts view, the changed incidents' view (`incidents-view`, keyed by incident id), and the
    next alerts offset (`POSITION_KEY` in the state partition: it commits with the state it
    belongs to, without the two offset requests a consumer-group offset in a transaction
@@ -45,16 +45,18 @@ from router.backends.kafka_topics import Topics, client_kwargs, decode_event, to
 from router.backends.tasks import cancelled
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
-from router.engine.state import EngineContext, GroupState, IncidentIds
+from router.engine.ids import IncidentIds
+from router.engine.state import EngineContext, GroupState
 from router.metrics import EngineMetrics
 from router.model import Alert, utcnow
+from router.noise.silences import Silence
 
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
 _ALERTS: TypeAdapter[list[Alert]] = TypeAdapter(list[Alert])
 # The next alerts offset to decide, in the state partition beside the groups (a group key
-# never starts with NUL, see `state.IDS_KEY`).
+# never starts with NUL, see `ids.IDS_KEY`).
 POSITION_KEY = "\x00alerts-position"
 _BEHIND_FACTOR = 10  # at most batch_size * this per round while behind
 _RESTORE_RECORDS = 50_000  # per getmany while restoring
@@ -63,7 +65,7 @@ _RESTORE_FETCH_BYTES = 16 * 1024 * 1024  # per partition and fetch while restori
 
 def encode_view(state: GroupState) -> bytes:
     """The alerts-view value of a group: its alerts' latest versions."""
-    return _ALERTS.dump_json([s.a for s in state.alerts.values()])
+    return _ALERTS.dump_json([s.alert for s in state.alerts.values()])
 
 
 def decode_view(value: bytes) -> list[Alert]:
@@ -174,6 +176,15 @@ class KafkaEngineRunner:
     @property
     def owned(self) -> list[int]:
         return sorted(tp.partition for tp in self._parts)
+
+    def silences(self) -> list[Silence]:
+        """The silences of the owned partitions' engines, the newest version of each."""
+        found: dict[str, Silence] = {}
+        for part in self._parts.values():
+            for s in part.engine.silences:
+                if s.id not in found or s.updated_at > found[s.id].updated_at:
+                    found[s.id] = s
+        return list(found.values())
 
     async def drained(self) -> None:
         """Until the group has decided everything on the alerts topic at the time of the call

@@ -1,6 +1,6 @@
 """Storage metrics of the embedded backend, built from the injected registry.
 
-Named as the shipped dashboard and alerting rules expect (`router_db_*`). The table label
+Named as the shipped dashboard and alerting rules expect (`incident_router_db_*`). The table label
 takes the fixed table names below, never anything a user sends.
 """
 
@@ -17,20 +17,20 @@ PRUNED_TABLES = ("log", "alerts", "incidents", "deliveries", "dead_letters")
 class StorageMetrics:
     def __init__(self, registry: CollectorRegistry) -> None:
         self.size_bytes = Gauge(
-            "router_db_size_bytes",
+            "incident_router_db_size_bytes",
             "Size on disk of the embedded database: the file and its write-ahead log.",
             registry=registry,
         )
         self.rows = Gauge(
-            "router_db_rows", "Rows per table of the embedded database.", ["table"],
+            "incident_router_db_rows", "Rows per table of the embedded database.", ["table"],
             registry=registry,
         )
         self.pruned = Counter(
-            "router_db_pruned_rows_total",
+            "incident_router_db_pruned_rows_total",
             "Rows deleted by retention, per table.", ["table"], registry=registry,
         )
         self.last_prune = Gauge(
-            "router_db_last_prune_timestamp_seconds",
+            "incident_router_db_last_prune_timestamp_seconds",
             "When retention last finished a pass.", registry=registry,
         )
         for table in TABLES:

@@ -24,7 +24,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Mapping
 
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from router.delivery.metrics import DeliveryMetrics
 from router.delivery.outbox import DeadLetters, Outbox, OutboxItem, RecordingOutbox
@@ -61,24 +61,26 @@ class Dispatcher:
         poll_interval: float = 1.0,
         batch_size: int = 200,
         max_in_flight: int = 10_000,
+        dead_letter_refresh: float = 60.0,
     ) -> None:
         self._outbox = outbox
         self._dead_letters = dead_letters
-        self._receivers = dict(receivers)
         self._store = store
         self._batch_store = store if isinstance(store, BatchDeliveryStore) else None
         self._recording = (outbox if isinstance(outbox, RecordingOutbox)
                            and outbox.records_into(store) else None)
-        self.metrics = DeliveryMetrics(registry, self._receivers)
-        # Per-receiver metric children, looked up once instead of per notification.
-        names = {r.name for r in self._receivers.values()}
-        self._sent = {n: self.metrics.sent.labels(n) for n in names}
-        self._latency = {n: self.metrics.latency.labels(n) for n in names}
+        self.metrics = DeliveryMetrics(registry, receivers)
         self._poll_interval = poll_interval
         self._batch_size = batch_size
         self._max_in_flight = max_in_flight
-        self._buckets = {n: TokenBucket(r.rate_limit) for n, r in self._receivers.items()}
-        self._limits = {n: r.concurrency for n, r in self._receivers.items()}
+        self._dead_letter_refresh = dead_letter_refresh
+        self._dead_letters_counted_at: float | None = None
+        self._receivers: dict[str, Receiver] = {}
+        self._sent: dict[str, Counter] = {}
+        self._latency: dict[str, Histogram] = {}
+        self._buckets: dict[str, TokenBucket] = {}
+        self._limits: dict[str, int] = {}
+        self.set_receivers(receivers)
         # A receiver's lanes run on at most `concurrency` worker tasks, each taking lane after
         # lane; lanes waiting for a worker queue here, oldest first.
         self._workers: dict[str, int] = {}
@@ -94,6 +96,21 @@ class Dispatcher:
         self._wakeup = asyncio.Event()
         # Told after each item is done (delivered, dead-lettered or skipped): the intake gate.
         self.on_done: Callable[[], None] = lambda: None
+
+    def set_receivers(self, receivers: Mapping[str, Receiver]) -> None:
+        """Swap the receiver map at once (config reload). A send in flight finishes on the sink
+        it started with; the next item of every lane uses the new one. A receiver that stays
+        keeps its rate-limit bucket unless its limit changed."""
+        for name, r in receivers.items():
+            old = self._receivers.get(name)
+            if old is None or old.rate_limit != r.rate_limit:
+                self._buckets[name] = TokenBucket(r.rate_limit)
+            self.metrics.add_receiver(name)
+            # Metric children looked up once here instead of per notification.
+            self._sent[name] = self.metrics.sent.labels(name)
+            self._latency[name] = self.metrics.latency.labels(name)
+        self._limits = {n: r.concurrency for n, r in receivers.items()}
+        self._receivers = dict(receivers)
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -117,6 +134,7 @@ class Dispatcher:
         self._lanes.clear()
         self._in_flight.clear()
         self._unrecorded.clear()
+        self.metrics.clear_backlog()
 
     @property
     def backlog(self) -> int:
@@ -130,6 +148,7 @@ class Dispatcher:
     async def replay(self, id: str | None = None, receiver: str | None = None) -> int:
         """DeadLetters.replay, then wake up: for `dlq replay` and POST /api/v1/dlq."""
         count = await self._dead_letters.replay(id=id, receiver=receiver)
+        self._dead_letters_counted_at = None  # recount at the next poll
         self.wake()
         return count
 
@@ -145,6 +164,7 @@ class Dispatcher:
 
     async def _poll(self) -> None:
         while True:
+            await self._count_dead_letters()
             room = self._max_in_flight - len(self._in_flight)
             items: list[OutboxItem] = []
             if room > 0:
@@ -158,6 +178,7 @@ class Dispatcher:
             for item in fresh:
                 if item.id not in self._in_flight:
                     self._in_flight.add(item.id)
+                    self.metrics.taken(item.receiver)
                     self._enqueue(item)
             if items:
                 self._cursor = max(self._cursor or 0, *(i.seq for i in items))
@@ -165,6 +186,21 @@ class Dispatcher:
                 self._wakeup.clear()
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), self._poll_interval)
+
+    async def _count_dead_letters(self) -> None:
+        """Set the dead-letter gauge from the store now and then: a dead letter counts it up at
+        once, but a replay or removal by another process is only seen here."""
+        now = time.monotonic()
+        counted = self._dead_letters_counted_at
+        if counted is not None and now - counted < self._dead_letter_refresh:
+            return
+        try:
+            parked = await self._dead_letters.list()
+        except Exception as exc:  # the backend is down: keep the last count, try again later
+            log.warning("dead-letter count failed: %s", type(exc).__name__)
+            return
+        self._dead_letters_counted_at = now
+        self.metrics.set_dead_letters(d.receiver for d in parked)
 
     async def _check_records(self, store: BatchDeliveryStore, items: list[OutboxItem]) -> None:
         """Which of `items` were never delivered, in one read (see `_unrecorded`)."""
@@ -216,6 +252,7 @@ class Dispatcher:
             await self._deliver_until_recorded(item)
             queue.popleft()
             self._in_flight.discard(item.id)
+            self.metrics.done(item.receiver)
             self.on_done()
         # No await between the emptiness check and this: nothing can slip in unseen.
         del self._lanes[lane]
@@ -242,6 +279,8 @@ class Dispatcher:
         if receiver is None:
             log.warning("notification %s for unknown receiver %r: dead-lettered", n.id, n.receiver)
             await self._outbox.dead_letter(item, f"unknown_receiver: {n.receiver}")
+            self.metrics.failed.labels(n.receiver, "unknown_receiver").inc()
+            self.metrics.dead_lettered_one(n.receiver, "unknown_receiver")
             return
         name = receiver.name
         if await self._dead_letters.holds(name, n.group_key):
@@ -249,7 +288,7 @@ class Dispatcher:
                 item, "held: an earlier notification of this incident is in the dead-letter store"
             )
             self.metrics.failed.labels(name, "held").inc()
-            self.metrics.dead_lettered.labels(name).inc()
+            self.metrics.dead_lettered_one(name, "held")
             log.info("receiver %s: %s %s held behind a dead letter", name, n.kind.value, n.id)
             return
         if not unrecorded and await self._store.already_delivered(n.id, name):
@@ -295,5 +334,5 @@ class Dispatcher:
             return
         reason = describe(result)
         await self._outbox.dead_letter(item, reason)
-        self.metrics.dead_lettered.labels(name).inc()
+        self.metrics.dead_lettered_one(name, result.reason or "server_error")
         log.warning("receiver %s: %s %s dead-lettered: %s", name, n.kind.value, n.id, reason)

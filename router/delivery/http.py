@@ -8,17 +8,20 @@ retryable or permanent; any text kept from them passes through a `Redactor` firs
 from __future__ import annotations
 
 import email.utils
+import ssl
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
+import aiohttp
 import orjson
+from aiohttp.helpers import get_env_proxy_for_url
 from yarl import URL
 
-from router.delivery.client import HttpClient, HttpError, InvalidURL
 from router.delivery.result import DeliveryResult
+from router.delivery.session import ConnectionSettings, tls_context
 
 DETAIL_LIMIT = 300
 
@@ -82,31 +85,104 @@ def dumps(body: Any) -> bytes:
     return orjson.dumps(body)
 
 
+MAX_ANSWER_BYTES = 1 << 20  # vendor answers are small; more is cut (the status still counts)
+
+
+@dataclass(frozen=True)
+class Http:
+    """One receiver's way out: the shared session plus its own proxy, TLS and timeouts."""
+
+    session: aiohttp.ClientSession
+    timeout: aiohttp.ClientTimeout
+    ssl: ssl.SSLContext | bool = True
+    proxy: str | None = None
+    # The environment's proxy per origin, looked up at the first request to it (see proxy_for).
+    _env_proxies: dict[str, str | None] = field(default_factory=dict, compare=False, repr=False)
+
+    @classmethod
+    def of(cls, session: aiohttp.ClientSession, settings: ConnectionSettings) -> Http:
+        """Raises `TlsFileError` when the CA bundle or client certificate cannot be loaded."""
+        return cls(
+            session=session,
+            timeout=aiohttp.ClientTimeout(total=settings.timeout_seconds,
+                                          connect=settings.connect_timeout_seconds),
+            ssl=tls_context(settings),
+            proxy=settings.proxy_url.get_secret_value() if settings.proxy_url else None,
+        )
+
+    def proxy_for(self, url: str) -> str | None:
+        """The receiver's proxy_url, else HTTP_PROXY/HTTPS_PROXY unless NO_PROXY covers the host.
+
+        aiohttp's `trust_env` would do this lookup (and a ~/.netrc read) in a worker thread on
+        every request, which doubled delivery's CPU per notification (bench/delivery.py); the
+        same lookup, aiohttp's own, is done here once per receiver and origin instead.
+        """
+        if self.proxy is not None:
+            return self.proxy
+        origin = "/".join(url.split("/", 3)[:3])
+        if origin not in self._env_proxies:
+            self._env_proxies[origin] = _env_proxy(origin)
+        return self._env_proxies[origin]
+
+
+def _env_proxy(origin: str) -> str | None:
+    try:
+        proxy, auth = get_env_proxy_for_url(URL(origin))
+    except (LookupError, ValueError):
+        return None
+    if auth is not None:  # from ~/.netrc: carried in the URL, as a proxy_url's would be
+        proxy = proxy.with_user(auth.login).with_password(auth.password)
+    return str(proxy)
+
+
 async def http_call(
-    session: HttpClient,
+    http: Http,
     method: str,
     url: str,
     *,
     body: bytes | None = None,
     headers: Mapping[str, str] | None = None,
-    timeout_seconds: float = 15.0,
 ) -> HttpAnswer | DeliveryResult:
     """One request. Transport problems come back as a retryable DeliveryResult, never raised."""
     hdrs = {"Content-Type": "application/json", **(headers or {})} if body is not None else dict(
         headers or {}
     )
     try:
-        resp = await session.request(method, url, body=body, headers=hdrs,
-                                     timeout_seconds=timeout_seconds)
+        async with http.session.request(
+            method, url, data=body, headers=hdrs, timeout=http.timeout, ssl=http.ssl,
+            proxy=http.proxy_for(url), allow_redirects=False,
+        ) as resp:
+            return HttpAnswer(resp.status, resp.headers, _text(resp, await _read_capped(resp)))
+    # Never str(exc) below: aiohttp's messages name the URL.
     except TimeoutError:
         return DeliveryResult.failed("timeout", retryable=True)
-    except InvalidURL:
+    except (aiohttp.InvalidURL, aiohttp.NonHttpUrlClientError):
         return DeliveryResult.failed("client_error", retryable=False, detail="invalid URL")
-    except (HttpError, OSError):
-        # Deliberately not str(exc): it might name the URL.
+    except aiohttp.ClientSSLError:
+        # Certificate not trusted (no ca_file for a private CA?), wrong host, handshake refused.
+        return DeliveryResult.failed("tls_error", retryable=True,
+                                     detail="TLS handshake or certificate verification failed")
+    except (aiohttp.ClientError, OSError):
         return DeliveryResult.failed("connection_error", retryable=True)
-    # The response's own read-only, case-insensitive headers: no copy per request.
-    return HttpAnswer(resp.status, resp.headers, resp.text())
+    except ValueError:
+        # A header aiohttp refuses to send (CR or LF in a value could start another header).
+        return DeliveryResult.failed("client_error", retryable=False, detail="invalid request")
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    parts: list[bytes] = []
+    size = 0
+    while size < MAX_ANSWER_BYTES and (chunk := await resp.content.readany()):
+        parts.append(chunk)
+        size += len(chunk)
+    return b"".join(parts)[:MAX_ANSWER_BYTES]
+
+
+def _text(resp: aiohttp.ClientResponse, raw: bytes) -> str:
+    try:
+        return raw.decode(resp.charset or "utf-8", errors="replace")
+    except LookupError:  # a charset Python does not know
+        return raw.decode("utf-8", errors="replace")
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:

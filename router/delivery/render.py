@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import jinja2
 import jinja2.meta
@@ -152,15 +153,31 @@ def _as_time(value: Any) -> datetime | None:
 
 
 def first_link(n: Notification, field: str) -> str | None:
-    """runbook_url / dashboard_url / generator_url: details first, then the first alert's."""
+    """runbook_url / dashboard_url / generator_url: details first, then the alerts', in order.
+
+    Only http(s) URLs: these come from alert annotations, and a `javascript:` or `data:` URL
+    behind a Slack button or a Teams Action.OpenUrl would run in whoever clicks it.
+    """
     value = n.details.get(field)
-    if isinstance(value, str) and value:
+    if isinstance(value, str) and safe_link(value):
         return value
     for a in n.alerts:
         link = getattr(a, field)
-        if link:
+        if link and safe_link(str(link)):
             return str(link)
     return None
+
+
+def safe_link(url: str) -> bool:
+    """An absolute http:// or https:// URL with a host, and nothing that could end a markup
+    link early (whitespace, control characters, quotes, angle brackets, `|`)."""
+    if any(c.isspace() or ord(c) < 32 or c in '<>"|`' for c in url):
+        return False
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return False
+    return parts.scheme.lower() in ("http", "https") and bool(parts.hostname)
 
 
 _RESOLVE = NotificationKind.RESOLVE

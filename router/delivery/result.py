@@ -15,6 +15,7 @@ FailureReason = Literal[
     "server_error",  # 5xx, Slack internal/fatal errors
     "timeout",
     "connection_error",
+    "tls_error",  # handshake failed or the certificate is not trusted (see ca_file)
     "client_error",  # other 4xx / 3xx: the vendor refused the request, retrying will not help
     "vendor_error",  # HTTP 200 with a vendor error (Slack ok:false), permanent
     "template_error",
@@ -23,7 +24,7 @@ FailureReason = Literal[
 ]
 
 FAILURE_REASONS: tuple[FailureReason, ...] = (
-    "rate_limited", "server_error", "timeout", "connection_error", "client_error",
+    "rate_limited", "server_error", "timeout", "connection_error", "tls_error", "client_error",
     "vendor_error", "template_error", "held", "unknown_receiver",
 )
 

@@ -5,11 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Protocol
 
-from router.delivery.client import HttpClient
+import aiohttp
+
+from router.delivery.http import Http
 from router.delivery.ratelimit import RateLimit
 from router.delivery.records import DeliveryStore
 from router.delivery.result import DeliveryResult
 from router.delivery.retry import RetryPolicy
+from router.delivery.session import ConnectionSettings
 from router.model import Notification
 
 
@@ -23,8 +26,12 @@ class Sink(Protocol):
 class SinkContext:
     """Shared resources a sink factory may use."""
 
-    session: HttpClient
+    session: aiohttp.ClientSession  # the process's one (router.delivery.session)
     store: DeliveryStore
+
+    def http(self, settings: ConnectionSettings) -> Http:
+        """The session as `settings` (a receiver's config) connect through it."""
+        return Http.of(self.session, settings)
 
 
 @dataclass(frozen=True)

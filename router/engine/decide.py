@@ -17,9 +17,11 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
-from router.engine import lifecycle
+from router.engine import incidents
+from router.engine.ids import IncidentIds
+from router.engine.instant import Instant, from_ts, to_ts
 from router.engine.state import (
     FLAP_DAMPED,
     FLAP_NONE,
@@ -28,10 +30,8 @@ from router.engine.state import (
     AlertState,
     EngineContext,
     GroupState,
-    IncidentIds,
     Tick,
     group_key_of,
-    to_ts,
 )
 from router.model import (
     Alert,
@@ -43,6 +43,8 @@ from router.model import (
     Status,
     stable_id,
 )
+from router.noise.heartbeats import HEARTBEAT
+from router.noise.heartbeats import PREFIX as HEARTBEAT_PREFIX
 
 Event = AlertEvent | CommandEvent | Tick
 
@@ -50,62 +52,109 @@ K = NotificationKind
 _RANK = {sev: sev.rank for sev in Severity}  # Enum.value is slow on hot paths
 
 
+class Decision(NamedTuple):
+    """What `decide` returns: the group's new state (None: delete it), the notifications, and
+    the incident id counter after any ids this decision allocated."""
+
+    state: GroupState | None
+    notifications: list[Notification]
+    ids: IncidentIds
+
+
 def decide(
     state: GroupState | None,
     event: Event,
     now: datetime,
     ctx: EngineContext,
+    ids: IncidentIds,
     *,
     flush: bool = True,
-    ids: IncidentIds | None = None,
-) -> tuple[GroupState | None, list[Notification]]:
+) -> Decision:
     """Apply `event` to the group's `state`; None in means a new group, None out means delete.
 
     With `flush=False` an alert event only updates state and arms timers, and the caller sends
     the group a `Tick` once it has applied a whole batch of events: `Engine` does this, so a
     burst of SEV1 alerts in one batch gives one TRIGGER listing all of them.
 
-    With `ctx.incidents` set, the group's incidents follow (`router.engine.lifecycle`):
-    commands act on them, and `ids` numbers new ones (the `Engine` owns the counter).
+    With `ctx.incidents` set, the group's incidents follow (`router.engine.incidents`):
+    commands act on them, and new ones are numbered from `ids`; the counter after them is
+    returned, `ids` itself is not changed.
     """
-    ids = ids if ids is not None else IncidentIds()
-    now_ts = to_ts(now)
+    at = Instant.of(now)
+    if isinstance(event, CommandEvent) and event.command == HEARTBEAT:
+        return _beat(state, event, now, ctx, ids)
+    if isinstance(event, Tick) and state is not None and state.heartbeat_due is not None and (
+            state.heartbeat_due <= at.ts):
+        return _missed(state, now, ctx, ids)
     if isinstance(event, CommandEvent):
         if ctx.incidents is None:
-            return state, []
-        new, notes = lifecycle.apply_command(state, event, now_ts, now, ctx, ids)
+            return Decision(state, [], ids)
+        new, notes, ids = incidents.apply_command(state, event, at, ctx, ids)
         if new is None:
-            return None, notes
-        return _expire(new, now_ts, ctx, timers=False), notes
+            return Decision(None, notes, ids)
+        return Decision(_expire(new, at.ts, ctx, timers=False), notes, ids)
     timers = isinstance(event, Tick)
     before = state
     if isinstance(event, Tick):
         if state is None:
-            return None, []
-        s, notes = _step(state, now_ts, now, ctx, timers=True)
+            return Decision(None, [], ids)
+        s, notes = _step(state, at, ctx, timers=True)
     else:
         alert = event.alert
         if state is None:
             if not flush:
-                return _new_group(alert, now_ts, ctx), []
-            state = GroupState.build(k=group_key_of(alert))
-        state = _apply_alert(state, alert, now_ts, ctx)
+                return Decision(_new_group(alert, at.ts, ctx), [], ids)
+            state = GroupState.build(key=group_key_of(alert))
+        state = _apply_alert(state, alert, at.ts, ctx)
         if not flush:
             # Batched: the caller re-arms each touched group once after the batch (`rearm`),
             # so a storm into one big group costs O(1) per alert here, not O(group size).
-            return _hold(state, alert), []
-        s, notes = _step(state, now_ts, now, ctx, timers=False, flush=flush)
+            return Decision(_hold(state, alert), [], ids)
+        s, notes = _step(state, at, ctx, timers=False, flush=flush)
     if ctx.incidents is not None:
-        s, notes = lifecycle.after_group(before, s, notes, now_ts, now, ctx, ids, timers=timers)
-    return _expire(s, now_ts, ctx, timers=timers), notes
+        s, notes, ids = incidents.after_group(before, s, notes, at, ctx, ids, timers=timers)
+    return Decision(_expire(s, at.ts, ctx, timers=timers), notes, ids)
+
+
+def _beat(state: GroupState | None, event: CommandEvent, now: datetime, ctx: EngineContext,
+          ids: IncidentIds) -> Decision:
+    """A heartbeat: the next one is due `interval + grace` from now; the missing-heartbeat
+    alert, if raised, resolves."""
+    key = event.group_key or ""
+    hb = ctx.heartbeats.get(key.removeprefix(HEARTBEAT_PREFIX))
+    if hb is None:
+        return Decision(state, [], ids)
+    due = Instant.of(now).ts + (hb.interval + hb.grace).total_seconds()
+    missing = state.alerts.get(f"router:heartbeat-{hb.name}") if state is not None else None
+    notes: list[Notification] = []
+    if state is not None and missing is not None and missing.firing:
+        back = AlertEvent.of(hb.back_alert(missing.alert, now))
+        state, notes, ids = decide(state, back, now, ctx, ids)
+    s = state if state is not None else GroupState.build(key=key)
+    return Decision(s.with_(heartbeat_due=due), notes, ids)
+
+
+def _missed(state: GroupState, now: datetime, ctx: EngineContext,
+            ids: IncidentIds) -> Decision:
+    """No beat by the deadline: raise the router's own alert in the heartbeat's group."""
+    hb = ctx.heartbeats.get(state.key.removeprefix(HEARTBEAT_PREFIX))
+    due = state.heartbeat_due
+    # The group's other timers first (a resolution on its way goes out before a new alarm).
+    after, notes, ids = decide(state.with_(heartbeat_due=None), Tick.build(group_key=state.key),
+                               now, ctx, ids)
+    if hb is None or due is None:
+        return Decision(after, notes, ids)
+    missing = AlertEvent.of(hb.missing_alert(from_ts(due - hb.grace.total_seconds()), now))
+    after, more, ids = decide(after, missing, now, ctx, ids)
+    return Decision(after, notes + more, ids)
 
 
 def rearm(state: GroupState, now: datetime, ctx: EngineContext) -> GroupState:
     """After a batch of alert events applied with `flush=False`: arm the group's timers once,
     exactly as a per-event step would have left them (no notification is sent here)."""
-    now_ts = to_ts(now)
-    s, _ = _step(state, now_ts, now, ctx, timers=False, flush=False)
-    expired = _expire(s, now_ts, ctx, timers=False)
+    at = Instant.of(now)
+    s, _ = _step(state, at, ctx, timers=False, flush=False)
+    expired = _expire(s, at.ts, ctx, timers=False)
     return expired if expired is not None else s
 
 
@@ -117,12 +166,13 @@ def _hold(s: GroupState, alert: Alert) -> GroupState:
     resolves (nothing held open) clears it. `inf` marks "armed"; `rearm` replaces it by the
     real deadline (it takes the minimum), so the result does not depend on batch boundaries.
     """
-    if s.ns is not None:
+    if s.notified_status is not None:
         return s
     if alert.status is Status.FIRING:
-        return s if s.w is not None else s.with_(w=_ARMED)
-    if s.w is not None and s.fl != FLAP_STARTED and not any(st.firing for st in s.a.values()):
-        return s.with_(w=None)
+        return s if s.wait_until is not None else s.with_(wait_until=_ARMED)
+    if (s.wait_until is not None and s.flap != FLAP_STARTED
+            and not any(st.firing for st in s.alerts.values())):
+        return s.with_(wait_until=None)
     return s
 
 
@@ -136,12 +186,13 @@ def _new_group(alert: Alert, now: float, ctx: EngineContext) -> GroupState:
     key = alert.key
     k = group_key_of(alert)
     if alert.status is not Status.FIRING:
-        return GroupState.build(k=k, a={key: AlertState.build(a=alert, t=t)})
+        return GroupState.build(key=k, alerts={key: AlertState.build(alert=alert, time=t)})
     history = (t,) if t > t - ctx.flap_window.total_seconds() else ()
     if len(history) > ctx.flap_threshold:  # flapping at once: only with an invalid context
-        return _hold(_apply_alert(GroupState.build(k=k), alert, now, ctx), alert)
-    state = AlertState.build(a=alert, t=t, h=history)
-    return GroupState.build(k=k, a={key: state}, et=int(t * 1000), w=_ARMED)
+        return _hold(_apply_alert(GroupState.build(key=k), alert, now, ctx), alert)
+    state = AlertState.build(alert=alert, time=t, changes=history)
+    return GroupState.build(key=k, alerts={key: state}, epoch_time=int(t * 1000),
+                            wait_until=_ARMED)
 
 
 # --- applying one alert --------------------------------------------------------------------
@@ -161,7 +212,7 @@ def _most_severe_of(states: Iterable[AlertState], ctx: EngineContext) -> Severit
     rank = 9
     default = ctx.default_severity
     for st in states:
-        sev = st.a.severity or default
+        sev = st.alert.severity or default
         r = _RANK[sev]
         if r < rank:
             best, rank = sev, r
@@ -172,54 +223,65 @@ def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) ->
     t = to_ts(alert.event_time)
     firing = alert.status is Status.FIRING
     key = alert.key
-    cur = s.a.get(key)
+    cur = s.alerts.get(key)
     duplicate = False
     if cur is None:
         # A resolution for an unknown alert is kept too: it makes a late firing recognisably stale.
-        new = AlertState.build(a=alert, t=t)
+        new = AlertState.build(alert=alert, time=t)
         status_changed = firing
-    elif t < cur.t or (t == cur.t and firing and not cur.firing):
+    elif t < cur.time or (t == cur.time and firing and not cur.firing):
         # Older than what we know (a resolution wins a tie with its own firing).
-        return s.with_(o=s.o + 1)
+        return s.with_(stale=s.stale + 1)
     elif firing == cur.firing:
-        same_severity = severity_of(alert, ctx) is severity_of(cur.a, ctx)
-        if same_severity and t == cur.t:
-            return s.with_(d=s.d + 1)
+        same_severity = severity_of(alert, ctx) is severity_of(cur.alert, ctx)
+        if same_severity and t == cur.time:
+            return s.with_(duplicates=s.duplicates + 1)
+        alert = _kept_start(alert, cur.alert)
         # Same status with a newer source time or another severity: keep the newer data.
         duplicate = same_severity
-        new = cur.with_(a=alert, t=t)
+        new = cur.with_(alert=alert, time=t)
         status_changed = False
     else:
-        new = cur.with_(a=alert, t=t)
+        new = cur.with_(alert=_kept_start(alert, cur.alert), time=t)
         status_changed = True
 
     update: dict[str, Any] = {}
     if duplicate:
-        update["d"] = s.d + 1
+        update["duplicates"] = s.duplicates + 1
     if status_changed:
         cutoff = t - ctx.flap_window.total_seconds()
-        history = tuple(h for h in (*new.h, t) if h > cutoff)[-(ctx.flap_threshold + 1) :]
-        new = new.with_(h=history)
+        history = tuple(h for h in (*new.changes, t) if h > cutoff)[-(ctx.flap_threshold + 1) :]
+        new = new.with_(changes=history)
         if firing:
-            update["x"] = None
-            if s.ns is Status.RESOLVED:
+            update["expires"] = None
+            if s.notified_status is Status.RESOLVED:
                 # Firing again after a notified resolution: a new epoch, paged afresh.
-                update.update(e=s.e + 1, et=int(t * 1000), q=0, ns=None, nv=None, rc=(), r=None)
-            elif s.ns is None and s.w is None:
-                update["et"] = int(t * 1000)
+                update.update(epoch=s.epoch + 1, epoch_time=int(t * 1000), sequence=0,
+                              notified_status=None, notified_severity=None, receivers=(),
+                              repeat_at=None)
+            elif s.notified_status is None and s.wait_until is None:
+                update["epoch_time"] = int(t * 1000)
         settle = now + ctx.flap_window.total_seconds()
         if len(history) > ctx.flap_threshold:
-            update["f"] = settle
-            if s.fl == FLAP_NONE:
-                update["fl"] = FLAP_STARTED
-            elif s.fl == FLAP_STOPPED:  # stop not yet announced: receivers still see it flapping
-                update["fl"] = FLAP_DAMPED
-        elif s.fl in (FLAP_STARTED, FLAP_DAMPED):
-            update["f"] = settle  # any status change while flapping postpones settling
-    alerts = dict(s.a)
+            update["flap_settles"] = settle
+            if s.flap == FLAP_NONE:
+                update["flap"] = FLAP_STARTED
+            elif s.flap == FLAP_STOPPED:  # stop not yet announced: receivers still see it flapping
+                update["flap"] = FLAP_DAMPED
+        elif s.flap in (FLAP_STARTED, FLAP_DAMPED):
+            update["flap_settles"] = settle  # any status change while flapping postpones settling
+    alerts = dict(s.alerts)
     alerts[key] = new
-    update["a"] = alerts
+    update["alerts"] = alerts
     return s.with_(**update)
+
+
+def _kept_start(alert: Alert, known: Alert) -> Alert:
+    """A resolution keeps the start of the firing it ends: sources that only say when the
+    state changed (a CloudWatch OK message) would otherwise report a zero-length problem."""
+    if alert.status is Status.RESOLVED and known.starts_at < alert.starts_at:
+        return alert.replace(starts_at=known.starts_at)
+    return alert
 
 
 # --- timers and notifications ---------------------------------------------------------------
@@ -228,7 +290,7 @@ def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) ->
 def _group_severity(s: GroupState, firing: list[AlertState], ctx: EngineContext) -> Severity:
     sev = _most_severe_of(firing, ctx)
     if sev is None:
-        sev = s.nv or _most_severe_of(s.a.values(), ctx)
+        sev = s.notified_severity or _most_severe_of(s.alerts.values(), ctx)
     return sev or ctx.default_severity
 
 
@@ -241,8 +303,8 @@ def _timers(
     gw: timedelta | None = None
     gi: timedelta | None = None
     ri: timedelta | None = None
-    for st in firing or s.a.values():
-        a = st.a
+    for st in firing or s.alerts.values():
+        a = st.alert
         v = a.group_wait
         if v is not None and (gw is None or v < gw):
             gw = v
@@ -259,32 +321,65 @@ def _timers(
     )
 
 
-def _pending(s: GroupState, firing: list[AlertState], sev: Severity) -> NotificationKind | None:
-    """What the group owes its receivers now, ignoring timing."""
-    if s.fl == FLAP_DAMPED:
+def _pending(s: GroupState, firing: list[AlertState], sev: Severity,
+             muted: bool) -> NotificationKind | None:
+    """What the group owes its receivers now, ignoring timing. `firing` are the audible firing
+    alerts; `muted` says whether others fire but are kept quiet (they hold a resolution)."""
+    if s.flap == FLAP_DAMPED:
         return None
-    held = bool(firing) or s.fl == FLAP_STARTED  # a flapping group is held open
-    if s.ns is None:
-        return K.TRIGGER if held else None
-    if s.ns is Status.RESOLVED:
+    if s.notified_status is None:
+        # An epoch starts with something audible firing; once notified, a flapping group is
+        # held open (below) until it settles.
+        return K.TRIGGER if firing else None
+    if s.notified_status is Status.RESOLVED:
         return None
-    if s.fl == FLAP_STARTED:
+    if s.flap == FLAP_STARTED:
         return K.UPDATE
     if not firing:
-        return K.RESOLVE
-    if s.fl == FLAP_STOPPED:
+        return None if muted else K.RESOLVE
+    if s.flap == FLAP_STOPPED:
         return K.UPDATE
-    if s.nv is not None and _RANK[sev] < _RANK[s.nv]:
+    if s.notified_severity is not None and _RANK[sev] < _RANK[s.notified_severity]:
         return K.UPDATE
-    if any(st.firing != st.n for st in s.a.values()):
+    if any(st.firing != st.notified for st in s.alerts.values() if st.muted is None):
         return K.UPDATE
     return None
 
 
+# How soon a mute without an end of its own (inhibition) is looked at again.
+QUIET_RECHECK_SECONDS = 60.0
+
+
+def _mute(s: GroupState, now: float,
+          ctx: EngineContext) -> tuple[GroupState, list[AlertState], bool, bool]:
+    """Mark which firing alerts are kept quiet now (`quiet.Mute`) and arm `quiet_until`;
+    the audible firing alerts, whether any firing alert is muted, and whether a mute of a
+    firing alert lifted in this step."""
+    quiet = ctx.quiet
+    changed: dict[str, AlertState] = {}
+    audible: list[AlertState] = []
+    until: float | None = None
+    lifted = False
+    for st in s.alerts.values():
+        m = quiet.mute(st.alert, now) if st.firing and not quiet.empty else None
+        tag = f"{m.reason}:{m.ref}" if m is not None else None
+        if tag != st.muted:
+            lifted = lifted or (tag is None and st.firing)
+            st = changed[st.alert.key] = st.with_(muted=tag)
+        if m is not None:
+            again = m.until if m.until is not None and m.until > now else (
+                now + QUIET_RECHECK_SECONDS)
+            until = again if until is None else min(until, again)
+        elif st.firing:
+            audible.append(st)
+    if changed or until != s.quiet_until:
+        s = s.with_(alerts={**s.alerts, **changed} if changed else s.alerts, quiet_until=until)
+    return s, audible, until is not None, lifted
+
+
 def _step(
     s: GroupState,
-    now: float,
-    now_dt: datetime,
+    at: Instant,
     ctx: EngineContext,
     *,
     timers: bool,
@@ -297,42 +392,48 @@ def _step(
     flap settling and expiry wait for the group's Tick, so that every change of one batch of
     events goes out together.
     """
+    now = at.ts
     notes: list[Notification] = []
     if timers:
-        if s.f is not None and s.f <= now:
+        if s.flap_settles is not None and s.flap_settles <= now:
             # Flapping settled. If it was never announced there is nothing to take back.
-            fl = FLAP_STOPPED if s.fl == FLAP_DAMPED else FLAP_NONE
-            s = s.with_(f=None, fl=fl)
+            fl = FLAP_STOPPED if s.flap == FLAP_DAMPED else FLAP_NONE
+            s = s.with_(flap_settles=None, flap=fl)
         s = _prune(s, now, ctx)
-    firing = [st for st in s.a.values() if st.firing]
+    muted = lifted = False
+    if ctx.quiet.empty and s.quiet_until is None:
+        firing = [st for st in s.alerts.values() if st.firing]
+    else:
+        s, firing, muted, lifted = _mute(s, now, ctx)
     sev = _group_severity(s, firing, ctx)
     group_wait, group_interval, repeat_interval = _timers(s, firing, sev, ctx)
-    kind = _pending(s, firing, sev)
+    kind = _pending(s, firing, sev, muted)
 
     w: float | None = None
     u: float | None = None
     if kind is K.TRIGGER:
-        w = now + group_wait
-        w = w if s.w is None else min(s.w, w)
+        # An alert kept quiet past its group_wait notifies as soon as the mute lifts.
+        w = now if lifted else now + group_wait
+        w = w if s.wait_until is None else min(s.wait_until, w)
     elif kind is not None:
-        u = max(now, (s.nt if s.nt is not None else now) + group_interval)
-        u = u if s.u is None else min(s.u, u)
-    if w != s.w or u != s.u:
-        s = s.with_(w=w, u=u)
+        u = max(now, (s.notified_at if s.notified_at is not None else now) + group_interval)
+        u = u if s.update_at is None else min(s.update_at, u)
+    if w != s.wait_until or u != s.update_at:
+        s = s.with_(wait_until=w, update_at=u)
 
     due = w if kind is K.TRIGGER else u
     if (
         kind is not None and due is not None and due <= now
         and (timers or (flush and kind is K.TRIGGER))
     ):
-        s, notes = _notify(s, kind, firing, sev, now, now_dt, ctx, repeat_interval)
-    elif timers and s.r is not None and s.r <= now:
-        if kind is None and firing and s.ns is Status.FIRING and s.fl == FLAP_NONE:
-            s, notes = _notify(s, K.REPEAT, firing, sev, now, now_dt, ctx, repeat_interval)
-        elif s.ns is Status.FIRING:  # damped or an update is on its way: remind later
-            s = s.with_(r=now + repeat_interval)
+        s, notes = _notify(s, kind, firing, sev, at, ctx, repeat_interval)
+    elif timers and s.repeat_at is not None and s.repeat_at <= now:
+        if kind is None and firing and s.notified_status is Status.FIRING and s.flap == FLAP_NONE:
+            s, notes = _notify(s, K.REPEAT, firing, sev, at, ctx, repeat_interval)
+        elif s.notified_status is Status.FIRING:  # damped or an update is on its way: remind later
+            s = s.with_(repeat_at=now + repeat_interval)
         else:
-            s = s.with_(r=None)
+            s = s.with_(repeat_at=None)
     return s, notes
 
 
@@ -340,28 +441,30 @@ def _expire(s: GroupState, now: float, ctx: EngineContext, *, timers: bool) -> G
     """A group with nothing firing, pending or open (no incident kept) is deleted after
     `resolved_retention`; None means delete now."""
     quiet = (
-        s.ns is not Status.FIRING and not s.firing and s.fl == FLAP_NONE
-        and s.w is None and s.u is None and not s.i
+        s.notified_status is not Status.FIRING and not s.firing and s.flap == FLAP_NONE
+        and s.wait_until is None and s.update_at is None and not s.incidents
+        and s.heartbeat_due is None
     )
     if quiet:
-        x = s.x if s.x is not None else now + ctx.resolved_retention.total_seconds()
+        x = s.expires if s.expires is not None else now + ctx.resolved_retention.total_seconds()
         if x <= now and timers:
             return None
-        if x != s.x:
-            s = s.with_(x=x)
-    elif s.x is not None:
-        s = s.with_(x=None)
+        if x != s.expires:
+            s = s.with_(expires=x)
+    elif s.expires is not None:
+        s = s.with_(expires=None)
     return s
 
 
 def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
     """Forget alerts resolved (and notified) longer than the retention ago in a live group."""
     cutoff = now - ctx.resolved_retention.total_seconds()
-    old = {k for k, st in s.a.items() if not st.firing and not st.n and st.t < cutoff}
-    if not old or len(old) == len(s.a):  # a fully resolved group expires as a whole
+    old = {k for k, st in s.alerts.items()
+           if not st.firing and not st.notified and st.time < cutoff}
+    if not old or len(old) == len(s.alerts):  # a fully resolved group expires as a whole
         return s
-    alerts = {k: st for k, st in s.a.items() if k not in old}
-    return s.with_(a=alerts)
+    alerts = {k: st for k, st in s.alerts.items() if k not in old}
+    return s.with_(alerts=alerts)
 
 
 def _receivers(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:
@@ -373,18 +476,18 @@ def _reasons(s: GroupState, kind: NotificationKind, sev: Severity) -> list[str]:
     if kind is K.REPEAT:
         return ["repeat"]
     reasons: list[str] = []
-    if s.fl == FLAP_STARTED:
+    if s.flap == FLAP_STARTED:
         reasons.append("flapping_started")
-    elif s.fl == FLAP_STOPPED:
+    elif s.flap == FLAP_STOPPED:
         reasons.append("flapping_stopped")
     if kind is not K.TRIGGER:
-        if any(st.firing and not st.n for st in s.a.values()):
+        if any(st.firing and not st.notified and st.muted is None for st in s.alerts.values()):
             reasons.append("alerts_firing")
-        if any(st.n and not st.firing for st in s.a.values()):
+        if any(st.notified and not st.firing for st in s.alerts.values()):
             reasons.append("alerts_resolved")
-        if s.nv is not None and _RANK[sev] < _RANK[s.nv]:
+        if s.notified_severity is not None and _RANK[sev] < _RANK[s.notified_severity]:
             reasons.append("severity_raised")
-        elif s.nv is not None and _RANK[sev] > _RANK[s.nv]:
+        elif s.notified_severity is not None and _RANK[sev] > _RANK[s.notified_severity]:
             reasons.append("severity_lowered")
     return reasons
 
@@ -394,76 +497,79 @@ def _notify(
     kind: NotificationKind,
     firing: list[AlertState],
     sev: Severity,
-    now: float,
-    now_dt: datetime,
+    at: Instant,
     ctx: EngineContext,
     repeat_interval: float,
 ) -> tuple[GroupState, list[Notification]]:
-    # Firing alerts plus those resolved since the last notification; sorted for determinism.
-    included = [st for st in s.a.values() if st.firing or st.n] or list(s.a.values())
+    now = at.ts
+    # Audible firing alerts plus those resolved since the last notification (a muted alert is
+    # neither); sorted for determinism.
+    included = [st for st in s.alerts.values()
+                if st.muted is None and (st.firing or st.notified)] or [
+        st for st in s.alerts.values() if st.muted is None] or list(s.alerts.values())
     if len(included) > 1:
         included.sort(
-            key=lambda st: (not st.firing, _RANK[severity_of(st.a, ctx)], st.a.starts_at,
-                            st.a.key)
+            key=lambda st: (not st.firing, _RANK[severity_of(st.alert, ctx)], st.alert.starts_at,
+                            st.alert.key)
         )
-    alerts = tuple(st.a for st in included)
+    alerts = tuple(st.alert for st in included)
     told = _receivers(alerts, sev, ctx)
-    if s.rc:
-        told.update(s.rc)
+    if s.receivers:
+        told.update(s.receivers)
     receivers = tuple(sorted(told))
     lead = alerts[0]
     title = lead.name + (f" ({lead.service})" if lead.service else "")
     if len(alerts) > 1:
         title += f" +{len(alerts) - 1} more"
     details: dict[str, Any] = {
-        "epoch": s.e,
-        "sequence": s.q,
-        "flapping": s.fl in (FLAP_STARTED, FLAP_DAMPED),
+        "epoch": s.epoch,
+        "sequence": s.sequence,
+        "flapping": s.flap in (FLAP_STARTED, FLAP_DAMPED),
         "firing": len(firing),
         "resolved": len(alerts) - sum(1 for a in alerts if a.status is Status.FIRING),
         "reasons": _reasons(s, kind, sev),
-        "duplicates": s.d,
-        "stale": s.o,
+        "duplicates": s.duplicates,
+        "stale": s.stale,
     }
-    if s.nv is not None and s.nv is not sev:
-        details["previous_severity"] = s.nv.value
-    epoch = f"{s.e}.{s.et}"
+    if s.notified_severity is not None and s.notified_severity is not sev:
+        details["previous_severity"] = s.notified_severity.value
+    epoch = f"{s.epoch}.{s.epoch_time}"
     dedup_key = s.dedup_key
-    sequence = str(s.q)
+    sequence = str(s.sequence)
     notes = [
         Notification.build(
-            id=stable_id(s.k, epoch, kind.value, sequence, receiver),
+            id=stable_id(s.key, epoch, kind.value, sequence, receiver),
             receiver=receiver,
             kind=kind,
-            group_key=s.k,
+            group_key=s.key,
             dedup_key=dedup_key,
             severity=sev,
             title=title,
             alerts=alerts,
-            created_at=now_dt,
+            created_at=at.dt,
             details=dict(details),  # one each, as validation would copy it
         )
         for receiver in receivers
     ]
     synced = {
-        key: st.with_(n=st.firing)
-        for key, st in s.a.items()
-        if st.n != st.firing
+        key: st.with_(notified=st.firing)
+        for key, st in s.alerts.items()
+        if st.notified != st.firing and st.muted is None
     }
     resolve = kind is K.RESOLVE
     update: dict[str, Any] = {
-        "q": s.q + 1,
-        "nt": now,
-        "ns": Status.RESOLVED if resolve else Status.FIRING,
-        "nv": sev,
-        "rc": receivers,
-        "w": None,
-        "u": None,
-        "r": None if resolve else now + repeat_interval,
-        "fl": _FLAP_AFTER_NOTIFY.get(s.fl, s.fl),
+        "sequence": s.sequence + 1,
+        "notified_at": now,
+        "notified_status": Status.RESOLVED if resolve else Status.FIRING,
+        "notified_severity": sev,
+        "receivers": receivers,
+        "wait_until": None,
+        "update_at": None,
+        "repeat_at": None if resolve else now + repeat_interval,
+        "flap": _FLAP_AFTER_NOTIFY.get(s.flap, s.flap),
     }
     if synced:
-        update["a"] = {**s.a, **synced}
+        update["alerts"] = {**s.alerts, **synced}
     return s.with_(**update), notes
 
 

@@ -4,7 +4,7 @@ Backends feed it batches of log events (`apply`) and wake it for timers (`tick`)
 returns a `Batch` of changed states and notifications that the backend commits atomically with
 the consumed log position (SQLite transaction, or Kafka transaction with the changelog).
 
-Memory: states are held in their stored form (`state.pack`: the compact `to_bytes()` JSON
+Memory: states are held in their stored form (`codec.pack`: the compact `to_bytes()` JSON
 behind a header with the group's next deadline, optionally deflated; the same bytes the
 changelog stores), plus a small LRU of decoded states for hot groups, so a million single-alert
 groups cost about the size of their JSON each rather than a pydantic object graph (several
@@ -21,23 +21,18 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from router.engine.codec import frame, packed_deadline, unpack
 from router.engine.decide import Event, decide, rearm
-from router.engine.lifecycle import command_target
-from router.engine.state import (
-    IDS_KEY,
-    EngineContext,
-    GroupState,
-    IncidentIds,
-    Tick,
-    frame,
-    from_ts,
-    group_key_of,
-    packed_deadline,
-    to_ts,
-    unpack,
-)
+from router.engine.ids import IDS_KEY, IncidentIds
+from router.engine.incidents import command_target
+from router.engine.instant import from_ts, to_ts
+from router.engine.noise import NOISE_KEY, Noise
+from router.engine.quiet import Quiet
+from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
-from router.model import AlertEvent, CommandEvent, Notification, NotificationKind
+from router.model import AlertEvent, AlertsEvent, CommandEvent, Notification, NotificationKind
+from router.noise.heartbeats import HEARTBEAT
+from router.noise.silences import Silence
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,8 +41,8 @@ class Batch:
 
     # New state per group key touched; None means delete (changelog tombstone / SQL DELETE).
     changed: dict[str, GroupState | None] = field(default_factory=dict)
-    # The same keys in their stored form, `state.pack` (None = delete), plus
-    # `state.IDS_KEY` (the incident id counter) when it moved: store it like a group.
+    # The same keys in their stored form, `codec.pack` (None = delete), plus
+    # `ids.IDS_KEY` (the incident id counter) when it moved: store it like a group.
     encoded: dict[str, bytes | None] = field(default_factory=dict)
     notifications: list[Notification] = field(default_factory=list)
     duplicates: int = 0  # events suppressed as duplicates
@@ -59,6 +54,7 @@ class Batch:
     # SLA breaches by (severity, sla) with sla "ack" | "resolve", once per incident and SLA.
     sla_breaches: dict[tuple[str, str], int] = field(default_factory=dict)
     unknown_commands: int = 0  # commands for an incident not known here (ignored)
+    quieted: dict[str, int] = field(default_factory=dict)  # alerts that became quiet, by reason
 
     @property
     def empty(self) -> bool:
@@ -74,6 +70,9 @@ class Batch:
         breaches = dict(self.sla_breaches)
         for key, n in later.sla_breaches.items():
             breaches[key] = breaches.get(key, 0) + n
+        quieted = dict(self.quieted)
+        for reason, n in later.quieted.items():
+            quieted[reason] = quieted.get(reason, 0) + n
         return Batch(
             changed=changed,
             encoded=encoded,
@@ -85,13 +84,16 @@ class Batch:
             incidents={**self.incidents, **later.incidents},
             sla_breaches=breaches,
             unknown_commands=self.unknown_commands + later.unknown_commands,
+            quieted=quieted,
         )
 
 
-def event_group_key(event: Event) -> str | None:
+def event_group_key(event: Event | AlertsEvent) -> str | None:
     """The group an event belongs to (None: a command without a group key)."""
     if isinstance(event, AlertEvent):
         return group_key_of(event.alert)
+    if isinstance(event, AlertsEvent):
+        return group_key_of(event.alerts[0])
     if isinstance(event, Tick):
         return event.group_key
     return event.group_key or None
@@ -112,13 +114,14 @@ class Engine:
         """`hot_alerts` bounds the decoded-state LRU (in alerts, since big groups are the ones
         worth keeping decoded), `hot_groups` its number of groups (every decoded state is a few
         dozen objects the garbage collector walks, and a small group decodes quickly).
-        `compress_level` 1-9 deflates the stored form (`state.pack`: about a third of the
+        `compress_level` 1-9 deflates the stored form (`codec.pack`: about a third of the
         memory and changelog bytes, for ~10-30 us per write), 0 keeps the JSON plain. Level 1
         by default: under 0.5 KiB of RSS per active alert instead of ~1 KiB, for ~3% of the
         CPU an alert costs end to end.
         `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
         """
-        self.context = context if context is not None else EngineContext()
+        self.noise = Noise()
+        self._base = self._context = context if context is not None else EngineContext()
         self.ids = ids if ids is not None else IncidentIds()
         self._hot_budget = max(1, hot_alerts)
         self._hot_groups = max(1, hot_groups)
@@ -133,6 +136,27 @@ class Engine:
         self._times: list[float] = []
         self._armed = 0
         self._fired: set[str] = set()  # keys whose bucket fired in this `apply`
+
+    # --- context ----------------------------------------------------------------------------
+
+    @property
+    def context(self) -> EngineContext:
+        """The config's context with the noise state's silences and inhibitors in its quiet."""
+        return self._context
+
+    @context.setter
+    def context(self, value: EngineContext) -> None:
+        self._base = value
+        self._requiet()
+
+    def _requiet(self) -> None:
+        base = self._base
+        quiet = self.noise.quiet(base.quiet)
+        self._context = base if quiet is base.quiet else base.with_(quiet=quiet)
+
+    @property
+    def silences(self) -> list[Silence]:
+        return list(self.noise.silences.values())
 
     # --- reading ----------------------------------------------------------------------------
 
@@ -158,8 +182,8 @@ class Engine:
         return state
 
     def encoded(self, key: str) -> bytes | None:
-        """The stored form of one group (`state.pack`: what the changelog / SQLite row holds;
-        `state.unpacked(data, key)` gives its `to_bytes()` JSON)."""
+        """The stored form of one group (`codec.pack`: what the changelog / SQLite row holds;
+        `codec.unpacked(data, key)` gives its `to_bytes()` JSON)."""
         return self._raw.get(key)
 
     def next_deadline(self) -> datetime | None:
@@ -188,7 +212,11 @@ class Engine:
     def load(self, key: str, state: GroupState | bytes | None) -> None:
         """Restore one group (changelog / SQLite replay); None deletes (a tombstone)."""
         if key == IDS_KEY:
-            self.ids.load(None if isinstance(state, GroupState) else state)
+            self.ids = self.ids.loaded(None if isinstance(state, GroupState) else state)
+            return
+        if key == NOISE_KEY:
+            self.noise = Noise.from_bytes(None if isinstance(state, GroupState) else state)
+            self._requiet()
             return
         if state is None:
             self.drop([key])
@@ -207,41 +235,65 @@ class Engine:
     def clear(self) -> None:
         """Forget everything, the incident counter included (before a full restore)."""
         self.drop(list(self._raw))
-        self.ids.load(None)
+        self.ids = self.ids.loaded(None)
+        self.noise = Noise()
+        self._requiet()
 
     def drop(self, keys: Iterable[str]) -> None:
         """Forget groups (partitions revoked); their timer entries die lazily."""
         for key in keys:
             if key == IDS_KEY:
-                self.ids.load(None)
+                self.ids = self.ids.loaded(None)
+                continue
+            if key == NOISE_KEY:
+                self.noise = Noise()
+                self._requiet()
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
 
     # --- deciding -----------------------------------------------------------------------------
 
-    def apply(self, events: Sequence[Event], now: datetime) -> Batch:
-        """Decide a batch of events at engine time `now`, then fire every timer due by `now`.
+    def apply(self, events: Sequence[Event | AlertsEvent], now: datetime,
+              wake: Iterable[str] = ()) -> Batch:
+        """Decide a batch of events at engine time `now`, then fire every timer due by `now`
+        (and look at the groups in `wake` as if one were due).
 
         Updates and resolutions are sent by timers, so firing them after the whole batch has
-        been applied makes one notification of all its changes. Commands are ignored for now.
+        been applied makes one notification of all its changes.
         """
         run = _Run(self, now)
-        ids_before = self.ids.snapshot()
+        ids_before = self.ids
+        noise_before = self.noise
         for event in events:
             key = event_group_key(event)
-            if key is not None:
+            if key == NOISE_KEY:
+                assert isinstance(event, CommandEvent)
+                self.noise = self.noise.applied(event)
+                if self.noise is not noise_before:
+                    self._requiet()
+            elif isinstance(event, AlertsEvent):
+                for alert in event.alerts:  # one request's alerts of one group, together
+                    run.decide(key or group_key_of(alert), AlertEvent.of(alert))
+            elif key is not None:
                 run.decide(key, event)
             else:
                 run.unknown_commands += 1
+        quiet: list[str] = []
         for key in run.touched:
             state = run.work.get(key)
             if state is not None:
-                run.work[key] = rearm(state, now, self.context)
+                state = run.work[key] = rearm(state, now, self.context)
+                if state is not None and state.quiet_until is not None and state.incidents:
+                    quiet.append(key)  # its incident's timeline says so now (a Tick)
         run.touched.clear()  # re-armed: their Ticks below need not do it again
         now_ts = to_ts(now)
         due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
         self._fired.update(due)
+        due.update(dict.fromkeys(quiet))
+        if self.noise is not noise_before:  # silences or inhibitors changed: look again
+            wake = [*wake, *self._quiet_candidates()]
+        due.update(dict.fromkeys(k for k in wake if k in self._raw))
         for key, state in run.work.items():
             deadline = state.next_deadline() if state is not None else None
             if deadline is not None and deadline <= now_ts:
@@ -249,8 +301,10 @@ class Engine:
         for key in due:
             run.decide(key, Tick.build(group_key=key))
         changed, encoded = self._store(run.before, run.work)
-        if self.ids.snapshot() != ids_before:
+        if self.ids != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
+        if self.noise is not noise_before:
+            encoded[NOISE_KEY] = self.noise.to_bytes()
         notified: dict[NotificationKind, int] = {}
         breaches: dict[tuple[str, str], int] = {}
         seen: set[tuple[str | None, str]] = set()
@@ -273,11 +327,26 @@ class Engine:
             incidents=run.views,
             sla_breaches=breaches,
             unknown_commands=run.unknown_commands,
+            quieted=_quieted(run.before, run.work),
         )
 
     def tick(self, now: datetime) -> Batch:
         """Fire every timer due at `now` (group_wait, group_interval, repeat, flap, expiry)."""
         return self.apply((), now)
+
+    def set_quiet(self, quiet: Quiet, now: datetime) -> Batch:
+        """New silences / windows / inhibitions in force: every group with a firing alert looks
+        again at once (a silence created mutes what it matches before anything else is sent;
+        one expired early lets its alerts notify). Costs a decode of every group: silences
+        change rarely."""
+        self.context = self._base.with_(quiet=quiet)
+        return self.apply((), now, wake=self._quiet_candidates())
+
+    def _quiet_candidates(self) -> list[str]:
+        """Groups a change of silences or inhibitors may concern: those with a firing alert
+        or a mute (a decode of every group: such changes are rare)."""
+        return [key for key in list(self._raw)
+                if (s := self.get(key)) is not None and (s.firing or s.quiet_until)]
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -314,7 +383,7 @@ class Engine:
                     raw[key] = held = data
                     changed[key] = new
                     encoded[key] = data
-                if key in self._hot or len(new.a) > 1:
+                if key in self._hot or len(new.alerts) > 1:
                     self._remember(key, new)  # a single alert's group decodes quickly
             assert held is not None
             self._arm(key, packed_deadline(held), previous)
@@ -324,7 +393,7 @@ class Engine:
         return changed, encoded
 
     def _pack(self, key: str, state: GroupState) -> bytes:
-        # `state.pack` for the key it is stored under (the same as `state.k`, but exact even
+        # `codec.pack` for the key it is stored under (the same as `state.key`, but exact even
         # if it were not: the key left out of the frame is the one it is read back with).
         return frame(state.to_bytes(), state.next_deadline(), key, self._level)
 
@@ -353,7 +422,7 @@ class Engine:
 
     def _remember(self, key: str, state: GroupState) -> None:
         self._forget_hot(key)
-        size = len(state.a) + 1
+        size = len(state.alerts) + 1
         self._hot[key] = (state, size)
         self._hot_size += size
         while (self._hot_size > self._hot_budget or len(self._hot) > self._hot_groups) and len(
@@ -365,6 +434,22 @@ class Engine:
         hot = self._hot.pop(key, None)
         if hot is not None:
             self._hot_size -= hot[1]
+
+
+def _quieted(before: dict[str, GroupState | None],
+             after: dict[str, GroupState | None]) -> dict[str, int]:
+    """Alerts that became quiet in one `apply`, by reason (only groups with a mute look)."""
+    out: dict[str, int] = {}
+    for key, new in after.items():
+        if new is None or new.quiet_until is None:
+            continue
+        old = before.get(key)
+        for alert_key, st in new.alerts.items():
+            was = old.alerts.get(alert_key) if old is not None else None
+            if st.muted is not None and (was is None or was.muted is None):
+                reason = st.muted.partition(":")[0]
+                out[reason] = out.get(reason, 0) + 1
+    return out
 
 
 class _Run:
@@ -388,7 +473,8 @@ class _Run:
             state = self.engine.get(key)
             self.before[key] = state
         context = self.engine.context
-        if isinstance(event, CommandEvent) and command_target(state, event, context) is None:
+        if (isinstance(event, CommandEvent) and event.command != HEARTBEAT
+                and command_target(state, event, context) is None):
             self.unknown_commands += 1
             return
         # Alert events only arm timers; the Tick after the batch sends what is due.
@@ -397,23 +483,24 @@ class _Run:
             del self.touched[key]
             if state is not None:
                 state = rearm(state, self.now, context)
-        new, emitted = decide(state, event, self.now, context, flush=False, ids=self.engine.ids)
+        new, emitted, self.engine.ids = decide(state, event, self.now, context, self.engine.ids,
+                                               flush=False)
         if isinstance(event, AlertEvent):
             self.touched[key] = None
         self.work[key] = new
         self.notes.extend(emitted)
-        old_incidents = state.i if state is not None else ()
-        new_incidents = new.i if new is not None else ()
+        old_incidents = state.incidents if state is not None else ()
+        new_incidents = new.incidents if new is not None else ()
         if new_incidents and new_incidents is not old_incidents:
-            olds = {x.v.id: x.v for x in old_incidents}
+            olds = {x.view.id: x.view for x in old_incidents}
             for x in new_incidents:
-                old = olds.get(x.v.id)
+                old = olds.get(x.view.id)
                 # Views are immutable: one kept as is was not changed (no deep comparison).
-                if old is not x.v and old != x.v:
-                    self.views[x.v.id] = x.v
+                if old is not x.view and old != x.view:
+                    self.views[x.view.id] = x.view
         if new is not None:
-            self.duplicates += new.d - (state.d if state is not None else 0)
-            self.stale += new.o - (state.o if state is not None else 0)
+            self.duplicates += new.duplicates - (state.duplicates if state is not None else 0)
+            self.stale += new.stale - (state.stale if state is not None else 0)
             was = state.flapping if state is not None else False
             if new.flapping and not was:
                 self.flapping += 1

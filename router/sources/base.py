@@ -7,11 +7,14 @@ must never contain secrets, tokens or URLs with credentials.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import orjson
 from pydantic import ValidationError
+
+from router.model import Alert
 
 
 class Rejected(Exception):
@@ -46,3 +49,35 @@ def as_utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         return value.replace(tzinfo=UTC)
     return value.astimezone(UTC)
+
+
+def check_alert_limits(alerts: Sequence[Alert], *, max_alerts: int, max_labels: int,
+                       max_bytes: int) -> None:
+    """The caps every source's normalised alerts are held to (`server.max_*` settings).
+
+    413 for too many alerts in one request; 422 for an alert with too many labels or
+    annotations, or a name or value over `max_bytes` of UTF-8. Messages name the alert by its
+    position and the setting, never the oversized data.
+    """
+    if len(alerts) > max_alerts:
+        raise Rejected(413, "too_many_alerts",
+                       f"request carries {len(alerts)} alerts, more than the limit of "
+                       f"{max_alerts} (server.max_alerts_per_request)")
+    for i, alert in enumerate(alerts):
+        for what, pairs in (("labels", alert.labels), ("annotations", alert.annotations)):
+            if len(pairs) > max_labels:
+                raise Rejected(422, "too_many_labels",
+                               f"alert {i} has {len(pairs)} {what}, more than the limit of "
+                               f"{max_labels} (server.max_labels_per_alert)")
+            _check_sizes(i, what, pairs, max_bytes)
+
+
+def _check_sizes(index: int, what: str, pairs: Mapping[str, str], max_bytes: int) -> None:
+    # A UTF-8 character is at most 4 bytes: only strings that might be too long are encoded.
+    short = max_bytes // 4
+    for name, value in pairs.items():
+        for part, text in (("name", name), ("value", value)):
+            if len(text) > short and (size := len(text.encode())) > max_bytes:
+                raise Rejected(422, "label_too_large",
+                               f"alert {index}: a {what[:-1]} {part} is {size} bytes, more "
+                               f"than the limit of {max_bytes} bytes (server.max_label_bytes)")

@@ -17,8 +17,12 @@ The alarm message shapes (PROTOCOLS.md section 3): single-metric (`Trigger` with
 Facts that shape the code: `Region` is a display name, so the region code comes from `AlarmArn`;
 `Statistic` is UPPERCASE (normalised to lowercase without underscores, so SNS `SAMPLE_COUNT` and
 EventBridge `SampleCount` both read `samplecount`); the observed value only exists as text in
-`NewStateReason` (EventBridge adds machine-readable `reasonData`). Neither message says when
-the alarm *began*: a resolved alert carries starts_at = ends_at = StateChangeTime.
+`NewStateReason` (EventBridge adds machine-readable `reasonData`).
+
+Times: a firing alert starts at its ALARM transition (`StateChangeTime`, `state.timestamp`); a
+resolved one ENDS at its OK transition. When it began is the firing alert's start, which the
+engine keeps; of the payloads only EventBridge says it again (`previousState`, when that was
+ALARM), so an SNS OK message starts at its own transition, the best it knows.
 """
 
 from __future__ import annotations
@@ -130,6 +134,7 @@ class _EbMetricStat(_In):
     metric: _EbMetricRef | None = None
     period: int | None = None
     stat: str | None = None
+    unit: str | None = None
 
 
 class _EbMetric(_In):
@@ -153,9 +158,17 @@ class _EbState(_In):
     timestamp: str
 
 
+class _EbPreviousState(_In):
+    """Only read for when the ALARM began; a shape we cannot use is ignored, not refused."""
+
+    value: str | None = None
+    timestamp: str | None = None
+
+
 class _EbDetail(_In):
     alarmName: str = Field(min_length=1)
     state: _EbState
+    previousState: _EbPreviousState | None = None
     configuration: _EbConfiguration | None = None
 
 
@@ -251,6 +264,29 @@ def _value_from_reason_data(reason_data: str | None, reason: str) -> float | Non
     return observed_value(reason)
 
 
+# --- the unit of the observed value ----------------------------------------------------------
+
+# `100 * x`, `x * 100`, `100*(m1/m2)`: the expression scales to a percentage.
+_TIMES_100 = re.compile(r"(?:^|[^\w.])100(?:\.0+)?\s*\*|\*\s*100(?:\.0+)?(?:$|[^\w.])")
+
+
+def stated_unit(unit: str | None, expression: str) -> str | None:
+    """`percent` or `ratio` when the alarm says which its value is, else None.
+
+    The metric's CloudWatch unit `Percent`; a metric-math expression multiplied by 100 is a
+    percentage, one that divides without that is a ratio (`m1/m2`). Rules read it as the
+    alert's `unit` annotation (docs/rules.md, "Ratios and percentages").
+    """
+    if unit is not None and unit.lower() == "percent":
+        return "percent"
+    if expression:
+        if _TIMES_100.search(expression):
+            return "percent"
+        if "/" in expression:
+            return "ratio"
+    return None
+
+
 # --- shared pieces ----------------------------------------------------------------------------
 
 
@@ -342,6 +378,8 @@ class _Parsed:
     value: float | None
     labels: dict[str, str]
     annotations: dict[str, str]
+    # When the ALARM that a resolving message ends began, if the payload says so.
+    alarm_since: datetime | None = None
 
 
 def _to_alerts(p: _Parsed, cfg: CloudWatchSourceConfig, received_at: datetime) -> list[Alert]:
@@ -368,7 +406,7 @@ def _to_alerts(p: _Parsed, cfg: CloudWatchSourceConfig, received_at: datetime) -
             labels=labels,
             annotations=annotations,
             value=p.value,
-            starts_at=p.at,
+            starts_at=(p.alarm_since or p.at) if status is Status.RESOLVED else p.at,
             ends_at=p.at if status is Status.RESOLVED else None,
             received_at=received_at,
             generator_url=console_url(p.partition, p.region, p.name) if p.region else None,
@@ -404,6 +442,12 @@ def _alarm_labels(msg: _AlarmMessage) -> tuple[dict[str, str], dict[str, str]]:
         chosen, expression = _metric_from_queries(t.Metrics)
         if expression:
             extra["expression"] = expression
+        # The metric's own unit only describes the value when no expression transforms it.
+        metric_unit = (chosen.MetricStat.Unit if chosen is not None and chosen.MetricStat
+                       and not expression else None)
+        unit = stated_unit(metric_unit, expression)
+        if unit:
+            extra["unit"] = unit
         if chosen is not None and chosen.MetricStat is not None:
             metric = chosen.MetricStat.Metric
             if metric is not None:
@@ -424,6 +468,9 @@ def _alarm_labels(msg: _AlarmMessage) -> tuple[dict[str, str], dict[str, str]]:
         if stat:
             labels["statistic"] = normalise_statistic(stat)
         dims = {d.name: d.value for d in t.Dimensions or []}
+        unit = stated_unit(t.Unit, "")
+        if unit:
+            extra["unit"] = unit
     if t is not None and msg.AlarmRule is None:
         if t.ComparisonOperator:
             labels["comparison_operator"] = t.ComparisonOperator
@@ -489,6 +536,11 @@ def _eventbridge_labels(detail: _EbDetail) -> tuple[dict[str, str], dict[str, st
             dims = dict(metric.dimensions)
         if chosen.metricStat.stat:
             labels["statistic"] = normalise_statistic(chosen.metricStat.stat)
+    metric_unit = (chosen.metricStat.unit if chosen is not None and chosen.metricStat
+                   and not expression else None)
+    unit = stated_unit(metric_unit, expression)
+    if unit:
+        extra["unit"] = unit
     _add_dimensions(labels, dims)
     return labels, extra
 
@@ -501,6 +553,18 @@ def _reason_data_threshold(reason_data: str | None) -> float | None:
     except orjson.JSONDecodeError:
         return None
     return _finite(data.get("threshold")) if isinstance(data, dict) else None
+
+
+def _alarm_since(previous: _EbPreviousState | None, at: datetime) -> datetime | None:
+    """When the ALARM that this state change leaves began: `previousState.timestamp` if that
+    state was ALARM and the time is readable and not after this change."""
+    if previous is None or previous.value != "ALARM" or not previous.timestamp:
+        return None
+    try:
+        since = _parse_time(previous.timestamp, "detail.previousState.timestamp")
+    except Rejected:
+        return None
+    return since if since <= at else None
 
 
 def _from_eventbridge(data: dict[str, Any], cfg: CloudWatchSourceConfig, received_at: datetime,
@@ -536,6 +600,7 @@ def _from_eventbridge(data: dict[str, Any], cfg: CloudWatchSourceConfig, receive
             value=_value_from_reason_data(detail.state.reasonData, detail.state.reason),
             labels=labels,
             annotations={"description": (conf.description if conf else None) or "", **extra},
+            alarm_since=_alarm_since(detail.previousState, at),
         ),
         cfg,
         received_at,

@@ -6,7 +6,8 @@ Flow for one request (PROTOCOLS.md section 2):
    delivery, 403 unsupported `SignatureVersion`). Headers are informational and unsigned: only
    `x-amz-sns-rawdelivery` is looked at, to explain a 403; the body `Type` is what counts.
 2. `SnsVerifier.verify` checks `SigningCertURL` (scheme, no userinfo, host fully matching the
-   configured pattern, `.pem` path), fetches and caches the certificate, verifies the RSA
+   configured pattern, `.pem` path), fetches and caches the certificate by scheme, host and
+   path (the query string is neither fetched nor part of the cache key), verifies the RSA
    PKCS#1 v1.5 signature (SHA1 for "1", SHA256 for "2") over the string-to-sign, then checks
    `TopicArn` against the allow-list. Every failure is a 403: SNS drops a message on 4xx, which
    is what a forgery deserves.
@@ -250,7 +251,10 @@ class SnsVerifier:
             signature = base64.b64decode(env.signature, validate=True)
         except (binascii.Error, ValueError):
             raise Rejected(403, "bad_signature", "SNS signature is not valid base64") from None
-        key = await self._public_key(url)
+        # Only scheme, host, port and path name a certificate: the query and fragment are
+        # dropped before the cache lookup and the fetch, so a sender varying them can neither
+        # force a fetch per message nor get something else cached under the real path.
+        key = await self._public_key(url.with_query(None).with_fragment(None))
         try:
             key.verify(signature, env.string_to_sign(), padding.PKCS1v15(), algorithm())
         except InvalidSignature:

@@ -189,6 +189,69 @@ def test_ladder_classifies_each_step(tmp_path: Path) -> None:
     assert got == [Severity.SEV3, Severity.SEV3, Severity.SEV2, Severity.SEV2, Severity.SEV1]
 
 
+# Rule unit, how the rule reads unstated values, the alert's value, what it states, matches.
+OBSERVED = [
+    # ratio_or_percent: 0..1 is a ratio, above 1 a percentage.
+    ("ratio", "ratio_or_percent", 0.061, {}, True),
+    ("ratio", "ratio_or_percent", 6.1, {}, True),
+    ("ratio", "ratio_or_percent", 0.05, {}, False),
+    ("ratio", "ratio_or_percent", 5.0, {}, False),
+    ("ratio", "ratio_or_percent", 4.9, {}, False),
+    ("percent", "ratio_or_percent", 0.0501, {}, True),
+    ("percent", "ratio_or_percent", 5.01, {}, True),
+    ("percent", "ratio_or_percent", 0.05, {}, False),
+    # A fixed reading converts without rounding errors at the boundary.
+    ("ratio", "percent", 5.0, {}, False),
+    ("ratio", "percent", 5.1, {}, True),
+    ("percent", "ratio", 0.05, {}, False),
+    ("percent", "ratio", 0.07, {}, True),
+    # No observed_unit: the value is in the rule's unit (6.1 as a ratio is above 5%).
+    ("ratio", None, 6.1, {}, True),
+    ("ratio", None, 0.05, {}, False),
+    # What the alert states wins over the rule's reading.
+    ("ratio", "ratio_or_percent", 0.8, {"unit": "percent"}, False),
+    ("ratio", "ratio_or_percent", 0.8, {"unit": "%"}, False),
+    ("ratio", "percent", 0.061, {"unit": "ratio"}, True),
+    ("percent", None, 0.061, {"unit": "ratio"}, True),
+    ("ratio", "ratio_or_percent", 0.8, {"unit": "requests"}, True),  # unknown unit: ignored
+    # "6.1%" was read as 0.061 by the Alertmanager source: a ratio, whatever the rule says.
+    ("percent", "percent", 0.061, {"value": "6.1%"}, True),
+    ("percent", None, 0.049, {"value": "4.9%"}, False),
+]
+
+
+@pytest.mark.parametrize(("unit", "observed", "value", "annotations", "matches"), OBSERVED)
+def test_observed_unit_and_declared_unit(
+    tmp_path: Path, unit: str, observed: str | None, value: float,
+    annotations: dict[str, str], matches: bool,
+) -> None:
+    threshold = "0.05" if unit == "ratio" else "5"
+    reading = f", observed_unit: {observed}" if observed else ""
+    rs = ruleset(tmp_path, f"""
+        rules:
+          - name: step
+            value: {{op: ">", threshold: {threshold}, unit: {unit}{reading}}}
+            set: {{severity: SEV2}}
+    """)
+    alert = make_alert(value=value, annotations=annotations)
+    assert (rs.classify(alert).rule == "step") is matches
+    assert rs.rules[0].matches(alert, alert.labels) is matches
+
+
+def test_a_unit_label_counts_when_there_is_no_unit_annotation(tmp_path: Path) -> None:
+    rs = ruleset(tmp_path, """
+        rules:
+          - name: step
+            value: {op: ">", threshold: 5%, unit: ratio, observed_unit: ratio_or_percent}
+            set: {severity: SEV2}
+    """)
+    labelled = make_alert(value=0.8, labels={"alertname": "X", "unit": "percent"})
+    assert rs.classify(labelled).rule is None
+    both = make_alert(value=0.8, labels={"alertname": "X", "unit": "percent"},
+                      annotations={"unit": "ratio"})
+    assert rs.classify(both).rule == "step"
+
+
 # --- first match, continue, sources ------------------------------------------------------------
 
 
@@ -332,6 +395,32 @@ def test_indexed_and_unindexed_rules_keep_file_order(tmp_path: Path) -> None:
         assert rs.classify(alert).rule == rule
         # The index gives the same answer as checking every rule in order.
         assert next(r.name for r in rs.rules if r.matches(alert, labels)) == rule
+
+
+def test_regex_matchers_on_indexed_labels_agree_with_checking_every_rule(tmp_path: Path) -> None:
+    # The candidate list leaves out rules whose matchers on indexed labels (alertname, env
+    # here) fail for the cached key; the answer must be the same as trying every rule in turn.
+    rs = ruleset(tmp_path, """
+        rules:
+          - name: indexes-env
+            match: {labels: ['env="prod"', 'alertname="Z"']}
+            set: {severity: SEV4}
+          - name: family
+            match: {labels: ['alertname=~".*HighErrorRate"', 'env!~"dev|test"']}
+            set: {severity: SEV2}
+          - name: not-family
+            match: {labels: ['alertname!~".*HighErrorRate"', 'env=~"prod|dev"']}
+            set: {severity: SEV1}
+    """)
+    cases = [("HighErrorRate", "prod", "family"), ("APIHighErrorRate", "", "family"),
+             ("HighErrorRate", "dev", None), ("Other", "dev", "not-family"),
+             ("Other", "staging", None), ("Z", "prod", "indexes-env")]
+    for _ in range(2):  # the second round answers from the candidate cache
+        for name, env, rule in cases:
+            labels = {"alertname": name, **({"env": env} if env else {})}
+            alert = make_alert(name=name, labels=labels)
+            assert rs.classify(alert).rule == rule, (name, env)
+            assert next((r.name for r in rs.rules if r.matches(alert, labels)), None) == rule
 
 
 # --- defaults ----------------------------------------------------------------------------------
@@ -497,7 +586,12 @@ LOAD_ERRORS = [
     ("rules: [{name: r, value: 5}]",
      "rule 'r': value: expected a mapping with op, threshold and unit"),
     ("rules: [{name: r, value: {op: '>', threshold: 1, unit: count, per: m}}]",
-     "rule 'r': value: unknown key 'per' (expected one of: op, threshold, unit)"),
+     "rule 'r': value: unknown key 'per' "
+     "(expected one of: op, threshold, unit, observed_unit)"),
+    ("rules: [{name: r, value: {op: '>', threshold: 1, unit: count, observed_unit: ratio}}]",
+     "rule 'r': value.observed_unit: only for unit ratio or percent, not count"),
+    ("rules: [{name: r, value: {op: '>', threshold: 1, unit: percent, observed_unit: auto}}]",
+     "rule 'r': value.observed_unit: 'auto' is not one of ratio, percent, ratio_or_percent"),
     ("rules: [{name: r, value: {threshold: 1, unit: count}}]",
      "rule 'r': value.op: missing (one of >, >=, <, <=)"),
     ("rules: [{name: r, value: {op: '=>', threshold: 1, unit: count}}]",
@@ -600,7 +694,7 @@ def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
 CHECK_ERRORS = [
     (
         "rules: [{name: r, set: {receivers: [log, pager]}}]",
-        ["rule 'r': set.receivers: unknown receiver 'pager' (configured: log)"],
+        ["rule 'r': set.receivers: unknown receiver 'pager' (known: log)"],
     ),
     (
         "rules: [{name: r, match: {labels: ['env!~\"[a-\"']}}]",
@@ -667,7 +761,7 @@ def test_unknown_receivers_can_be_left_unchecked(tmp_path: Path) -> None:
     assert rs.classify(make_alert()).receivers == ("pager",)
     assert check_rules(Config(), rs) == [
         f"{tmp_path / 'r.yaml'}: rule 'r': set.receivers: unknown receiver 'pager' "
-        "(configured: none)"
+        "(known: none)"
     ]
 
 

@@ -251,7 +251,7 @@ def test_rules_that_do_not_load_fail_the_file(tmp_path: Path, config_file: Path)
     assert out.splitlines()[:2] == [
         f"FAIL {test_file}: the rules in {rules_dir} do not load:",
         f"  {rules_dir / 'api.yaml'}: rule 'r': set.receivers: unknown receiver 'pager' "
-        "(configured: log)",
+        "(known: log)",
     ]
 
 

@@ -46,6 +46,17 @@ app.kubernetes.io/component: router
 {{- end }}
 {{- end }}
 
+{{/* The Prometheus job the ServiceMonitor sets and the PrometheusRule's alerts select. */}}
+{{- define "incident-router.job" -}}
+{{- .Values.serviceMonitor.jobLabel | default (include "incident-router.fullname" .) }}
+{{- end }}
+
+{{/* Labels of the Helm test pod: not the selector labels, so no Service routes to it. */}}
+{{- define "incident-router.testLabels" -}}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: helm-test
+{{- end }}
+
 {{- define "incident-router.kafka" -}}
 {{- eq .Values.backend.type "kafka" }}
 {{- end }}
@@ -67,6 +78,16 @@ more than one replica (or an autoscaler) needs Kafka.
 {{- end }}
 {{- if and .Values.secrets.existingSecret .Values.secrets.create }}
 {{- fail "set either secrets.existingSecret or secrets.create, not both" }}
+{{- end }}
+{{- $api := (.Values.config | default dict).api | default dict }}
+{{- if and .Values.configReloader.enabled $api.tokens (not .Values.configReloader.apiTokenKey) }}
+{{- fail "configReloader.apiTokenKey is required when config.api.tokens is set: POST /-/reload needs a token (name the Secret key holding one of them)" }}
+{{- end }}
+{{- if and .Values.configReloader.apiTokenKey (not (include "incident-router.secretName" .)) }}
+{{- fail "configReloader.apiTokenKey needs secrets.existingSecret or secrets.create" }}
+{{- end }}
+{{- if and .Values.httpRoute.enabled (empty .Values.httpRoute.parentRefs) }}
+{{- fail "httpRoute.parentRefs is required with httpRoute.enabled (the Gateway to attach to)" }}
 {{- end }}
 {{- end }}
 

@@ -22,6 +22,7 @@ from router.delivery.receivers.slack import SlackConfig
 from router.delivery.receivers.statuspage import StatuspageConfig
 from router.delivery.receivers.teams import TeamsConfig
 from router.delivery.receivers.webhook import WebhookConfig
+from router.delivery.session import TlsFileError
 from router.delivery.sink import Receiver, Sink, SinkContext
 
 ReceiverConfig = Annotated[
@@ -56,7 +57,11 @@ REGISTRY: dict[str, SinkFactory] = {
 
 
 def build_receiver(config: AnyReceiverConfig, ctx: SinkContext) -> Receiver:
-    sink = REGISTRY[config.type](config, ctx)
+    """Raises `TlsFileError` naming the receiver when its ca_file or cert_file cannot load."""
+    try:
+        sink = REGISTRY[config.type](config, ctx)
+    except TlsFileError as exc:
+        raise TlsFileError(f"receiver {config.name!r}: {exc}") from None
     return Receiver(name=config.name, sink=sink, retry=config.retry,
                     rate_limit=config.rate_limit, concurrency=config.concurrency)
 

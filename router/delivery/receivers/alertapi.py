@@ -16,10 +16,9 @@ from urllib.parse import quote
 import jinja2
 from pydantic import BaseModel, ConfigDict, SecretStr
 
-from router.delivery.http import Redactor, classify, dumps, http_call
+from router.delivery.http import Http, Redactor, classify, dumps, http_call
 from router.delivery.render import Renderer, first_link, truncate
 from router.delivery.result import DeliveryResult
-from router.delivery.sink import SinkContext
 from router.model import Notification, NotificationKind, Severity
 
 Priority = Literal["P1", "P2", "P3", "P4", "P5"]
@@ -137,16 +136,14 @@ class AlertApiSink:
         responders: list[Responder],
         tags: list[str],
         templates: dict[str, str],
-        timeout: float,
-        ctx: SinkContext,
+        http: Http,
     ) -> None:
         self._alerts_url = alerts_url
         self._key = api_key
         self._priorities = priorities
         self._responders = responders
         self._tags = tags
-        self._timeout = timeout
-        self._session = ctx.session
+        self._http = http
         self._renderer = Renderer(templates)
         self._redact = Redactor([api_key.get_secret_value()])
 
@@ -158,9 +155,8 @@ class AlertApiSink:
         url, body = build_request(self._alerts_url, n, text, priorities=self._priorities,
                                   responders=self._responders, tags=self._tags)
         answer = await http_call(
-            self._session, "POST", url, body=dumps(body),
+            self._http, "POST", url, body=dumps(body),
             headers={"Authorization": f"GenieKey {self._key.get_secret_value()}"},
-            timeout_seconds=self._timeout,
         )
         if isinstance(answer, DeliveryResult):
             return answer

@@ -38,5 +38,5 @@ def build(config: OpsgenieConfig, ctx: SinkContext) -> AlertApiSink:
     return AlertApiSink(
         alerts_url=config.alerts_url, api_key=config.api_key,
         priorities={**DEFAULT_PRIORITIES, **config.priorities}, responders=config.responders,
-        tags=config.tags, templates=config.templates, timeout=config.timeout_seconds, ctx=ctx,
+        tags=config.tags, templates=config.templates, http=ctx.http(config),
     )

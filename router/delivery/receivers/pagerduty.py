@@ -138,7 +138,7 @@ def build_event(config: PagerDutyConfig, n: Notification, text: str) -> dict[str
 class PagerDutySink:
     def __init__(self, config: PagerDutyConfig, ctx: SinkContext) -> None:
         self._config = config
-        self._session = ctx.session
+        self._http = ctx.http(config)
         self._renderer = Renderer(config.templates)
         self._redact = Redactor([config.routing_key.get_secret_value()])
 
@@ -150,8 +150,7 @@ class PagerDutySink:
         except jinja2.TemplateError:
             return DeliveryResult.failed("template_error", retryable=False)
         event = build_event(self._config, n, text)
-        answer = await http_call(self._session, "POST", self._config.url, body=dumps(event),
-                                 timeout_seconds=self._config.timeout_seconds)
+        answer = await http_call(self._http, "POST", self._config.url, body=dumps(event))
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)

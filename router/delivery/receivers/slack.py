@@ -63,7 +63,9 @@ class SlackConfig(ReceiverSettings):
 
 
 def escape(text: str) -> str:
-    """Slack mrkdwn control characters."""
+    """Slack's control characters (`&`, `<`, `>`) as entities, so text from an alert can
+    never form a mention (`<!channel>`) or a link (`<url|text>`). For every mrkdwn field,
+    the top-level `text` (the notification preview) included."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -93,7 +95,7 @@ def build_message(n: Notification, msg: Message, *, buttons: bool) -> dict[str, 
     if elements:
         blocks.append({"type": "actions", "elements": elements})
     return {
-        "text": truncate(msg.headline, TEXT_LIMIT),
+        "text": truncate(escape(msg.headline), TEXT_LIMIT),
         "attachments": [
             {"color": RESOLVED_COLOR if resolved else COLORS[n.severity], "blocks": blocks}
         ],
@@ -125,7 +127,7 @@ def classify_web_api(answer: HttpAnswer, redact: Redactor) -> tuple[DeliveryResu
 class SlackSink:
     def __init__(self, config: SlackConfig, ctx: SinkContext) -> None:
         self._config = config
-        self._session = ctx.session
+        self._http = ctx.http(config)
         self._store: DeliveryStore = ctx.store
         self._renderer = Renderer(config.templates)
         secrets = [s.get_secret_value() for s in (config.webhook_url, config.bot_token) if s]
@@ -143,9 +145,8 @@ class SlackSink:
 
     async def _webhook(self, body: dict[str, Any]) -> DeliveryResult:
         assert self._config.webhook_url is not None
-        answer = await http_call(self._session, "POST",
-                                 self._config.webhook_url.get_secret_value(), body=dumps(body),
-                                 timeout_seconds=self._config.timeout_seconds)
+        answer = await http_call(self._http, "POST",
+                                 self._config.webhook_url.get_secret_value(), body=dumps(body))
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)
@@ -153,13 +154,12 @@ class SlackSink:
     async def _api(self, method: str, body: dict[str, Any]) -> tuple[DeliveryResult, Any]:
         assert self._config.bot_token is not None
         answer = await http_call(
-            self._session, "POST", f"{self._config.api_url.rstrip('/')}/{method}",
+            self._http, "POST", f"{self._config.api_url.rstrip('/')}/{method}",
             body=dumps(body),
             headers={
                 "Authorization": f"Bearer {self._config.bot_token.get_secret_value()}",
                 "Content-Type": "application/json; charset=utf-8",
             },
-            timeout_seconds=self._config.timeout_seconds,
         )
         if isinstance(answer, DeliveryResult):
             return answer, None

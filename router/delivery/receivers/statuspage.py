@@ -99,7 +99,7 @@ def build_incident(config: StatuspageConfig, n: Notification, text: str) -> dict
 class StatuspageSink:
     def __init__(self, config: StatuspageConfig, ctx: SinkContext) -> None:
         self._config = config
-        self._session = ctx.session
+        self._http = ctx.http(config)
         self._store: DeliveryStore = ctx.store
         self._renderer = Renderer(config.templates)
         self._redact = Redactor([config.api_key.get_secret_value()])
@@ -108,10 +108,9 @@ class StatuspageSink:
     async def _call(self, method: str, path: str,
                     body: dict[str, Any] | None = None) -> tuple[DeliveryResult, Any]:
         answer = await http_call(
-            self._session, method, self._base + path,
+            self._http, method, self._base + path,
             body=dumps(body) if body is not None else None,
             headers={"Authorization": f"OAuth {self._config.api_key.get_secret_value()}"},
-            timeout_seconds=self._config.timeout_seconds,
         )
         if isinstance(answer, DeliveryResult):
             return answer, None

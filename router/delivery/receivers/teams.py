@@ -32,6 +32,13 @@ COLORS: dict[Severity, str] = {
 CARD_VERSION = "1.4"
 TEXT_LIMIT = 12_000  # the legacy 28 KB message limit, with room for the envelope
 _FACT = re.compile(r"^([A-Z][A-Za-z -]{0,24}): (.+)$")
+# What Adaptive Card markdown (TextBlock, Fact title and value) reads as links, emphasis, code,
+# headings or HTML-like tags: escaped with a backslash (CommonMark) so alert text stays text.
+_MARKDOWN = re.compile(r"([\\`*_~\[\]()<>#!|])")
+
+
+def escape(text: str) -> str:
+    return _MARKDOWN.sub(r"\\\1", text)
 
 
 class TeamsConfig(ReceiverSettings):
@@ -47,19 +54,20 @@ def build_card(n: Notification, msg: Message) -> dict[str, Any]:
     for line in msg.body.splitlines():
         m = _FACT.match(line.strip())
         if m:
-            facts.append({"title": m.group(1), "value": truncate(m.group(2), 2000)})
+            facts.append({"title": escape(m.group(1)),
+                          "value": truncate(escape(m.group(2)), 2000)})
         elif line.strip():
             lines.append(line.strip())
     body: list[dict[str, Any]] = [{
-        "type": "TextBlock", "text": truncate(msg.headline, 500), "weight": "Bolder",
+        "type": "TextBlock", "text": truncate(escape(msg.headline), 500), "weight": "Bolder",
         "size": "Large", "wrap": True, "color": "Good" if resolved else COLORS[n.severity],
     }]
     if facts:
         body.append({"type": "FactSet", "facts": facts[:20]})
     if lines:
         # Teams needs a blank line for a line break in a TextBlock.
-        body.append({"type": "TextBlock", "text": truncate("\n\n".join(lines), TEXT_LIMIT),
-                     "wrap": True})
+        body.append({"type": "TextBlock",
+                     "text": truncate(escape("\n\n".join(lines)), TEXT_LIMIT), "wrap": True})
     actions = [
         {"type": "Action.OpenUrl", "title": label, "url": url}
         for label, field in (("Runbook", "runbook_url"), ("Dashboard", "dashboard_url"))
@@ -87,7 +95,7 @@ def build_card(n: Notification, msg: Message) -> dict[str, Any]:
 class TeamsSink:
     def __init__(self, config: TeamsConfig, ctx: SinkContext) -> None:
         self._config = config
-        self._session = ctx.session
+        self._http = ctx.http(config)
         self._renderer = Renderer(config.templates)
         self._redact = Redactor([config.webhook_url.get_secret_value()])
 
@@ -96,9 +104,8 @@ class TeamsSink:
             msg = self._renderer.render(n)
         except jinja2.TemplateError:
             return DeliveryResult.failed("template_error", retryable=False)
-        answer = await http_call(self._session, "POST", self._config.webhook_url.get_secret_value(),
-                                 body=dumps(build_card(n, msg)),
-                                 timeout_seconds=self._config.timeout_seconds)
+        answer = await http_call(self._http, "POST", self._config.webhook_url.get_secret_value(),
+                                 body=dumps(build_card(n, msg)))
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)

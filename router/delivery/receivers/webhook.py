@@ -94,7 +94,7 @@ def build_payload(n: Notification, text: str) -> dict[str, Any]:
 class WebhookSink:
     def __init__(self, config: WebhookConfig, ctx: SinkContext, clock: Any = time.time) -> None:
         self._config = config
-        self._session = ctx.session
+        self._http = ctx.http(config)
         self._renderer = Renderer(config.templates)
         self._clock = clock
         self._redact = Redactor(
@@ -113,9 +113,8 @@ class WebhookSink:
             headers["webhook-signature"] = " ".join(
                 sign(s.get_secret_value(), n.id, timestamp, body) for s in self._config.secrets
             )
-        answer = await http_call(self._session, "POST", self._config.url.get_secret_value(),
-                                 body=body, headers=headers,
-                                 timeout_seconds=self._config.timeout_seconds)
+        answer = await http_call(self._http, "POST", self._config.url.get_secret_value(),
+                                 body=body, headers=headers)
         if isinstance(answer, DeliveryResult):
             return answer
         return classify(answer, self._redact)

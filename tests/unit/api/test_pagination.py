@@ -149,6 +149,6 @@ async def test_database_size_and_rows_are_on_metrics(router_client: RouterClient
     text = await (await client.get("/metrics")).text()
     samples = {(s.name, tuple(s.labels.items())): s.value
                for f in text_string_to_metric_families(text) for s in f.samples}
-    assert samples[("router_db_size_bytes", ())] > 0
-    assert samples[("router_db_rows", (("table", "log"),))] == 0
-    assert ("router_db_pruned_rows_total", (("table", "dead_letters"),)) in samples
+    assert samples[("incident_router_db_size_bytes", ())] > 0
+    assert samples[("incident_router_db_rows", (("table", "log"),))] == 0
+    assert ("incident_router_db_pruned_rows_total", (("table", "dead_letters"),)) in samples

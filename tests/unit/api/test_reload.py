@@ -96,3 +96,45 @@ def test_sighup_reloads_a_running_router(tmp_path: Path) -> None:
     finally:
         proc.terminate()
         proc.wait(10)
+
+
+async def test_reload_with_an_unknown_receiver_is_refused_and_the_old_config_kept(
+    router_client: RouterClient, tmp_path: Path
+) -> None:
+    rules = tmp_path / "rules"
+    rules.mkdir()
+    (rules / "10-thing.yaml").write_text(RULE)
+    client = await router_client({"rules_dir": str(rules)})
+    config_path = tmp_path / "router.yaml"
+    good = config_path.read_text()
+    config_path.write_text(good + "severities: {SEV1: {receivers: [nope]}}\n")
+    resp = await client.post("/-/reload")
+    assert resp.status == 400
+    assert (await resp.json())["error"] == (
+        f"config reload failed, running config kept: {config_path}: "
+        "severities.SEV1.receivers: unknown receiver 'nope' (known: log)")
+    metrics = await (await client.get("/metrics")).text()
+    assert gauge(metrics, "incident_router_config_last_reload_successful") == 0
+    alert = await classify_thing(client)
+    # The refused policy would have classified it to ["nope"].
+    assert (alert["severity"], alert["receivers"]) == ("SEV1", [])
+
+
+async def test_reload_whose_receivers_cannot_be_built_is_refused_and_the_old_kept(
+    router_client: RouterClient, tmp_path: Path
+) -> None:
+    client = await router_client()
+    config_path = tmp_path / "router.yaml"
+    config = yaml.safe_load(config_path.read_text())
+    config["receivers"].append({"name": "hook", "type": "webhook", "url": "https://127.0.0.1:9/x",
+                                "ca_file": str(tmp_path / "missing-ca.pem")})
+    config["default_receivers"] = ["hook"]
+    config_path.write_text(yaml.safe_dump(config))
+    resp = await client.post("/-/reload")
+    assert resp.status == 400
+    error = (await resp.json())["error"]
+    assert error.startswith("config reload failed, running config kept: receivers cannot be "
+                            "built: ")
+    assert "missing-ca.pem" in error
+    metrics = await (await client.get("/metrics")).text()
+    assert gauge(metrics, "incident_router_config_last_reload_successful") == 0

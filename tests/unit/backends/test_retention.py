@@ -229,30 +229,30 @@ async def test_the_file_shrinks_after_pruning(router: tuple[Router, Clock]) -> N
     assert pages_after < pages_before / 4
     assert b.db.path.stat().st_size < file_before / 4  # truncated by the checkpoint
     assert b.db.path.with_name("router.db-wal").stat().st_size == 0  # and the WAL emptied
-    assert r.metric("router_db_size_bytes") == b.db.size_bytes()
+    assert r.metric("incident_router_db_size_bytes") == b.db.size_bytes()
 
 
 async def test_metrics_count_rows_per_table_and_what_was_pruned(
         router: tuple[Router, Clock]) -> None:
     r, clock = router
     b = r.backend
-    assert r.metric("router_db_rows", {"table": "alerts"}) == 0
+    assert r.metric("incident_router_db_rows", {"table": "alerts"}) == 0
     await b.log.append([alert("a", Status.RESOLVED, T0), alert("b", Status.FIRING, T0)])
     await b.engine.drained()
     await b.retention.observe()
-    assert r.metric("router_db_rows", {"table": "alerts"}) == 2
-    assert r.metric("router_db_rows", {"table": "log"}) == 2
-    size = r.metric("router_db_size_bytes")
+    assert r.metric("incident_router_db_rows", {"table": "alerts"}) == 2
+    assert r.metric("incident_router_db_rows", {"table": "log"}) == 2
+    size = r.metric("incident_router_db_size_bytes")
     assert size is not None and size > 0
 
     clock.now = T0 + 31 * DAY
     await b.retention.prune()
 
-    assert r.metric("router_db_rows", {"table": "alerts"}) == 1
-    assert r.metric("router_db_rows", {"table": "log"}) == 0
-    assert r.metric("router_db_pruned_rows_total", {"table": "alerts"}) == 1
-    assert r.metric("router_db_pruned_rows_total", {"table": "log"}) == 2
-    assert r.metric("router_db_last_prune_timestamp_seconds") == clock.now.timestamp()
+    assert r.metric("incident_router_db_rows", {"table": "alerts"}) == 1
+    assert r.metric("incident_router_db_rows", {"table": "log"}) == 0
+    assert r.metric("incident_router_db_pruned_rows_total", {"table": "alerts"}) == 1
+    assert r.metric("incident_router_db_pruned_rows_total", {"table": "log"}) == 2
+    assert r.metric("incident_router_db_last_prune_timestamp_seconds") == clock.now.timestamp()
 
 
 class SteppedSleep:
@@ -280,7 +280,7 @@ async def test_the_pruning_task_runs_every_interval(tmp_path: Path) -> None:
         sleep.go.set()
         assert await sleep.calls.get() == 120  # the pass is done: sleeping again
         assert await r.rows("alerts") == 0
-        assert r.metric("router_db_pruned_rows_total", {"table": "alerts"}) == 1
+        assert r.metric("incident_router_db_pruned_rows_total", {"table": "alerts"}) == 1
     finally:
         await r.backend.stop()
 

@@ -5,19 +5,21 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from ssl import SSLContext
+from typing import Any, Protocol
 
+import aiohttp
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 from prometheus_client import CollectorRegistry
 from pydantic import TypeAdapter
 
-from router.delivery.client import HttpClient
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.outbox import MemoryOutbox
 from router.delivery.receivers import AnyReceiverConfig, ReceiverConfig, build_receivers
 from router.delivery.records import MemoryDeliveryStore
+from router.delivery.session import new_session
 from router.delivery.sink import SinkContext
 from router.model import Alert, Notification, NotificationKind, Severity, Status, stable_id
 
@@ -77,17 +79,21 @@ def notification(
     )
 
 
-Serve = Callable[[web.Application], Awaitable[str]]
+class Serve(Protocol):
+    """Serves a fake vendor on 127.0.0.1 (over TLS with `ssl`); returns its base URL."""
+
+    def __call__(self, app: web.Application,
+                 ssl: SSLContext | None = None) -> Awaitable[str]: ...
 
 
 @pytest.fixture
 async def serve() -> AsyncIterator[Serve]:
     servers: list[TestServer] = []
 
-    async def start(app: web.Application) -> str:
+    async def start(app: web.Application, ssl: SSLContext | None = None) -> str:
         # No access log: it is the fake vendor's log, and it prints the secret paths.
         server = TestServer(app, host="127.0.0.1")
-        await server.start_server(access_log=None)
+        await server.start_server(access_log=None, ssl=ssl)
         servers.append(server)
         return str(server.make_url("")).rstrip("/")
 
@@ -97,10 +103,9 @@ async def serve() -> AsyncIterator[Serve]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[HttpClient]:
-    client = HttpClient()
-    yield client
-    await client.close()
+async def session() -> AsyncIterator[aiohttp.ClientSession]:
+    async with new_session() as client:  # as router.api.app: proxies from the environment
+        yield client
 
 
 @dataclass
@@ -120,7 +125,7 @@ Build = Callable[..., Awaitable[Harness]]
 
 
 @pytest.fixture
-async def harness(session: HttpClient) -> AsyncIterator[Build]:
+async def harness(session: aiohttp.ClientSession) -> AsyncIterator[Build]:
     started: list[Dispatcher] = []
 
     async def build(*configs: AnyReceiverConfig, store: MemoryDeliveryStore | None = None,

@@ -127,8 +127,9 @@ async def test_400_is_dead_lettered_at_once_and_replay_delivers_it(
     parked = await h.outbox.list("pd")
     assert [(d.notification.kind, d.reason.split(":")[0]) for d in parked] == [
         (NotificationKind.TRIGGER, "client_error"), (NotificationKind.RESOLVE, "held")]
-    assert sample(h.registry, "incident_router_notifications_dead_lettered_total",
-                  receiver="pd") == 2
+    for reason in ("client_error", "held"):
+        assert sample(h.registry, "incident_router_notifications_dead_lettered_total",
+                      receiver="pd", reason=reason) == 1
 
     # The receiver is fixed; replaying the first one sends the whole incident, in order.
     assert await h.dispatcher.replay(id=parked[0].id) == 2
@@ -217,9 +218,11 @@ async def test_metrics_are_pre_created_at_zero(harness: Build) -> None:
     h = await harness(receiver_config(type="log", name="log"))
     for name in ("incident_router_notifications_sent_total",
                  "incident_router_notification_retries_total",
-                 "incident_router_notifications_dead_lettered_total",
+                 "incident_router_dead_letters",
+                 "incident_router_outbox_backlog",
                  "incident_router_delivery_latency_seconds_count"):
         assert sample(h.registry, name, receiver="log") == 0
     for reason in FAILURE_REASONS:
-        assert sample(h.registry, "incident_router_notification_failures_total",
-                      receiver="log", reason=reason) == 0
+        for name in ("incident_router_notification_failures_total",
+                     "incident_router_notifications_dead_lettered_total"):
+            assert sample(h.registry, name, receiver="log", reason=reason) == 0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import ClientSession
 
-from router.delivery.client import HttpClient
 from router.delivery.receivers.alertapi import AlertApiSink
 from router.delivery.receivers.jsm import JsmConfig
 from router.delivery.receivers.jsm import build as build_jsm
@@ -21,7 +21,7 @@ JSM_PREFIX = "/jsm/ops/integration/v2/alerts"
 
 
 async def sink_for(
-    flavour: str, serve: Serve, session: HttpClient
+    flavour: str, serve: Serve, session: ClientSession
 ) -> tuple[FakeAlertApi, AlertApiSink]:
     ctx = SinkContext(session=session, store=MemoryDeliveryStore())
     if flavour == "opsgenie":
@@ -44,7 +44,7 @@ def test_default_hosts() -> None:
 @pytest.mark.parametrize(("flavour", "prefix"), [("opsgenie", "/v2/alerts"),
                                                  ("jsm", JSM_PREFIX)])
 async def test_create_request(
-    serve: Serve, session: HttpClient, flavour: str, prefix: str
+    serve: Serve, session: ClientSession, flavour: str, prefix: str
 ) -> None:
     fake, sink = await sink_for(flavour, serve, session)
     assert (await sink.send(notification(group="db/1 a"))).ok
@@ -79,7 +79,7 @@ async def test_create_request(
      (NotificationKind.RESOLVE, "close")],
 )
 async def test_follow_ups_address_the_alert_by_url_encoded_alias(
-    serve: Serve, session: HttpClient, flavour: str, kind: NotificationKind,
+    serve: Serve, session: ClientSession, flavour: str, kind: NotificationKind,
     action: str,
 ) -> None:
     fake, sink = await sink_for(flavour, serve, session)
@@ -104,7 +104,7 @@ async def test_follow_ups_address_the_alert_by_url_encoded_alias(
     [(Severity.SEV1, "P1"), (Severity.SEV2, "P2"), (Severity.SEV3, "P3"), (Severity.SEV4, "P4")],
 )
 async def test_priority_mapping(
-    serve: Serve, session: HttpClient, severity: Severity, priority: str
+    serve: Serve, session: ClientSession, severity: Severity, priority: str
 ) -> None:
     fake, sink = await sink_for("opsgenie", serve, session)
     await sink.send(notification(severity=severity))
@@ -112,7 +112,7 @@ async def test_priority_mapping(
 
 
 async def test_priorities_and_responders_are_configurable(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake = FakeAlertApi(KEY)
     url = await serve(fake.app())
@@ -127,7 +127,7 @@ async def test_priorities_and_responders_are_configurable(
     assert body["responders"] == [{"type": "team", "name": "storage"}]
 
 
-async def test_field_limits_are_respected(serve: Serve, session: HttpClient) -> None:
+async def test_field_limits_are_respected(serve: Serve, session: ClientSession) -> None:
     fake, sink = await sink_for("opsgenie", serve, session)
     result = await sink.send(notification(title="t" * 500, details={"impact": "i" * 40_000}))
     assert result.ok
@@ -138,7 +138,7 @@ async def test_field_limits_are_respected(serve: Serve, session: HttpClient) -> 
 
 
 async def test_a_redelivered_create_only_bumps_the_open_alert(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink = await sink_for("opsgenie", serve, session)
     await sink.send(notification())
@@ -147,7 +147,7 @@ async def test_a_redelivered_create_only_bumps_the_open_alert(
     assert fake.alerts["inc:g1"]["count"] == 2
 
 
-async def test_wrong_key_is_permanent(serve: Serve, session: HttpClient) -> None:
+async def test_wrong_key_is_permanent(serve: Serve, session: ClientSession) -> None:
     fake = FakeAlertApi("another-key")
     url = await serve(fake.app())
     sink = build_opsgenie(OpsgenieConfig(name="og", api_key=KEY, api_url=url),

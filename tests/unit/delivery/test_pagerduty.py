@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import ClientSession
 
-from router.delivery.client import HttpClient
 from router.delivery.receivers.pagerduty import PagerDutyConfig, PagerDutySink, build
 from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
@@ -16,7 +16,7 @@ KEY = "R0UTINGKEY0123456789abcdef012345"
 
 
 async def pd_sink(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> tuple[FakePagerDuty, PagerDutySink]:
     fake = FakePagerDuty(KEY)
     url = await serve(fake.app())
@@ -26,7 +26,7 @@ async def pd_sink(
 
 
 async def test_trigger_event_is_exactly_what_pagerduty_documents(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink = await pd_sink(serve, session)
     result = await sink.send(notification(receiver="pd"))
@@ -79,7 +79,7 @@ async def test_trigger_event_is_exactly_what_pagerduty_documents(
     ],
 )
 async def test_updates_retrigger_the_same_dedup_key(
-    serve: Serve, session: HttpClient, kind: NotificationKind, action: str
+    serve: Serve, session: ClientSession, kind: NotificationKind, action: str
 ) -> None:
     fake, sink = await pd_sink(serve, session)
     assert (await sink.send(notification(kind, receiver="pd"))).ok
@@ -92,7 +92,7 @@ async def test_updates_retrigger_the_same_dedup_key(
     [(NotificationKind.ACKNOWLEDGE, "acknowledge"), (NotificationKind.RESOLVE, "resolve")],
 )
 async def test_acknowledge_and_resolve_carry_only_key_action_and_dedup_key(
-    serve: Serve, session: HttpClient, kind: NotificationKind, action: str
+    serve: Serve, session: ClientSession, kind: NotificationKind, action: str
 ) -> None:
     fake, sink = await pd_sink(serve, session)
     assert (await sink.send(notification(kind, receiver="pd"))).ok
@@ -106,7 +106,7 @@ async def test_acknowledge_and_resolve_carry_only_key_action_and_dedup_key(
      (Severity.SEV4, "info")],
 )
 async def test_severity_mapping(
-    serve: Serve, session: HttpClient, severity: Severity, expected: str
+    serve: Serve, session: ClientSession, severity: Severity, expected: str
 ) -> None:
     fake, sink = await pd_sink(serve, session)
     await sink.send(notification(receiver="pd", severity=severity))
@@ -114,7 +114,7 @@ async def test_severity_mapping(
 
 
 async def test_long_title_is_cut_to_pagerdutys_summary_limit(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink = await pd_sink(serve, session)
     result = await sink.send(notification(receiver="pd", title="x" * 5000))
@@ -133,7 +133,7 @@ async def test_long_title_is_cut_to_pagerdutys_summary_limit(
     ],
 )
 async def test_answers_are_classified(
-    serve: Serve, session: HttpClient, status: int, headers: dict[str, str],
+    serve: Serve, session: ClientSession, status: int, headers: dict[str, str],
     reason: str, retryable: bool, retry_after: float | None,
 ) -> None:
     fake, sink = await pd_sink(serve, session)
@@ -144,7 +144,7 @@ async def test_answers_are_classified(
 
 
 async def test_each_escalation_page_is_its_own_pagerduty_alert_naming_its_targets(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink = await pd_sink(serve, session)
     for level, who in ((1, ["alice"]), (2, ["bob", "carol"])):
@@ -161,7 +161,7 @@ async def test_each_escalation_page_is_its_own_pagerduty_alert_naming_its_target
 
 
 async def test_postmortem_reminder_is_not_sent_to_pagerduty(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink = await pd_sink(serve, session)
     assert (await sink.send(notification(NotificationKind.REMINDER, receiver="pd"))).ok

@@ -7,9 +7,9 @@ import json
 from typing import get_args
 
 import pytest
+from aiohttp import ClientSession
 
 from router.config import ConfigError, parse_config
-from router.delivery.client import HttpClient
 from router.delivery.receivers import REGISTRY, AnyReceiverConfig, build_receivers
 from router.delivery.receivers.log import LogConfig, LogSink
 from router.delivery.records import MemoryDeliveryStore
@@ -35,7 +35,7 @@ def test_every_config_type_has_a_factory() -> None:
     assert types == set(REGISTRY)
 
 
-async def test_a_full_receivers_section_loads_and_builds() -> None:
+async def test_a_full_receivers_section_loads_and_builds(session: ClientSession) -> None:
     config = parse_config(YAML, env={"PD_KEY": "k" * 32})
     assert [r.type for r in config.receivers] == [
         "log", "pagerduty", "opsgenie", "jsm", "slack", "slack", "teams", "webhook",
@@ -44,7 +44,7 @@ async def test_a_full_receivers_section_loads_and_builds() -> None:
     assert pd.routing_key.get_secret_value() == "k" * 32  # type: ignore[union-attr]
     assert "k" * 32 not in repr(config)
     receivers = build_receivers(config.receivers,
-                                SinkContext(session=HttpClient(), store=MemoryDeliveryStore()))
+                                SinkContext(session=session, store=MemoryDeliveryStore()))
     assert set(receivers) == config.receiver_names()
     assert receivers["chat"].rate_limit.per_second == 1.0
     assert receivers["pd"].rate_limit.per_second == 2.0

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import ClientSession
 
-from router.delivery.client import HttpClient
 from router.delivery.receivers.slack import SlackConfig, SlackSink, build
 from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
@@ -17,7 +17,7 @@ TOKEN = "xoxb-1111-2222-SECRETTOKEN"
 
 
 async def bot(
-    serve: Serve, session: HttpClient, **extra: object
+    serve: Serve, session: ClientSession, **extra: object
 ) -> tuple[FakeSlack, SlackSink, MemoryDeliveryStore]:
     fake = FakeSlack(TOKEN)
     url = await serve(fake.app())
@@ -35,7 +35,7 @@ def test_config_needs_exactly_one_mode() -> None:
 
 
 async def test_trigger_posts_a_coloured_header_with_buttons(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink, store = await bot(serve, session)
     assert (await sink.send(notification(receiver="s"))).ok
@@ -66,7 +66,7 @@ async def test_trigger_posts_a_coloured_header_with_buttons(
 
 
 async def test_update_and_resolution_go_into_the_thread_and_update_the_header(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink, _ = await bot(serve, session)
     await sink.send(notification(receiver="s"))
@@ -92,7 +92,7 @@ async def test_update_and_resolution_go_into_the_thread_and_update_the_header(
 
 
 async def test_a_retried_update_does_not_post_its_thread_reply_twice(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink, _ = await bot(serve, session)
     await sink.send(notification(receiver="s"))
@@ -117,7 +117,7 @@ async def test_a_retried_update_does_not_post_its_thread_reply_twice(
     ],
 )
 async def test_http_200_ok_false_is_classified(
-    serve: Serve, session: HttpClient, error: str, reason: str, retryable: bool
+    serve: Serve, session: ClientSession, error: str, reason: str, retryable: bool
 ) -> None:
     fake, sink, _ = await bot(serve, session)
     fake.answer_with(Forced(200, body=f'{{"ok":false,"error":"{error}"}}'))
@@ -126,7 +126,7 @@ async def test_http_200_ok_false_is_classified(
         False, reason, retryable, error)
 
 
-async def test_http_429_carries_retry_after(serve: Serve, session: HttpClient) -> None:
+async def test_http_429_carries_retry_after(serve: Serve, session: ClientSession) -> None:
     fake, sink, _ = await bot(serve, session)
     fake.fail(429, headers={"Retry-After": "7"}, body='{"ok":false,"error":"ratelimited"}')
     result = await sink.send(notification(receiver="s"))
@@ -138,7 +138,7 @@ async def test_http_429_carries_retry_after(serve: Serve, session: HttpClient) -
     [(Severity.SEV1, "#E01E5A"), (Severity.SEV3, "#ECB22E"), (Severity.SEV4, "#439FE0")],
 )
 async def test_severity_colour(
-    serve: Serve, session: HttpClient, severity: Severity, color: str
+    serve: Serve, session: ClientSession, severity: Severity, color: str
 ) -> None:
     fake, sink, _ = await bot(serve, session)
     await sink.send(notification(receiver="s", severity=severity))
@@ -146,7 +146,7 @@ async def test_severity_colour(
 
 
 async def test_webhook_mode_posts_to_the_secret_url(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake = FakeSlack()
     url = await serve(fake.app())
@@ -161,7 +161,7 @@ async def test_webhook_mode_posts_to_the_secret_url(
 
 
 async def test_webhook_mode_4xx_text_is_permanent(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake = FakeSlack()
     url = await serve(fake.app())
@@ -174,7 +174,7 @@ async def test_webhook_mode_4xx_text_is_permanent(
 
 
 async def test_long_text_is_cut_to_slack_section_limit(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink, _ = await bot(serve, session)
     assert (await sink.send(notification(receiver="s", details={"impact": "x" * 10_000}))).ok
@@ -183,7 +183,7 @@ async def test_long_text_is_cut_to_slack_section_limit(
 
 
 async def test_mrkdwn_control_characters_are_escaped(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink, _ = await bot(serve, session)
     await sink.send(notification(receiver="s", title="a<b> & <!channel>"))

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import ClientSession
 
-from router.delivery.client import HttpClient
 from router.delivery.receivers.statuspage import StatuspageConfig, StatuspageSink, build
 from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
@@ -16,7 +16,7 @@ KEY = "sp-oauth-key-9a8b7c6d5e4f"
 PAGE = "pg1234"
 
 
-async def page(serve: Serve, session: HttpClient,
+async def page(serve: Serve, session: ClientSession,
                store: MemoryDeliveryStore | None = None
                ) -> tuple[FakeStatuspage, StatuspageSink, MemoryDeliveryStore]:
     fake = FakeStatuspage(KEY, PAGE)
@@ -27,7 +27,7 @@ async def page(serve: Serve, session: HttpClient,
     return fake, build(config, SinkContext(session=session, store=store)), store
 
 
-async def test_trigger_update_resolve(serve: Serve, session: HttpClient) -> None:
+async def test_trigger_update_resolve(serve: Serve, session: ClientSession) -> None:
     fake, sink, store = await page(serve, session)
     assert (await sink.send(notification(receiver="sp"))).ok
     assert (await sink.send(notification(NotificationKind.UPDATE, receiver="sp",
@@ -61,7 +61,7 @@ async def test_trigger_update_resolve(serve: Serve, session: HttpClient) -> None
 
 
 async def test_after_a_crash_the_open_incident_is_found_not_duplicated(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink, _ = await page(serve, session)
     await sink.send(notification(receiver="sp"))
@@ -78,7 +78,7 @@ async def test_after_a_crash_the_open_incident_is_found_not_duplicated(
 @pytest.mark.parametrize("kind", [NotificationKind.ACKNOWLEDGE, NotificationKind.REPEAT,
                                   NotificationKind.SLA_BREACH, NotificationKind.REMINDER])
 async def test_internal_chatter_is_not_published(
-    serve: Serve, session: HttpClient, kind: NotificationKind
+    serve: Serve, session: ClientSession, kind: NotificationKind
 ) -> None:
     fake, sink, _ = await page(serve, session)
     assert (await sink.send(notification(kind, receiver="sp"))).ok
@@ -87,7 +87,7 @@ async def test_internal_chatter_is_not_published(
 
 @pytest.mark.parametrize("status", [420, 429])
 async def test_420_and_429_are_rate_limits(
-    serve: Serve, session: HttpClient, status: int
+    serve: Serve, session: ClientSession, status: int
 ) -> None:
     fake, sink, _ = await page(serve, session)
     fake.fail(status, headers={"Retry-After": "1"})
@@ -99,7 +99,7 @@ async def test_420_and_429_are_rate_limits(
     (Severity.SEV1, "critical", "major_outage"), (Severity.SEV3, "minor", "degraded_performance"),
 ])
 async def test_severity_sets_impact_and_component_status(
-    serve: Serve, session: HttpClient, severity: Severity, impact: str, component: str
+    serve: Serve, session: ClientSession, severity: Severity, impact: str, component: str
 ) -> None:
     fake, sink, _ = await page(serve, session)
     await sink.send(notification(receiver="sp", severity=severity))
@@ -108,7 +108,7 @@ async def test_severity_sets_impact_and_component_status(
 
 
 async def test_components_of_the_incidents_service_win_over_the_receivers(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink, _ = await page(serve, session)
     assert (await sink.send(notification(receiver="sp", severity=Severity.SEV1,

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
+from aiohttp import ClientSession
 
-from router.delivery.client import HttpClient
 from router.delivery.receivers.teams import TeamsConfig, TeamsSink, build
 from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
@@ -15,7 +15,7 @@ from tests.unit.delivery.conftest import Serve, notification
 SIG = "sAsSiGnAtUrE0123456789"
 
 
-async def teams(serve: Serve, session: HttpClient,
+async def teams(serve: Serve, session: ClientSession,
                 sig: str = SIG) -> tuple[FakeTeams, TeamsSink]:
     fake = FakeTeams(SIG)
     url = await serve(fake.app())
@@ -25,7 +25,7 @@ async def teams(serve: Serve, session: HttpClient,
 
 
 async def test_trigger_posts_an_adaptive_card_envelope(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink = await teams(serve, session)
     result = await sink.send(notification(receiver="t"))
@@ -41,7 +41,8 @@ async def test_trigger_posts_an_adaptive_card_envelope(
     assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
     assert card["$schema"] == "http://adaptivecards.io/schemas/adaptive-card.json"
     title, facts, *_ = card["body"]
-    assert title == {"type": "TextBlock", "text": "[SEV2] DiskFull on db-1", "weight": "Bolder",
+    # Markdown-escaped (backslashes), so Teams shows "[SEV2] DiskFull on db-1".
+    assert title == {"type": "TextBlock", "text": r"\[SEV2\] DiskFull on db-1", "weight": "Bolder",
                      "size": "Large", "wrap": True, "color": "Attention"}
     assert facts["type"] == "FactSet"
     assert {"title": "Status", "value": "Investigating"} in facts["facts"]
@@ -55,11 +56,11 @@ async def test_trigger_posts_an_adaptive_card_envelope(
 
 @pytest.mark.parametrize(
     ("kind", "headline", "color"),
-    [(NotificationKind.UPDATE, "[SEV2] DiskFull on db-1 (Update)", "Attention"),
-     (NotificationKind.RESOLVE, "[SEV2] Resolved: DiskFull on db-1", "Good")],
+    [(NotificationKind.UPDATE, r"\[SEV2\] DiskFull on db-1 \(Update\)", "Attention"),
+     (NotificationKind.RESOLVE, r"\[SEV2\] Resolved: DiskFull on db-1", "Good")],
 )
 async def test_update_and_resolution_cards(
-    serve: Serve, session: HttpClient, kind: NotificationKind, headline: str,
+    serve: Serve, session: ClientSession, kind: NotificationKind, headline: str,
     color: str,
 ) -> None:
     fake, sink = await teams(serve, session)
@@ -69,7 +70,7 @@ async def test_update_and_resolution_cards(
 
 
 async def test_expired_signature_is_permanent(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     _, sink = await teams(serve, session, sig="old")
     result = await sink.send(notification(receiver="t"))
@@ -77,7 +78,7 @@ async def test_expired_signature_is_permanent(
     assert "old" not in result.detail
 
 
-async def test_throttling_is_retryable(serve: Serve, session: HttpClient) -> None:
+async def test_throttling_is_retryable(serve: Serve, session: ClientSession) -> None:
     fake, sink = await teams(serve, session)
     fake.fail(429, headers={"Retry-After": "2"})
     result = await sink.send(notification(receiver="t"))

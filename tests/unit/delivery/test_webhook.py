@@ -5,8 +5,8 @@ from __future__ import annotations
 import base64
 
 import pytest
+from aiohttp import ClientSession
 
-from router.delivery.client import HttpClient
 from router.delivery.receivers.webhook import WebhookConfig, WebhookSink, build, sign
 from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
@@ -37,7 +37,7 @@ def test_bad_secrets_are_rejected_at_load(bad: str) -> None:
         WebhookConfig(name="w", url="https://example.net/h", secrets=[bad])
 
 
-async def hook(serve: Serve, session: HttpClient, clock: float | None = None,
+async def hook(serve: Serve, session: ClientSession, clock: float | None = None,
                secrets: list[str] | None = None) -> tuple[FakeWebhookConsumer, WebhookSink]:
     fake = FakeWebhookConsumer(SECRET)
     url = await serve(fake.app())
@@ -56,7 +56,7 @@ async def hook(serve: Serve, session: HttpClient, clock: float | None = None,
      (NotificationKind.RESOLVE, "alert.resolved")],
 )
 async def test_signed_event_is_verified_by_a_standard_consumer(
-    serve: Serve, session: HttpClient, kind: NotificationKind, event_type: str
+    serve: Serve, session: ClientSession, kind: NotificationKind, event_type: str
 ) -> None:
     fake, sink = await hook(serve, session)
     n = notification(kind, receiver="w")
@@ -75,7 +75,7 @@ async def test_signed_event_is_verified_by_a_standard_consumer(
 
 
 async def test_retries_keep_the_id_and_sign_a_fresh_timestamp(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake = FakeWebhookConsumer(SECRET)
     url = await serve(fake.app())
@@ -95,7 +95,7 @@ async def test_retries_keep_the_id_and_sign_a_fresh_timestamp(
 
 
 async def test_rotation_sends_both_signatures(
-    serve: Serve, session: HttpClient
+    serve: Serve, session: ClientSession
 ) -> None:
     fake, sink = await hook(serve, session, secrets=[OLD_SECRET, SECRET])
     assert (await sink.send(notification(receiver="w"))).ok
@@ -104,7 +104,7 @@ async def test_rotation_sends_both_signatures(
 
 @pytest.mark.parametrize(("status", "retryable"), [(410, False), (301, False), (400, False),
                                                    (429, True), (502, True), (504, True)])
-async def test_answers(serve: Serve, session: HttpClient, status: int,
+async def test_answers(serve: Serve, session: ClientSession, status: int,
                        retryable: bool) -> None:
     fake, sink = await hook(serve, session)
     fake.fail(status, headers={"Location": "https://elsewhere.example.net/"})

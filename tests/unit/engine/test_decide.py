@@ -12,13 +12,21 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from router.engine import EngineContext, GroupState, Tick, decide, default_group_key
+from router.engine import (
+    EngineContext,
+    GroupState,
+    IncidentIds,
+    Tick,
+    decide,
+    default_group_key,
+)
 from router.model import Alert, AlertEvent, CommandEvent, Notification, Severity, Status
 from router.policy import SeverityPolicies, SeverityPolicy
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
 SEV1, SEV2, SEV3 = Severity.SEV1, Severity.SEV2, Severity.SEV3
 CTX = EngineContext()
+IDS = IncidentIds()
 
 
 def at(seconds: float) -> datetime:
@@ -76,11 +84,11 @@ def run(steps: list[Step], ctx: EngineContext = CTX) -> tuple[GroupState | None,
     for now, event in steps:
         if event == TICK:
             assert state is not None
-            ev: AlertEvent | Tick = Tick(group_key=state.k)
+            ev: AlertEvent | Tick = Tick(group_key=state.key)
         else:
             assert isinstance(event, AlertEvent)
             ev = event
-        state, notes = decide(state, ev, at(now), ctx)
+        state, notes, _ = decide(state, ev, at(now), ctx, IDS)
         trace.extend(line(now, n) for n in notes)
     return state, trace
 
@@ -261,10 +269,11 @@ def test_duplicates_and_stale_are_counted(
 
 
 def test_refire_after_resolution_opens_a_new_epoch_with_a_new_dedup_key() -> None:
-    state, notes1 = decide(None, fire(), at(0), CTX)
-    state, _ = decide(state, resolve(end=100), at(100), CTX)
-    state, notes2 = decide(state, Tick(group_key=default_group_key(fire().alert)), at(100), CTX)
-    state, notes3 = decide(state, fire(start=200), at(200), CTX)
+    state, notes1, _ = decide(None, fire(), at(0), CTX, IDS)
+    state, _, _ = decide(state, resolve(end=100), at(100), CTX, IDS)
+    tick = Tick(group_key=default_group_key(fire().alert))
+    state, notes2, _ = decide(state, tick, at(100), CTX, IDS)
+    state, notes3, _ = decide(state, fire(start=200), at(200), CTX, IDS)
     trigger, resolution, again = notes1[0], notes2[0], notes3[0]
     assert trigger.dedup_key == resolution.dedup_key
     assert again.kind.value == "trigger"
@@ -281,7 +290,7 @@ def test_notifications_of_one_epoch_share_the_dedup_key_and_have_distinct_ids() 
     for now, event in steps:
         ev = Tick(group_key="HighErrorRate|checkout") if event == TICK else event
         assert not isinstance(ev, str)
-        state, emitted = decide(state, ev, at(now), CTX)
+        state, emitted, _ = decide(state, ev, at(now), CTX, IDS)
         notes.extend(emitted)
     assert [n.kind.value for n in notes] == ["trigger", "update", "repeat", "resolve"]
     assert len({n.dedup_key for n in notes}) == 1
@@ -307,10 +316,10 @@ def test_one_notification_per_receiver(
         policies=SeverityPolicies(SEV3=SeverityPolicy(receivers=policy_receivers)),
         default_receivers=default,
     )
-    state, _ = decide(None, fire("a", sev=SEV3, receivers=alert_receivers[0]), at(0), ctx)
-    state, _ = decide(state, fire("b", sev=SEV3, receivers=alert_receivers[1]), at(1), ctx)
+    state, _, _ = decide(None, fire("a", sev=SEV3, receivers=alert_receivers[0]), at(0), ctx, IDS)
+    state, _, _ = decide(state, fire("b", sev=SEV3, receivers=alert_receivers[1]), at(1), ctx, IDS)
     assert state is not None
-    _, notes = decide(state, Tick(group_key=state.k), at(30), ctx)
+    _, notes, _ = decide(state, Tick(group_key=state.key), at(30), ctx, IDS)
     assert [n.receiver for n in notes] == expected
     assert len({n.dedup_key for n in notes}) == 1
     assert len({n.id for n in notes}) == len(expected)
@@ -318,20 +327,20 @@ def test_one_notification_per_receiver(
 
 
 def test_resolution_reaches_every_receiver_that_heard_the_firing() -> None:
-    state, _ = decide(None, fire("a", receivers=("pd",)), at(0), CTX)
-    state, _ = decide(state, fire("b", receivers=("slack",)), at(10), CTX)
-    state, _ = decide(state, Tick(group_key="HighErrorRate|checkout"), at(60), CTX)
-    state, _ = decide(state, resolve("a", 100, receivers=("pd",)), at(100), CTX)
-    state, _ = decide(state, resolve("b", 100, receivers=("slack",)), at(100), CTX)
-    _, notes = decide(state, Tick(group_key="HighErrorRate|checkout"), at(120), CTX)
+    state, _, _ = decide(None, fire("a", receivers=("pd",)), at(0), CTX, IDS)
+    state, _, _ = decide(state, fire("b", receivers=("slack",)), at(10), CTX, IDS)
+    state, _, _ = decide(state, Tick(group_key="HighErrorRate|checkout"), at(60), CTX, IDS)
+    state, _, _ = decide(state, resolve("a", 100, receivers=("pd",)), at(100), CTX, IDS)
+    state, _, _ = decide(state, resolve("b", 100, receivers=("slack",)), at(100), CTX, IDS)
+    _, notes, _ = decide(state, Tick(group_key="HighErrorRate|checkout"), at(120), CTX, IDS)
     assert [(n.kind.value, n.receiver) for n in notes] == [("resolve", "pd"), ("resolve", "slack")]
 
 
 def test_alerts_group_by_rule_group_key_else_name_and_service() -> None:
-    state, _ = decide(None, fire("a", group_key="team-payments"), at(0), CTX)
-    assert state is not None and state.group_key == "team-payments"
-    state, _ = decide(None, fire("a", service=None), at(0), CTX)
-    assert state is not None and state.group_key == "HighErrorRate|"
+    state, _, _ = decide(None, fire("a", group_key="team-payments"), at(0), CTX, IDS)
+    assert state is not None and state.key == "team-payments"
+    state, _, _ = decide(None, fire("a", service=None), at(0), CTX, IDS)
+    assert state is not None and state.key == "HighErrorRate|"
     assert default_group_key(fire().alert) == "HighErrorRate|checkout"
 
 
@@ -340,10 +349,10 @@ def test_resolved_group_is_deleted_after_retention_but_recognises_stale_firing_u
     state, trace = run([(0, fire()), (100, resolve(end=100)), (100, TICK)])
     assert trace == ["0 trigger SEV1 a", "100 resolve SEV1 -a"]
     assert state is not None
-    state, notes = decide(state, fire(start=50, received=3000), at(3000), CTX)
+    state, notes, _ = decide(state, fire(start=50, received=3000), at(3000), CTX, IDS)
     assert notes == [] and state is not None and state.stale == 1
     retention = CTX.resolved_retention.total_seconds()
-    state, notes = decide(state, Tick(group_key=state.k), at(100 + retention), CTX)
+    state, notes, _ = decide(state, Tick(group_key=state.key), at(100 + retention), CTX, IDS)
     assert (state, notes) == (None, [])
 
 
@@ -372,14 +381,15 @@ def test_rule_timer_overrides_win_over_the_severity_policy(
 
 
 def test_tick_without_state_and_commands_change_nothing() -> None:
-    assert decide(None, Tick(group_key="g"), at(0), CTX) == (None, [])
-    state, _ = decide(None, fire(), at(0), CTX)
-    command = CommandEvent(command="ack", group_key=state.k if state else "", actor="me", at=at(1))
-    assert decide(state, command, at(1), CTX) == (state, [])
+    assert decide(None, Tick(group_key="g"), at(0), CTX, IDS) == (None, [], IDS)
+    state, _, _ = decide(None, fire(), at(0), CTX, IDS)
+    command = CommandEvent(command="ack", group_key=state.key if state else "", actor="me",
+                           at=at(1))
+    assert decide(state, command, at(1), CTX, IDS) == (state, [], IDS)
 
 
 def test_notification_content() -> None:
-    _, notes = decide(None, fire(), at(0), CTX)
+    _, notes, _ = decide(None, fire(), at(0), CTX, IDS)
     (note,) = notes
     assert note.title == "HighErrorRate (checkout)"  # the templates add "[SEV1] "
     assert note.group_key == "HighErrorRate|checkout"
@@ -428,7 +438,7 @@ def test_a_new_group_built_in_one_step_equals_the_general_path(
     now = at(40)
     general = _hold(_apply_alert(GroupState(k=default_group_key(event.alert)), event.alert,
                                  now.timestamp(), ctx), event.alert)
-    fast, notes = decide(None, event, now, ctx, flush=False)
+    fast, notes, _ = decide(None, event, now, ctx, IDS, flush=False)
     assert notes == []
     assert fast == general == _new_group(event.alert, now.timestamp(), ctx)
     assert fast is not None

@@ -11,7 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from router.engine import Batch, Engine, EngineContext, GroupState
-from router.engine.state import pack, packed_deadline, unpack, unpacked
+from router.engine.codec import pack, packed_deadline, unpack, unpacked
 from router.model import Alert, AlertEvent, Notification, NotificationKind, Severity, Status
 
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -402,7 +402,7 @@ def test_stored_form_leaves_the_group_key_out_exactly(key: str, level: int) -> N
     engine = Engine()
     engine.apply([AlertEvent(alert=alert)], at(0))
     state = engine.get(key)
-    assert state is not None and state.k == key
+    assert state is not None and state.key == key
     data = pack(state, level)
     assert unpack(data, key) == state
     assert unpacked(data, key) == state.to_bytes()

@@ -15,7 +15,7 @@ import pytest
 
 from router.config import IncidentsConfig
 from router.engine import Batch, Engine, EngineContext
-from router.engine.state import IDS_KEY, IncidentIds
+from router.engine.ids import IDS_KEY, IncidentIds
 from router.escalation import (
     EscalationLevel,
     EscalationPolicy,
@@ -85,8 +85,8 @@ def run(engine: Engine, steps: list[tuple[float, list[Any]]]) -> list[str]:
 
 def only_incident(engine: Engine, key: str = KEY) -> Any:
     state = engine.get(key)
-    assert state is not None and len(state.i) == 1
-    return state.i[0]
+    assert state is not None and len(state.incidents) == 1
+    return state.incidents[0]
 
 
 @pytest.mark.parametrize(
@@ -142,9 +142,9 @@ def test_unacknowledged_pages_escalate_level_by_level_down_to_the_last() -> None
         # last level, no repeat configured: nothing more until the resolve SLA at 60 min
     ]
     inc = only_incident(engine)
-    assert inc.v.escalation_level == 3
-    assert inc.pn is None
-    kinds = [e.kind for e in inc.v.timeline]
+    assert inc.view.escalation_level == 3
+    assert inc.next_page is None
+    kinds = [e.kind for e in inc.view.timeline]
     assert kinds.count(TimelineKind.ESCALATED) == 2
     assert kinds.count(TimelineKind.PAGED) == 3
 
@@ -152,14 +152,14 @@ def test_unacknowledged_pages_escalate_level_by_level_down_to_the_last() -> None
 def test_ack_stops_escalation_and_acknowledges_every_page() -> None:
     engine = Engine(CTX)
     run(engine, [(0, [fire()]), (15, [])])
-    inc_id = only_incident(engine).v.id
+    inc_id = only_incident(engine).view.id
     assert run(engine, [(20, [command("ack", 20, inc_id)]), (30, []), (45, [])]) == [
         "20 acknowledge slack", "20 acknowledge pd-page", "20 acknowledge pd-page",
         "30 repeat slack",
     ]
     inc = only_incident(engine)
-    assert inc.v.acknowledged_at == at(20)
-    assert inc.v.escalation_level is None
+    assert inc.view.acknowledged_at == at(20)
+    assert inc.view.escalation_level is None
     batch = engine.apply([command("ack", 20.1, inc_id)], at(20.1))  # a double click
     assert batch.notifications == []
     pages = [n for n in engine.apply([command("ack", 21, inc_id)], at(21)).notifications]
@@ -170,16 +170,16 @@ def test_acknowledge_notifications_reach_each_page_by_its_own_dedup_key() -> Non
     engine = Engine(CTX)
     run(engine, [(0, [fire()]), (15, [])])
     inc = only_incident(engine)
-    batch = engine.apply([command("ack", 16, inc.v.id)], at(16))
+    batch = engine.apply([command("ack", 16, inc.view.id)], at(16))
     keys = sorted(n.dedup_key for n in batch.notifications if n.receiver == "pd-page")
-    assert keys == [f"{inc.dk}:page-1", f"{inc.dk}:page-2"]
-    assert inc.v.details["page_keys"] == keys
+    assert keys == [f"{inc.dedup_key}:page-1", f"{inc.dedup_key}:page-2"]
+    assert inc.view.details["page_keys"] == keys
 
 
 def test_each_sla_breach_fires_once() -> None:
     engine = Engine(CTX)
     engine.apply([fire()], at(0))
-    inc_id = only_incident(engine).v.id
+    inc_id = only_incident(engine).view.id
     engine.apply([command("ack", 5, inc_id)], at(5))  # ack within SLA: no ack breach
     breaches: list[Notification] = []
     counted: dict[tuple[str, str], int] = {}
@@ -193,13 +193,13 @@ def test_each_sla_breach_fires_once() -> None:
     assert {n.created_at for n in breaches} == {at(60)}
     assert counted == {("SEV1", "resolve"): 1}
     inc = only_incident(engine)
-    assert inc.v.details["sla_breaches"] == ["resolve"]
+    assert inc.view.details["sla_breaches"] == ["resolve"]
 
 
 def test_update_posts_status_root_cause_and_eta_to_receivers_and_status_page() -> None:
     engine = Engine(CTX)
     engine.apply([fire()], at(0))
-    inc_id = only_incident(engine).v.id
+    inc_id = only_incident(engine).view.id
     update = command("update", 10, inc_id, status="identified", message="bad deploy 42",
                      root_cause="deploy 42 broke the pool", eta="10:30 UTC")
     batch = engine.apply([update], at(10))
@@ -224,18 +224,18 @@ def test_severity_change_by_update_is_on_the_timeline_and_rearms_slas() -> None:
     engine.apply([fire(Severity.SEV2)], at(0))
     engine.tick(at(1))  # SEV2 waits 10 s before notifying: opened at minute 1
     inc = only_incident(engine)
-    assert inc.ka == at(31).timestamp()
-    engine.apply([command("update", 2, inc.v.id, severity="SEV1")], at(2))
+    assert inc.ack_due == at(31).timestamp()
+    engine.apply([command("update", 2, inc.view.id, severity="SEV1")], at(2))
     inc = only_incident(engine)
-    assert inc.v.severity is Severity.SEV1
-    assert inc.ka == at(16).timestamp()
-    assert any(e.kind is TimelineKind.SEVERITY_CHANGE for e in inc.v.timeline)
+    assert inc.view.severity is Severity.SEV1
+    assert inc.ack_due == at(16).timestamp()
+    assert any(e.kind is TimelineKind.SEVERITY_CHANGE for e in inc.view.timeline)
 
 
 def test_resolve_then_a_single_postmortem_reminder_unless_marked_done() -> None:
     engine = Engine(CTX)
     engine.apply([fire()], at(0))
-    inc_id = only_incident(engine).v.id
+    inc_id = only_incident(engine).view.id
     batch = engine.apply([command("resolve", 40, inc_id, message="rolled back deploy 42")],
                          at(40))
     assert sorted(line for line in trace(40, batch) if "resolve" in line) == [
@@ -267,7 +267,7 @@ def test_declare_opens_a_manual_incident_that_pages_and_goes_on_the_status_page(
     assert (view.group_key, view.commander, view.impact) == ("manual:7b1c", "alice", "No orders")
     assert view.timeline[0].actor == "api:ops"
     assert engine.apply([declare], at(0.1)).notifications == []  # the same declare again
-    assert len(engine.get("manual:7b1c").i) == 1  # type: ignore[union-attr]
+    assert len(engine.get("manual:7b1c").incidents) == 1  # type: ignore[union-attr]
     # The manual group is kept while the incident is open.
     engine.tick(at(24 * 60))
     assert "manual:7b1c" in engine
@@ -276,7 +276,7 @@ def test_declare_opens_a_manual_incident_that_pages_and_goes_on_the_status_page(
 def test_page_command_pages_a_team_through_its_policy_or_a_user() -> None:
     engine = Engine(CTX)
     engine.apply([fire()], at(0))
-    inc_id = only_incident(engine).v.id
+    inc_id = only_incident(engine).view.id
     batch = engine.apply([command("page", 3, inc_id, target="payments", target_kind="team"),
                           command("page", 4, inc_id, target="@dave", target_kind="user")],
                          at(4))
@@ -296,7 +296,7 @@ def test_commands_for_unknown_incidents_are_counted_and_ignored() -> None:
     ], at(1))
     assert batch.unknown_commands == 3
     assert batch.notifications == []
-    assert only_incident(engine).v.acknowledged_at is None
+    assert only_incident(engine).view.acknowledged_at is None
 
 
 def test_ids_are_sequential_per_day_and_the_counter_is_stored_with_the_states() -> None:
@@ -319,7 +319,11 @@ def test_ids_are_sequential_per_day_and_the_counter_is_stored_with_the_states() 
 @pytest.mark.parametrize(("partition", "ids"), [(0, ["1", "4", "7"]), (2, ["3", "6", "9"])])
 def test_kafka_partitions_never_collide(partition: int, ids: list[str]) -> None:
     counter = IncidentIds(stride=3, offset=partition)
-    assert [counter.allocate(T0).rsplit("-", 1)[1] for _ in range(3)] == ids
+    got = []
+    for _ in range(3):
+        incident_id, counter = counter.allocate(T0)
+        got.append(incident_id.rsplit("-", 1)[1])
+    assert got == ids
 
 
 def test_replaying_the_same_history_gives_the_same_ids_and_notification_ids() -> None:
@@ -328,7 +332,7 @@ def test_replaying_the_same_history_gives_the_same_ids_and_notification_ids() ->
         notes: list[Notification] = []
         notes += engine.apply([fire()], at(0)).notifications
         notes += engine.tick(at(15)).notifications
-        inc_id = only_incident(engine).v.id
+        inc_id = only_incident(engine).view.id
         notes += engine.apply([command("ack", 16, inc_id)], at(16)).notifications
         notes += engine.apply([command("resolve", 30, inc_id)], at(30)).notifications
         return notes
@@ -360,7 +364,7 @@ def test_a_timer_replayed_after_restore_from_bytes_pages_each_step_once() -> Non
 def test_postmortem_input_is_built_from_the_incident() -> None:
     engine = Engine(CTX)
     engine.apply([fire(start=-3)], at(0))
-    inc_id = only_incident(engine).v.id
+    inc_id = only_incident(engine).view.id
     engine.tick(at(15))
     engine.apply([command("ack", 17, inc_id)], at(17))
     engine.apply([command("update", 20, inc_id, status="identified", message="bad deploy",

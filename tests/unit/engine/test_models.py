@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta, timezone
 
 import pytest
 
-from router.engine.lifecycle import slug, utc
-from router.engine.state import AlertState, GroupState, IncidentIds, Tick
+from router.engine.ids import IncidentIds
+from router.engine.incidents.formatting import slug
+from router.engine.instant import utc
+from router.engine.state import AlertState, GroupState, Tick
 from router.incidents import Incident, TimelineEntry, TimelineKind
 from router.model import Alert, Frozen, Notification, NotificationKind, Severity, Status
 
@@ -19,9 +21,10 @@ ALERT = Alert(source="am", fingerprint="f", status=Status.FIRING, name="X", star
 @pytest.mark.parametrize(
     ("cls", "values"),
     [
-        (GroupState, {"k": "g"}),
-        (GroupState, {"k": "g", "a": {"am:f": AlertState(a=ALERT, t=1.0)}, "w": 5.0, "e": 2}),
-        (AlertState, {"a": ALERT, "t": 1.0, "h": (1.0,)}),
+        (GroupState, {"key": "g"}),
+        (GroupState, {"key": "g", "alerts": {"am:f": AlertState(alert=ALERT, time=1.0)},
+                      "wait_until": 5.0, "epoch": 2}),
+        (AlertState, {"alert": ALERT, "time": 1.0, "changes": (1.0,)}),
         (Tick, {"group_key": "g"}),
         (TimelineEntry, {"at": T0, "kind": TimelineKind.OPENED, "actor": "router", "text": "t"}),
         (Incident, {"id": "INC-1", "group_key": "g", "title": "t", "severity": Severity.SEV1,
@@ -42,19 +45,28 @@ def test_build_equals_validated_construction(cls: type[Frozen], values: dict[str
 
 
 def test_build_gives_each_object_its_own_default_containers() -> None:
-    one, two = GroupState.build(k="a"), GroupState.build(k="b")
-    assert one.a == {} and one.a is not two.a
+    one, two = GroupState.build(key="a"), GroupState.build(key="b")
+    assert one.alerts == {} and one.alerts is not two.alerts
 
 
 def test_with_keeps_fields_set_and_does_not_touch_the_original() -> None:
-    state = GroupState(k="g")
-    changed = state.with_(w=5.0)
-    same = changed.with_(w=6.0)
-    assert (state.w, changed.w, same.w) == (None, 5.0, 6.0)
-    assert state.model_fields_set == {"k"}
-    assert changed.model_fields_set == same.model_fields_set == {"k", "w"}
-    assert changed.model_copy(update={"e": 1}).model_fields_set == {"k", "w", "e"}
-    assert same.model_fields_set == {"k", "w"}  # a shared set is copied before a change
+    state = GroupState(key="g")
+    changed = state.with_(wait_until=5.0)
+    same = changed.with_(wait_until=6.0)
+    assert (state.wait_until, changed.wait_until, same.wait_until) == (None, 5.0, 6.0)
+    assert state.model_fields_set == {"key"}
+    assert changed.model_fields_set == same.model_fields_set == {"key", "wait_until"}
+    assert changed.model_copy(update={"epoch": 1}).model_fields_set == {
+        "key", "wait_until", "epoch"}
+    assert same.model_fields_set == {"key", "wait_until"}  # a shared set is copied first
+
+
+def test_stored_form_keeps_the_short_names() -> None:
+    state = GroupState(key="g", alerts={"am:f": AlertState(alert=ALERT, time=1.0)},
+                       wait_until=5.0, epoch=2)
+    raw = state.to_bytes()
+    assert raw.startswith(b'{"k":"g","a":{"am:f":{"a":{') and b'"w":5.0' in raw
+    assert GroupState.from_bytes(raw) == state
 
 
 @pytest.mark.parametrize(
@@ -67,14 +79,18 @@ def test_with_keeps_fields_set_and_does_not_touch_the_original() -> None:
     ],
 )
 def test_incident_ids_use_the_utc_day(at: datetime, expected: str) -> None:
-    assert IncidentIds().allocate(at) == expected
+    counter = IncidentIds()
+    assert counter.allocate(at)[0] == expected
+    assert counter == IncidentIds()  # allocating returns the next counter, changes nothing
 
 
 def test_incident_ids_count_per_day_with_the_day_cached() -> None:
     ids = IncidentIds(stride=3, offset=1)
     day2 = T0 + timedelta(days=1)
-    got = [ids.allocate(T0), ids.allocate(T0), ids.allocate(day2), ids.allocate(day2),
-           ids.allocate(T0)]
+    got = []
+    for at in (T0, T0, day2, day2, T0):
+        incident_id, ids = ids.allocate(at)
+        got.append(incident_id)
     assert got == ["INC-20260101-2", "INC-20260101-5", "INC-20260102-2", "INC-20260102-5",
                    "INC-20260101-2"]
 

@@ -23,6 +23,7 @@ from router.sources.cloudwatch import (
     observed_value,
     parse_alarm_message,
     parse_eventbridge,
+    stated_unit,
 )
 from router.sources.sns import SnsVerifier
 from tests import snskit
@@ -577,3 +578,105 @@ def test_random_messages_only_ever_reject(message: str) -> None:
 def test_observed_value_never_raises(reason: str) -> None:
     value = observed_value("Threshold Crossed: 1 datapoint [" + reason)
     assert value is None or isinstance(value, float)
+
+
+# --- when a resolved alarm began and ended --------------------------------------------------
+
+
+def test_ok_message_ends_the_alert_at_its_state_change_time() -> None:
+    """The OK transition is the alert's END; an SNS message does not say when the ALARM began,
+    so its start is the best the payload knows (the engine keeps the firing alert's own)."""
+    (alert,) = parse(fixture_json("alarm-single-metric-ok.json"))
+    assert alert.status is Status.RESOLVED
+    assert alert.ends_at == t("2026-11-27T10:20:31.870+00:00")
+
+
+@pytest.mark.parametrize("via_sns", [False, True])
+def test_eventbridge_ok_event_spans_from_the_alarm_to_the_ok_transition(via_sns: bool) -> None:
+    event = fixture_json("eventbridge-anomaly-ok.json")
+    (alert,) = (parse(event, AUTHED) if via_sns
+                else parse_eventbridge(json.dumps(event).encode(), AUTHED, NOW))
+    assert alert.status is Status.RESOLVED
+    # previousState is the ALARM that this OK ends: 15:59:04 to 16:00:04, not 0 minutes.
+    assert (alert.starts_at, alert.ends_at) == (t("2026-11-27T15:59:04.672+00:00"),
+                                                t("2026-11-27T16:00:04.653+00:00"))
+
+
+@pytest.mark.parametrize(
+    "previous",
+    [
+        {"value": "INSUFFICIENT_DATA", "reason": "", "timestamp": "2026-11-27T15:00:00.000+0000"},
+        {"value": "ALARM", "reason": "", "timestamp": "not a time"},
+        {"value": "ALARM"},
+        None,
+    ],
+    ids=["previous-not-alarm", "bad-timestamp", "no-timestamp", "no-previous-state"],
+)
+def test_eventbridge_ok_without_a_usable_alarm_start_starts_at_the_transition(
+    previous: dict[str, Any] | None,
+) -> None:
+    event = fixture_json("eventbridge-anomaly-ok.json")
+    if previous is None:
+        del event["detail"]["previousState"]
+    else:
+        event["detail"]["previousState"] = previous
+    (alert,) = parse(event, AUTHED)
+    assert alert.starts_at == alert.ends_at == t("2026-11-27T16:00:04.653+00:00")
+
+
+def test_eventbridge_alarm_event_starts_at_its_own_transition() -> None:
+    event = fixture_json("eventbridge-single-metric.json")
+    (alert,) = parse(event, AUTHED)
+    assert alert.status is Status.FIRING
+    assert alert.starts_at == t(event["detail"]["state"]["timestamp"].replace("+0000", "+00:00"))
+    assert alert.ends_at is None
+
+
+# --- the unit an alarm states for its value ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("unit", "expression", "stated"),
+    [
+        ("Percent", "", "percent"),
+        ("percent", "", "percent"),
+        ("Count", "", None),
+        (None, "", None),
+        (None, "100*(m1/m2)", "percent"),
+        (None, "100 * m1 / m2", "percent"),
+        (None, "m1 / m2 * 100", "percent"),
+        (None, "(m1/m2)*100.0", "percent"),
+        (None, "m1/m2", "ratio"),
+        (None, "m1 / (m1 + m2)", "ratio"),
+        (None, "1000*m1/m2", "ratio"),  # per mille is no percentage
+        (None, "m1*1", None),
+        (None, "SUM(METRICS())", None),
+    ],
+)
+def test_stated_unit(unit: str | None, expression: str, stated: str | None) -> None:
+    assert stated_unit(unit, expression) == stated
+
+
+def test_metric_math_percentage_alarm_states_its_unit() -> None:
+    (alert,) = parse(fixture_json("alarm-metric-math.json"))
+    assert alert.annotations["expression"] == "100*(m1/m2)"
+    assert alert.annotations["unit"] == "percent"
+
+
+def test_ratio_expression_and_percent_metric_state_their_unit() -> None:
+    ratio = fixture_json("alarm-metric-math.json")
+    ratio["Trigger"]["Metrics"][0]["Expression"] = "m1/m2"
+    assert parse(ratio)[0].annotations["unit"] == "ratio"
+    single = fixture_json("alarm-single-metric.json")
+    single["Trigger"]["Unit"] = "Percent"
+    assert parse(single)[0].annotations["unit"] == "percent"
+    single["Trigger"]["Unit"] = None
+    assert "unit" not in parse(single)[0].annotations
+
+
+def test_eventbridge_metric_math_states_its_unit() -> None:
+    event = fixture_json("eventbridge-metric-math.json")
+    event["detail"]["configuration"]["metrics"][0]["expression"] = "100 * m1 / m2"
+    event["detail"]["configuration"]["metrics"][0]["returnData"] = True
+    (alert,) = parse(event, AUTHED)
+    assert alert.annotations["unit"] == "percent"

@@ -12,6 +12,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -518,13 +519,53 @@ def test_random_bodies_only_ever_reject(body: bytes) -> None:
         assert 400 <= exc.status < 500
 
 
-async def test_certificate_cache_is_bounded(fake_sns: FakeSns,
+async def test_certificate_cache_is_bounded(aiohttp_server: Any,
                                             cfg: CloudWatchSourceConfig) -> None:
-    # Two cert URLs (same server, different query) and room for one: the oldest is evicted.
-    urls = [fake_sns.cert_url + "?v=a", fake_sns.cert_url + "?v=b", fake_sns.cert_url + "?v=a"]
+    # Two cert hosts (two local servers, same key) and room for one: the oldest is evicted.
+    fakes = [FakeSns(), FakeSns()]
+    for fake in fakes:
+        fake.attach(str((await aiohttp_server(fake.app())).make_url("/")))
     async with aiohttp.ClientSession() as session:
         small = SnsVerifier(session, cache_size=1)
-        for url in urls:
-            body = snskit.to_body(signed_notification(fake_sns, SigningCertURL=url))
+        for fake in (fakes[0], fakes[1], fakes[0]):
+            body = snskit.to_body(signed_notification(fake))
             assert len(await handle_sns(body, {}, cfg, small, NOW)) == 1
-    assert fake_sns.cert_requests == 3
+    assert [f.cert_requests for f in fakes] == [2, 1]
+
+
+async def test_a_query_string_does_not_force_a_certificate_fetch(
+    fake_sns: FakeSns, verifier: SnsVerifier, cfg: CloudWatchSourceConfig
+) -> None:
+    # The cache is keyed by scheme, host and path: a sender varying the query (or fragment)
+    # cannot make the router fetch the certificate again for every message.
+    for suffix in ("", "?v=a", "?v=b", "?Action=x&v=c", "#frag"):
+        env = signed_notification(fake_sns, SigningCertURL=fake_sns.cert_url + suffix)
+        assert len(await handle_sns(snskit.to_body(env), {}, cfg, verifier, NOW)) == 1
+    assert fake_sns.cert_requests == 1
+
+
+async def test_a_query_string_cannot_poison_the_certificate_cache(
+    aiohttp_server: Any, verifier: SnsVerifier, cfg: CloudWatchSourceConfig
+) -> None:
+    # A cert host that answers a different certificate when a query string is present: what
+    # is fetched is the path alone, so the forger's certificate is never fetched nor cached.
+    real, forger = FakeSns(), FakeSns(key=snskit.SigningKey.generate())
+    queries: list[str] = []
+
+    async def cert(request: web.Request) -> web.Response:
+        queries.append(request.query_string)
+        pem = forger.key.cert_pem if request.query_string else real.key.cert_pem
+        return web.Response(body=pem, content_type="application/x-x509-ca-cert")
+
+    app = web.Application()
+    app.router.add_get(snskit.CERT_PATH, cert)
+    base = str((await aiohttp_server(app)).make_url("/"))
+    real.attach(base)
+    forger.attach(base)
+
+    forged = signed_notification(forger, SigningCertURL=forger.cert_url + "?evil=1")
+    assert (await reject(verifier, forged, cfg)).reason == "bad_signature"
+    genuine = signed_notification(real)
+    assert len(await handle_sns(snskit.to_body(genuine), {}, cfg, verifier, NOW)) == 1
+    assert (await reject(verifier, forged, cfg)).reason == "bad_signature"
+    assert queries == [""]

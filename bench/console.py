@@ -1,0 +1,148 @@
+"""Console page times with real volumes: 10,000 active alerts and 1,000 open incidents.
+
+    .venv/bin/python bench/console.py [--alerts 10000] [--incidents 1000] [--repeat 20] [--json]
+
+Builds the router app on the embedded backend in a temporary directory, feeds it the alerts
+through the Alertmanager webhook (severity label `error` = SEV2, one group per incident, so the
+engine opens one incident per group), waits until the engine has decided everything, then
+requests each console page `--repeat` times from an in-process client over loopback and prints
+the median and worst time per page (the server's handler time plus a loopback round trip).
+Open access (no tokens), so no login in the measurement. Prints a table, or JSON with --json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from aiohttp.test_utils import TestClient, TestServer
+
+from router.api.app import build_app
+from router.api.keys import BACKEND
+from router.config import parse_config
+from router.runtime import build_snapshot
+
+BATCH = 200
+
+
+def config_text(work: Path) -> str:
+    (work / "rules").mkdir()
+    return f"""
+backend: {{type: embedded, path: {work / 'router.db'}}}
+rules_dir: {work / 'rules'}
+receivers: []
+severities:
+  SEV2: {{ack_sla: 30m, resolve_sla: 4h, group_wait: 0s, response: page_oncall}}
+"""
+
+
+def payload(start: int, count: int, incidents: int) -> dict[str, Any]:
+    alerts = [{
+        "status": "firing",
+        "labels": {"alertname": f"Bench{i % incidents}", "severity": "error",
+                   "service": f"svc{i % incidents % 37}", "team": f"team{i % incidents % 11}",
+                   "instance": f"i{i}"},
+        "annotations": {"summary": f"bench alert {i}"},
+        "startsAt": "2026-01-01T00:00:00Z", "endsAt": "0001-01-01T00:00:00Z",
+        "fingerprint": f"{i:016x}",
+    } for i in range(start, start + count)]
+    return {"version": "4", "status": "firing", "receiver": "bench", "groupKey": "{}:{}",
+            "alerts": alerts}
+
+
+async def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float, int]:
+    times = []
+    size = 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        resp = await client.get(path)
+        body = await resp.read()
+        times.append((time.perf_counter() - t0) * 1000)
+        assert resp.status == 200, (path, resp.status, body[:300])
+        size = len(body)
+    return statistics.median(times), max(times), size
+
+
+async def run(alerts: int, incidents: int, repeat: int) -> list[dict[str, Any]]:
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        snapshot = build_snapshot(parse_config(config_text(work), base_dir=str(work)))
+        app = build_app(snapshot)
+        async with TestClient(TestServer(app)) as client:
+            t0 = time.perf_counter()
+            for start in range(0, alerts, BATCH):
+                resp = await client.post("/webhooks/alertmanager",
+                                         json=payload(start, min(BATCH, alerts - start),
+                                                      incidents))
+                assert resp.status == 200, await resp.text()
+            await app[BACKEND].engine.drained()
+            load_s = time.perf_counter() - t0
+            backend = app[BACKEND]
+            found = await backend.incidents(status="open", limit=1000)
+            some_alert = (await backend.current_alerts(limit=1))[0]
+            backend_reads = []
+            for what, call in (("(backend) read every alert", backend.current_alerts(limit=alerts)),
+                               ("(backend) read open incidents",
+                                backend.incidents(status="open", limit=1000))):
+                t1 = time.perf_counter()
+                await call
+                ms = round((time.perf_counter() - t1) * 1000, 1)
+                backend_reads.append({"page": what, "path": "", "p50_ms": ms, "max_ms": ms,
+                                      "bytes": None})
+            incident = found[0].id
+            pages = [
+                ("alerts (newest 200)", "/ui/alerts"),
+                ("alerts live rows", "/ui/alerts/rows"),
+                ("alerts filtered by team (full scan)", "/ui/alerts?team=team3"),
+                ("alert detail", f"/ui/alerts/{quote(some_alert.key, safe='')}"),
+                ("incidents (open + 50 resolved)", "/ui/incidents"),
+                ("incidents live rows", "/ui/incidents/rows"),
+                ("incident page", f"/ui/incidents/{incident}"),
+                ("incident live part", f"/ui/incidents/{incident}/live"),
+                ("post-mortem draft", f"/ui/incidents/{incident}/postmortem"),
+                ("on-call", "/ui/oncall"),
+                ("dead letters", "/ui/dead-letters"),
+                ("rules", "/ui/rules"),
+            ]
+            rows = [{"page": "(setup)", "path": "", "p50_ms": None, "max_ms": None,
+                     "bytes": None, "note": f"{alerts} alerts, {len(found)} open incidents "
+                                            f"loaded in {load_s:.1f} s"}, *backend_reads]
+            for name, path in pages:
+                p50, worst, size = await measure(client, path, repeat)
+                rows.append({"page": name, "path": path, "p50_ms": round(p50, 1),
+                             "max_ms": round(worst, 1), "bytes": size})
+            return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=10_000)
+    parser.add_argument("--incidents", type=int, default=1_000)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    rows = asyncio.run(run(args.alerts, args.incidents, args.repeat))
+    if args.json:
+        print(json.dumps(rows))
+        return
+    print(f"{'page':40} {'p50 ms':>8} {'max ms':>8} {'bytes':>9}")
+    for r in rows:
+        if r["p50_ms"] is None:
+            print(f"{r['page']:40} {r['note']}")
+        else:
+            size = f"{r['bytes']:9,}" if r["bytes"] is not None else ""
+            print(f"{r['page']:40} {r['p50_ms']:8.1f} {r['max_ms']:8.1f} {size:>9}")
+
+
+if __name__ == "__main__":
+    main()

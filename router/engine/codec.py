@@ -1,0 +1,130 @@
+"""The stored form of a group's state: what the engine holds in memory and the backends store.
+
+A frame of `GroupState.to_bytes()` (short field names, defaults left out) with the group's next
+deadline in front, so that a restore arms timers without parsing JSON, and the group key (stored
+beside it anyway: dict key, changelog record key, SQLite key) left out: every occurrence of it
+as a JSON string (`k`, the alerts' `group_key`, incident views) is a NUL byte, which JSON text
+never holds, so the substitution is exact whatever the key. Optionally deflated with a preset
+dictionary of the state's JSON vocabulary (small records compress about 3x, a plain zlib stream
+only 2x):
+
+  b"{..."                               to_bytes() as is (older stores; still read)
+  0x01 | float64 LE deadline | JSON*    FRAME_PLAIN (NaN: no timer armed; * key as NUL)
+  0x02 | float64 LE deadline | deflate  FRAME_DEFLATE: raw deflate of JSON*, `ZDICT_V1`
+
+ZDICT_V1 must never change (frames written with it must stay readable): a new dictionary
+takes a new tag. The short field names live here and in the aliases of `router.engine.state`
+only.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+
+import orjson
+
+from router.engine.state import INCIDENT_TIMERS, GroupState
+
+FRAME_PLAIN = 1
+FRAME_DEFLATE = 2
+_HEAD = struct.Struct("<Bd")
+_WBITS = -15
+_MEM_LEVEL = 4
+# Field names and common values, the most frequent last (deflate finds near ones cheaper).
+ZDICT_V1 = (
+    b'"pn":"pm":"dx":"lc":"lt":"ps":"pk":["sp":true,"ep":"resolved_at":"acknowledged_at":'
+    b'"escalation_level":"postmortem_done":true,"root_cause":"mitigation":"commander":'
+    b'"sla_breaches":["ack","resolve"],"pages":[{"at":"level":1,"targets":[],"key":"by":"router"'
+    b'}],"page_keys":[],"updates":[],"status":"investigating","identified","monitoring",'
+    b'"kind":"alert_resolved","text":" resolved"},{"at":"kind":"paged","severity_change",'
+    b'"sla_breach","acknowledged","escalated","status_update","postmortem",'
+    b'"value":"generator_url":"http://","dashboard_url":"https://","ends_at":"'
+    b'"group_wait":"group_interval":"repeat_interval":"fl":1,"f":"d":"o":"x":"u":'
+    b'"i":[{"v":{"id":"INC-","group_key":"","title":"","severity":"SEV1","channel":"#inc-",'
+    b'"impact":"","service":"","team":"","alerts":["alertmanager:"],"opened_at":"",'
+    b'"timeline":[{"at":"","kind":"opened","actor":"router","text":"opened by alerts: (SEV1)"},'
+    b'{"at":"","kind":"alert_fired","actor":"alertmanager","text":" firing: "},'
+    b'{"at":"","kind":"notified","actor":"router","text":"trigger sent to "}],'
+    b'"details":{"dedup_key":"","receivers":[""],"started_at":"","alert_info":{"alertmanager:'
+    b'":{"name":"","service":null,"started_at":"","ended_at":null}}}},"dk":"","rc":[""],'
+    b'"ka":"kr":}],"ie":0}'
+    b'{"k":"","a":{"alertmanager:":{"a":{"source":"alertmanager","fingerprint":"",'
+    b'"status":"firing","name":"","labels":{"alertname":"","severity":"critical","warning",'
+    b'"env":"prod","namespace":"","service":"","pod":"","instance":"","job":"","team":""},'
+    b'"annotations":{"description":"","summary":"","runbook_url":"https://"},'
+    b'"starts_at":"","received_at":"","severity":"SEV3","team":"","service":"",'
+    b'"runbook_url":"https://","receivers":[""],"group_key":"","rule":""},"t":,"n":true,'
+    b'"h":[]}},"e":1,"et":,"q":1,"ns":"firing","nv":"SEV3","nt":,"rc":[""],"w":,"r":'
+)
+
+
+def pack(state: GroupState, level: int = 0) -> bytes:
+    """The stored form of `state` (stored under `state.key`): deflated at zlib `level` 1-9, 0
+    keeps the JSON plain."""
+    return frame(state.to_bytes(), state.next_deadline(), state.key, level)
+
+
+def frame(data: bytes, deadline: float | None, key: str, level: int = 0) -> bytes:
+    """The stored form of the `to_bytes()` JSON of group `key` whose next deadline is
+    `deadline`."""
+    when = math.nan if deadline is None else deadline
+    body = data.replace(orjson.dumps(key), b"\x00")
+    if level <= 0:
+        return _HEAD.pack(FRAME_PLAIN, when) + body
+    packer = _packer(level).copy()
+    return _HEAD.pack(FRAME_DEFLATE, when) + packer.compress(body) + packer.flush()
+
+
+_PACKERS: dict[int, zlib._Compress] = {}
+
+
+def _packer(level: int) -> zlib._Compress:
+    """A compressor primed with the dictionary: a copy of it skips hashing the dictionary."""
+    packer = _PACKERS.get(level)
+    if packer is None:
+        packer = _PACKERS[level] = zlib.compressobj(
+            min(level, 9), zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+    return packer
+
+
+def unpacked(data: bytes | bytearray | memoryview, key: str) -> bytes:
+    """The `to_bytes()` JSON inside a stored form (any of the three) of group `key`."""
+    data = bytes(data)
+    tag = data[0] if data else 0
+    if tag == FRAME_DEFLATE:
+        body = zlib.decompressobj(_WBITS, ZDICT_V1).decompress(data[_HEAD.size:])
+    elif tag == FRAME_PLAIN:
+        body = data[_HEAD.size:]
+    else:
+        return data
+    return body.replace(b"\x00", orjson.dumps(key))
+
+
+def unpack(data: bytes | bytearray | memoryview, key: str) -> GroupState:
+    """`pack` reversed, for the group `key` it is stored under (plain JSON is read too)."""
+    return GroupState.from_bytes(unpacked(data, key))
+
+
+def packed_deadline(data: bytes | bytearray | memoryview) -> float | None:
+    """The next deadline of a stored form, from its header (plain JSON: parsed)."""
+    tag = data[0] if data else 0
+    if tag in (FRAME_DEFLATE, FRAME_PLAIN):
+        when: float = _HEAD.unpack_from(data)[1]
+        return None if when != when else when  # NaN: none
+    return _deadline_of_json(bytes(data))
+
+
+_TIMERS = ("w", "u", "r", "f", "x", "qu", "hb")
+
+
+def _deadline_of_json(data: bytes) -> float | None:
+    # Cheaper than a full model validation (plain JSON from an older store).
+    raw = orjson.loads(data)
+    if not isinstance(raw, dict):
+        raise ValueError("a group state must be a JSON object")
+    values = [raw[k] for k in _TIMERS if raw.get(k) is not None]
+    for inc in raw.get("i") or ():
+        values.extend(inc[k] for k in INCIDENT_TIMERS if inc.get(k) is not None)
+    return min(values) if values else None

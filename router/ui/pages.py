@@ -1,0 +1,217 @@
+"""The console's read pages. Each reads the backend's views (alerts, incidents, dead letters)
+or the config in effect, like the REST API's GET endpoints, and renders HTML."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+from router.api.incidents import find_incident
+from router.api.keys import BACKEND, RUNTIME
+from router.api.oncall import on_call_report
+from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_input
+from router.model import Alert, Severity
+from router.oncall import shifts
+from router.postmortem import render_postmortem
+from router.ui.guard import PREFIX
+from router.ui.html import html, render
+from router.ui.keys import CLOCK, role_of, session_of
+from router.ui.views import FILTERS, MAX_ROWS, AlertFilter, distinct, group_alerts, incident_rows
+
+# How many alerts the backend is asked for when the filters must be applied here.
+SCAN_LIMIT = 10_000
+RESOLVED_SHOWN = 50
+# Open incidents the list renders at most (the most urgent first); the rest are counted.
+OPEN_SHOWN = 200
+HANDOFFS_SHOWN = 3
+
+
+def page(request: web.Request, template: str, status: int = 200, **context: Any) -> web.Response:
+    """A full page: the template with who is logged in (nav, CSRF token of the forms)."""
+    session = session_of(request)
+    role = role_of(request)
+    return html(template, status=status, me=session, can_write=role.can_write,
+                csrf=session.csrf, nav=request.path, prefix=PREFIX, **context)
+
+
+# --- alerts --------------------------------------------------------------------------------
+
+
+async def _alerts(request: web.Request, f: AlertFilter) -> list[Alert]:
+    backend = request.config_dict[BACKEND]
+    # Without filters of its own to apply, one more than a page: to tell that there are more.
+    limit = SCAN_LIMIT if f.needs_scan else MAX_ROWS + 1
+    found = await backend.current_alerts(status=f.status or None, source=f.source or None,
+                                         limit=limit)
+    return [a for a in found if f.keeps(a)] if f.needs_scan else found
+
+
+async def _alert_context(request: web.Request) -> dict[str, Any]:
+    f = AlertFilter.of(request.query)
+    alerts = await _alerts(request, f)
+    more = not f.needs_scan and len(alerts) > MAX_ROWS
+    groups, hidden = group_alerts(alerts[:MAX_ROWS])
+    return {"filter": f, "groups": groups, "hidden": hidden, "total": len(alerts),
+            "more": more, "max_rows": MAX_ROWS,
+            "now": request.config_dict[CLOCK]()}
+
+
+async def alerts(request: web.Request) -> web.Response:
+    context = await _alert_context(request)
+    config = request.config_dict[RUNTIME].snapshot.config
+    choices = {
+        "severity": [s.value for s in Severity],
+        "status": ["firing", "resolved"],
+        "source": ["alertmanager", "cloudwatch", "generic"],
+        "service": distinct([*config.oncall.services, *(r.service for r in
+                                                         request.config_dict[RUNTIME]
+                                                         .snapshot.rules.rules)]),
+        "team": distinct([*(s.team for s in config.oncall.services.values()),
+                          *(r.team for r in request.config_dict[RUNTIME].snapshot.rules.rules)]),
+    }
+    return page(request, "alerts.html", filters=FILTERS, choices=choices, **context)
+
+
+async def alert_rows(request: web.Request) -> web.Response:
+    """The live part of the alert list (polled by console.js)."""
+    text = render("_alert_rows.html", prefix=PREFIX, **await _alert_context(request))
+    return web.Response(text=text, content_type="text/html", charset="utf-8")
+
+
+async def alert(request: web.Request) -> web.Response:
+    key = request.match_info["key"]
+    source, _, fingerprint = key.partition(":")
+    backend = request.config_dict[BACKEND]
+    found = next((a for a in await backend.current_alerts(source=source, limit=SCAN_LIMIT)
+                  if a.fingerprint == fingerprint), None)
+    if found is None:
+        raise web.HTTPNotFound(reason=f"no current alert {key}")
+    group_key = found.group_key or found.name
+    incidents = await backend.incidents(group_key=group_key, limit=1)
+    incident = incidents[0] if incidents else None
+    sent = [e for e in incident.timeline if e.kind in (TimelineKind.NOTIFIED, TimelineKind.PAGED)
+            ] if incident else []
+    parked = [d for d in await backend.outbox.list() if d.notification.group_key == group_key]
+    return page(request, "alert.html", alert=found, incident=incident, sent=sent, parked=parked)
+
+
+# --- incidents -----------------------------------------------------------------------------
+
+
+async def _incident_rows(request: web.Request) -> dict[str, Any]:
+    backend = request.config_dict[BACKEND]
+    open_ = await backend.incidents(status="open", limit=1000)
+    done = await backend.incidents(status=IncidentStatus.RESOLVED.value, limit=RESOLVED_SHOWN)
+    policies = request.config_dict[RUNTIME].snapshot.config.severities
+    now = request.config_dict[CLOCK]()
+    rows = incident_rows(open_, policies, now)[:OPEN_SHOWN] + incident_rows(done, policies, now)
+    return {"rows": rows, "open_count": len(open_), "open_hidden": max(0, len(open_) - OPEN_SHOWN)}
+
+
+async def incidents(request: web.Request) -> web.Response:
+    return page(request, "incidents.html", **await _incident_rows(request))
+
+
+async def incident_list_rows(request: web.Request) -> web.Response:
+    text = render("_incident_rows.html", prefix=PREFIX, **await _incident_rows(request))
+    return web.Response(text=text, content_type="text/html", charset="utf-8")
+
+
+async def load_incident(request: web.Request) -> Incident:
+    ref = request.match_info["id"]
+    incident = await find_incident(request.config_dict[BACKEND], ref)
+    if incident is None:
+        raise web.HTTPNotFound(reason=f"no incident {ref}")
+    return incident
+
+
+def incident_context(request: web.Request, incident: Incident) -> dict[str, Any]:
+    snapshot = request.config_dict[RUNTIME].snapshot
+    row = incident_rows([incident], snapshot.config.severities, request.config_dict[CLOCK]())[0]
+    teams = distinct(s.team for s in snapshot.config.oncall.services.values())
+    info = incident.details.get("alert_info")
+    return {"incident": incident, "row": row, "teams": teams,
+            "alert_info": info if isinstance(info, dict) else {},
+            "timeline": sorted(incident.timeline, key=lambda e: e.at),
+            "open": incident.status is not IncidentStatus.RESOLVED}
+
+
+async def incident(request: web.Request, **extra: Any) -> web.Response:
+    found = await load_incident(request)
+    context = incident_context(request, found)
+    context.setdefault("preview", None)
+    context.setdefault("form", {})
+    context.setdefault("problem", request.query.get("problem"))
+    context.setdefault("done", request.query.get("done"))
+    context.update(extra)
+    return page(request, "incident.html", status=400 if extra.get("problem") else 200,
+                **context)
+
+
+async def incident_live(request: web.Request) -> web.Response:
+    """The live part of the incident page: status, SLAs, timeline (polled by console.js)."""
+    context = incident_context(request, await load_incident(request))
+    text = render("_incident_live.html", prefix=PREFIX, **context)
+    return web.Response(text=text, content_type="text/html", charset="utf-8")
+
+
+def _postmortem(request: web.Request, incident: Incident) -> str:
+    policies = request.config_dict[RUNTIME].snapshot.config.severities
+    return render_postmortem(postmortem_input(incident, policies))
+
+
+async def postmortem(request: web.Request) -> web.Response:
+    found = await load_incident(request)
+    return page(request, "postmortem.html", incident=found, markdown=_postmortem(request, found))
+
+
+async def postmortem_download(request: web.Request) -> web.Response:
+    found = await load_incident(request)
+    return web.Response(text=_postmortem(request, found), content_type="text/markdown",
+                        charset="utf-8", headers={
+                            "Content-Disposition":
+                                f'attachment; filename="{found.id}-postmortem.md"'})
+
+
+async def declare_form(request: web.Request) -> web.Response:
+    config = request.config_dict[RUNTIME].snapshot.config
+    return page(request, "declare.html", severities=[s.value for s in Severity],
+                services=distinct(config.oncall.services), form={}, problem=None)
+
+
+# --- on-call, dead letters, rules ----------------------------------------------------------
+
+
+async def oncall(request: web.Request) -> web.Response:
+    config = request.config_dict[RUNTIME].snapshot.config
+    now = request.config_dict[CLOCK]()
+    report = on_call_report(config.oncall, now)
+    handoffs = {
+        s.name: [sh for sh in shifts(s, now, now + (HANDOFFS_SHOWN + 1) * s.shift_length)
+                 ][1:HANDOFFS_SHOWN + 1]
+        for s in config.oncall.schedules
+    }
+    return page(request, "oncall.html", report=report, handoffs=handoffs, now=now,
+                services=config.oncall.services)
+
+
+async def dead_letters(request: web.Request) -> web.Response:
+    receiver = request.query.get("receiver") or None
+    items = await request.config_dict[BACKEND].outbox.list(receiver=receiver)
+    everyone = items if receiver is None else await request.config_dict[BACKEND].outbox.list()
+    return page(request, "dead_letters.html", items=items, receiver=receiver,
+                receivers=distinct(d.receiver for d in everyone),
+                done=request.query.get("done"))
+
+
+async def rules(request: web.Request, **extra: Any) -> web.Response:
+    snapshot = request.config_dict[RUNTIME].snapshot
+    context: dict[str, Any] = {"rules": snapshot.rules.rules, "files": snapshot.rules.files,
+                               "result": None, "problem": None, "form": {}}
+    context.update(extra)
+    return page(request, "rules.html", status=400 if context["problem"] else 200, **context)
+
+
+async def index(request: web.Request) -> web.Response:
+    raise web.HTTPSeeOther(f"{PREFIX}/alerts")
