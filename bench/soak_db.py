@@ -16,7 +16,8 @@ down from the 30-day defaults, through EmbeddedBackendConfig, so the steady stat
 within the first 100k alerts).
 
 Prints one Markdown table row per `--report-at` count: the database file and its WAL in
-bytes, bytes per alert received so far, the rows per table and the three largest tables
+bytes (right after a prune pass and the largest the WAL was so far), bytes per alert received
+so far, the rows per table and the three largest tables
 (with their indexes, from SQLite's dbstat). Alerts are counted as the intake counts them:
 every received alert (fire, re-send and resolve each count one).
 """
@@ -139,7 +140,7 @@ async def soak(args: argparse.Namespace, path: Path) -> list[str]:
     # (second due, event), each in due order: the re-sends and the resolves to come.
     resends: deque[tuple[int, AlertEvent]] = deque()
     resolves: deque[tuple[int, AlertEvent]] = deque()
-    sent = fired = delivered = 0
+    sent = fired = delivered = wal_peak = 0
     second = 0
     next_prune = policy.interval.total_seconds()
     started = time.perf_counter()
@@ -162,6 +163,7 @@ async def soak(args: argparse.Namespace, path: Path) -> list[str]:
             await backend.log.append(batch)
             await backend.engine.drained()
             delivered = await deliver(backend, delivered)
+            wal_peak = max(wal_peak, files(path)[1])
             sent += len(batch)
             second += 1
             if second >= next_prune and not args.no_prune:
@@ -175,7 +177,8 @@ async def soak(args: argparse.Namespace, path: Path) -> list[str]:
                 db, wal = files(path)
                 counts = await rows(backend)
                 lines.append(
-                    f"| {sent:,} | {second:,} s | {db:,} | {wal:,} | {db / sent:.1f} | "
+                    f"| {sent:,} | {second:,} s | {db:,} | {wal:,} | {wal_peak:,} | "
+                    f"{db / sent:.1f} | "
                     + " | ".join(f"{counts[t]:,}" for t in
                                  ("log", "alerts", "incidents", "engine_state", "outbox",
                                   "deliveries", "dead_letters"))
@@ -207,9 +210,10 @@ def main() -> None:
              else "a new fingerprint per alert, ")
           + ("no retention" if args.no_prune else
              f"retention ages {args.max_age}, prune every {args.prune_interval}"))
-    print("| alerts | simulated | db bytes | wal bytes | db bytes/alert | log | alerts | "
-          "incidents | engine_state | outbox | deliveries | dead_letters | largest (MB) | wall |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    print("| alerts | simulated | db bytes | wal bytes | wal peak | db bytes/alert | log | "
+          "alerts | incidents | engine_state | outbox | deliveries | dead_letters | "
+          "largest (MB) | wall |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|", flush=True)
     try:
         asyncio.run(soak(args, path))
     finally:

@@ -12,8 +12,8 @@ Every `interval` the pruner deletes, in small transactions:
 - dead letters nobody replayed, by the time they were parked.
 
 Then `incremental_vacuum` hands the freed pages back to the file system and a checkpoint
-truncates the file. What is still needed (unconsumed log entries, firing alerts, open
-incidents, the outbox) is never touched. An age of zero keeps that kind forever.
+truncates the file and empties the WAL. What is still needed (unconsumed log entries, firing
+alerts, open incidents, the outbox) is never touched. An age of zero keeps that kind forever.
 """
 
 from __future__ import annotations
@@ -109,8 +109,7 @@ class Retention:
         if p.dead_letters:
             deleted["dead_letters"] = await self._outbox.prune(p.dead_letters.total_seconds())
         freed = await self._db.incremental_vacuum()
-        if freed:
-            await self._db.checkpoint()
+        await self._db.checkpoint()
         for table, n in deleted.items():
             self._metrics.pruned.labels(table).inc(n)
         self._metrics.last_prune.set(now)

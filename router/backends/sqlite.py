@@ -49,7 +49,7 @@ VACUUM_AT_OPEN_MAX_BYTES = 256 * 1024 * 1024
 INCREMENTAL = 2  # PRAGMA auto_vacuum's value for INCREMENTAL
 # The WAL file is truncated back to this size after a checkpoint (SQLite keeps it at its
 # largest otherwise).
-JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+JOURNAL_SIZE_LIMIT = 16 * 1024 * 1024
 
 log = logging.getLogger(__name__)
 
@@ -124,6 +124,10 @@ class Database:
                  size)
         conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
         conn.execute("VACUUM")
+
+    @property
+    def path(self) -> Path:
+        return self._path
 
     def size_bytes(self) -> int:
         """The database file and its WAL, as they take space on disk now."""
@@ -246,10 +250,18 @@ class Database:
             self._checkpoint = asyncio.create_task(self._run(self._passive_checkpoint))
 
     async def checkpoint(self) -> None:
-        """A passive checkpoint now, on the worker thread: copies committed pages into the
-        database file, which is when a file shrunk by `incremental_vacuum` is truncated."""
+        """Copy every committed page into the database file and empty the WAL, on the worker
+        thread: that is when a file shrunk by `incremental_vacuum` is truncated, and the WAL
+        of a prune pass does not stay on disk. Holds the write turn; readers here are inline
+        and brief, another process's wait on the busy timeout."""
         async with self._writing:
-            await self._run(self._passive_checkpoint)
+            await self._run(self._truncating_checkpoint)
+
+    def _truncating_checkpoint(self) -> None:
+        try:
+            self._require().execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        except sqlite3.Error as exc:
+            log.warning("WAL checkpoint failed: %s", exc)
 
     def _passive_checkpoint(self) -> None:
         # PASSIVE: copies what no reader still needs, never waits for or blocks a writer.
