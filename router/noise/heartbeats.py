@@ -15,7 +15,7 @@ from pydantic import Field, field_validator
 
 from router.durations import Duration
 from router.model import Alert, Frozen, Severity, Status
-from router.noise.matchers import parse_matchers
+from router.noise.matchers import parsable
 
 HEARTBEAT = "heartbeat"  # the command of a beat
 PREFIX = "heartbeat:"  # group key prefix
@@ -53,9 +53,4 @@ class Heartbeat(Frozen):
         return missing.replace(status=Status.RESOLVED, ends_at=now, received_at=now)
 
 
-    @field_validator("matchers")
-    @classmethod
-    def _parsable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for line in value:
-            parse_matchers(line)  # MatcherError (a ValueError) names what is wrong
-        return value
+    _parsable = field_validator("matchers")(parsable)

@@ -337,3 +337,11 @@ def go_quote(s: str) -> str:
             out.append(f"\\U{ord(c):08x}")
     out.append('"')
     return "".join(out)
+
+
+def parsable(lines: tuple[str, ...]) -> tuple[str, ...]:
+    """A config field of matcher strings, checked at load (MatcherError names the problem);
+    kept as strings, parsed where they are applied."""
+    for line in lines:
+        parse_matchers(line)
+    return lines

@@ -36,7 +36,7 @@ from router.noise.localtime import (
     require_aware,
     wall_clock,
 )
-from router.noise.matchers import parse_matchers
+from router.noise.matchers import parsable
 from router.oncall import TimeZoneName
 
 # How far `next_change` looks for the next occurrence: a Feb 29 cron fires at most 8 years apart.
@@ -150,12 +150,7 @@ class MaintenanceWindow(Frozen):
             return instant(self.zone, value)
         return value.astimezone(UTC)
 
-    @field_validator("matchers")
-    @classmethod
-    def _parsable(cls, value: tuple[str, ...]) -> tuple[str, ...]:
-        for line in value:
-            parse_matchers(line)  # MatcherError (a ValueError) names what is wrong
-        return value
+    _parsable = field_validator("matchers")(parsable)
 
 
 def _positive_duration(value: timedelta) -> timedelta:

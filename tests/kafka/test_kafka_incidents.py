@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -15,20 +14,10 @@ from router.config import KafkaBackendConfig
 from router.metrics import EngineMetrics
 from router.model import Notification
 from tests.kafka.test_kafka_engine import eventually, notifications
-from tests.unit.engine.test_incidents import CTX, T0, command, fire
+from tests.support.clock import Clock
+from tests.unit.engine.test_incidents import CTX, command, fire
 
 pytestmark = pytest.mark.kafka
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, minutes: float) -> None:
-        self.now = T0 + timedelta(minutes=minutes)
 
 
 class Replica:

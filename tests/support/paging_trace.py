@@ -12,23 +12,12 @@ from __future__ import annotations
 import random
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 
 from router.incidents import Incident
 from router.model import AlertEvent, CommandEvent, Notification, Severity, Status
+from tests.support.clock import Clock
 from tests.support.paging import history_problems, sorted_problems, step_problems
-from tests.unit.engine.test_incidents import INCIDENTS, KEY, T0, at, command, fire
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, minutes: float) -> None:
-        self.now = T0 + timedelta(minutes=minutes)
+from tests.unit.engine.test_incidents import INCIDENTS, KEY, at, command, fire
 
 
 @dataclass

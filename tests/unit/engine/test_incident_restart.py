@@ -4,7 +4,6 @@ incident view is written with the engine's commit and read back through the Back
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from datetime import datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -13,18 +12,8 @@ from prometheus_client import CollectorRegistry
 from router.backends.embedded import EmbeddedBackend
 from router.metrics import EngineMetrics
 from router.model import Notification
-from tests.unit.engine.test_incidents import CTX, T0, command, fire
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def set(self, minutes: float) -> None:
-        self.now = T0 + timedelta(minutes=minutes)
+from tests.support.clock import Clock
+from tests.unit.engine.test_incidents import CTX, command, fire
 
 
 class Router:

@@ -1,97 +1,29 @@
-"""The real amtool (Debian's prometheus-alertmanager package) reads and writes our silence JSON.
-
-A stand-in for the v2 silences API, built only from `router.noise.silences` (the HTTP layer
-itself comes with the engine wiring), answers amtool's `silence add`, `query`, `update` and
-`expire`: amtool is generated from Alertmanager's openapi spec, so this checks the shapes and
-the status codes it depends on. amtool compares times with the wall clock, so the stand-in's
-clock is the wall clock too.
+"""The real amtool (Debian's prometheus-alertmanager package) against the router's v2 API:
+`silence add`, `query`, `update`, `expire` and the refusal message, through a running router
+(embedded backend). amtool is generated from Alertmanager's openapi spec, so this checks the
+shapes and the status codes it depends on; amtool compares times with the wall clock, which is
+the router's clock here too.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import uuid
 from collections.abc import AsyncIterator
-from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from router.noise.matchers import MatcherError, parse_matcher
-from router.noise.silences import (
-    GettableSilence,
-    PostableSilence,
-    PostSilenceResponse,
-    Silence,
-    SilenceError,
-    SilenceNotFound,
-    check_post,
-    expire,
-    gettable_silences,
-    matches_filter,
-    set_silence,
-)
+from router.api.app import build_app
+from router.api.keys import BACKEND
+from router.config import parse_config
+from router.noise.silences import Silence
+from router.runtime import build_snapshot
+from tests.conftest import write_config
 from tests.procs import binary
 
 pytestmark = pytest.mark.e2e
-
-
-class SilenceApi:
-    """Just enough of `/api/v2/silences` over an in-memory dict."""
-
-    def __init__(self) -> None:
-        self.silences: dict[str, Silence] = {}
-
-    @staticmethod
-    def now() -> datetime:
-        return datetime.now(UTC)
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/api/v2/silences", self.post)
-        app.router.add_get("/api/v2/silences", self.query)
-        app.router.add_get("/api/v2/silence/{id}", self.get)
-        app.router.add_delete("/api/v2/silence/{id}", self.delete)
-        return app
-
-    async def post(self, request: web.Request) -> web.Response:
-        now = self.now()
-        try:
-            draft = PostableSilence.model_validate_json(await request.read()).to_draft()
-            check_post(draft, now)
-            existing = self.silences.get(draft.id) if draft.id else None
-            out = set_silence(draft, existing, now, lambda: str(uuid.uuid4()))
-        except SilenceNotFound as exc:
-            return web.json_response(str(exc), status=404)
-        except (ValueError, SilenceError) as exc:
-            return web.json_response(str(exc), status=400)
-        for silence in (out.expired, out.silence):
-            if silence is not None:
-                self.silences[silence.id] = silence
-        return web.json_response(PostSilenceResponse(silence_id=out.silence.id).to_json())
-
-    async def query(self, request: web.Request) -> web.Response:
-        try:
-            filters = [parse_matcher(f) for f in request.query.getall("filter", [])]
-        except MatcherError as exc:
-            return web.json_response(str(exc), status=400)
-        found = [s for s in self.silences.values() if matches_filter(s, filters)]
-        return web.json_response(gettable_silences(found, self.now()))
-
-    async def get(self, request: web.Request) -> web.Response:
-        silence = self.silences.get(request.match_info["id"])
-        if silence is None:
-            return web.json_response("silence not found", status=404)
-        return web.json_response(GettableSilence.of(silence, self.now()).to_json())
-
-    async def delete(self, request: web.Request) -> web.Response:
-        silence = self.silences.get(request.match_info["id"])
-        if silence is None:
-            return web.json_response("silence not found", status=404)
-        self.silences[silence.id] = expire(silence, self.now())
-        return web.Response(status=200)
 
 
 async def amtool(url: str, *args: str) -> tuple[int, str, str]:
@@ -107,19 +39,30 @@ async def amtool(url: str, *args: str) -> tuple[int, str, str]:
     return proc.returncode, out.decode(), err.decode()
 
 
+class Stored:
+    """The silences the router's engine holds, read through its backend."""
+
+    def __init__(self, server: TestServer) -> None:
+        self.server = server
+
+    async def all(self) -> dict[str, Silence]:
+        return {s.id: s for s in await self.server.app[BACKEND].silences()}
+
+
 @pytest.fixture
-async def api_url() -> AsyncIterator[tuple[SilenceApi, str]]:
-    api = SilenceApi()
-    server = TestServer(api.app(), host="127.0.0.1")
+async def api_url(tmp_path: Path) -> AsyncIterator[tuple[Stored, str]]:
+    path = write_config(tmp_path)
+    snapshot = build_snapshot(parse_config(path.read_text(), str(path), base_dir=str(tmp_path)))
+    server = TestServer(build_app(snapshot, config_path=path), host="127.0.0.1")
     await server.start_server()
     try:
-        yield api, str(server.make_url("")).rstrip("/")
+        yield Stored(server), str(server.make_url("")).rstrip("/")
     finally:
         await server.close()
 
 
 async def test_amtool_adds_queries_updates_and_expires_a_silence(
-    api_url: tuple[SilenceApi, str],
+    api_url: tuple[Stored, str],
 ) -> None:
     api, url = api_url
     code, out, err = await amtool(
@@ -134,7 +77,7 @@ async def test_amtool_adds_queries_updates_and_expires_a_silence(
     )
     assert code == 0, err
     sid = out.strip()
-    stored = api.silences[sid]
+    stored = (await api.all())[sid]
     assert str(stored.matchers) == '{alertname="HighErrorRate",cluster=~"eu-.*"}'
     assert (stored.created_by, stored.comment) == ("alice", "deploy")
 
@@ -159,8 +102,8 @@ async def test_amtool_adds_queries_updates_and_expires_a_silence(
     # A new comment keeps the silence (same id); amtool GETs it, then posts it with the id.
     code, out, err = await amtool(url, "silence", "update", sid, "--comment=deploy 2")
     assert code == 0, err
-    assert api.silences[sid].comment == "deploy 2"
-    assert len(api.silences) == 1
+    assert (await api.all())[sid].comment == "deploy 2"
+    assert len(await api.all()) == 1
 
     code, out, err = await amtool(url, "silence", "expire", sid)
     assert code == 0, err
@@ -170,7 +113,7 @@ async def test_amtool_adds_queries_updates_and_expires_a_silence(
     assert (code, out.split()) == (0, [sid]), err
 
 
-async def test_amtool_shows_why_a_silence_is_refused(api_url: tuple[SilenceApi, str]) -> None:
+async def test_amtool_shows_why_a_silence_is_refused(api_url: tuple[Stored, str]) -> None:
     _, url = api_url
     code, _, err = await amtool(
         url, "silence", "add", 'env=~".*"', "--duration=1h", "--author=a", "--comment=c"
