@@ -131,6 +131,7 @@ class IncidentState(_Stored):
     idle_due: float | None = Field(default=None, alias="iz")
     cycle: int = Field(default=0, alias="cy")
     actions_due: float | None = Field(default=None, alias="ad")  # an open action item is late
+    postmortem_soon: float | None = Field(default=None, alias="pw")  # its deadline nears
 
     @property
     def open(self) -> bool:
@@ -149,7 +150,7 @@ class IncidentState(_Stored):
         best: float | None = None
         for v in (self.next_page, self.ack_due, self.resolve_due, self.postmortem_due,
                   self.forget_at, self.update_due, self.ack_expires, self.idle_due,
-                  self.actions_due):
+                  self.actions_due, self.postmortem_soon):
             if v is not None and (best is None or v < best):
                 best = v
         return best
@@ -158,7 +159,7 @@ class IncidentState(_Stored):
 # Group keys of hand-declared incidents.
 MANUAL_PREFIX = "manual:"
 # Short names of the incident timers in the stored form (read without a full decode).
-INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz", "ad")
+INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz", "ad", "pw")
 
 
 class GroupState(_Stored):

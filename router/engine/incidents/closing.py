@@ -58,8 +58,11 @@ def close(s: GroupState, inc: IncidentState, at: datetime, now: Instant, ctx: En
     receivers.difference_update(told)
     pages = page_key_notes(s, inc, K.RESOLVE, cause, now, ctx, {"actor": actor})
     due = None if inc.view.postmortem_done else to_ts(at) + c.postmortem_due.total_seconds()
+    # The commander hears when the deadline nears: a quarter of the time before, 12 h at most.
+    soon = None if due is None else due - min(c.postmortem_due.total_seconds() / 4, 12 * 3600)
     inc = inc.with_(next_page=None, ack_due=None, resolve_due=None, page_keys=(),
-                    postmortem_due=due, update_due=None, ack_expires=None, idle_due=None)
+                    postmortem_due=due, postmortem_soon=soon, update_due=None,
+                    ack_expires=None, idle_due=None)
     inc = with_view(inc, status=IncidentStatus.RESOLVED, resolved_at=at, escalation_level=None)
     if message:
         inc = with_details(inc, resolution=message)

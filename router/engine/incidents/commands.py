@@ -274,7 +274,7 @@ def _postmortem_done(s: GroupState, inc: IncidentState, ev: CommandEvent, at: da
     inc = with_view(inc, postmortem_done=True)
     if url:
         inc = with_details(inc, postmortem_url=url)
-    inc = inc.with_(postmortem_due=None,
+    inc = inc.with_(postmortem_due=None, postmortem_soon=None,
                     forget_at=None if inc.open else forget_at(inc, now, ctx))
     return log(inc, at, TK.POSTMORTEM, ev.actor,
                "post-mortem done" + (f": {url}" if url else ""), now), []

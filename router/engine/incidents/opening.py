@@ -62,7 +62,7 @@ def reopen(inc: IncidentState, dedup_key: str, severity: Severity, why: str,
     count = (before if isinstance(before, int) else 0) + 1
     inc = inc.with_(dedup_key=dedup_key, on_statuspage=False, escalation_policy=None,
                     paged_at=None, page_step=-1, next_page=None, page_keys=(),
-                    postmortem_due=None, forget_at=None)
+                    postmortem_due=None, postmortem_soon=None, forget_at=None)
     inc = with_view(inc, status=IncidentStatus.INVESTIGATING, resolved_at=None,
                     acknowledged_at=None, escalation_level=None, severity=worst)
     inc = with_details(inc, reopened=count, reopened_at=iso(now.dt), dedup_key=dedup_key)

@@ -3,6 +3,8 @@ reminder, and forgetting it. Pure; each deadline fires once (it is cleared or mo
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from router.engine.incidents import actions
 from router.engine.incidents.closing import close, forget_at
 from router.engine.incidents.formatting import ROUTER, K, cfg, list_of, notes, span
@@ -71,6 +73,17 @@ def fire(s: GroupState, inc: IncidentState, now: Instant,
     if inc.idle_due is not None and inc.idle_due <= now.ts:
         inc, more = idle(s, inc, now, ctx)
         out += more
+    if inc.postmortem_soon is not None and inc.postmortem_soon <= now.ts:
+        inc = inc.with_(postmortem_soon=None)
+        deadline = inc.postmortem_due
+        if not inc.view.postmortem_done and deadline is not None:
+            left = span(timedelta(seconds=max(0.0, deadline - now.ts)))
+            who = inc.view.commander or "the incident commander"
+            text = f"the post-mortem is due in {left}: {who}"
+            inc = log(inc, now.dt, TK.REMINDER, ROUTER, text, now)
+            out += notes(s, inc, K.REMINDER, inc.receivers, ("postmortem-soon",), now,
+                         {"reminder": "postmortem_soon", "note": f"Reminder: {text}.",
+                          "postmortem_due_at": iso(from_ts(deadline))})
     if inc.postmortem_due is not None and inc.postmortem_due <= now.ts:
         inc = inc.with_(postmortem_due=None)
         inc = inc.with_(forget_at=forget_at(inc, now, ctx))

@@ -249,6 +249,9 @@ def test_resolve_then_a_single_postmortem_reminder_unless_marked_done() -> None:
     assert note.details["resolution"] == "rolled back deploy 42"
     assert "within 48 hours" in note.details["postmortem"]
     due = 40 + 48 * 60
+    soon = [n for n in engine.tick(at(due - 12 * 60)).notifications
+            if n.details.get("reminder") == "postmortem_soon"]
+    assert [n.receiver for n in soon] == ["slack"]  # the commander hears 12 h before
     reminders = [n for m in (due - 1, due, due + 1, due + 120)
                  for n in engine.tick(at(m)).notifications if n.kind.value == "reminder"]
     assert sorted(n.receiver for n in reminders) == ["mgr", "slack"]
