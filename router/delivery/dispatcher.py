@@ -37,6 +37,7 @@ from router.delivery.records import BatchDeliveryStore, DeliveryStore
 from router.delivery.result import DeliveryResult
 from router.delivery.retry import send_with_retry
 from router.delivery.sink import Receiver
+from router.model import Notification
 
 log = logging.getLogger("router.delivery")
 
@@ -343,7 +344,8 @@ class Dispatcher:
         self._unrecorded.discard(item.id)
         receiver = self._receivers.get(n.receiver)
         if receiver is None:
-            log.warning("notification %s for unknown receiver %r: dead-lettered", n.id, n.receiver)
+            log.warning("notification %s for unknown receiver %r: dead-lettered", n.id, n.receiver,
+                        extra=_fields(n, n.receiver))
             await self._outbox.dead_letter(item, f"unknown_receiver: {n.receiver}")
             self.metrics.failed.labels(n.receiver, "unknown_receiver").inc()
             self.metrics.dead_lettered_one(n.receiver, "unknown_receiver")
@@ -355,11 +357,13 @@ class Dispatcher:
             )
             self.metrics.failed.labels(name, "held").inc()
             self.metrics.dead_lettered_one(name, "held")
-            log.info("receiver %s: %s %s held behind a dead letter", name, n.kind.value, n.id)
+            log.info("receiver %s: %s %s held behind a dead letter", name, n.kind.value, n.id,
+                     extra=_fields(n, name))
             return
         if not unrecorded and await self._store.already_delivered(n.id, name):
             await self._outbox.mark_delivered([item.id])
-            log.info("receiver %s: %s already delivered, not sent again", name, n.id)
+            log.info("receiver %s: %s already delivered, not sent again", name, n.id,
+                     extra=_fields(n, name))
             return
 
         bucket = self._buckets[name]
@@ -378,7 +382,8 @@ class Dispatcher:
             try:
                 result = await receiver.sink.send(n)
             except Exception as exc:  # a sink bug; its text may hold a URL, so only the type
-                log.error("receiver %s: sink raised %s", name, type(exc).__name__)
+                log.error("receiver %s: sink raised %s", name, type(exc).__name__,
+                          extra=_fields(n, name))
                 result = DeliveryResult.failed("server_error", retryable=True,
                                                detail=type(exc).__name__)
             if not result.ok:
@@ -392,7 +397,7 @@ class Dispatcher:
         def on_retry(result: DeliveryResult, sleep: float) -> None:
             self.metrics.retries.labels(name).inc()
             log.info("receiver %s: %s %s failed (%s), retrying in %.1fs",
-                     name, n.kind.value, n.id, describe(result), sleep)
+                     name, n.kind.value, n.id, describe(result), sleep, extra=_fields(n, name))
 
         result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry,
                                        sleep=self._sleep)
@@ -406,9 +411,16 @@ class Dispatcher:
                 await self._outbox.mark_delivered([item.id])
             self._sent[name].inc()
             self._latency[name].observe(time.monotonic() - started)
-            log.debug("receiver %s: %s %s delivered", name, n.kind.value, n.id)
+            log.debug("receiver %s: %s %s delivered", name, n.kind.value, n.id,
+                      extra=_fields(n, name))
             return
         reason = describe(result)
         await self._outbox.dead_letter(item, reason)
         self.metrics.dead_lettered_one(name, result.reason or "server_error")
-        log.warning("receiver %s: %s %s dead-lettered: %s", name, n.kind.value, n.id, reason)
+        log.warning("receiver %s: %s %s dead-lettered: %s", name, n.kind.value, n.id, reason,
+                    extra=_fields(n, name))
+
+
+def _fields(n: Notification, receiver: str) -> dict[str, str | None]:
+    """The structured log fields of a notification's line (router.logs.FIELDS)."""
+    return {"receiver": receiver, "notification_id": n.id, "incident": n.incident_id}

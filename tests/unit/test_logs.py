@@ -137,3 +137,4 @@ def test_level_filters_lines(captured: tuple[io.StringIO, logging.Logger],
 def test_documented_fields() -> None:
     assert FIELDS == ("source", "request_id", "receiver", "incident", "notification_id",
                       "status", "reason", "remote")
+

@@ -121,6 +121,10 @@ async def test_no_secret_leaks_on_any_path(
         *(repr(c) for c in configs), *(str(c) for c in configs),
     ])
     assert "dead-lettered" in caplog.text and "retrying" in caplog.text
+    # The receiver and the notification are structured fields of the line, not only its text.
+    dead = [r for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert dead and all(getattr(r, "receiver", None) and getattr(r, "notification_id", None)
+                        for r in dead)
     leaked = [s for s in secrets if s in text]
     assert leaked == []
     # Only the dead host is left in the DLQ after the replay.
