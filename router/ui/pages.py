@@ -55,9 +55,13 @@ async def _alert_context(request: web.Request) -> dict[str, Any]:
     alerts = await _alerts(request, f)
     more = not f.needs_scan and len(alerts) > MAX_ROWS
     groups, hidden = group_alerts(alerts[:MAX_ROWS])
+    now = request.config_dict[CLOCK]()
+    # Why the shown alerts are quiet; inhibition here looks only at the alerts shown (an
+    # alert's own page looks at everything that fires).
+    shown = [a for g in groups for a in g.alerts]
+    quiet = quiet_reasons(shown, await request.config_dict[BACKEND].silences(), request, now)
     return {"filter": f, "groups": groups, "hidden": hidden, "total": len(alerts),
-            "more": more, "max_rows": MAX_ROWS,
-            "now": request.config_dict[CLOCK]()}
+            "more": more, "max_rows": MAX_ROWS, "now": now, "quiet": quiet}
 
 
 async def alerts(request: web.Request) -> web.Response:

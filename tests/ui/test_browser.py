@@ -277,6 +277,10 @@ def test_silence_an_alert_from_its_page_then_expire_it(console: Router, browser:
     until_text(browser, "#quiet-reason", "silenced")
     assert "not notified while it lasts" in text_of(browser, "#quiet")
     screenshot(browser, console, "alert-silenced")
+    browser.get(console.base + "/ui/alerts")
+    row = browser.find_element(By.XPATH, "//tr[.//a[normalize-space()='QueueBacklog']]")
+    assert "silenced" in row.find_element(By.CSS_SELECTOR, ".quiet-mark").text
+    browser.back()
 
     browser.find_element(By.CSS_SELECTOR, "#quiet a").click()  # to the silence
     click(browser, "#silences-active button.expire")

@@ -76,6 +76,10 @@ async def test_silence_an_alert_from_its_page_then_expire_it(
 
     page = text(await (await client.get(f"/ui/alerts/{key}")).text())
     assert f"silenced by silence {ident}" in page
+    rows = re.findall(r"<tr class=\"firing\">(.*?)</tr>",
+                      await (await client.get("/ui/alerts/rows")).text(), re.S)
+    marks = {"95% full" in r: "quiet-mark" in r for r in rows}  # the list marks db-1 only
+    assert marks == {True: True, False: False}, rows
     listing = await (await client.get("/ui/silences")).text()
     assert f'id="s-{ident}"' in listing.split('id="pending-h"')[0]  # under Active
 
