@@ -15,6 +15,7 @@ from router.api.oncall import on_call_report
 from router.api.quiet import quiet_reasons
 from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_input
 from router.model import Alert, Severity, Status
+from router.noise.silences import SilenceState
 from router.oncall import shifts
 from router.postmortem import render_postmortem
 from router.ui.guard import PREFIX
@@ -59,7 +60,9 @@ async def _alert_context(request: web.Request) -> dict[str, Any]:
     # Why the shown alerts are quiet; inhibition here looks only at the alerts shown (an
     # alert's own page looks at everything that fires).
     shown = [a for g in groups for a in g.alerts]
-    quiet = quiet_reasons(shown, await request.config_dict[BACKEND].silences(), request, now)
+    active = [s for s in await request.config_dict[BACKEND].silences()
+              if s.state(now) is SilenceState.ACTIVE]  # the engine keeps expired ones a while
+    quiet = quiet_reasons(shown, active, request, now)
     return {"filter": f, "groups": groups, "hidden": hidden, "total": len(alerts),
             "more": more, "max_rows": MAX_ROWS, "now": now, "quiet": quiet}
 
