@@ -58,8 +58,10 @@ def parse_lines(text: str) -> Matchers:
 
 
 def prefill(alert: Alert) -> str:
-    """An alert's labels as matchers, one per line: a silence of exactly this alert."""
-    return "\n".join(str(Matcher.of(k, v)) for k, v in sorted(labels_of(alert).items()))
+    """An alert's own labels as matchers, one per line (as Alertmanager's UI prefills): not the
+    severity, service or team a rule gave it, which a rule change would alter."""
+    labels = {"alertname": alert.name, **alert.labels}
+    return "\n".join(str(Matcher.of(k, v)) for k, v in sorted(labels.items()))
 
 
 def by_state(silences: Sequence[Silence], now: datetime) -> dict[SilenceState, list[Silence]]:
