@@ -19,6 +19,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -33,6 +34,7 @@ from router.config import parse_config
 from router.runtime import build_snapshot
 
 BATCH = 200
+SILENCES = 100
 
 
 def config_text(work: Path) -> str:
@@ -58,6 +60,14 @@ def payload(start: int, count: int, incidents: int) -> dict[str, Any]:
     } for i in range(start, start + count)]
     return {"version": "4", "status": "firing", "receiver": "bench", "groupKey": "{}:{}",
             "alerts": alerts}
+
+
+def silence(n: int) -> dict[str, Any]:
+    """An active silence of one instance (some of which exist)."""
+    now = datetime.now(UTC)
+    return {"matchers": [{"name": "instance", "value": f"i{n * 7}", "isRegex": False}],
+            "startsAt": now.isoformat(), "endsAt": (now + timedelta(hours=4)).isoformat(),
+            "createdBy": "bench", "comment": f"bench silence {n}"}
 
 
 async def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float, int]:
@@ -87,6 +97,9 @@ async def run(alerts: int, incidents: int, repeat: int) -> list[dict[str, Any]]:
                 assert resp.status == 200, await resp.text()
             await app[BACKEND].engine.drained()
             load_s = time.perf_counter() - t0
+            for n in range(SILENCES):  # what the alert pages' "why it is quiet" checks
+                resp = await client.post("/api/v2/silences", json=silence(n))
+                assert resp.status == 200, await resp.text()
             backend = app[BACKEND]
             found = await backend.incidents(status="open", limit=1000)
             some_alert = (await backend.current_alerts(limit=1))[0]
@@ -113,10 +126,13 @@ async def run(alerts: int, incidents: int, repeat: int) -> list[dict[str, Any]]:
                 ("on-call", "/ui/oncall"),
                 ("dead letters", "/ui/dead-letters"),
                 ("rules", "/ui/rules"),
+                (f"silences ({SILENCES})", "/ui/silences"),
+                ("new silence from an alert", f"/ui/silences/new?alert={quote(some_alert.key)}"),
             ]
             rows = [{"page": "(setup)", "path": "", "p50_ms": None, "max_ms": None,
                      "bytes": None, "note": f"{alerts} alerts, {len(found)} open incidents "
-                                            f"loaded in {load_s:.1f} s"}, *backend_reads]
+                                            f"loaded in {load_s:.1f} s, {SILENCES} silences"},
+                    *backend_reads]
             for name, path in pages:
                 p50, worst, size = await measure(client, path, repeat)
                 rows.append({"page": name, "path": path, "p50_ms": round(p50, 1),

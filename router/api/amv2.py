@@ -38,6 +38,7 @@ from router.noise.silences import (
     PostableSilence,
     PostSilenceResponse,
     Silence,
+    SilenceDraft,
     SilenceError,
     SilenceNotFound,
     check_post,
@@ -67,9 +68,8 @@ async def _silences(backend: Backend) -> dict[str, Silence]:
     return {s.id: s for s in await backend.silences()}
 
 
-async def _apply(request: web.Request, silences: Sequence[Silence], actor: str) -> None:
+async def _apply(backend: Backend, silences: Sequence[Silence], actor: str) -> None:
     """Append the silences as noise commands, then wait (briefly) until the engine has them."""
-    backend = request.app[BACKEND]
     now = utcnow()
     events = [CommandEvent(command=SILENCE, group_key=NOISE_KEY, actor=actor, at=now,
                            args={"silence": s.model_dump(mode="json")}) for s in silences]
@@ -82,6 +82,30 @@ async def _apply(request: web.Request, silences: Sequence[Silence], actor: str) 
         if all(i in held and held[i].updated_at >= at for i, at in want.items()):
             return
         await asyncio.sleep(_POLL_SECONDS)
+
+
+async def store_silence(backend: Backend, draft: SilenceDraft, now: datetime,
+                        actor: str) -> Silence:
+    """Create or edit a silence as AM's API does (`check_post`, then `set_silence`) and append
+    the change; the silence stored. Raises SilenceError or ValueError (bad draft: 400),
+    SilenceNotFound (an edit of an unknown id: 404), LogUnavailable (503). The console's
+    silence form calls this too."""
+    check_post(draft, now)
+    existing = (await _silences(backend)).get(draft.id) if draft.id else None
+    out = set_silence(draft, existing, now, lambda: str(uuid.uuid4()))
+    await _apply(backend, [s for s in (out.expired, out.silence) if s is not None], actor)
+    return out.silence
+
+
+async def expire_silence(backend: Backend, ident: str, now: datetime,
+                         actor: str) -> Silence | None:
+    """Expire silence `ident` now (None: there is no such silence); LogUnavailable (503)."""
+    silence = (await _silences(backend)).get(ident)
+    if silence is None:
+        return None
+    ended = expire(silence, now)
+    await _apply(backend, [ended], actor)
+    return ended
 
 
 def _filters(request: web.Request) -> list[Matcher]:
@@ -115,14 +139,12 @@ async def get_silence(request: web.Request) -> web.Response:
 async def post_silence(request: web.Request) -> web.Response:
     if (denied := require_api_token(request)) is not None:
         return denied
-    now = utcnow()
     limit = request.app[RUNTIME].snapshot.config.server.max_body_bytes
     try:
         body = await read_body(request, limit)
         draft = PostableSilence.model_validate_json(body).to_draft()
-        check_post(draft, now)
-        existing = (await _silences(request.app[BACKEND])).get(draft.id) if draft.id else None
-        out = set_silence(draft, existing, now, lambda: str(uuid.uuid4()))
+        stored = await store_silence(request.app[BACKEND], draft, utcnow(),
+                                     f"api:{draft.created_by}")
     except Rejected as exc:
         return _error(exc.status, exc.message)
     except SilenceNotFound as exc:
@@ -133,24 +155,21 @@ async def post_silence(request: web.Request) -> web.Response:
         return _error(400, "; ".join(problems))
     except (ValueError, SilenceError) as exc:
         return _error(400, str(exc))
-    changed = [s for s in (out.expired, out.silence) if s is not None]
-    try:
-        await _apply(request, changed, f"api:{draft.created_by}")
     except LogUnavailable:
         return _error(503, "the log cannot take the silence now, retry later")
-    return _json(PostSilenceResponse(silence_id=out.silence.id).to_json())
+    return _json(PostSilenceResponse(silence_id=stored.id).to_json())
 
 
 async def delete_silence(request: web.Request) -> web.Response:
     if (denied := require_api_token(request)) is not None:
         return denied
-    silence = (await _silences(request.app[BACKEND])).get(request.match_info["id"])
-    if silence is None:
-        return _error(404, "silence not found")
     try:
-        await _apply(request, [expire(silence, utcnow())], "api")
+        ended = await expire_silence(request.app[BACKEND], request.match_info["id"], utcnow(),
+                                     "api")
     except LogUnavailable:
         return _error(503, "the log cannot take the change now, retry later")
+    if ended is None:
+        return _error(404, "silence not found")
     return web.Response(status=200)
 
 

@@ -26,7 +26,7 @@ def quiet_reasons(alerts: Iterable[Alert], silences: Iterable[Silence], request:
     `silenced_by` (silence ids), `inhibited_by` (fingerprints of firing sources), and the first
     mute in the engine's order (`reason`, `ref`, `until`). Computed at read time like
     Alertmanager's marker."""
-    config = request.app[RUNTIME].snapshot.config
+    config = request.config_dict[RUNTIME].snapshot.config
     alerts = list(alerts)
     silences = list(silences)
     quiet: Quiet = Noise(silences={s.id: s for s in silences}).quiet(quiet_of(config))

@@ -35,7 +35,7 @@ from router.ui.views import PasteError, pasted_alert
 B = TypeVar("B", bound=BaseModel)
 
 
-def _problem(exc: ValidationError) -> str:
+def problem_of(exc: ValidationError) -> str:
     out = []
     for e in exc.errors(include_url=False, include_input=False):
         loc = ".".join(str(p) for p in e["loc"])
@@ -43,14 +43,14 @@ def _problem(exc: ValidationError) -> str:
     return "; ".join(out)
 
 
-async def _form(request: web.Request) -> dict[str, str]:
+async def form_of(request: web.Request) -> dict[str, str]:
     """The posted fields but csrf, blank ones left out (they mean "not given")."""
     form = await request.post()
     return {k: v.strip() for k, v in form.items()
             if isinstance(v, str) and v.strip() and k != "csrf"}
 
 
-def _actor(request: web.Request) -> str:
+def actor_of(request: web.Request) -> str:
     return f"console:{session_of(request).user}"
 
 
@@ -61,7 +61,7 @@ def _to_incident(incident: Incident, done: str) -> web.HTTPSeeOther:
 async def _issue(request: web.Request, name: Command, model: type[B],
                  args: dict[str, Any] | None = None) -> web.Response:
     incident = await pages.load_incident(request)
-    form = await _form(request)
+    form = await form_of(request)
     if not is_open(incident):
         return await pages.incident(request, problem=f"incident {incident.id} is resolved",
                                     form=form)
@@ -69,9 +69,9 @@ async def _issue(request: web.Request, name: Command, model: type[B],
         try:
             args = model.model_validate(form).model_dump(mode="json", exclude_none=True)
         except ValidationError as exc:
-            return await pages.incident(request, problem=_problem(exc), form=form)
+            return await pages.incident(request, problem=problem_of(exc), form=form)
     event_args = args
-    event = command(name, incident, _actor(request), event_args)
+    event = command(name, incident, actor_of(request), event_args)
     if (await append(request.config_dict[BACKEND], [event])) is not None:
         return await pages.incident(request, problem="the log cannot take commands now, "
                                                       "retry in a few seconds", form=form)
@@ -91,7 +91,7 @@ async def resolve(request: web.Request) -> web.Response:
 
 
 async def page_someone(request: web.Request) -> web.Response:
-    form = await _form(request)
+    form = await form_of(request)
     target = form.get("target", "").lstrip("@")
     kind = form.get("kind", "user")
     config = request.config_dict[RUNTIME].snapshot.config
@@ -102,7 +102,7 @@ async def page_someone(request: web.Request) -> web.Response:
     try:
         PageBody.model_validate({kind if kind in ("team", "user") else "user": target or None})
     except ValidationError as exc:
-        return await pages.incident(request, problem=_problem(exc), form=form)
+        return await pages.incident(request, problem=problem_of(exc), form=form)
     return await _issue(request, Command.PAGE, PageBody,
                         args={"target": target, "target_kind": "team" if kind == "team"
                               else "user"})
@@ -112,7 +112,7 @@ def update_preview(incident: Incident, body: UpdateBody, request: web.Request) -
     """The update as the shipped `update` template words it (receivers may override it)."""
     severity = body.severity or incident.severity
     details: dict[str, Any] = {
-        "actor": _actor(request), "note": body.message, "message": body.message,
+        "actor": actor_of(request), "note": body.message, "message": body.message,
         "status": body.status or incident.status.value, "impact": incident.impact or None,
         "root_cause": body.root_cause or incident.root_cause,
         "mitigation": body.mitigation or incident.mitigation, "eta": body.eta,
@@ -127,27 +127,27 @@ def update_preview(incident: Incident, body: UpdateBody, request: web.Request) -
 
 async def preview(request: web.Request) -> web.Response:
     incident = await pages.load_incident(request)
-    form = await _form(request)
+    form = await form_of(request)
     try:
         body = UpdateBody.model_validate(form)
     except ValidationError as exc:
-        return await pages.incident(request, problem=_problem(exc), form=form)
+        return await pages.incident(request, problem=problem_of(exc), form=form)
     return await pages.incident(request, preview=update_preview(incident, body, request),
                                 form=form)
 
 
 async def declare(request: web.Request) -> web.Response:
-    form = await _form(request)
+    form = await form_of(request)
     try:
         body = DeclareBody.model_validate(form)
     except ValidationError as exc:
         config = request.config_dict[RUNTIME].snapshot.config
         return pages.page(request, "declare.html", status=422, form=form,
-                          problem=_problem(exc), severities=[s.value for s in Severity],
+                          problem=problem_of(exc), severities=[s.value for s in Severity],
                           services=sorted(config.oncall.services))
     backend = request.config_dict[BACKEND]
     group_key = f"manual:{uuid4().hex}"
-    event = command(Command.DECLARE, None, _actor(request),
+    event = command(Command.DECLARE, None, actor_of(request),
                     body.model_dump(mode="json", exclude_none=True), group_key=group_key)
     if (await append(backend, [event])) is not None:
         raise web.HTTPServiceUnavailable(reason="the log cannot take commands now, retry")
@@ -158,7 +158,7 @@ async def declare(request: web.Request) -> web.Response:
 
 
 async def replay(request: web.Request) -> web.Response:
-    form = await _form(request)
+    form = await form_of(request)
     ident, receiver = form.get("id"), form.get("receiver")
     if (ident is None) == (receiver is None):
         raise web.HTTPUnprocessableEntity(reason="replay one dead letter (id) or all of a "
@@ -168,7 +168,7 @@ async def replay(request: web.Request) -> web.Response:
 
 
 async def classify(request: web.Request) -> web.Response:
-    form = await _form(request)
+    form = await form_of(request)
     snapshot = request.config_dict[RUNTIME].snapshot
     try:
         spec = pasted_alert(form.get("alert", ""), form.get("value", ""), form.get("source", ""))

@@ -6,7 +6,7 @@ from aiohttp import web
 
 from router.config import ApiConfig
 from router.model import utcnow
-from router.ui import actions, pages
+from router.ui import actions, pages, silences
 from router.ui.guard import PREFIX, guard, read_only
 from router.ui.html import STATIC
 from router.ui.keys import CLOCK, CODEC, Clock
@@ -42,6 +42,11 @@ def console_app(api: ApiConfig, clock: Clock = utcnow) -> web.Application:
     r.add_get("/oncall", pages.oncall)
     r.add_get("/dead-letters", pages.dead_letters)
     r.add_post("/dead-letters/replay", actions.replay)
+    r.add_get("/silences", silences.silences)
+    r.add_get("/silences/new", silences.new_form)
+    r.add_post("/silences", silences.create)
+    r.add_post("/silences/preview", read_only(silences.preview))
+    r.add_post("/silences/{id}/expire", silences.expire)
     r.add_get("/rules", pages.rules)
     r.add_post("/rules/classify", read_only(actions.classify))
     r.add_static("/static", STATIC, append_version=True)

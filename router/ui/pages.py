@@ -6,12 +6,16 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from markupsafe import Markup
 
+from router import runbooks
 from router.api.incidents import find_incident
 from router.api.keys import BACKEND, RUNTIME
 from router.api.oncall import on_call_report
+from router.api.quiet import quiet_reasons
 from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_input
-from router.model import Alert, Severity
+from router.model import Alert, Severity, Status
+from router.noise.silences import SilenceState
 from router.oncall import shifts
 from router.postmortem import render_postmortem
 from router.ui.guard import PREFIX
@@ -52,9 +56,15 @@ async def _alert_context(request: web.Request) -> dict[str, Any]:
     alerts = await _alerts(request, f)
     more = not f.needs_scan and len(alerts) > MAX_ROWS
     groups, hidden = group_alerts(alerts[:MAX_ROWS])
+    now = request.config_dict[CLOCK]()
+    # Why the shown alerts are quiet; inhibition here looks only at the alerts shown (an
+    # alert's own page looks at everything that fires).
+    shown = [a for g in groups for a in g.alerts]
+    active = [s for s in await request.config_dict[BACKEND].silences()
+              if s.state(now) is SilenceState.ACTIVE]  # the engine keeps expired ones a while
+    quiet = quiet_reasons(shown, active, request, now)
     return {"filter": f, "groups": groups, "hidden": hidden, "total": len(alerts),
-            "more": more, "max_rows": MAX_ROWS,
-            "now": request.config_dict[CLOCK]()}
+            "more": more, "max_rows": MAX_ROWS, "now": now, "quiet": quiet}
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -79,21 +89,33 @@ async def alert_rows(request: web.Request) -> web.Response:
     return web.Response(text=text, content_type="text/html", charset="utf-8")
 
 
+async def find_alert(request: web.Request, key: str) -> Alert | None:
+    """The current alert `<source>:<fingerprint>`, if there is one."""
+    source, _, fingerprint = key.partition(":")
+    found = await request.config_dict[BACKEND].current_alerts(source=source, limit=SCAN_LIMIT)
+    return next((a for a in found if a.fingerprint == fingerprint), None)
+
+
 async def alert(request: web.Request) -> web.Response:
     key = request.match_info["key"]
-    source, _, fingerprint = key.partition(":")
-    backend = request.config_dict[BACKEND]
-    found = next((a for a in await backend.current_alerts(source=source, limit=SCAN_LIMIT)
-                  if a.fingerprint == fingerprint), None)
+    found = await find_alert(request, key)
     if found is None:
         raise web.HTTPNotFound(reason=f"no current alert {key}")
+    backend = request.config_dict[BACKEND]
     group_key = found.group_key or found.name
     incidents = await backend.incidents(group_key=group_key, limit=1)
     incident = incidents[0] if incidents else None
     sent = [e for e in incident.timeline if e.kind in (TimelineKind.NOTIFIED, TimelineKind.PAGED)
             ] if incident else []
     parked = [d for d in await backend.outbox.list() if d.notification.group_key == group_key]
-    return page(request, "alert.html", alert=found, incident=incident, sent=sent, parked=parked)
+    # Inhibition depends on what else fires: read every firing alert only when rules exist.
+    config = request.config_dict[RUNTIME].snapshot.config
+    peers = await backend.current_alerts(status=Status.FIRING.value, limit=SCAN_LIMIT) \
+        if config.inhibit_rules else [found]
+    quiet = quiet_reasons([found, *(a for a in peers if a.key != found.key)],
+                          await backend.silences(), request, request.config_dict[CLOCK]())
+    return page(request, "alert.html", alert=found, incident=incident, sent=sent, parked=parked,
+                quiet=quiet.get(found.key), key=found.key)
 
 
 # --- incidents -----------------------------------------------------------------------------
@@ -163,7 +185,9 @@ def _postmortem(request: web.Request, incident: Incident) -> str:
 
 async def postmortem(request: web.Request) -> web.Response:
     found = await load_incident(request)
-    return page(request, "postmortem.html", incident=found, markdown=_postmortem(request, found))
+    # The same CommonMark-and-allow-list rendering as runbooks: the draft quotes user text.
+    return page(request, "postmortem.html", incident=found,
+                rendered=Markup(runbooks.render(_postmortem(request, found))))
 
 
 async def postmortem_download(request: web.Request) -> web.Response:

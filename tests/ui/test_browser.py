@@ -122,6 +122,15 @@ def test_an_alert_arrives_live_and_its_incident_is_worked_to_resolution(
     click(browser, "#postmortem")
     until_text(browser, "#postmortem-text", "Post-mortem")
     assert "Rolled back the 14:02 deploy" in text_of(browser, "#postmortem-text")
+    # Rendered from its Markdown: headings and tables, not the source text.
+    headings = [h.text for h in browser.find_elements(By.CSS_SELECTOR, "#postmortem-text h2")]
+    assert "Timeline" in headings and "Action items" in headings, headings
+    timeline = browser.find_elements(By.CSS_SELECTOR, "#postmortem-text table")[1]
+    assert "Time (UTC)" in timeline.find_element(By.CSS_SELECTOR, "thead").text
+    assert "Rolled back the 14:02 deploy" in timeline.text
+    assert "|---" not in text_of(browser, "#postmortem-text")
+    assert browser.find_element(By.ID, "download").get_attribute("href").endswith(
+        "/postmortem.md")
     screenshot(browser, console, "postmortem")
 
 
@@ -237,3 +246,45 @@ def test_at_phone_width_open_the_incident_and_acknowledge(console: Router, phone
     until_text(phone, "#incident-live", "acknowledged")
     screenshot(phone, console, "phone-incident")
     assert console.incident(ident)["acknowledged_at"] is not None
+
+
+def test_silence_an_alert_from_its_page_then_expire_it(console: Router, browser: WebDriver
+                                                        ) -> None:
+    console.fire("QueueBacklog", env="prod", instance="worker-7")
+    log_in(browser, console)
+    wait(browser).until(ec.presence_of_element_located((By.LINK_TEXT, "QueueBacklog")))
+    browser.find_element(By.LINK_TEXT, "QueueBacklog").click()
+    until_text(browser, "#quiet-reason", "Not quiet")
+    alert_url = browser.current_url
+
+    click(browser, "#silence-alert")
+    prefilled = browser.find_element(By.ID, "s-matchers").get_attribute("value").splitlines()
+    assert prefilled == ['alertname="QueueBacklog"', 'env="prod"', 'instance="worker-7"']
+    comment = browser.find_element(By.ID, "s-comment")
+    comment.clear()
+    comment.send_keys("draining the queue by hand")
+    click(browser, "#s-preview")
+    until_text(browser, "#silence-preview", "Would silence 1 firing alert")
+    assert "QueueBacklog" in text_of(browser, "#silence-preview")
+    screenshot(browser, console, "silence-new")
+    click(browser, "#s-create")
+    until_text(browser, "#done", "created")
+    active = text_of(browser, "#silences-active")
+    assert "draining the queue by hand" in active and "console:alice" in active
+    screenshot(browser, console, "silences")
+
+    browser.get(alert_url)
+    until_text(browser, "#quiet-reason", "silenced")
+    assert "not notified while it lasts" in text_of(browser, "#quiet")
+    screenshot(browser, console, "alert-silenced")
+    browser.get(console.base + "/ui/alerts")
+    row = browser.find_element(By.XPATH, "//tr[.//a[normalize-space()='QueueBacklog']]")
+    assert "silenced" in row.find_element(By.CSS_SELECTOR, ".quiet-mark").text
+    browser.back()
+
+    browser.find_element(By.CSS_SELECTOR, "#quiet a").click()  # to the silence
+    click(browser, "#silences-active button.expire")
+    until_text(browser, "#done", "expired")
+    assert "draining the queue by hand" in text_of(browser, "#silences-expired")
+    browser.get(alert_url)
+    until_text(browser, "#quiet-reason", "Not quiet")
