@@ -225,6 +225,9 @@ def _impact(f: _Facts) -> str:
 
 def _next_update(f: _Facts) -> str:
     next_update = f.d.get("next_update")
+    when = _as_time(next_update)
+    if when is not None:  # the incident's update clock (severities.<level>.update_every)
+        return f"by {_fmt_time(when)}"
     if not next_update:
         cadence = UPDATE_CADENCE[f.n.severity]
         next_update = (

@@ -157,6 +157,7 @@ def _round(before: GroupState | None, s: GroupState, out: list[Notification], no
     more: list[Notification] = []
     if opened:
         inc, more = start(s, inc, now, ctx)
+        tagged = [tag(n, inc) for n in out]  # with the update clock start() armed
     elif firing and severity.rank < inc.view.severity.rank:
         inc, more = set_severity(s, inc, severity, now, ctx, ROUTER, "alerts")
     elif not firing and ctx.policy(inc.view.severity).auto_resolve:

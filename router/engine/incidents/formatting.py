@@ -141,4 +141,6 @@ def tag(n: Notification, inc: IncidentState, **details: Any) -> Notification:
     extra = {**n.details, "incident_id": inc.view.id, "channel": inc.view.channel, **details}
     if n.kind is not K.RESOLVE:
         extra["status"] = inc.view.status.value
+        if inc.update_due is not None and inc.open:  # the same clock as the incident's notes
+            extra["next_update"] = iso(from_ts(inc.update_due))
     return n.with_(incident_id=inc.view.id, dedup_key=inc.dedup_key, details=extra)

@@ -4,6 +4,7 @@ policies: SEV1 update reminders every 15 min, acknowledgement timeout 30 min, id
 
 from __future__ import annotations
 
+from router.delivery.render import Renderer
 from router.engine import Engine
 from router.incidents import IncidentStatus, TimelineKind, postmortem_input
 from router.model import Severity
@@ -123,3 +124,12 @@ def test_action_items_fill_the_postmortem_and_remind_their_owner_once_overdue() 
     assert "Authors: alice, slack:U1." in text
     assert "**Users affected:** ~8% of EU" in text
     assert "**Revenue impact:** ~$12k in failed orders" in text
+
+
+def test_the_first_notification_says_when_the_next_update_is_due() -> None:
+    engine = Engine(PROCESS)
+    batch = engine.apply([fire(Severity.SEV2)], at(0)).merge(engine.tick(at(1)))
+    (trigger,) = [n for n in batch.notifications
+                  if n.kind.value == "trigger" and n.receiver == "slack"]
+    assert trigger.details["next_update"] == at(31).isoformat()  # opened at 1, SEV2: 30 min
+    assert "Next update: by 2026-03-02 09:31 UTC" in Renderer().render(trigger).body
