@@ -225,7 +225,17 @@ def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) ->
     key = alert.key
     cur = s.alerts.get(key)
     duplicate = False
-    if cur is None:
+    if cur is None and key in s.gone:
+        past = s.gone[key]
+        if t < past[0] or (t == past[0] and firing):  # older than its resolution
+            return s.with_(stale=s.stale + 1)
+        if not firing:  # resolved again: nothing new to tell
+            return s.with_(duplicates=s.duplicates + 1, gone={**s.gone, key: (t, *past[1:])})
+        # Firing again: back with its flap history, as if it had never been compacted.
+        new = AlertState.build(alert=alert, time=t, changes=past[1:])
+        status_changed = True
+        s = s.with_(gone={k: v for k, v in s.gone.items() if k != key})
+    elif cur is None:
         # A resolution for an unknown alert is kept too: it makes a late firing recognisably stale.
         new = AlertState.build(alert=alert, time=t)
         status_changed = firing
@@ -457,14 +467,23 @@ def _expire(s: GroupState, now: float, ctx: EngineContext, *, timers: bool) -> G
 
 
 def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
-    """Forget alerts resolved (and notified) longer than the retention ago in a live group."""
+    """Compact the alerts whose resolution is behind them into `gone` (time and flap history),
+    and forget those resolved longer than the retention ago. A fully resolved group keeps its
+    alerts: it expires as a whole (`_expire`), and its resolution lists them."""
     cutoff = now - ctx.resolved_retention.total_seconds()
-    old = {k for k, st in s.alerts.items()
-           if not st.firing and not st.notified and st.time < cutoff}
-    if not old or len(old) == len(s.alerts):  # a fully resolved group expires as a whole
-        return s
-    alerts = {k: st for k, st in s.alerts.items() if k not in old}
-    return s.with_(alerts=alerts)
+    done = [k for k, st in s.alerts.items() if not st.firing and not st.notified]
+    gone = s.gone
+    if gone and any(v[0] < cutoff for v in gone.values()):
+        gone = {k: v for k, v in gone.items() if v[0] >= cutoff}
+    if not done or len(done) == len(s.alerts):
+        return s if gone is s.gone else s.with_(gone=gone)
+    gone = dict(gone)
+    alerts = dict(s.alerts)
+    for k in done:
+        st = alerts.pop(k)
+        if st.time >= cutoff:
+            gone[k] = (st.time, *st.changes)
+    return s.with_(alerts=alerts, gone=gone)
 
 
 def _receivers(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:

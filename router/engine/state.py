@@ -190,6 +190,11 @@ class GroupState(_Stored):
     flap: int = Field(default=FLAP_NONE, alias="fl")  # 0 none, 1 started, 2 damped, 3 stopped
     duplicates: int = Field(default=0, alias="d")  # events suppressed as duplicates
     stale: int = Field(default=0, alias="o")  # out-of-order events dropped
+    # Alerts whose resolution is behind them (notified, or never notified as firing), kept
+    # as `(time, *changes)` only until `resolved_retention` has passed: enough to drop a late
+    # firing as stale and to go on counting flaps, without carrying the whole alert through
+    # every decision of a busy group (`decide._prune`).
+    gone: dict[str, tuple[float, ...]] = Field(default_factory=dict, alias="g")
     # Incidents of this group, oldest first; at most the last one is open.
     incidents: tuple[IncidentState, ...] = Field(default=(), alias="i")
     incident_epoch: int = Field(default=-1, alias="ie")  # epoch that last opened one
