@@ -219,6 +219,21 @@ def _most_severe_of(states: Iterable[AlertState], ctx: EngineContext) -> Severit
     return best
 
 
+def is_duplicate(s: GroupState | None, alert: Alert, ctx: EngineContext) -> bool:
+    """The group already has exactly this: same status, source time and severity (an HA pair's
+    second delivery, a source's re-send). Deciding it would only count it, so the engine counts
+    it without deciding, and the group is neither re-armed nor written again."""
+    if s is None:
+        return False
+    cur = s.alerts.get(alert.key)
+    firing = alert.status is Status.FIRING
+    if cur is None:
+        past = s.gone.get(alert.key) if s.gone else None
+        return past is not None and not firing and to_ts(alert.event_time) == past[0]
+    return (firing == cur.firing and to_ts(alert.event_time) == cur.time
+            and severity_of(alert, ctx) is severity_of(cur.alert, ctx))
+
+
 def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) -> GroupState:
     t = to_ts(alert.event_time)
     firing = alert.status is Status.FIRING
