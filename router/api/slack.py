@@ -47,7 +47,7 @@ from router.commands import (
     parse_slash_request,
 )
 from router.config import Config, SlackAppConfig
-from router.delivery.receivers.slack import escape
+from router.delivery.receivers.slack_api import escape
 from router.incidents import Command, Incident, TimelineKind
 from router.signatures import verify_slack
 from router.sources.base import Rejected
