@@ -97,6 +97,23 @@ async def append(backend: Backend, events: Sequence[CommandEvent]) -> web.Respon
     return None
 
 
+def publish_refusal(incident: Incident) -> str | None:
+    """Why the post-mortem cannot be published (409), or None: publishing is once, after
+    resolution (a second request is refused; two racing ones publish once, in the engine)."""
+    if incident.open:
+        return (f"incident {incident.id} is not resolved yet: the post-mortem is published "
+                "after resolution")
+    published = incident.details.get("postmortem_published")
+    if published:
+        return f"the post-mortem of {incident.id} was already published at {published}"
+    return None
+
+
+def publish_args(incident: Incident, config: Config) -> dict[str, Any]:
+    """The `postmortem_publish` command's args: the post-mortem as the draft renders it now."""
+    return {"text": render_postmortem(postmortem_input(incident, config.severities))}
+
+
 def incident_json(incident: Incident) -> dict[str, object]:
     data: dict[str, object] = incident.model_dump(mode="json")
     return data
@@ -174,6 +191,10 @@ class ActionStatusBody(_Body):
 
 class PostmortemDoneBody(_Body):
     url: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class PostmortemPublishBody(_Body):
+    """Only the optional `actor`: what is published is the draft as the router renders it."""
 
 
 B = TypeVar("B", bound=_Body)
@@ -322,6 +343,19 @@ async def postmortem_done(request: web.Request) -> web.Response:
     return await _act(request, Command.POSTMORTEM_DONE, incident, _actor(body), _args(body))
 
 
+async def postmortem_publish(request: web.Request) -> web.Response:
+    """The post-mortem to the incident channel and the Statuspage incident's postmortem."""
+    found = await _command_on(request, PostmortemPublishBody, any_state=True)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
+    if (refusal := publish_refusal(incident)) is not None:
+        return error_response(409, refusal)
+    config = request.app[RUNTIME].snapshot.config
+    return await _act(request, Command.POSTMORTEM_PUBLISH, incident, _actor(body),
+                      publish_args(incident, config))
+
+
 _STATUSES = {s.value for s in IncidentStatus} | {OPEN}
 
 
@@ -385,5 +419,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/incidents/{id}/resolve", resolve)
     app.router.add_post("/api/v1/incidents/{id}/page", page)
     app.router.add_post("/api/v1/incidents/{id}/postmortem-done", postmortem_done)
+    app.router.add_post("/api/v1/incidents/{id}/postmortem/publish", postmortem_publish)
     app.router.add_post("/api/v1/incidents/{id}/actions", add_action)
     app.router.add_post("/api/v1/incidents/{id}/actions/{item}", set_action)
