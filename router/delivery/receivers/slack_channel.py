@@ -73,6 +73,8 @@ def summary_text(n: Notification, status_page_url: str | None) -> str:
         lines.append(f"*Latest update:* {escape(str(d['latest_update']))}")
     if d.get("postmortem_url"):
         lines.append(f"*Post-mortem:* {escape(str(d['postmortem_url']))}")
+    elif d.get("postmortem_published"):
+        lines.append(f"*Post-mortem:* published {escape(str(d['postmortem_published']))}")
     return truncate("\n".join(lines), 3000)
 
 

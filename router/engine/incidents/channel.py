@@ -88,7 +88,8 @@ def shown(inc: IncidentState, c: SlackChannelsConfig) -> dict[str, Any]:
         "commander": v.commander, "comms_lead": v.details.get("comms_lead"),
         "acknowledged_by": v.details.get("acknowledged_by") if v.acknowledged_at else None,
         "on_statuspage": inc.on_statuspage, "latest_update": latest,
-        "postmortem_url": v.details.get("postmortem_url"), "invite": people(inc, c),
+        "postmortem_url": v.details.get("postmortem_url"),
+        "postmortem_published": v.details.get("postmortem_published"), "invite": people(inc, c),
     }
 
 
@@ -202,8 +203,10 @@ def publish(s: GroupState, inc: IncidentState, ev: CommandEvent, at: Any, now: I
         out.append(_note(s, inc, K.UPDATE, "postmortem", ("channel", "postmortem"), now, c,
                          postmortem=text[:POSTMORTEM_LIMIT]))
         where.append(f"channel {inc.view.channel}")
-        if inc.archive_due is not None:
-            inc = inc.with_(archive_due=max(inc.archive_due, now.ts + ARCHIVE_AFTER_PUBLISH))
+        resolved = inc.view.resolved_at
+        if inc.archive_due is not None and resolved is not None:  # no longer waiting for it
+            inc = inc.with_(archive_due=max(to_ts(resolved) + c.archive_after.total_seconds(),
+                                            now.ts + ARCHIVE_AFTER_PUBLISH))
     receiver = cfg(ctx).statuspage_receiver
     if inc.on_statuspage and receiver is not None:
         out += public(notes(s, inc, K.UPDATE, [receiver], ("postmortem",), now,
