@@ -118,7 +118,7 @@ class ChannelOps:
             result, _ = await self._call("conversations.archive", {"channel": channel["id"]})
             return result
         if op == "postmortem":
-            text = truncate(str(n.details.get("postmortem") or ""), MESSAGE_LIMIT)
+            text = truncate(str(n.details.get("postmortem_text") or ""), MESSAGE_LIMIT)
             result, _ = await self._call("chat.postMessage", {
                 "channel": channel["id"], "text": text, "unfurl_links": False})
             return result

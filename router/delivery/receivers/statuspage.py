@@ -144,8 +144,8 @@ class StatuspageSink:
         return result
 
     async def send(self, n: Notification) -> DeliveryResult:
-        if n.details.get("postmortem"):  # `postmortem publish` (router.engine.incidents.channel)
-            return await self._postmortem(n, str(n.details["postmortem"]))
+        if n.details.get("postmortem_text"):  # `postmortem publish` (router.engine.incidents.channel)
+            return await self._postmortem(n, str(n.details["postmortem_text"]))
         if n.kind not in PUBLISHED:
             return DeliveryResult.delivered()
         try:

@@ -201,7 +201,7 @@ def publish(s: GroupState, inc: IncidentState, ev: CommandEvent, at: Any, now: I
     c = settings(ctx)
     if c is not None and inc.channel_open and not inc.channel_archived:
         out.append(_note(s, inc, K.UPDATE, "postmortem", ("channel", "postmortem"), now, c,
-                         postmortem=text[:POSTMORTEM_LIMIT]))
+                         postmortem_text=text[:POSTMORTEM_LIMIT]))
         where.append(f"channel {inc.view.channel}")
         resolved = inc.view.resolved_at
         if inc.archive_due is not None and resolved is not None:  # no longer waiting for it
@@ -210,7 +210,7 @@ def publish(s: GroupState, inc: IncidentState, ev: CommandEvent, at: Any, now: I
     receiver = cfg(ctx).statuspage_receiver
     if inc.on_statuspage and receiver is not None:
         out += public(notes(s, inc, K.UPDATE, [receiver], ("postmortem",), now,
-                            {"postmortem": text}), ctx)
+                            {"postmortem_text": text}), ctx)
         where.append("status page")
     inc = with_view(inc, postmortem_done=True)
     inc = with_details(inc, postmortem_published=iso(now.dt), postmortem_published_by=ev.actor)

@@ -147,12 +147,13 @@ async def test_archive_and_post_mortem(serve: Serve, session: ClientSession) -> 
     fake, sink, _ = await bot(serve, session)
     await sink.send(op(K.TRIGGER, "open", invite=[]))
     (channel,) = fake.channels.values()
-    pm = await sink.send(op(K.UPDATE, "postmortem", n=1, postmortem="# Post-mortem\nAll good"))
+    pm = await sink.send(op(K.UPDATE, "postmortem", n=1,
+                            postmortem_text="# Post-mortem\nAll good"))
     assert pm.ok and fake.posts_in(channel.id)[-1]["text"] == "# Post-mortem\nAll good"
     assert (await sink.send(op(K.RESOLVE, "archive", n=2))).ok
     assert channel.archived
     assert (await sink.send(op(K.RESOLVE, "archive", n=3))).ok  # already_archived: done
-    late = await sink.send(op(K.UPDATE, "postmortem", n=4, postmortem="again"))
+    late = await sink.send(op(K.UPDATE, "postmortem", n=4, postmortem_text="again"))
     assert not late.ok and not late.retryable and late.detail == "is_archived"
 
 

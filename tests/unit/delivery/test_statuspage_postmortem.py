@@ -15,7 +15,7 @@ async def test_postmortem_is_drafted_then_published(serve: Serve, session: Clien
     assert (await sink.send(notification(receiver="sp"))).ok
     assert (await sink.send(notification(NotificationKind.RESOLVE, receiver="sp"))).ok
     published = notification(NotificationKind.UPDATE, receiver="sp", n=2,
-                             details={"postmortem": "# Post-mortem: DiskFull\nRoot cause: ..."})
+                             details={"postmortem_text": "# Post-mortem: DiskFull\nRoot cause: ..."})
     assert (await sink.send(published)).ok
     (incident,) = fake.incidents.values()
     base = f"/v1/pages/{PAGE}/incidents/{incident['id']}/postmortem"
@@ -29,12 +29,26 @@ async def test_postmortem_is_drafted_then_published(serve: Serve, session: Clien
     assert incident["status"] == "resolved"  # the incident itself is left as it was
 
 
+async def test_a_resolution_announcing_the_postmortem_still_resolves(
+    serve: Serve, session: ClientSession
+) -> None:
+    # The engine's resolutions say "A post-mortem will be shared within 48 hours" under
+    # details.postmortem: that is not a published post-mortem.
+    fake, sink, _ = await page(serve, session)
+    assert (await sink.send(notification(receiver="sp"))).ok
+    resolution = notification(NotificationKind.RESOLVE, receiver="sp", details={
+        "postmortem": "A post-mortem will be shared within 48 hours."})
+    assert (await sink.send(resolution)).ok
+    (incident,) = fake.incidents.values()
+    assert incident["status"] == "resolved" and "postmortem" not in incident
+
+
 async def test_postmortem_without_a_public_incident_is_a_clear_failure(
     serve: Serve, session: ClientSession
 ) -> None:
     fake, sink, _ = await page(serve, session)
     result = await sink.send(notification(NotificationKind.UPDATE, receiver="sp",
-                                          details={"postmortem": "text"}))
+                                          details={"postmortem_text": "text"}))
     assert not result.ok and not result.retryable
     assert result.detail == "no Statuspage incident known for it"
     assert fake.requests == []

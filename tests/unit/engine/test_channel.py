@@ -93,7 +93,7 @@ def test_archived_after_resolution_but_not_before_the_postmortem_is_published() 
     notes = step(engine, 140, [command("postmortem_publish", 140, inc_id, text="# PM")])
     assert channel_ops(notes) == ["update postmortem", "update summary"]
     (posted,) = [n for n in notes if n.details.get("channel_op") == "postmortem"]
-    assert posted.details["postmortem"] == "# PM"
+    assert posted.details["postmortem_text"] == "# PM"
     # The post goes first; a minute later the channel is archived, once.
     assert channel_ops(step(engine, 141)) == ["resolve archive"]
     assert only_incident(engine).channel_archived
@@ -126,7 +126,7 @@ def test_publishing_twice_publishes_once_and_before_resolution_not_at_all() -> N
     assert step(engine, 5, [command("postmortem_publish", 5, inc_id, text="# PM")]) == []
     step(engine, 10, [command("resolve", 10, inc_id)])
     first = step(engine, 20, [command("postmortem_publish", 20, inc_id, text="# PM")])
-    assert sorted(n.receiver for n in first if n.details.get("postmortem")) == ["slack-bot",
+    assert sorted(n.receiver for n in first if n.details.get("postmortem_text")) == ["slack-bot",
                                                                                "sp"]
     assert step(engine, 21, [command("postmortem_publish", 21, inc_id, text="# PM")]) == []
     inc = only_incident(engine)
