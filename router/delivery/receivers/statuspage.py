@@ -144,7 +144,7 @@ class StatuspageSink:
         return result
 
     async def send(self, n: Notification) -> DeliveryResult:
-        if n.details.get("postmortem_text"):  # `postmortem publish` (router.engine.incidents.channel)
+        if n.details.get("postmortem_text"):  # a published post-mortem (engine: channel.py)
             return await self._postmortem(n, str(n.details["postmortem_text"]))
         if n.kind not in PUBLISHED:
             return DeliveryResult.delivered()

@@ -14,8 +14,9 @@ async def test_postmortem_is_drafted_then_published(serve: Serve, session: Clien
     fake, sink, _ = await page(serve, session)
     assert (await sink.send(notification(receiver="sp"))).ok
     assert (await sink.send(notification(NotificationKind.RESOLVE, receiver="sp"))).ok
+    text = "# Post-mortem: DiskFull\nRoot cause: ..."
     published = notification(NotificationKind.UPDATE, receiver="sp", n=2,
-                             details={"postmortem_text": "# Post-mortem: DiskFull\nRoot cause: ..."})
+                             details={"postmortem_text": text})
     assert (await sink.send(published)).ok
     (incident,) = fake.incidents.values()
     base = f"/v1/pages/{PAGE}/incidents/{incident['id']}/postmortem"
