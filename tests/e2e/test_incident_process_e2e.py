@@ -20,6 +20,7 @@ from aiohttp.test_utils import TestServer
 
 from router.api.keys import BACKEND
 from tests.conftest import RouterClient
+from tests.e2e.test_incident_e2e import RULE
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import Channel, FakeSlack
 from tests.fakes.statuspage import FakeStatuspage
@@ -35,18 +36,6 @@ from tests.incidentkit import (
 )
 
 ROUTING_KEY = "R0UT1NGKEY0000000000000000000000"
-RULE = """
-rules:
-  - name: checkout-down
-    match:
-      source: generic
-      labels: ['alertname="CheckoutDown"']
-    set:
-      severity: SEV1
-      service: checkout
-      team: payments
-      group_by: [alertname, service]
-"""
 
 
 class Clock:

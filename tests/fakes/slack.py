@@ -159,26 +159,36 @@ class FakeSlack(FakeVendor):
     # --- incident channels --------------------------------------------------------------------
 
     async def _accepted(self, request: web.Request,
-                        method: str) -> tuple[dict[str, Any] | None, web.Response | None]:
+                        method: str) -> dict[str, Any] | web.Response:
+        """The call's arguments, or the answer to a bad token or a scripted rate limit."""
         if (err := self._auth_error(request)) is not None:
-            return None, err
+            return err
         pending = self._limits.get(method)
         if pending:
             wait = pending.pop(0)
-            return None, web.json_response({"ok": False, "error": "ratelimited"}, status=429,
-                                           headers={"Retry-After": str(wait)})
+            return web.json_response({"ok": False, "error": "ratelimited"}, status=429,
+                                     headers={"Retry-After": str(wait)})
         args = await arguments(request)
         self.calls.append((method, args))
-        return args, None
+        return args
 
-    def _channel(self, args: dict[str, Any]) -> Channel | web.Response:
-        found = self.channels.get(str(args.get("channel") or ""))
-        return found if found is not None else error("channel_not_found")
+    async def _on_channel(self, request: web.Request, method: str, *, member: bool = True,
+                          ) -> tuple[dict[str, Any], Channel] | web.Response:
+        """A channel method's arguments and channel, or its error answer."""
+        args = await self._accepted(request, method)
+        if isinstance(args, web.Response):
+            return args
+        channel = self.channels.get(str(args.get("channel") or ""))
+        if channel is None:
+            return error("channel_not_found")
+        if member and BOT_USER not in channel.members:
+            return error("not_in_channel")
+        return args, channel
 
     async def create(self, request: web.Request) -> web.Response:
-        args, err = await self._accepted(request, "conversations.create")
-        if args is None:
-            return err  # type: ignore[return-value]
+        args = await self._accepted(request, "conversations.create")
+        if isinstance(args, web.Response):
+            return args
         name = str(args.get("name") or "")
         if not name:
             return error("invalid_name_required")
@@ -197,12 +207,10 @@ class FakeSlack(FakeVendor):
             "created": int(time.time()), "name_normalized": name}})
 
     async def invite(self, request: web.Request) -> web.Response:
-        args, err = await self._accepted(request, "conversations.invite")
-        if args is None:
-            return err  # type: ignore[return-value]
-        channel = self._channel(args)
-        if isinstance(channel, web.Response):
-            return channel
+        found = await self._on_channel(request, "conversations.invite", member=False)
+        if isinstance(found, web.Response):
+            return found
+        args, channel = found
         if channel.archived:
             return error("is_archived")
         if BOT_USER not in channel.members:
@@ -222,9 +230,9 @@ class FakeSlack(FakeVendor):
                                                            "name": channel.name}})
 
     async def lookup_by_email(self, request: web.Request) -> web.Response:
-        args, err = await self._accepted(request, "users.lookupByEmail")
-        if args is None:
-            return err  # type: ignore[return-value]
+        args = await self._accepted(request, "users.lookupByEmail")
+        if isinstance(args, web.Response):
+            return args
         user = self.users.get(str(args.get("email") or ""))
         if user is None:
             return error("users_not_found")
@@ -232,12 +240,10 @@ class FakeSlack(FakeVendor):
                                                         "profile": {"email": args["email"]}}})
 
     async def pin(self, request: web.Request) -> web.Response:
-        args, err = await self._accepted(request, "pins.add")
-        if args is None:
-            return err  # type: ignore[return-value]
-        channel = self._channel(args)
-        if isinstance(channel, web.Response):
-            return channel
+        found = await self._on_channel(request, "pins.add")
+        if isinstance(found, web.Response):
+            return found
+        args, channel = found
         ts = str(args.get("timestamp") or "")
         if not any(m["ts"] == ts and m.get("channel") == channel.id for m in self.messages):
             return error("message_not_found")
@@ -247,12 +253,10 @@ class FakeSlack(FakeVendor):
         return json_response(200, {"ok": True})
 
     async def archive(self, request: web.Request) -> web.Response:
-        args, err = await self._accepted(request, "conversations.archive")
-        if args is None:
-            return err  # type: ignore[return-value]
-        channel = self._channel(args)
-        if isinstance(channel, web.Response):
-            return channel
+        found = await self._on_channel(request, "conversations.archive", member=False)
+        if isinstance(found, web.Response):
+            return found
+        _, channel = found
         if channel.archived:
             return error("already_archived")
         if BOT_USER not in channel.members:
@@ -262,22 +266,18 @@ class FakeSlack(FakeVendor):
 
     async def history(self, request: web.Request) -> web.Response:
         """`latest` + `inclusive` + `limit=1` finds one message by its ts, as the router asks."""
-        args, err = await self._accepted(request, "conversations.history")
-        if args is None:
-            return err  # type: ignore[return-value]
-        channel = self._channel(args)
-        if isinstance(channel, web.Response):
-            return channel
-        if BOT_USER not in channel.members:
-            return error("not_in_channel")
+        found = await self._on_channel(request, "conversations.history")
+        if isinstance(found, web.Response):
+            return found
+        args, channel = found
         latest = float(args.get("latest") or "inf")
         inclusive = str(args.get("inclusive")).lower() in ("true", "1")
-        found = [m for m in reversed(self.messages) if m.get("channel") == channel.id
-                 and (float(m["ts"]) < latest or (inclusive and float(m["ts"]) == latest))]
+        seen = [m for m in reversed(self.messages) if m.get("channel") == channel.id
+                and (float(m["ts"]) < latest or (inclusive and float(m["ts"]) == latest))]
         limit = int(args.get("limit") or 100)
-        return json_response(200, {"ok": True, "has_more": len(found) > limit, "messages": [
+        return json_response(200, {"ok": True, "has_more": len(seen) > limit, "messages": [
             {"type": "message", "ts": m["ts"], "text": m.get("text", ""),
-             "user": m.get("user", BOT_USER)} for m in found[:limit]]})
+             "user": m.get("user", BOT_USER)} for m in seen[:limit]]})
 
     def say(self, channel_id: str, text: str, user: str) -> str:
         """A person's message in a channel (as if typed in Slack); its ts."""
