@@ -27,7 +27,7 @@ from router.engine.incidents.closing import forget_at
 from router.engine.incidents.formatting import ROUTER, K, cfg, list_of, note, notes, public
 from router.engine.incidents.opening import Effects
 from router.engine.incidents.timeline import TK, log, with_details, with_view
-from router.engine.instant import Instant, iso, to_ts
+from router.engine.instant import Instant, from_ts, iso, to_ts
 from router.engine.state import EngineContext, GroupState, IncidentState
 from router.model import CommandEvent, Notification, stable_id
 
@@ -90,6 +90,8 @@ def shown(inc: IncidentState, c: SlackChannelsConfig) -> dict[str, Any]:
         "on_statuspage": inc.on_statuspage, "latest_update": latest,
         "postmortem_url": v.details.get("postmortem_url"),
         "postmortem_published": v.details.get("postmortem_published"), "invite": people(inc, c),
+        # The next update's time moves with every reminder: the summary says the current one.
+        "next_update": iso(from_ts(inc.update_due)) if inc.update_due and inc.open else None,
     }
 
 
