@@ -28,7 +28,7 @@ from router.commands import INCIDENT_ID
 from router.config import Config
 from router.incidents import Command, Incident, IncidentStatus, postmortem_input
 from router.model import CommandEvent, Severity, utcnow
-from router.postmortem import render_postmortem
+from router.postmortem import render_postmortem, render_public_postmortem
 from router.sources.base import Rejected
 
 log = logging.getLogger(__name__)
@@ -110,8 +110,10 @@ def publish_refusal(incident: Incident) -> str | None:
 
 
 def publish_args(incident: Incident, config: Config) -> dict[str, Any]:
-    """The `postmortem_publish` command's args: the post-mortem as the draft renders it now."""
-    return {"text": render_postmortem(postmortem_input(incident, config.severities))}
+    """The `postmortem_publish` command's args: the post-mortem as the draft renders it now
+    (for the incident channel) and its public version (for the status page: no people)."""
+    inp = postmortem_input(incident, config.severities)
+    return {"text": render_postmortem(inp), "public_text": render_public_postmortem(inp)}
 
 
 def incident_json(incident: Incident) -> dict[str, object]:

@@ -226,7 +226,13 @@ async def test_the_incident_process_from_alert_to_published_postmortem(
                                  for m in slack.posts_in(channel.id)),
                      "the post-mortem in the channel")
     await wait_until(lambda: public.get("postmortem_body"), "the Statuspage postmortem")
-    assert "Add a canary stage" in public["postmortem_body"]
+    # The public version: what happened and what is done about it, no people, no internals.
+    body = public["postmortem_body"]
+    assert body.startswith("# CheckoutDown (checkout)")
+    assert "**Who was affected:** about 8% of checkouts" in body
+    assert "- Add a canary stage to the gateway deploys" in body
+    for internal in ("carol", "alice", "bob", iid, "#inc-", "slack:"):
+        assert internal not in body, internal
     assert public["postmortem"]["published_at"] is not None
     again = await client.post(f"/api/v1/incidents/{iid}/postmortem/publish", headers=AUTH,
                               json={})

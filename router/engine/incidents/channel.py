@@ -193,8 +193,9 @@ def add_note(s: GroupState, inc: IncidentState, ev: CommandEvent, at: Any, now: 
 
 def publish(s: GroupState, inc: IncidentState, ev: CommandEvent, at: Any, now: Instant,
             ctx: EngineContext) -> Effects:
-    """The post-mortem to the incident channel and the Statuspage incident's post-mortem;
-    once (a second publish changes nothing), and only after resolution."""
+    """The post-mortem (`text`) to the incident channel and its public version
+    (`public_text`) to the Statuspage incident's post-mortem; once (a second publish changes
+    nothing), and only after resolution."""
     text = str(ev.args.get("text") or "").strip()
     if inc.open or inc.view.details.get("postmortem_published") or not text:
         return inc, []
@@ -211,8 +212,9 @@ def publish(s: GroupState, inc: IncidentState, ev: CommandEvent, at: Any, now: I
                                             now.ts + ARCHIVE_AFTER_PUBLISH))
     receiver = cfg(ctx).statuspage_receiver
     if inc.on_statuspage and receiver is not None:
+        shared = str(ev.args.get("public_text") or text)  # the public version, no people
         out += public(notes(s, inc, K.UPDATE, [receiver], ("postmortem",), now,
-                            {"postmortem_text": text}), ctx)
+                            {"postmortem_text": shared}), ctx)
         where.append("status page")
     inc = with_view(inc, postmortem_done=True)
     inc = with_details(inc, postmortem_published=iso(now.dt), postmortem_published_by=ev.actor)

@@ -125,9 +125,10 @@ def test_publishing_twice_publishes_once_and_before_resolution_not_at_all() -> N
     inc_id = only_incident(engine).view.id
     assert step(engine, 5, [command("postmortem_publish", 5, inc_id, text="# PM")]) == []
     step(engine, 10, [command("resolve", 10, inc_id)])
-    first = step(engine, 20, [command("postmortem_publish", 20, inc_id, text="# PM")])
-    assert sorted(n.receiver for n in first if n.details.get("postmortem_text")) == ["slack-bot",
-                                                                               "sp"]
+    first = step(engine, 20, [command("postmortem_publish", 20, inc_id, text="# PM by alice",
+                                      public_text="# PM")])
+    assert {n.receiver: n.details["postmortem_text"] for n in first
+            if n.details.get("postmortem_text")} == {"slack-bot": "# PM by alice", "sp": "# PM"}
     assert step(engine, 21, [command("postmortem_publish", 21, inc_id, text="# PM")]) == []
     inc = only_incident(engine)
     assert inc.view.postmortem_done and inc.view.details["postmortem_published"]
