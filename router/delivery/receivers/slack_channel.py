@@ -36,6 +36,10 @@ OP = "channel_op"
 NAME_LIMIT = 80
 MAX_SUFFIX = 20  # name, name-2 ... name-20, then give up (permanent)
 MESSAGE_LIMIT = 39_000
+# Invitations Slack refuses for the person (a wrong id in `users`, a guest account): logged
+# and skipped, so one person cannot keep the summary from being posted.
+UNINVITABLE = {"user_not_found", "cant_invite", "user_is_restricted",
+               "user_is_ultra_restricted"}
 # Answers that mean the step is already done.
 DONE = {
     "conversations.invite": {"already_in_channel", "cant_invite_self"},
@@ -169,7 +173,10 @@ class ChannelOps:
             if uid is not None:
                 result, _ = await self._call("conversations.invite",
                                              {"channel": cid, "users": uid})
-                if not result.ok:
+                if not result.ok and result.detail in UNINVITABLE:
+                    log.warning("incident %s: Slack refused to invite %s: %s", incident, uid,
+                                result.detail)
+                elif not result.ok:
                     return result
             await self._store.put_ref(self._name, key, {"id": uid or ""})
         text = summary_text(n, self._status_page_url)

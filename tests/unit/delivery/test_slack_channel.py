@@ -143,6 +143,26 @@ async def test_unknown_email_is_skipped_and_not_logged(
     assert TOKEN not in caplog.text
 
 
+async def test_someone_slack_refuses_does_not_hold_up_the_summary(
+    serve: Serve, session: ClientSession
+) -> None:
+    fake, sink, _ = await bot(serve, session)
+    assert (await sink.send(op(K.TRIGGER, "open", invite=["U0GONE", "U0BOB"]))).ok
+    (channel,) = fake.channels.values()
+    assert channel.members == {BOT_USER, "U0BOB"} and channel.pins
+
+
+async def test_a_bot_removed_from_the_channel_is_a_permanent_error(
+    serve: Serve, session: ClientSession
+) -> None:
+    fake, sink, _ = await bot(serve, session)
+    await sink.send(op(K.TRIGGER, "open", invite=[]))
+    (channel,) = fake.channels.values()
+    channel.members.discard(BOT_USER)  # someone removed the app
+    result = await sink.send(op(K.UPDATE, "postmortem", n=1, postmortem_text="pm"))
+    assert not result.ok and not result.retryable and result.detail == "not_in_channel"
+
+
 async def test_archive_and_post_mortem(serve: Serve, session: ClientSession) -> None:
     fake, sink, _ = await bot(serve, session)
     await sink.send(op(K.TRIGGER, "open", invite=[]))
