@@ -63,19 +63,24 @@ def slack_user(name: str, users: dict[str, str]) -> str | None:
     return bare if _SLACK_ID.fullmatch(bare) or _EMAIL.fullmatch(bare) else None
 
 
-def people(inc: IncidentState, c: SlackChannelsConfig) -> list[str]:
-    """Everyone paged for the incident, its commander and communications lead, in order."""
+def invitees(inc: IncidentState, c: SlackChannelsConfig) -> dict[str, str]:
+    """Everyone paged for the incident, its commander and communications lead, in order:
+    Slack user id or e-mail -> the name the router knows them by."""
     names: list[str] = []
     for p in list_of(inc.view.details.get("pages")):
         if isinstance(p, dict):
             names += [str(t) for t in list_of(p.get("targets"))]
     names += [str(n) for n in (inc.view.commander, inc.view.details.get("comms_lead")) if n]
-    out: list[str] = []
+    out: dict[str, str] = {}
     for n in names:
         user = slack_user(n, c.users)
         if user is not None and user not in out:
-            out.append(user)
+            out[user] = n
     return out
+
+
+def people(inc: IncidentState, c: SlackChannelsConfig) -> list[str]:
+    return list(invitees(inc, c))
 
 
 def shown(inc: IncidentState, c: SlackChannelsConfig) -> dict[str, Any]:
@@ -112,7 +117,7 @@ def follow(before: GroupState | None, after: GroupState | None, out: list[Notifi
     s = after
     if s is not None:
         for inc in s.incidents:
-            new, more = _one(s, prior.get(inc.view.id), inc, now, ctx, c)
+            new, more = _one(s, prior.get(inc.view.id), inc, now, c)
             if new is not inc:
                 s = replace_incident(s, new)
             out += more
@@ -126,7 +131,7 @@ def follow(before: GroupState | None, after: GroupState | None, out: list[Notifi
 
 
 def _one(s: GroupState, old: IncidentState | None, inc: IncidentState, now: Instant,
-         ctx: EngineContext, c: SlackChannelsConfig) -> Effects:
+         c: SlackChannelsConfig) -> Effects:
     if not inc.channel_open:
         if inc.open and inc.view.severity.at_least(c.min_severity):
             return _open(s, inc, now, c)
@@ -154,10 +159,10 @@ def _one(s: GroupState, old: IncidentState | None, inc: IncidentState, now: Inst
 
 
 def _open(s: GroupState, inc: IncidentState, now: Instant, c: SlackChannelsConfig) -> Effects:
-    who = people(inc, c)
+    who = invitees(inc, c)  # the timeline names people, not their e-mail addresses
     inc = inc.with_(channel_open=True, invited=tuple(who))
     text = f"incident channel {inc.view.channel} requested" + (
-        f", inviting {', '.join(who)}" if who else "")
+        f", inviting {', '.join(who.values())}" if who else "")
     inc = log(inc, now.dt, TK.NOTIFIED, ROUTER, text, now)
     return inc, [_note(s, inc, K.TRIGGER, "open", ("channel", "open"), now, c,
                        private=c.private)]

@@ -52,8 +52,8 @@ def test_open_names_the_channel_and_invites_the_paged_people() -> None:
     assert opened.details["channel_name"] == inc.view.channel.lstrip("#")
     assert opened.details["invite"] == ["alice@example.com"]  # level 1 paged alice
     assert opened.details["status"] == "investigating"
-    assert any(e.text.startswith(f"incident channel {inc.view.channel} requested")
-               for e in inc.view.timeline)
+    assert f"incident channel {inc.view.channel} requested, inviting alice" in [
+        e.text for e in inc.view.timeline]
     # Nobody new: no second open on later steps.
     assert channel_ops(step(engine, 1)) == []
 
