@@ -16,7 +16,7 @@ from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
 from router.model import Notification, NotificationKind
 from tests.fakes.slack import BOT_USER, Channel, FakeSlack
-from tests.unit.delivery.conftest import Serve, notification
+from tests.unit.delivery.conftest import FAST_RETRY, Build, Serve, notification, receiver_config
 
 TOKEN = "xoxb-3333-4444-CHANNELSECRET"
 K = NotificationKind
@@ -198,3 +198,22 @@ async def test_webhook_mode_cannot_run_channels(serve: Serve, session: ClientSes
     sink = build(config, SinkContext(session=session, store=MemoryDeliveryStore()))
     result = await sink.send(op(K.TRIGGER, "open"))
     assert not result.ok and result.detail == "incident channels need bot_token"
+
+
+async def test_the_dispatcher_waits_out_retry_after_and_finishes_the_channel(
+    serve: Serve, harness: Build
+) -> None:
+    fake = FakeSlack(TOKEN)
+    fake.add_user("U0BOB")
+    url = await serve(fake.app())
+    h = await harness(receiver_config(type="slack", name="s", bot_token=TOKEN, channel="C1",
+                                      api_url=f"{url}/api", retry=FAST_RETRY))
+    fake.limit("conversations.invite", retry_after=1)
+    h.add(op(K.TRIGGER, "open", invite=["U0BOB"]))
+    await h.dispatcher.wait_idle()
+    limited, retried = [r for r in fake.requests if r.path == "/api/conversations.invite"]
+    assert retried.at - limited.at >= 0.9  # Retry-After, not the 10 ms backoff
+    (channel,) = fake.channels.values()
+    assert channel.members == {BOT_USER, "U0BOB"} and len(channel.pins) == 1
+    assert methods(fake).count("conversations.create") == 1
+    assert await h.outbox.list() == []
