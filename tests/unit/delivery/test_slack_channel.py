@@ -5,6 +5,8 @@ the post-mortem post, rate limits, and a redelivery that never makes a second ch
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,7 +18,9 @@ from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
 from router.model import Notification, NotificationKind
 from tests.fakes.slack import BOT_USER, Channel, FakeSlack
+from tests.support.clock import Clock
 from tests.unit.delivery.conftest import FAST_RETRY, Build, Serve, notification, receiver_config
+from tests.unit.engine.test_incident_restart import Router, start, stop
 
 TOKEN = "xoxb-3333-4444-CHANNELSECRET"
 K = NotificationKind
@@ -217,3 +221,35 @@ async def test_the_dispatcher_waits_out_retry_after_and_finishes_the_channel(
     assert channel.members == {BOT_USER, "U0BOB"} and len(channel.pins) == 1
     assert methods(fake).count("conversations.create") == 1
     assert await h.outbox.list() == []
+
+
+@pytest.fixture
+async def routers() -> AsyncIterator[list[Router]]:
+    """Embedded backends on one database file, stopped at the end."""
+    started: list[Router] = []
+    yield started
+    for r in started:
+        await r.backend.stop()
+
+
+async def test_a_restart_reads_the_channel_back_from_the_embedded_records(
+    serve: Serve, session: ClientSession, tmp_path: Path, routers: list[Router]
+) -> None:
+    fake = FakeSlack(TOKEN)
+    url = await serve(fake.app())
+    config = SlackConfig.model_validate({"name": "s", "bot_token": TOKEN, "channel": "C1",
+                                         "api_url": f"{url}/api"})
+    clock = Clock()
+    first = await start(routers, tmp_path / "router.db", clock)
+    sink = build(config, SinkContext(session=session, store=first.backend.records))
+    assert (await sink.send(op(K.TRIGGER, "open", invite=[]))).ok
+    await stop(routers, first)
+
+    second = await start(routers, tmp_path / "router.db", clock)
+    again = build(config, SinkContext(session=session, store=second.backend.records))
+    assert (await again.send(op(K.TRIGGER, "open", invite=[]))).ok  # redelivered after a crash
+    assert (await again.send(op(K.UPDATE, "summary", n=1, status="identified"))).ok
+    assert methods(fake).count("conversations.create") == 1
+    (channel,) = fake.channels.values()
+    assert len(fake.posts_in(channel.id)) == 1
+    assert fake.updates[-1]["ts"] == channel.pins[0]
