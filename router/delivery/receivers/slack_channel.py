@@ -168,8 +168,9 @@ class ChannelOps:
                 found = data.get("user") if isinstance(data, dict) else None
                 uid = str(found.get("id")) if isinstance(found, dict) else None
                 if uid is None:
-                    log.warning("incident %s: no Slack user with the e-mail of %s", incident,
-                                "an invitee")
+                    # The address itself stays out of the log (personal data).
+                    log.warning("incident %s: an invitee's e-mail matches no Slack user "
+                                "(users_not_found)", incident)
             if uid is not None:
                 result, _ = await self._call("conversations.invite",
                                              {"channel": cid, "users": uid})
