@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import SecretStr
@@ -56,6 +57,14 @@ def channel_name(wanted: str, suffix: int = 1) -> str:
     return base[:NAME_LIMIT - len(tail)].rstrip("-") + tail
 
 
+def _when(value: str) -> str:
+    """An ISO time as people read it in the channel (`2026-12-05 16:26 UTC`)."""
+    try:
+        return f"{datetime.fromisoformat(value).astimezone(UTC):%Y-%m-%d %H:%M} UTC"
+    except ValueError:
+        return value
+
+
 def summary_text(n: Notification, status_page_url: str | None) -> str:
     """The pinned summary (mrkdwn; every value escaped)."""
     d = n.details
@@ -72,7 +81,7 @@ def summary_text(n: Notification, status_page_url: str | None) -> str:
     if d.get("on_statuspage") and status_page_url:
         lines.append(f"*Status page:* {escape(status_page_url)}")
     if d.get("next_update"):
-        lines.append(f"*Next update:* {escape(str(d['next_update']))}")
+        lines.append(f"*Next update:* by {escape(_when(str(d['next_update'])))}")
     if d.get("latest_update"):
         lines.append(f"*Latest update:* {escape(str(d['latest_update']))}")
     if d.get("postmortem_url"):

@@ -42,7 +42,8 @@ async def bot(serve: Serve, session: ClientSession) -> tuple[FakeSlack, SlackSin
 def op(kind: NotificationKind, what: str, n: int = 0, **details: Any) -> Notification:
     base = {"channel_op": what, "channel_name": "inc-20260105-checkout-errors",
             "incident_id": "INC-g1", "status": "investigating", "commander": "alice",
-            "invite": ["alice@example.com", "U0BOB"], "on_statuspage": True}
+            "invite": ["alice@example.com", "U0BOB"], "on_statuspage": True,
+            "next_update": "2026-01-05T09:15:00+00:00"}
     return notification(kind, receiver="s", n=n, details={**base, **details})
 
 
@@ -71,7 +72,8 @@ async def test_open_creates_invites_posts_and_pins(serve: Serve, session: Client
     assert "*INC-g1* [SEV2] DiskFull on db-1" in text
     for line in ("*Status:* investigating", "*Commander:* alice",
                  "*Runbook:* https://runbooks.example.net/disk",
-                 "*Status page:* https://status.example.com"):
+                 "*Status page:* https://status.example.com",
+                 "*Next update:* by 2026-01-05 09:15 UTC"):
         assert line in text
     # The Events API finds the incident by the channel id.
     assert await store.get_ref("s", f"channel-id:{channel.id}") == {
