@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from router.engine import incidents
 from router.engine.ids import IncidentIds
+from router.engine.incidents import channel
 from router.engine.instant import Instant, from_ts, to_ts
 from router.engine.state import (
     FLAP_DAMPED,
@@ -90,6 +91,7 @@ def decide(
         if ctx.incidents is None:
             return Decision(state, [], ids)
         new, notes, ids = incidents.apply_command(state, event, at, ctx, ids)
+        new, notes = channel.follow(state, new, notes, at, ctx)
         if new is None:
             return Decision(None, notes, ids)
         return Decision(_expire(new, at.ts, ctx, timers=False), notes, ids)
@@ -113,6 +115,8 @@ def decide(
         s, notes = _step(state, at, ctx, timers=False, flush=flush)
     if ctx.incidents is not None:
         s, notes, ids = incidents.after_group(before, s, notes, at, ctx, ids, timers=timers)
+        followed, notes = channel.follow(before, s, notes, at, ctx)
+        s = followed if followed is not None else s
     return Decision(_expire(s, at.ts, ctx, timers=timers), notes, ids)
 
 

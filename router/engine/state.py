@@ -132,6 +132,12 @@ class IncidentState(_Stored):
     cycle: int = Field(default=0, alias="cy")
     actions_due: float | None = Field(default=None, alias="ad")  # an open action item is late
     postmortem_soon: float | None = Field(default=None, alias="pw")  # its deadline nears
+    # The incident's Slack channel (incidents.slack_channels): asked for, when to archive it,
+    # archived (a bot cannot unarchive), and who was asked into it.
+    channel_open: bool = Field(default=False, alias="co")
+    archive_due: float | None = Field(default=None, alias="ca")
+    channel_archived: bool = Field(default=False, alias="cz")
+    invited: tuple[str, ...] = Field(default=(), alias="ci")
 
     @property
     def open(self) -> bool:
@@ -150,7 +156,7 @@ class IncidentState(_Stored):
         best: float | None = None
         for v in (self.next_page, self.ack_due, self.resolve_due, self.postmortem_due,
                   self.forget_at, self.update_due, self.ack_expires, self.idle_due,
-                  self.actions_due, self.postmortem_soon):
+                  self.actions_due, self.postmortem_soon, self.archive_due):
             if v is not None and (best is None or v < best):
                 best = v
         return best
@@ -159,7 +165,7 @@ class IncidentState(_Stored):
 # Group keys of hand-declared incidents.
 MANUAL_PREFIX = "manual:"
 # Short names of the incident timers in the stored form (read without a full decode).
-INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz", "ad", "pw")
+INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz", "ad", "pw", "ca")
 
 
 class GroupState(_Stored):
