@@ -107,7 +107,7 @@ class Engine:
         context: EngineContext | None = None,
         *,
         hot_alerts: int = 10_000,
-        hot_groups: int = 256,
+        hot_groups: int = 2048,
         compress_level: int = 1,
         ids: IncidentIds | None = None,
     ) -> None:
