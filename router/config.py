@@ -262,6 +262,11 @@ class IncidentsConfig(Strict):
     # The same group firing again within this long of its incident's resolution reopens that
     # incident (one new page); later it opens a new one. 0 never reopens.
     reopen_window: Duration = timedelta(hours=1)
+    # The incident inhibition rule (docs/noise.md): an open incident at or above `inhibit_at`
+    # for a service keeps that service's less severe alerts quiet (reason `incident`); they
+    # are listed on its timeline instead of paging, and notify when it closes if still firing.
+    inhibit_lower_severity: bool = True
+    inhibit_at: Severity = Severity.SEV1
 
 
 class BusinessHoursConfig(Strict):

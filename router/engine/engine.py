@@ -24,9 +24,9 @@ from datetime import datetime
 from router.engine.codec import frame, packed_deadline, unpack
 from router.engine.decide import Event, decide, rearm
 from router.engine.ids import IDS_KEY, IncidentIds
-from router.engine.incidents import command_target
+from router.engine.incidents import command_target, inhibit
 from router.engine.instant import from_ts, to_ts
-from router.engine.noise import NOISE_KEY, Noise
+from router.engine.noise import NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
 from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
@@ -55,10 +55,14 @@ class Batch:
     sla_breaches: dict[tuple[str, str], int] = field(default_factory=dict)
     unknown_commands: int = 0  # commands for an incident not known here (ignored)
     quieted: dict[str, int] = field(default_factory=dict)  # alerts that became quiet, by reason
+    # Commands for other engines (noise broadcasts, timeline notes for groups held elsewhere):
+    # a backend with several engines appends them to its log.
+    commands: list[CommandEvent] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not self.encoded and not self.notifications and not self.unknown_commands
+        return (not self.encoded and not self.notifications and not self.unknown_commands
+                and not self.commands)
 
     def merge(self, later: Batch) -> Batch:
         """One batch with the effects of self then `later` (for one combined commit)."""
@@ -85,6 +89,7 @@ class Batch:
             sla_breaches=breaches,
             unknown_commands=self.unknown_commands + later.unknown_commands,
             quieted=quieted,
+            commands=[*self.commands, *later.commands],
         )
 
 
@@ -151,7 +156,8 @@ class Engine:
 
     def _requiet(self) -> None:
         base = self._base
-        quiet = self.noise.quiet(base.quiet)
+        rule = base.incidents is not None and base.incidents.inhibit_lower_severity
+        quiet = self.noise.quiet(base.quiet, incidents=rule, default=base.default_severity)
         self._context = base if quiet is base.quiet else base.with_(quiet=quiet)
 
     @property
@@ -300,6 +306,7 @@ class Engine:
                 due[key] = None
         for key in due:
             run.decide(key, Tick.build(group_key=key))
+        self._incident_rule(run)
         changed, encoded = self._store(run.before, run.work)
         if self.ids != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
@@ -328,7 +335,34 @@ class Engine:
             sla_breaches=breaches,
             unknown_commands=run.unknown_commands,
             quieted=_quieted(run.before, run.work),
+            commands=run.commands,
         )
+
+    def _incident_rule(self, run: _Run) -> None:
+        """After a batch's decisions: the incidents that now inhibit (or stop), every group
+        looking again when that changed, and each alert they newly keep quiet listed on its
+        incident's timeline (`router.engine.incidents.inhibit`). What belongs to groups held
+        elsewhere (another Kafka partition) goes out as `Batch.commands`."""
+        before = self.noise.incidents
+        found = inhibit.updated(before, run.views.values(), self._base.incidents)
+        if found is not None:
+            self.noise = self.noise.with_incidents(found)
+            self._requiet()
+            run.commands += incident_commands(before, found, run.now)
+            for key in self._quiet_candidates(run):
+                run.decide(key, Tick.build(group_key=key))
+        if not self.noise.incidents:
+            return
+        for key in list(run.work):
+            for alert, ident in inhibit.newly_inhibited(run.before.get(key), run.work[key]):
+                inc = self.noise.incidents.get(ident)
+                if inc is None:
+                    continue
+                note = inhibit.note_command(alert, inc, run.now)
+                if inc.group_key in run.work or inc.group_key in self._raw:
+                    run.decide(inc.group_key, note)
+                else:
+                    run.commands.append(note)
 
     def tick(self, now: datetime) -> Batch:
         """Fire every timer due at `now` (group_wait, group_interval, repeat, flap, expiry)."""
@@ -342,11 +376,14 @@ class Engine:
         self.context = self._base.with_(quiet=quiet)
         return self.apply((), now, wake=self._quiet_candidates())
 
-    def _quiet_candidates(self) -> list[str]:
+    def _quiet_candidates(self, run: _Run | None = None) -> list[str]:
         """Groups a change of silences or inhibitors may concern: those with a firing alert
-        or a mute (a decode of every group: such changes are rare)."""
-        return [key for key in list(self._raw)
-                if (s := self.get(key)) is not None and (s.firing or s.quiet_until)]
+        or a mute (a decode of every group: such changes are rare), as `run` left them."""
+        work = run.work if run is not None else {}
+        keys = dict.fromkeys([*self._raw, *work])
+        return [key for key in keys
+                if (s := work[key] if key in work else self.get(key)) is not None
+                and (s.firing or s.quiet_until)]
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -461,6 +498,7 @@ class _Run:
         self.before: dict[str, GroupState | None] = {}
         self.work: dict[str, GroupState | None] = {}
         self.notes: list[Notification] = []
+        self.commands: list[CommandEvent] = []
         self.views: dict[str, Incident] = {}
         self.duplicates = self.stale = self.flapping = self.unknown_commands = 0
         # Groups changed by alert events: re-armed once after the batch (decide.rearm).
