@@ -277,6 +277,10 @@ class BusinessHoursConfig(Strict):
     # The calendar of alerts whose team has none below (none: such alerts are not deferred).
     default: str | None = None
     teams: dict[str, str] = Field(default_factory=dict)  # team -> calendar name
+    # What chat receivers (slack, teams) hear of a deferred alert: `quiet`, one post that
+    # mentions nobody and says until when it waits; `none`, nothing until the opening.
+    # Paging receivers always wait.
+    chat_when_deferred: Literal["quiet", "none"] = "none"
 
     @model_validator(mode="after")
     def _known(self) -> BusinessHoursConfig:

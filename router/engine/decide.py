@@ -467,7 +467,9 @@ def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
     return s.with_(alerts=alerts)
 
 
-def _receivers(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:
+def receivers_for(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:
+    """Who hears a group's notification: the alerts' receivers, else the severity policy's,
+    else the default receivers."""
     found = {r for a in alerts for r in a.receivers}
     return found or set(ctx.policy(sev).receivers) or set(ctx.default_receivers)
 
@@ -513,7 +515,7 @@ def _notify(
                             st.alert.key)
         )
     alerts = tuple(st.alert for st in included)
-    told = _receivers(alerts, sev, ctx)
+    told = receivers_for(alerts, sev, ctx)
     if s.receivers:
         told.update(s.receivers)
     receivers = tuple(sorted(told))

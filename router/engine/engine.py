@@ -21,11 +21,12 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from router.engine import deferred
 from router.engine.codec import frame, packed_deadline, unpack
 from router.engine.decide import Event, decide, rearm
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target, inhibit
-from router.engine.instant import from_ts, to_ts
+from router.engine.instant import Instant, from_ts, to_ts
 from router.engine.noise import NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
 from router.engine.state import EngineContext, GroupState, Tick, group_key_of
@@ -307,6 +308,7 @@ class Engine:
         for key in due:
             run.decide(key, Tick.build(group_key=key))
         self._incident_rule(run)
+        self._deferred_posts(run)
         changed, encoded = self._store(run.before, run.work)
         if self.ids != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
@@ -363,6 +365,16 @@ class Engine:
                     run.decide(inc.group_key, note)
                 else:
                     run.commands.append(note)
+
+    def _deferred_posts(self, run: _Run) -> None:
+        """Quiet chat posts for the alerts business hours deferred in this batch."""
+        ctx = self.context
+        if not ctx.deferred_chat:
+            return
+        at = Instant.of(run.now)
+        for key, state in run.work.items():
+            if state is not None and state.quiet_until is not None:
+                run.notes += deferred.quiet_posts(run.before.get(key), state, at, ctx)
 
     def tick(self, now: datetime) -> Batch:
         """Fire every timer due at `now` (group_wait, group_interval, repeat, flap, expiry)."""

@@ -70,6 +70,9 @@ class EngineContext(Frozen):
     oncall: OnCallConfig = OnCallConfig()
     # Silences, maintenance windows, inhibition, business hours (`router.engine.quiet`).
     quiet: Quiet = NO_QUIET
+    # Chat receivers that get a quiet post when business hours defer an alert
+    # (`router.engine.deferred`; empty: `business_hours.chat_when_deferred: none`).
+    deferred_chat: frozenset[str] = frozenset()
     # Dead man's switches by name (`router.noise.heartbeats`).
     heartbeats: dict[str, Heartbeat] = Field(default_factory=dict)
 
