@@ -24,6 +24,7 @@ def engine_context(config: Config) -> EngineContext:
                          default_receivers=tuple(config.default_receivers),
                          incidents=config.incidents, oncall=config.oncall,
                          quiet=quiet_of(config), deferred_chat=deferred_chat(config),
+                         digest=config.digest, ticket_receivers=config.tickets.receivers,
                          heartbeats={h.name: h for h in config.heartbeats})
 
 

@@ -469,7 +469,13 @@ def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
 
 def receivers_for(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:
     """Who hears a group's notification: the alerts' receivers, else the severity policy's,
-    else the default receivers."""
+    else the default receivers; for a severity routed to the digest or to tickets, those
+    receivers instead (`router.engine.digest` takes the digest's notifications)."""
+    route = ctx.policy(sev).route
+    if route == "digest":
+        return set(ctx.digest.receivers)
+    if route == "ticket":
+        return set(ctx.ticket_receivers)
     found = {r for a in alerts for r in a.receivers}
     return found or set(ctx.policy(sev).receivers) or set(ctx.default_receivers)
 

@@ -21,9 +21,10 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from router.engine import deferred
+from router.engine import deferred, digest
 from router.engine.codec import frame, packed_deadline, unpack
 from router.engine.decide import Event, decide, rearm
+from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target, inhibit
 from router.engine.instant import Instant, from_ts, to_ts
@@ -127,6 +128,7 @@ class Engine:
         `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
         """
         self.noise = Noise()
+        self.digest = Digest()
         self._base = self._context = context if context is not None else EngineContext()
         self.ids = ids if ids is not None else IncidentIds()
         self._hot_budget = max(1, hot_alerts)
@@ -195,6 +197,13 @@ class Engine:
 
     def next_deadline(self) -> datetime | None:
         """When `tick` next has something to do; None when no timer is armed."""
+        found = self._next_group_deadline()
+        due = self.digest.due
+        if due is not None and (found is None or from_ts(due) < found):
+            return from_ts(due)
+        return found
+
+    def _next_group_deadline(self) -> datetime | None:
         times, due, raw = self._times, self._due, self._raw
         while times:
             at = times[0]
@@ -225,6 +234,9 @@ class Engine:
             self.noise = Noise.from_bytes(None if isinstance(state, GroupState) else state)
             self._requiet()
             return
+        if key == DIGEST_KEY:
+            self.digest = Digest.from_bytes(None if isinstance(state, GroupState) else state)
+            return
         if state is None:
             self.drop([key])
             return
@@ -244,6 +256,7 @@ class Engine:
         self.drop(list(self._raw))
         self.ids = self.ids.loaded(None)
         self.noise = Noise()
+        self.digest = Digest()
         self._requiet()
 
     def drop(self, keys: Iterable[str]) -> None:
@@ -255,6 +268,9 @@ class Engine:
             if key == NOISE_KEY:
                 self.noise = Noise()
                 self._requiet()
+                continue
+            if key == DIGEST_KEY:
+                self.digest = Digest()
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
@@ -309,7 +325,11 @@ class Engine:
             run.decide(key, Tick.build(group_key=key))
         self._incident_rule(run)
         self._deferred_posts(run)
+        digest_before = self.digest
+        self._digest(run)
         changed, encoded = self._store(run.before, run.work)
+        if self.digest != digest_before:
+            encoded[DIGEST_KEY] = self.digest.to_bytes()
         if self.ids != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
         if self.noise is not noise_before:
@@ -375,6 +395,13 @@ class Engine:
         for key, state in run.work.items():
             if state is not None and state.quiet_until is not None:
                 run.notes += deferred.quiet_posts(run.before.get(key), state, at, ctx)
+
+    def _digest(self, run: _Run) -> None:
+        """Notifications routed to the digest go into it; a due digest goes out."""
+        at = Instant.of(run.now)
+        self.digest, run.notes = digest.collect(self.digest, run.notes, at, self.context)
+        self.digest, summaries = digest.send(self.digest, at, self.context)
+        run.notes += summaries
 
     def tick(self, now: datetime) -> Batch:
         """Fire every timer due at `now` (group_wait, group_interval, repeat, flap, expiry)."""
