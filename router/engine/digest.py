@@ -48,8 +48,7 @@ class Digest:
 
 def routed(n: Notification, ctx: EngineContext) -> bool:
     """Does `n` go into the digest rather than out (a group round of a digest severity)?"""
-    return (n.incident_id is None and n.kind in COLLECTED
-            and ctx.policy(n.severity).route == "digest")
+    return n.kind in COLLECTED and ctx.policy(n.severity).route == "digest"
 
 
 def collect(digest: Digest, notes: list[Notification], now: Instant, ctx: EngineContext
