@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import orjson
 
@@ -29,6 +30,7 @@ from router.noise.muters import (
 )
 from router.noise.silences import Silence
 
+V = TypeVar("V")
 # Where the noise state is stored beside the group states; also the log key of noise commands
 # (a group key never starts with NUL).
 NOISE_KEY = "\x00noise"
@@ -56,27 +58,15 @@ class Noise:
                     if s.ends_at >= event.at - SILENCE_RETENTION}
             return replace(self, silences={**kept, silence.id: silence})
         if event.command == INHIBIT_SOURCE:
-            key = str(args.get("key", ""))
             labels = {str(k): str(v) for k, v in dict(args.get("labels") or {}).items()}
-            sources = dict(self.sources)
-            if args.get("firing"):
-                if sources.get(key) == labels:
-                    return self
-                sources[key] = labels
-            elif sources.pop(key, None) is None:
-                return self
-            return replace(self, sources=sources)
+            sources = _set(self.sources, str(args.get("key", "")),
+                           labels if args.get("firing") else None)
+            return self if sources is None else replace(self, sources=sources)
         if event.command == INCIDENT_INHIBITS:
             ident = str(args.get("id", ""))
-            incidents = dict(self.incidents)
-            if args.get("open"):
-                inc = OpenIncident.of_json(ident, args)
-                if incidents.get(ident) == inc:
-                    return self
-                incidents[ident] = inc
-            elif incidents.pop(ident, None) is None:
-                return self
-            return replace(self, incidents=incidents)
+            incidents = _set(self.incidents, ident,
+                             OpenIncident.of_json(ident, args) if args.get("open") else None)
+            return self if incidents is None else replace(self, incidents=incidents)
         return self
 
     def with_incidents(self, incidents: Mapping[str, OpenIncident]) -> Noise:
@@ -120,6 +110,18 @@ class Noise:
                    sources={str(k): dict(v) for k, v in (raw.get("sources") or {}).items()},
                    incidents={str(k): OpenIncident.of_json(str(k), v)
                               for k, v in (raw.get("incidents") or {}).items()})
+
+
+def _set(mapping: Mapping[str, V], key: str, value: V | None) -> dict[str, V] | None:
+    """`mapping` with `key` set to `value` (None: removed); None when that changes nothing."""
+    if mapping.get(key) == value:
+        return None
+    out = dict(mapping)
+    if value is None:
+        del out[key]
+    else:
+        out[key] = value
+    return out
 
 
 def inhibitor_commands(alerts: Iterable[Alert], rules: Sequence[InhibitRule]
