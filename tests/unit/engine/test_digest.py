@@ -5,16 +5,20 @@ check-config says about the routes."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+from prometheus_client import CollectorRegistry
 
+from router.backends.embedded import EmbeddedBackend
 from router.backends.factory import engine_context
 from router.config import ConfigError, parse_config
 from router.delivery.render import Renderer
 from router.engine import Engine
 from router.engine.digest import DIGEST_GROUP, DIGEST_KEY
+from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, Notification, Severity, Status
 from router.noise.digest import DigestConfig, next_send
 
@@ -169,3 +173,33 @@ def test_an_unknown_digest_or_ticket_receiver_is_a_problem() -> None:
 
 def test_the_digest_time_default() -> None:
     assert DigestConfig().at == time(9, 0)
+
+
+async def test_the_digest_survives_a_restart_of_the_embedded_backend(tmp_path: Path) -> None:
+    """The digest and its timer are in SQLite with the groups: a new process on the same
+    database sends it at the digest time."""
+    ctx = engine_context(parse_config(yaml.safe_dump(config())))
+    now = {"t": MONDAY}
+    first = EmbeddedBackend(tmp_path / "router.db", ctx, EngineMetrics(CollectorRegistry()))
+    first.engine.clock = lambda: now["t"]
+    await first.start()
+    try:
+        await first.log.append([alert("DiskSlowlyFilling")])
+        await first.engine.drained()
+        now["t"] = MONDAY + timedelta(minutes=5)
+        await first.engine.drained()
+    finally:
+        await first.stop()
+    second = EmbeddedBackend(tmp_path / "router.db", ctx, EngineMetrics(CollectorRegistry()))
+    second.engine.clock = lambda: now["t"]
+    now["t"] = utc(2026, 3, 3, 9, 0)
+    await second.start()
+    try:
+        await second.engine.drained()
+        rows = await second.db.read(
+            lambda c: c.execute("SELECT body FROM outbox ORDER BY seq").fetchall())
+        notes = [Notification.model_validate_json(r[0]) for r in rows]
+        assert [(n.receiver, n.title) for n in notes] == [
+            ("digest-hook", "Daily digest: 1 alert group, 1 still firing")]
+    finally:
+        await second.stop()
