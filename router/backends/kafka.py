@@ -38,13 +38,14 @@ from router.backends.kafka_topics import (
     topic_specs,
 )
 from router.backends.pages import Page, SortKey, page_of
+from router.backends.tasks import cancelled
 from router.config import KafkaBackendConfig
 from router.delivery.outbox import DeadLetter
 from router.engine.noise import NOISE_KEY
 from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
-from router.model import Alert, event_key, utcnow
+from router.model import Alert, CommandEvent, event_key, utcnow
 from router.noise.silences import Silence
 
 __all__ = [
@@ -213,6 +214,8 @@ class KafkaBackend:
         self.engine = KafkaEngineRunner(cfg, context, metrics, clock=clock)
         self.engine.on_incident = self._incidents.applied
         self.engine.on_progress = self.gate.poke
+        self.engine.on_commands = self._engine_commands
+        self._commands_sent: asyncio.Task[None] | None = None
         # The app points engine.on_outbox at the Dispatcher; new outbox items arrive through
         # the delivery consumer, so that is where the wake-up comes from.
         self.outbox = KafkaOutbox(cfg, self._dead, self._records,
@@ -242,10 +245,34 @@ class KafkaBackend:
             raise
         self._started = True
 
+    async def _engine_commands(self, commands: list[CommandEvent]) -> None:
+        """Commands an engine addressed to the others (incident inhibition: noise to every
+        partition, timeline notes to the incident's), appended after its commit, in order, off
+        the engine's loop (the intake gate may hold appends while the engine catches up). One
+        lost on a crash fails open: the other partitions page rather than stay quiet."""
+        previous = self._commands_sent
+
+        async def send() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])  # in order; its failure was logged
+            try:
+                await self.log.append(commands)
+            except LogUnavailable as exc:
+                log.warning("engine commands not appended (%d): %s", len(commands), exc)
+
+        self._commands_sent = asyncio.create_task(send(), name="kafka-engine-commands")
+
+    async def commands_appended(self) -> None:
+        """Wait until the engine commands handed over so far are appended (tests)."""
+        if self._commands_sent is not None:
+            await asyncio.wait([self._commands_sent])
+
     async def stop(self) -> None:
         """Stop every part that started, in reverse order (also after a failed start)."""
         self._started = False
         await self.engine.stop()
+        if self._commands_sent is not None:
+            await cancelled(self._commands_sent)
         await self.outbox.stop()
         for table in (self._incidents, self._records, self._dead, self._view):
             await table.stop()
