@@ -19,6 +19,7 @@ from router.backends.base import LogEvent, LogUnavailable
 from router.backends.embedded_engine import EmbeddedEngineRunner
 from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
 from router.backends.embedded_retention import Retention, RetentionPolicy
+from router.backends.filters import ALERT_FIELDS, AlertField, AlertQuery
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.metrics import StorageMetrics
 from router.backends.pages import Page, SortKey, decode_cursor, encode_cursor
@@ -56,6 +57,32 @@ CREATE INDEX IF NOT EXISTS alerts_status ON alerts (status, source);
 CREATE INDEX IF NOT EXISTS alerts_page ON alerts (event_time, key);
 CREATE INDEX IF NOT EXISTS alerts_resolved ON alerts (event_time) WHERE status = 'resolved';
 """
+
+# The console's filters and counts (router.backends.filters) on fields only the body holds,
+# as indexed expressions; queries must spell them exactly as `_ALERT_SQL` does to use them.
+# (After every table: `incidents` comes with the engine's schema.)
+READ_INDEXES = """
+CREATE INDEX IF NOT EXISTS alerts_severity
+    ON alerts (json_extract(CAST(body AS TEXT), '$.severity'));
+CREATE INDEX IF NOT EXISTS alerts_service
+    ON alerts (json_extract(CAST(body AS TEXT), '$.service'));
+CREATE INDEX IF NOT EXISTS alerts_team ON alerts (json_extract(CAST(body AS TEXT), '$.team'));
+CREATE INDEX IF NOT EXISTS alerts_group_key
+    ON alerts (json_extract(CAST(body AS TEXT), '$.group_key'));
+-- The incident list: open ones, worst severity first, then the longest open.
+CREATE INDEX IF NOT EXISTS incidents_urgent ON incidents (severity, opened_at, id)
+    WHERE status != 'resolved';
+"""
+
+def _in_body(field: str) -> str:
+    # CAST: SQLite's JSON functions refuse a BLOB.
+    return f"json_extract(CAST(body AS TEXT), '$.{field}')"
+
+
+_ALERT_SQL: dict[AlertField, str] = {
+    "status": "status", "source": "source", "severity": _in_body("severity"),
+    "service": _in_body("service"), "team": _in_body("team"), "group_key": _in_body("group_key"),
+}
 
 _UPSERT_ALERT = """
 INSERT INTO alerts (key, source, status, event_time, body) VALUES (?, ?, ?, ?, ?)
@@ -135,7 +162,7 @@ class EmbeddedBackend:
                  retention: RetentionPolicy | None = None,
                  registry: CollectorRegistry | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        schema = SCHEMA + embedded_engine.SCHEMA + embedded_outbox.SCHEMA
+        schema = SCHEMA + embedded_engine.SCHEMA + embedded_outbox.SCHEMA + READ_INDEXES
         self._limits = gate or IntakeGateConfig()
         self.gate = IntakeGate(self._behind, self._limits.intake_max_wait_seconds)
         self.db = Database(path, schema, synchronous=synchronous,
@@ -199,13 +226,8 @@ class EmbeddedBackend:
                         group_key: str | None = None) -> list[Incident]:
         """Newest first; `status` one of investigating|identified|monitoring|resolved, or
         "open" for every unresolved one."""
-        conditions: list[tuple[str, str | None]] = [("group_key = ?", group_key)]
-        if status == "open":
-            conditions.append(("status != 'resolved'", None))
-        else:
-            conditions.append(("status = ?", status))
-        bodies = await self._select_bodies("incidents", conditions, "opened_at DESC, rowid DESC",
-                                           limit)
+        bodies = await self._select_bodies("incidents", _incident_conditions(status, group_key),
+                                           "opened_at DESC, rowid DESC", limit)
         return [Incident.model_validate_json(b) for b in bodies]
 
     async def incident(self, incident_id: str) -> Incident | None:
@@ -232,20 +254,52 @@ class EmbeddedBackend:
     async def incident_page(self, status: str | None = None, group_key: str | None = None,
                             limit: int = 100, cursor: str | None = None) -> Page[Incident]:
         """Newest (opened_at, id) first; `status` as in `incidents`."""
-        conditions: list[tuple[str, str | None]] = [("group_key = ?", group_key)]
-        if status == "open":
-            conditions.append(("status != 'resolved'", None))
-        else:
-            conditions.append(("status = ?", status))
-        return await self._page("incidents", "opened_at", "id", conditions, limit, cursor,
+        return await self._page("incidents", "opened_at", "id",
+                                _incident_conditions(status, group_key), limit, cursor,
                                 Incident.model_validate_json)
 
     async def alert_page(self, status: str | None = None, source: str | None = None,
                          limit: int = 100, cursor: str | None = None) -> Page[Alert]:
         """Latest (event_time, key) first."""
-        conditions = [("status = ?", status), ("source = ?", source)]
-        return await self._page("alerts", "event_time", "key", conditions, limit, cursor,
-                                lambda b: Alert.model_validate(orjson.loads(b)))
+        return await self.alert_search(AlertQuery(status=status, source=source), limit, cursor)
+
+    # --- the console's filtered and summary reads ------------------------------------------
+
+    async def alert(self, key: str) -> Alert | None:
+        def q(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT body FROM alerts WHERE key = ?", (key,)).fetchone()
+            return row[0] if row else None
+
+        body = await self.db.read(q)
+        return Alert.model_validate(orjson.loads(body)) if body is not None else None
+
+    async def alert_search(self, query: AlertQuery, limit: int = 100,
+                           cursor: str | None = None) -> Page[Alert]:
+        return await self._page("alerts", "event_time", "key", _alert_conditions(query), limit,
+                                cursor, lambda b: Alert.model_validate(orjson.loads(b)))
+
+    async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
+        where, args = _where(_alert_conditions(query))
+        column = _ALERT_SQL[by]
+        sql = f"SELECT {column}, count(*) FROM alerts{_sql_where(where)} GROUP BY 1"
+        rows = await self.db.read(lambda c: c.execute(sql, args).fetchall())
+        counts: dict[str, int] = {}
+        for value, n in rows:  # NULL and "" are both "none"
+            counts[value or ""] = counts.get(value or "", 0) + int(n)
+        return counts
+
+    async def urgent_incidents(self, limit: int = 200) -> list[Incident]:
+        # `status != 'resolved'` spelled as the partial index incidents_urgent has it.
+        sql = ("SELECT body FROM incidents WHERE status != 'resolved' "
+               "ORDER BY severity, opened_at, id LIMIT ?")
+        rows = await self.db.read(lambda c: c.execute(sql, (limit,)).fetchall())
+        return [Incident.model_validate_json(r[0]) for r in rows]
+
+    async def incident_counts(self, status: str | None = None) -> dict[str, int]:
+        where, args = _where(_incident_conditions(status, None))
+        sql = f"SELECT severity, count(*) FROM incidents{_sql_where(where)} GROUP BY 1"
+        rows = await self.db.read(lambda c: c.execute(sql, args).fetchall())
+        return {str(severity): int(n) for severity, n in rows}
 
     async def _page(self, table: str, at: str, ident: str,
                     conditions: list[tuple[str, str | None]], limit: int, cursor: str | None,
@@ -270,6 +324,21 @@ class EmbeddedBackend:
             last: SortKey = (rows[-1][1], rows[-1][2])
             next_cursor = encode_cursor(table, last)
         return Page(items=[decode(r[0]) for r in rows], next_cursor=next_cursor, total=total)
+
+
+def _alert_conditions(query: AlertQuery) -> list[tuple[str, str | None]]:
+    return [(f"{_ALERT_SQL[f]} = ?", getattr(query, f)) for f in ALERT_FIELDS]
+
+
+def _incident_conditions(status: str | None,
+                         group_key: str | None) -> list[tuple[str, str | None]]:
+    """`status`: an IncidentStatus value, or "open" for every unresolved one."""
+    conditions: list[tuple[str, str | None]] = [("group_key = ?", group_key)]
+    if status == "open":
+        conditions.append(("status != 'resolved'", None))
+    else:
+        conditions.append(("status = ?", status))
+    return conditions
 
 
 def _where(conditions: list[tuple[str, str | None]]) -> tuple[list[str], list[object]]:

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from router.backends.base import LogEvent, LogUnavailable
+from router.backends.filters import AlertField, AlertQuery, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka_engine import KafkaEngineRunner, decode_view
 from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
@@ -286,6 +287,35 @@ class KafkaBackend:
     async def alert_page(self, status: str | None = None, source: str | None = None,
                          limit: int = 100, cursor: str | None = None) -> Page[Alert]:
         return page_of(self._alerts(status, source), _alert_key, "alerts", limit, cursor)
+
+    # --- the console's filtered and summary reads, on the in-memory views ------------------
+
+    async def alert(self, key: str) -> Alert | None:
+        return next((a for a in self._alerts(None, None) if a.key == key), None)
+
+    async def alert_search(self, query: AlertQuery, limit: int = 100,
+                           cursor: str | None = None) -> Page[Alert]:
+        found = [a for a in self._alerts(query.status, query.source) if query.keeps(a)]
+        return page_of(found, _alert_key, "alerts", limit, cursor)
+
+    async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for a in self._alerts(query.status, query.source):
+            if query.keeps(a):
+                value = value_of(a, by)
+                counts[value] = counts.get(value, 0) + 1
+        return counts
+
+    async def urgent_incidents(self, limit: int = 200) -> list[Incident]:
+        rows = self._incident_rows("open", None)
+        rows.sort(key=lambda i: (i.severity.rank, i.opened_at, i.id))
+        return rows[:limit]
+
+    async def incident_counts(self, status: str | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for i in self._incident_rows(status, None):
+            counts[i.severity.value] = counts.get(i.severity.value, 0) + 1
+        return counts
 
     def _alerts(self, status: str | None, source: str | None) -> list[Alert]:
         decode = self._view_cache.get

@@ -1,0 +1,53 @@
+"""Filtered and summary reads of the current-alerts view: which alerts a list asks for (by the
+classified alert's severity, status, service, team and source) and the fields it counts them
+by. The embedded backend applies them in SQL on indexed expressions, the Kafka backend on its
+in-memory view; `keeps` and `value_of` are the one definition both follow."""
+
+from __future__ import annotations
+
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict
+
+from router.model import Alert
+
+# The fields a list filters and counts current alerts by.
+AlertField = Literal["severity", "status", "service", "team", "source", "group_key"]
+ALERT_FIELDS: tuple[AlertField, ...] = get_args(AlertField)
+
+
+def value_of(alert: Alert, field: AlertField) -> str:
+    """The alert's value of `field` as stored ("" when classification left it unset)."""
+    match field:
+        case "severity":
+            return alert.severity.value if alert.severity is not None else ""
+        case "status":
+            return alert.status.value
+        case "service":
+            return alert.service or ""
+        case "team":
+            return alert.team or ""
+        case "source":
+            return alert.source
+        case "group_key":
+            return alert.group_key or ""
+
+
+class AlertQuery(BaseModel):
+    """Current alerts whose fields equal every value given (None: any)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    severity: str | None = None
+    status: str | None = None
+    service: str | None = None
+    team: str | None = None
+    source: str | None = None
+    group_key: str | None = None
+
+    def given(self) -> dict[AlertField, str]:
+        """The fields this query constrains, with their values."""
+        return {f: v for f in ALERT_FIELDS if (v := getattr(self, f))}
+
+    def keeps(self, alert: Alert) -> bool:
+        return all(value_of(alert, f) == v for f, v in self.given().items())
