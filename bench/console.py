@@ -137,7 +137,7 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                 ("alert detail", f"/ui/alerts/{quote(some_alert.key, safe='')}"),
                 ("incidents (100 most urgent + 50 resolved)", "/ui/incidents"),
                 ("incidents live rows", "/ui/incidents/rows"),
-                ("incidents, show 1000", "/ui/incidents?shown=1000"),
+                ("incidents, next 100 by urgency", "/ui/incidents?from=100"),
                 ("incident page", f"/ui/incidents/{incident}"),
                 ("incident live part", f"/ui/incidents/{incident}/live"),
                 ("post-mortem draft", f"/ui/incidents/{incident}/postmortem"),

@@ -111,9 +111,9 @@ class Backend(Protocol):
         """How many current alerts `query` keeps, by their value of `by` ("" for none)."""
         ...
 
-    async def urgent_incidents(self, limit: int = 200) -> list[Incident]:
+    async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
         """Open incidents, most urgent first: worst severity, then the longest open (then
-        id); at most `limit`."""
+        id); at most `limit`, after the first `offset` of them."""
         ...
 
     async def incident_counts(self, status: str | None = None) -> dict[str, int]:

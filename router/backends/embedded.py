@@ -288,11 +288,12 @@ class EmbeddedBackend:
             counts[value or ""] = counts.get(value or "", 0) + int(n)
         return counts
 
-    async def urgent_incidents(self, limit: int = 200) -> list[Incident]:
-        # `status != 'resolved'` spelled as the partial index incidents_urgent has it.
+    async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
+        # `status != 'resolved'` spelled as the partial index incidents_urgent has it; the
+        # offset skips index entries, not decoded rows.
         sql = ("SELECT body FROM incidents WHERE status != 'resolved' "
-               "ORDER BY severity, opened_at, id LIMIT ?")
-        rows = await self.db.read(lambda c: c.execute(sql, (limit,)).fetchall())
+               "ORDER BY severity, opened_at, id LIMIT ? OFFSET ?")
+        rows = await self.db.read(lambda c: c.execute(sql, (limit, offset)).fetchall())
         return [Incident.model_validate_json(r[0]) for r in rows]
 
     async def incident_counts(self, status: str | None = None) -> dict[str, int]:

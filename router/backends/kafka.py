@@ -306,10 +306,10 @@ class KafkaBackend:
                 counts[value] = counts.get(value, 0) + 1
         return counts
 
-    async def urgent_incidents(self, limit: int = 200) -> list[Incident]:
+    async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
         rows = self._incident_rows("open", None)
         rows.sort(key=lambda i: (i.severity.rank, i.opened_at, i.id))
-        return rows[:limit]
+        return rows[offset:offset + limit]
 
     async def incident_counts(self, status: str | None = None) -> dict[str, int]:
         counts: dict[str, int] = {}

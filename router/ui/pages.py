@@ -38,10 +38,9 @@ from router.ui.views import (
 # Firing alerts the alert page reads to find what inhibits it (only when inhibit rules exist).
 SCAN_LIMIT = 10_000
 RESOLVED_SHOWN = 50
-# Open incidents the list renders (the most urgent first); "show more" adds as many, up to
-# OPEN_MAX. The rest are counted.
+# Open incidents one page of the list renders, the most urgent first; the next page shows
+# the next as many.
 OPEN_SHOWN = 100
-OPEN_MAX = 1000
 HANDOFFS_SHOWN = 3
 
 
@@ -146,29 +145,33 @@ async def alert(request: web.Request) -> web.Response:
 # --- incidents -----------------------------------------------------------------------------
 
 
-def _shown(request: web.Request) -> int:
-    """How many open incidents to list: `?shown=` (from "show more"), within bounds."""
+def _offset(request: web.Request) -> int:
+    """Where the page of open incidents starts (`?from=`, from the "next" link)."""
     try:
-        wanted = int(request.query.get("shown", OPEN_SHOWN))
+        offset = int(request.query.get("from", 0))
     except ValueError:
-        raise web.HTTPBadRequest(reason="shown must be a whole number") from None
-    return max(1, min(wanted, OPEN_MAX))
+        raise web.HTTPBadRequest(reason="from must be a whole number") from None
+    if offset < 0:
+        raise web.HTTPBadRequest(reason="from must be 0 or more")
+    return offset
 
 
 async def _incident_rows(request: web.Request) -> dict[str, Any]:
-    """The most urgent open incidents, counts of all open ones, the latest resolved."""
+    """A page of the most urgent open incidents, counts of all open ones, and (on the first
+    page) the latest resolved ones."""
     backend = request.config_dict[BACKEND]
-    shown = _shown(request)
-    open_ = await backend.urgent_incidents(limit=shown)
+    offset = _offset(request)
+    open_ = await backend.urgent_incidents(limit=OPEN_SHOWN, offset=offset)
     counts = await backend.incident_counts(status="open")
-    done = await backend.incidents(status=IncidentStatus.RESOLVED.value, limit=RESOLVED_SHOWN)
+    done = [] if offset else await backend.incidents(status=IncidentStatus.RESOLVED.value,
+                                                      limit=RESOLVED_SHOWN)
     policies = request.config_dict[RUNTIME].snapshot.config.severities
     now = request.config_dict[CLOCK]()
     rows = incident_rows(open_, policies, now) + incident_rows(done, policies, now)
     open_count = sum(counts.values())
-    more = min(OPEN_MAX, shown + OPEN_SHOWN) if open_count > shown and shown < OPEN_MAX else 0
     return {"rows": rows, "open_count": open_count, "severities": severity_counts(counts),
-            "open_hidden": max(0, open_count - len(open_)), "shown": shown, "more": more}
+            "offset": offset, "shown": len(open_), "page_size": OPEN_SHOWN,
+            "next": offset + OPEN_SHOWN if offset + OPEN_SHOWN < open_count else None}
 
 
 async def incidents(request: web.Request) -> web.Response:

@@ -155,6 +155,8 @@ async def test_urgent_incidents_worst_severity_then_longest_open_and_counts(
     await eventually(resolved)
     assert [i.title for i in await store.urgent_incidents()] == ["T2", "T1", "T3", "T0"]
     assert [i.title for i in await store.urgent_incidents(limit=2)] == ["T2", "T1"]
+    assert [i.title for i in await store.urgent_incidents(limit=2, offset=2)] == ["T3", "T0"]
+    assert await store.urgent_incidents(offset=4) == []
     assert await store.incident_counts(status="open") == {"SEV1": 2, "SEV2": 1, "SEV3": 1}
     assert await store.incident_counts(status="resolved") == {"SEV1": 1}
     assert await store.incident_counts() == {"SEV1": 3, "SEV2": 1, "SEV3": 1}
