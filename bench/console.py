@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -78,6 +79,24 @@ async def measure(client: TestClient, path: str, repeat: int) -> tuple[float, fl
     for _ in range(repeat):
         t0 = time.perf_counter()
         resp = await client.get(path)
+        body = await resp.read()
+        times.append((time.perf_counter() - t0) * 1000)
+        assert resp.status == 200, (path, resp.status, body[:300])
+        size = len(body)
+    return statistics.median(times), max(times), size
+
+
+async def measure_post(client: TestClient, path: str, form: dict[str, str],
+                       repeat: int) -> tuple[float, float, int]:
+    """`measure` for a form post (with the CSRF token of the session's pages)."""
+    page = await (await client.get("/ui/silences/new")).text()
+    found = re.search(r'name="csrf" value="([^"]+)"', page)
+    assert found, "no CSRF token on the form"
+    times = []
+    size = 0
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        resp = await client.post(path, data={**form, "csrf": found.group(1)})
         body = await resp.read()
         times.append((time.perf_counter() - t0) * 1000)
         assert resp.status == 200, (path, resp.status, body[:300])
@@ -156,6 +175,15 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                 p50, worst, size = await measure(client, path, repeat)
                 rows.append({"page": name, "path": path, "p50_ms": round(p50, 1),
                              "max_ms": round(worst, 1), "bytes": size})
+            for name, matchers in (
+                    ("silence preview, the alert's labels", "\n".join(
+                        f'{k}="{v}"' for k, v in some_alert.labels.items())),
+                    ("silence preview, a regex only (full scan)", 'instance=~"i1.*"')):
+                form = {"matchers": matchers, "hours": "2", "comment": "bench"}
+                p50, worst, size = await measure_post(client, "/ui/silences/preview", form,
+                                                      repeat)
+                rows.append({"page": name, "path": "/ui/silences/preview",
+                             "p50_ms": round(p50, 1), "max_ms": round(worst, 1), "bytes": size})
             return rows
 
 

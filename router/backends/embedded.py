@@ -19,7 +19,7 @@ from router.backends.base import LogEvent, LogUnavailable
 from router.backends.embedded_engine import EmbeddedEngineRunner
 from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
 from router.backends.embedded_retention import Retention, RetentionPolicy
-from router.backends.filters import ALERT_FIELDS, AlertField, AlertQuery
+from router.backends.filters import ALERT_FIELDS, DERIVED_LABELS, AlertField, AlertQuery
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.metrics import StorageMetrics
 from router.backends.pages import Page, SortKey, decode_cursor, encode_cursor
@@ -92,6 +92,9 @@ ON CONFLICT (key) DO UPDATE SET
 WHERE excluded.event_time >= alerts.event_time
 """
 
+
+# A WHERE condition and its value(s): applied only when the value is given (see `_where`).
+Condition = tuple[str, str | tuple[str, ...] | None]
 
 # Told after each commit: the log offset of the first event and the events, in order.
 Committed = Callable[[int, Sequence[LogEvent]], None]
@@ -204,7 +207,7 @@ class EmbeddedBackend:
             return False
         return True
 
-    async def _select_bodies(self, table: str, conditions: list[tuple[str, str | None]],
+    async def _select_bodies(self, table: str, conditions: list[Condition],
                              order: str, limit: int) -> list[bytes]:
         """`body` of the rows matching every condition (see `_where`)."""
         where, args = _where(conditions)
@@ -218,7 +221,7 @@ class EmbeddedBackend:
     async def current_alerts(
         self, status: str | None = None, source: str | None = None, limit: int = 1000
     ) -> list[Alert]:
-        conditions = [("status = ?", status), ("source = ?", source)]
+        conditions: list[Condition] = [("status = ?", status), ("source = ?", source)]
         bodies = await self._select_bodies("alerts", conditions, "event_time DESC", limit)
         return [Alert.model_validate(orjson.loads(b)) for b in bodies]
 
@@ -303,7 +306,7 @@ class EmbeddedBackend:
         return {str(severity): int(n) for severity, n in rows}
 
     async def _page(self, table: str, at: str, ident: str,
-                    conditions: list[tuple[str, str | None]], limit: int, cursor: str | None,
+                    conditions: list[Condition], limit: int, cursor: str | None,
                     decode: Callable[[bytes], T]) -> Page[T]:
         where, args = _where(conditions)
         after = decode_cursor(table, cursor) if cursor else None
@@ -327,14 +330,25 @@ class EmbeddedBackend:
         return Page(items=[decode(r[0]) for r in rows], next_cursor=next_cursor, total=total)
 
 
-def _alert_conditions(query: AlertQuery) -> list[tuple[str, str | None]]:
-    return [(f"{_ALERT_SQL[f]} = ?", getattr(query, f)) for f in ALERT_FIELDS]
+def _alert_conditions(query: AlertQuery) -> list[Condition]:
+    conditions: list[Condition] = [(f"{_ALERT_SQL[f]} = ?", getattr(query, f))
+                                   for f in ALERT_FIELDS]
+    for name, value in query.labels:  # as `AlertQuery.keeps`: the label, else the field
+        path = f"$.labels.{name}"  # a plain name (AlertQuery checks it)
+        field = DERIVED_LABELS.get(name)
+        if field is None:
+            conditions.append(("json_extract(CAST(body AS TEXT), ?) = ?", (path, value)))
+        else:
+            conditions.append((
+                f"(json_extract(CAST(body AS TEXT), ?) = ? OR (json_extract(CAST(body AS TEXT), "
+                f"?) IS NULL AND {_in_body(field)} = ? AND ? != ''))",
+                (path, value, path, value, value)))
+    return conditions
 
 
-def _incident_conditions(status: str | None,
-                         group_key: str | None) -> list[tuple[str, str | None]]:
+def _incident_conditions(status: str | None, group_key: str | None) -> list[Condition]:
     """`status`: an IncidentStatus value, or "open" for every unresolved one."""
-    conditions: list[tuple[str, str | None]] = [("group_key = ?", group_key)]
+    conditions: list[Condition] = [("group_key = ?", group_key)]
     if status == "open":
         conditions.append(("status != 'resolved'", None))
     else:
@@ -342,10 +356,17 @@ def _incident_conditions(status: str | None,
     return conditions
 
 
-def _where(conditions: list[tuple[str, str | None]]) -> tuple[list[str], list[object]]:
-    """The conditions that apply: one with `?` when its value is given, one without always."""
-    where = [sql for sql, value in conditions if "?" not in sql or value]
-    args: list[object] = [value for sql, value in conditions if "?" in sql and value]
+def _where(conditions: list[Condition]) -> tuple[list[str], list[object]]:
+    """The conditions that apply: one with `?` when its value is given (a tuple: one value
+    per `?`), one without always."""
+    where: list[str] = []
+    args: list[object] = []
+    for sql, value in conditions:
+        if "?" not in sql:
+            where.append(sql)
+        elif value:
+            where.append(sql)
+            args.extend(value if isinstance(value, tuple) else (value,))
     return where, args
 
 

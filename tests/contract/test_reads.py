@@ -46,23 +46,25 @@ async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator
 
 
 def alert(n: int, severity: Severity | None, team: str | None, service: str,
-          status: Status = Status.FIRING) -> Alert:
+          status: Status = Status.FIRING, labels: dict[str, str] | None = None) -> Alert:
     """Alert n started n minutes after T0 (resolved half a minute later): a higher n is
     newer. In group g<n % 3>."""
     return Alert(source="generic" if n % 4 == 3 else "alertmanager", fingerprint=f"fp{n:02}",
-                 status=status, name=f"A{n}", starts_at=T0 + n * M, received_at=T0 + n * M,
+                 status=status, name=f"A{n}", labels=labels or {}, starts_at=T0 + n * M,
+                 received_at=T0 + n * M,
                  ends_at=T0 + n * M + M / 2 if status is Status.RESOLVED else None,
                  severity=severity, team=team, service=service, group_key=f"g{n % 3}")
 
 
 ALERTS = [
-    alert(0, Severity.SEV1, "db", "orders"),
-    alert(1, Severity.SEV2, "db", "orders"),
+    alert(0, Severity.SEV1, "db", "orders", labels={"env": "prod"}),
+    alert(1, Severity.SEV2, "db", "orders",  # a label wins over the classified field
+          labels={"env": "prod", "team": "override"}),
     alert(2, Severity.SEV2, "web", "shop"),
     alert(3, Severity.SEV3, "db", "billing"),
     alert(4, None, None, "shop"),  # no rule classified it
     alert(5, Severity.SEV2, "db", "orders", Status.RESOLVED),
-    alert(6, Severity.SEV1, "web", "orders"),
+    alert(6, Severity.SEV1, "web", "orders", labels={"env": "prod", "alertname": "Renamed"}),
     alert(7, Severity.SEV2, "db", "orders"),
 ]
 
@@ -90,6 +92,15 @@ def names(alerts: list[Alert]) -> list[str]:
     (AlertQuery(source="generic"), ["A7", "A3"]),
     (AlertQuery(group_key="g1"), ["A7", "A4", "A1"]),
     (AlertQuery(severity="SEV4"), []),
+    # Labels as silences see them: the alert's own, else alertname/severity/service/team.
+    (AlertQuery(labels=(("env", "prod"),)), ["A6", "A1", "A0"]),
+    (AlertQuery(labels=(("env", "prod"), ("severity", "SEV1"))), ["A6", "A0"]),
+    (AlertQuery(labels=(("team", "db"),)), ["A7", "A5", "A3", "A0"]),
+    (AlertQuery(labels=(("team", "override"),)), ["A1"]),
+    (AlertQuery(labels=(("alertname", "A3"),)), ["A3"]),
+    (AlertQuery(labels=(("alertname", "A6"),)), []),  # its label says Renamed
+    (AlertQuery(labels=(("alertname", "Renamed"),), status="firing"), ["A6"]),
+    (AlertQuery(labels=(("env", ""),)), []),  # a missing label is not an empty one here
 ])
 async def test_alert_search_filters_by_every_field_newest_first(
         store: Backend, query: AlertQuery, expect: list[str]) -> None:
@@ -97,6 +108,7 @@ async def test_alert_search_filters_by_every_field_newest_first(
     found = await store.alert_search(query, limit=100)
     assert names(found.items) == expect
     assert found.total == len(expect) and found.next_cursor is None
+    assert set(expect) == {a.name for a in ALERTS if query.keeps(a)}  # one definition
 
 
 async def test_alert_search_pages_a_filter_without_gaps_or_repeats(store: Backend) -> None:
@@ -123,6 +135,8 @@ async def test_alert_counts_by_field_within_a_filter(store: Backend) -> None:
         "g0": 2, "g1": 2, "g2": 1}
     assert await store.alert_counts("team", AlertQuery(severity="SEV1")) == {"db": 1, "web": 1}
     assert await store.alert_counts("service", AlertQuery(team="nobody")) == {}
+    assert await store.alert_counts("severity", AlertQuery(labels=(("env", "prod"),))) == {
+        "SEV1": 2, "SEV2": 1}
 
 
 async def test_one_alert_by_key(store: Backend) -> None:
