@@ -6,6 +6,7 @@ in-memory view; `keeps` and `value_of` are the one definition both follow."""
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -70,13 +71,23 @@ class AlertQuery(BaseModel):
         return {f: v for f in ALERT_FIELDS if (v := getattr(self, f))}
 
     def keeps(self, alert: Alert) -> bool:
-        if not all(value_of(alert, f) == v for f, v in self.given().items()):
-            return False
-        if not self.labels:
-            return True
+        return self.predicate()(alert)
+
+    def predicate(self) -> Callable[[Alert], bool]:
+        """`keeps` with the query read once, for scanning many alerts."""
         # Here, not at the top: router.noise.muters imports the engine, which imports the
         # backends' interfaces.
         from router.noise.muters import labels_of
 
-        seen = labels_of(alert)
-        return all(seen.get(name) == value for name, value in self.labels)
+        given = tuple(self.given().items())
+        labels = self.labels
+
+        def keeps(alert: Alert) -> bool:
+            if not all(value_of(alert, f) == v for f, v in given):
+                return False
+            if not labels:
+                return True
+            seen = labels_of(alert)
+            return all(seen.get(name) == value for name, value in labels)
+
+        return keeps
