@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from router.backends.base import LogEvent, LogUnavailable
+from router.backends.filters import AlertField, AlertQuery, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka_engine import KafkaEngineRunner, decode_view
 from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
@@ -203,7 +204,8 @@ class KafkaBackend:
         self._writer = KafkaWriter(cfg, client_id="incident-router-delivery-writer")
         # Views stay raw bytes until read: every decision writes them, few are ever read.
         self._view: CompactedTable[bytes] = CompactedTable(cfg, self.topics.alerts_view, bytes)
-        self._view_cache = _Decoded(decode_view)
+        # Each alert with its place in the lists (computing it costs more than comparing).
+        self._view_cache = _Decoded(_keyed_view)
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
@@ -295,9 +297,9 @@ class KafkaBackend:
         self, status: str | None = None, source: str | None = None, limit: int = 1000
     ) -> list[Alert]:
         """From the alerts view every replica tails: all groups, whoever owns them."""
-        alerts = self._alerts(status, source)
-        alerts.sort(key=lambda a: a.event_time, reverse=True)
-        return alerts[:limit]
+        rows = self._alert_rows(status, source)
+        rows.sort(key=_first, reverse=True)
+        return [a for _, a in rows[:limit]]
 
     async def incidents(self, status: str | None = None, limit: int = 200,
                         group_key: str | None = None) -> list[Incident]:
@@ -313,13 +315,45 @@ class KafkaBackend:
 
     async def alert_page(self, status: str | None = None, source: str | None = None,
                          limit: int = 100, cursor: str | None = None) -> Page[Alert]:
-        return page_of(self._alerts(status, source), _alert_key, "alerts", limit, cursor)
+        return _alert_page(self._alert_rows(status, source), limit, cursor)
 
-    def _alerts(self, status: str | None, source: str | None) -> list[Alert]:
+    # --- the console's filtered and summary reads, on the in-memory views ------------------
+
+    async def alert(self, key: str) -> Alert | None:
+        return next((a for (_, k), a in self._alert_rows(None, None) if k == key), None)
+
+    async def alert_search(self, query: AlertQuery, limit: int = 100,
+                           cursor: str | None = None) -> Page[Alert]:
+        keeps = query.predicate()
+        found = [r for r in self._alert_rows(query.status, query.source) if keeps(r[1])]
+        return _alert_page(found, limit, cursor)
+
+    async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        keeps = query.predicate()
+        for _, a in self._alert_rows(query.status, query.source):
+            if keeps(a):
+                value = value_of(a, by)
+                counts[value] = counts.get(value, 0) + 1
+        return counts
+
+    async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
+        rows = self._incident_rows("open", None)
+        rows.sort(key=lambda i: (i.severity.rank, i.opened_at, i.id))
+        return rows[offset:offset + limit]
+
+    async def incident_counts(self, status: str | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for i in self._incident_rows(status, None):
+            counts[i.severity.value] = counts.get(i.severity.value, 0) + 1
+        return counts
+
+    def _alert_rows(self, status: str | None, source: str | None) -> list[_AlertRow]:
         decode = self._view_cache.get
         return [
-            a for key, raw in list(self._view.rows.items()) for a in decode(key, raw)
-            if (not status or a.status.value == status) and (not source or a.source == source)
+            row for key, raw in list(self._view.rows.items()) for row in decode(key, raw)
+            if (not status or row[1].status.value == status)
+            and (not source or row[1].source == source)
         ]
 
     def _incident_rows(self, status: str | None, group_key: str | None) -> list[Incident]:
@@ -347,6 +381,23 @@ def _incident_key(i: Incident) -> SortKey:
 
 def _alert_key(a: Alert) -> SortKey:
     return (a.event_time.timestamp(), a.key)
+
+
+_AlertRow = tuple[SortKey, Alert]  # an alert with its `_alert_key`
+
+
+def _keyed_view(raw: bytes) -> list[_AlertRow]:
+    return [(_alert_key(a), a) for a in decode_view(raw)]
+
+
+def _first(row: _AlertRow) -> SortKey:
+    return row[0]
+
+
+def _alert_page(rows: list[_AlertRow], limit: int, cursor: str | None) -> Page[Alert]:
+    page = page_of(rows, _first, "alerts", limit, cursor)
+    return Page(items=[a for _, a in page.items], next_cursor=page.next_cursor,
+                total=page.total)
 
 
 class _Decoded(Generic[T]):
