@@ -17,7 +17,7 @@ from router.engine.incidents.inhibit import inhibits
 from router.engine.noise import Noise
 from router.engine.quiet import INCIDENT, INHIBITED, SILENCED, Mute, Quiet
 from router.incidents import Incident
-from router.model import Alert, Status
+from router.model import Alert, Severity, Status
 from router.noise.inhibit import InhibitRule, inhibited_by
 from router.noise.muters import labels_of
 from router.noise.silences import Silence, silences_for
@@ -28,7 +28,12 @@ async def open_incidents(backend: Backend, request: web.Request) -> list[Inciden
     config = request.config_dict[RUNTIME].snapshot.config
     if not config.incidents.inhibit_lower_severity:
         return []
-    return list(await backend.incidents(status="open", limit=1000))
+    # Only those that can inhibit (the most urgent come first): a read of a handful, not of
+    # every open incident, on each alert list.
+    at = config.incidents.inhibit_at
+    counts = await backend.incident_counts("open")
+    n = sum(c for sev, c in counts.items() if Severity(sev).at_least(at))
+    return list(await backend.urgent_incidents(limit=n)) if n else []
 
 
 def quiet_reasons(alerts: Iterable[Alert], silences: Iterable[Silence], request: web.Request,

@@ -14,7 +14,7 @@ from router import runbooks
 from router.api.incidents import find_incident
 from router.api.keys import BACKEND, RUNTIME
 from router.api.oncall import on_call_report
-from router.api.quiet import quiet_reasons
+from router.api.quiet import open_incidents, quiet_reasons
 from router.backends.pages import InvalidCursor
 from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_input
 from router.model import Alert, Severity, Status
@@ -76,16 +76,17 @@ async def _alert_context(request: web.Request) -> dict[str, Any]:
             "cursor": cursor, "next_cursor": found.next_cursor, "live_query": live,
             "severities": severity_counts(await backend.alert_counts("severity", query)),
             "group_totals": await backend.alert_counts("group_key", query),
-            "now": now, "quiet": _quiet(request, found.items, active, now)}
+            "now": now, "quiet": _quiet(request, found.items, active, now,
+                                        await open_incidents(backend, request))}
 
 
 def _quiet(request: web.Request, alerts: list[Alert], active: list[Silence],
-           now: datetime) -> dict[str, dict[str, Any]]:
+           now: datetime, incidents: list[Incident]) -> dict[str, dict[str, Any]]:
     """Why the shown alerts are quiet. Inhibition here looks only at the alerts shown (an
     alert's own page looks at everything that fires), so with inhibit rules they are worked
     out together; without, each batch against only the silences that can mute it."""
-    if request.config_dict[RUNTIME].snapshot.config.inhibit_rules:
-        return quiet_reasons(alerts, active, request, now)
+    if request.config_dict[RUNTIME].snapshot.config.inhibit_rules or incidents:
+        return quiet_reasons(alerts, active, request, now, incidents)
     quiet: dict[str, dict[str, Any]] = {}
     for batch, silences in silence_batches(alerts, active):
         quiet.update(quiet_reasons(batch, silences, request, now))
@@ -137,7 +138,8 @@ async def alert(request: web.Request) -> web.Response:
     peers = await backend.current_alerts(status=Status.FIRING.value, limit=SCAN_LIMIT) \
         if config.inhibit_rules else [found]
     quiet = quiet_reasons([found, *(a for a in peers if a.key != found.key)],
-                          await backend.silences(), request, request.config_dict[CLOCK]())
+                          await backend.silences(), request, request.config_dict[CLOCK](),
+                          await open_incidents(backend, request))
     return page(request, "alert.html", alert=found, incident=incident, sent=sent, parked=parked,
                 quiet=quiet.get(found.key), key=found.key)
 

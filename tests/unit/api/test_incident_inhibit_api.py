@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from router.api.keys import BACKEND, DISPATCHER
 from tests.conftest import RouterClient, read_testdata
 from tests.incidentkit import AUTH, TOKEN, declare, wait_incident
+from tests.ui.test_guard import log_in
 from tests.unit.api.test_pipeline_embedded import FAST, settle, sink_server
 
 
@@ -67,6 +68,9 @@ async def test_an_open_sev1_incident_keeps_its_services_sev3_alert_quiet_until_i
     assert am["status"] == {"inhibitedBy": [iid], "silencedBy": [], "state": "suppressed"}
     resp = await client.get("/api/v2/alerts", params={"inhibited": "false"}, headers=AUTH)
     assert await resp.json() == []
+    await log_in(client, TOKEN)  # the console says so too
+    page = await (await client.get("/ui/alerts")).text()
+    assert 'quiet-mark">incident</span>' in page
     inc = await wait_incident(client, iid, lambda i: any(
         e["kind"] == "quieted" for e in i["timeline"]), "the alert on the timeline", AUTH)
     (entry,) = [e for e in inc["timeline"] if e["kind"] == "quieted"]
