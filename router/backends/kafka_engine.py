@@ -63,6 +63,13 @@ _RESTORE_RECORDS = 50_000  # per getmany while restoring
 _RESTORE_FETCH_BYTES = 16 * 1024 * 1024  # per partition and fetch while restoring
 
 
+def _whole_resolved(context: EngineContext) -> EngineContext:
+    """The alerts view is written from the groups' states (`encode_view`): to list resolved
+    alerts as the embedded backend's alert table does, the states keep them whole for
+    `resolved_retention` instead of compacting them (`EngineContext.compact_resolved`)."""
+    return context.with_(compact_resolved=False) if context.compact_resolved else context
+
+
 def encode_view(state: GroupState) -> bytes:
     """The alerts-view value of a group: its alerts' latest versions."""
     return _ALERTS.dump_json([s.alert for s in state.alerts.values()])
@@ -91,7 +98,7 @@ class KafkaEngineRunner:
                  *, clock: Callable[[], datetime] = utcnow, batch_size: int = 1000) -> None:
         self._cfg = cfg
         self._topics: Topics = topic_names(cfg.topic_prefix)
-        self._context = context
+        self._context = _whole_resolved(context)
         self._metrics = metrics
         self.clock = clock
         self._batch_size = batch_size
@@ -172,9 +179,9 @@ class KafkaEngineRunner:
         return self._joined and all(tp in self._parts for tp in self._assigned)
 
     def set_context(self, context: EngineContext) -> None:
-        self._context = context
+        self._context = _whole_resolved(context)
         for part in self._parts.values():
-            part.engine.context = context
+            part.engine.context = self._context
 
     @property
     def owned(self) -> list[int]:

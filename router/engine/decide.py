@@ -490,7 +490,8 @@ def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
     and forget those resolved longer than the retention ago. A fully resolved group keeps its
     alerts: it expires as a whole (`_expire`), and its resolution lists them."""
     cutoff = now - ctx.resolved_retention.total_seconds()
-    done = [k for k, st in s.alerts.items() if not st.firing and not st.notified]
+    done = [k for k, st in s.alerts.items() if not st.firing and not st.notified
+            and (ctx.compact_resolved or st.time < cutoff)]
     gone = s.gone
     if gone and any(v[0] < cutoff for v in gone.values()):
         gone = {k: v for k, v in gone.items() if v[0] >= cutoff}

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,6 +27,7 @@ from router.engine.decide import Event, decide, is_duplicate, rearm
 from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target, inhibit
+from router.engine.incidents.inhibit import OpenIncident
 from router.engine.instant import Instant, from_ts, to_ts
 from router.engine.noise import NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
@@ -144,6 +145,10 @@ class Engine:
         self._times: list[float] = []
         self._armed = 0
         self._fired: set[str] = set()  # keys whose bucket fired in this `apply`
+        # Group keys by the services of their alerts: a change of inhibiting incidents
+        # concerns only their services' groups. Built on first use (a decode of every group),
+        # then kept by `_store`; None again after a `load` (restore, partitions assigned).
+        self._by_service: dict[str, set[str]] | None = None
 
     # --- context ----------------------------------------------------------------------------
 
@@ -249,6 +254,7 @@ class Engine:
         held = self._raw.get(key)
         self._raw[key] = data
         self._forget_hot(key)
+        self._by_service = None  # rebuilt when next needed
         self._arm(key, packed_deadline(data), packed_deadline(held) if held else None)
 
     def clear(self) -> None:
@@ -315,7 +321,13 @@ class Engine:
         self._fired.update(due)
         due.update(dict.fromkeys(quiet))
         if self.noise is not noise_before:  # silences or inhibitors changed: look again
-            wake = [*wake, *self._quiet_candidates()]
+            if (self.noise.silences is noise_before.silences
+                    and self.noise.sources is noise_before.sources):
+                # Only inhibiting incidents (another engine's): their services' groups.
+                services = _changed_services(noise_before.incidents, self.noise.incidents)
+                wake = [*wake, *self._service_candidates(services, run)]
+            else:
+                wake = [*wake, *self._quiet_candidates()]
         due.update(dict.fromkeys(k for k in wake if k in self._raw))
         for key, state in run.work.items():
             deadline = state.next_deadline() if state is not None else None
@@ -371,7 +383,7 @@ class Engine:
             self.noise = self.noise.with_incidents(found)
             self._requiet()
             run.commands += incident_commands(before, found, run.now)
-            for key in self._quiet_candidates(run):
+            for key in self._service_candidates(_changed_services(before, found), run):
                 run.decide(key, Tick.build(group_key=key))
         if not self.noise.incidents:
             return
@@ -424,6 +436,36 @@ class Engine:
                 if (s := work[key] if key in work else self.get(key)) is not None
                 and (s.firing or s.quiet_until)]
 
+    def _service_candidates(self, services: set[str], run: _Run) -> list[str]:
+        """Groups with an alert of one of `services`, as `run` left them."""
+        if not services:
+            return []
+        index = self._by_service
+        if index is None:
+            index = {}
+            for key in list(self._raw):
+                state = self.get(key)
+                if state is not None:
+                    for service in _services(state):
+                        index.setdefault(service, set()).add(key)
+            self._by_service = index
+        keys = dict.fromkeys(k for svc in services for k in index.get(svc, ()) if k in self._raw)
+        for key, state in run.work.items():
+            if state is not None and not services.isdisjoint(_services(state)):
+                keys[key] = None
+        return list(keys)
+
+    def _index(self, key: str, old: GroupState | None, new: GroupState | None) -> None:
+        index = self._by_service
+        if index is None:
+            return
+        was = _services(old) if old is not None else set()
+        now = _services(new) if new is not None else set()
+        for service in was - now:
+            index.get(service, set()).discard(key)
+        for service in now - was:
+            index.setdefault(service, set()).add(key)
+
     # --- internals ----------------------------------------------------------------------------
 
     def _pop_due(self, now_ts: float) -> Iterator[str]:
@@ -445,6 +487,8 @@ class Engine:
         raw, fired = self._raw, self._fired
         for key, new in work.items():
             old = before[key]
+            if new is not old:
+                self._index(key, old, new)
             if new is None:
                 if old is not None:
                     self.drop([key])
@@ -510,6 +554,24 @@ class Engine:
         hot = self._hot.pop(key, None)
         if hot is not None:
             self._hot_size -= hot[1]
+
+
+def _services(state: GroupState) -> set[str]:
+    """The services of a group's alerts, as the incident rule reads them."""
+    out: set[str] = set()
+    for st in state.alerts.values():
+        a = st.alert
+        service = a.service or a.labels.get("service")
+        if service:
+            out.add(service)
+    return out
+
+
+def _changed_services(before: Mapping[str, OpenIncident],
+                      after: Mapping[str, OpenIncident]) -> set[str]:
+    """The services whose inhibiting incidents differ between two sets of them."""
+    return ({i.service for k, i in before.items() if after.get(k) != i}
+            | {i.service for k, i in after.items() if before.get(k) != i})
 
 
 def _quieted(before: dict[str, GroupState | None],

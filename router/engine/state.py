@@ -78,6 +78,10 @@ class EngineContext(Frozen):
     # schedule and receivers, and the receivers that file tickets.
     digest: DigestConfig = DigestConfig()
     ticket_receivers: tuple[str, ...] = ()
+    # A live group keeps the alerts whose resolution is behind it only as their time and flap
+    # history (`GroupState.gone`); off, it keeps them whole for `resolved_retention` (the
+    # Kafka backend, whose alerts view is written from the states).
+    compact_resolved: bool = True
     # Dead man's switches by name (`router.noise.heartbeats`).
     heartbeats: dict[str, Heartbeat] = Field(default_factory=dict)
 

@@ -165,3 +165,38 @@ def test_another_engine_learns_the_incident_from_the_broadcast_commands() -> Non
     first.apply([note], at(3))
     inc = first.get(KEY).incidents[0]  # type: ignore[union-attr]
     assert any(e.kind is TimelineKind.QUIETED for e in inc.view.timeline)
+
+
+def restarted(engine: Engine) -> Engine:
+    """A new engine from what `engine` stored (as after a restart or a partition move)."""
+    again = Engine(CTX)
+    for key in list(engine.keys()):
+        again.load(key, engine.encoded(key))
+    return again
+
+
+def test_an_alert_already_firing_goes_quiet_when_an_incident_of_its_service_opens() -> None:
+    """Only the incident's service's groups look again, and that holds for groups restored
+    from the store too (the engine's index of groups by service is rebuilt after a load)."""
+    search = AlertEvent(alert=other(service="search", minute=0).alert.replace(
+        fingerprint="c", name="SearchSlow"))
+    engine = Engine(CTX)
+    run(engine, [(0, [other(minute=0), search]), (1, [])])
+    engine = restarted(engine)
+    engine.apply([fire(start=2)], at(2))
+    muted = engine.get(OTHER).alerts["alertmanager:b"].muted  # type: ignore[union-attr]
+    assert muted is not None and muted.startswith("incident:")
+    found = engine.get("SearchSlow|search")
+    assert found is not None and found.alerts["alertmanager:c"].muted is None
+
+
+def test_an_alert_already_firing_goes_quiet_when_another_engine_reports_the_incident() -> None:
+    first = Engine(CTX)
+    broadcast = [c for c in first.apply([fire()], at(0)).merge(first.tick(at(1))).commands
+                 if c.group_key == NOISE_KEY]
+    second = Engine(CTX)
+    run(second, [(0, [other(minute=0)]), (1, [])])
+    second = restarted(second)
+    second.apply(broadcast, at(2))
+    muted = second.get(OTHER).alerts["alertmanager:b"].muted  # type: ignore[union-attr]
+    assert muted is not None and muted.startswith("incident:")
