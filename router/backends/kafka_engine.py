@@ -22,7 +22,17 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
    monitoring and `drained()`; a lower bound of the changelog's).
 5. revoked: wait for the batch in progress, drop the engine, close the producer.
 
-`ready()` is false until every assigned partition is restored.
+`ready()` is false until every assigned partition is restored, and while the engine is stalled.
+
+No stall without an alarm: every broker call of the loop is bounded by
+`engine_call_timeout_seconds` (a transaction that times out is aborted and its partition
+rebuilt, as after any failure). What no call timeout catches (a consumer that stopped fetching,
+a producer wedged after a broker crash) the watchdog does: it measures the lag against the
+broker's end offsets, and when records wait and no position advanced for
+`engine_stall_seconds` (`watchdog.stalled`) it marks the engine stalled (readiness fails,
+`incident_router_engine_stalled` is 1) and restarts the consumer and the producers. The
+restarted member rejoins the group and restores from the changelog; the new producers' start
+fences the wedged ones, so their open transactions never commit.
 """
 
 from __future__ import annotations
@@ -34,7 +44,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias
+from typing import TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
@@ -43,6 +53,7 @@ from pydantic import TypeAdapter
 
 from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
 from router.backends.tasks import cancelled
+from router.backends.watchdog import stalled
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
 from router.engine.ids import IncidentIds
@@ -54,6 +65,7 @@ from router.noise.silences import Silence
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+T = TypeVar("T")
 _ALERTS: TypeAdapter[list[Alert]] = TypeAdapter(list[Alert])
 # The next alerts offset to decide, in the state partition beside the groups (a group key
 # never starts with NUL, see `ids.IDS_KEY`).
@@ -117,10 +129,51 @@ class KafkaEngineRunner:
         self._positions: dict[TopicPartition, int] = {}  # decided, not yet a group offset
         self._offsets_due = asyncio.Event()
         self._offsets_task: asyncio.Task[None] | None = None
+        self._call_timeout = cfg.engine_call_timeout_seconds
+        self._stall_seconds = cfg.engine_stall_seconds
+        self.monotonic: Callable[[], float] = time.monotonic  # the watchdog's clock
+        self._last_progress = 0.0  # monotonic: a position advanced or nothing was waiting
+        self.stalled = False
+        self._watchdog: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._start_clients()
+        self._watchdog = asyncio.create_task(self._watch(), name="kafka-engine-watchdog")
+
+    async def stop(self) -> None:
+        await cancelled(self._watchdog)
+        self._watchdog = None
+        for opener in list(self._openers):
+            await cancelled(opener)
+        # Let the batch in progress commit, unless it hangs (each of its calls is bounded).
+        lock, held = self._lock, False
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                await lock.acquire()
+            held = True
+        except TimeoutError:
+            log.warning("engine batch did not finish within %gs; cancelling it",
+                        self._call_timeout)
+        try:
+            await cancelled(self._task)
+            self._task = None
+        finally:
+            if held:
+                lock.release()
+        if self._offsets_task is not None:
+            await cancelled(self._offsets_task)
+            self._offsets_task = None
+            if self._consumer is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self._call_timeout):
+                        await self._commit_positions(self._consumer)
+        await self._stop_clients()
+
+    async def _start_clients(self) -> None:
+        """The restorer and the group consumer, subscribed, with the loop's tasks."""
+        self._last_progress = self.monotonic()
         restorer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
@@ -129,49 +182,57 @@ class KafkaEngineRunner:
             fetch_max_wait_ms=50, max_partition_fetch_bytes=_RESTORE_FETCH_BYTES,
             fetch_max_bytes=4 * _RESTORE_FETCH_BYTES,
         )
-        await restorer.start()
         self._restorer = restorer
+        await self._bounded(restorer.start())
         consumer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=self._cfg.group_id,
             client_id="incident-router-engine", enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
         )
-        await consumer.start()
         self._consumer = consumer
-        consumer.subscribe([self._topics.alerts], listener=_Listener(self))
+        await self._bounded(consumer.start())
+        consumer.subscribe([self._topics.alerts], listener=_Listener(self, consumer))
         self._task = asyncio.create_task(self._run(), name="kafka-engine")
         self._offsets_task = asyncio.create_task(self._commit_offsets(),
                                                  name="kafka-engine-offsets")
 
-    async def stop(self) -> None:
-        for opener in list(self._openers):
-            await cancelled(opener)
-        async with self._lock:  # let the batch in progress commit
-            await cancelled(self._task)
-            self._task = None
-        if self._offsets_task is not None:
-            await cancelled(self._offsets_task)
-            self._offsets_task = None
-            if self._consumer is not None:
-                with contextlib.suppress(Exception):
-                    await self._commit_positions(self._consumer)
-        if self._consumer is not None:
-            await self._consumer.stop()  # leaves the group: the others take over at once
-            self._consumer = None
+    async def _stop_clients(self) -> None:
+        """Close the consumer (it leaves the group: the others take over at once), the
+        producers and the restorer; each bounded, since a wedged client is why we may be here."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await self._bounded_stop(consumer.stop(), "engine consumer")
         await self._close(list(self._parts))
         self._assigned.clear()
-        if self._restorer is not None:
-            await self._restorer.stop()
-            self._restorer = None
+        self._joined = False
+        self._positions.clear()
+        restorer, self._restorer = self._restorer, None
+        if restorer is not None:
+            await self._bounded_stop(restorer.stop(), "restore consumer")
+
+    async def _bounded_stop(self, stopping: Awaitable[None], what: str) -> None:
+        # A longer bound than a call's: a consumer whose stop is cut short may stay in the
+        # group (heartbeating) with its partitions.
+        try:
+            async with asyncio.timeout(max(self._call_timeout, self._stall_seconds)):
+                await stopping
+        except Exception as exc:  # given up on: a fresh client replaces it
+            log.warning("closing the %s failed: %s", what, type(exc).__name__)
 
     def ready(self) -> bool:
-        """Joined the group and every assigned partition restored."""
-        return self._joined and all(tp in self._parts for tp in self._assigned)
+        """Joined the group, every assigned partition restored and the engine not stalled."""
+        return (self._joined and not self.stalled
+                and all(tp in self._parts for tp in self._assigned))
 
     def set_context(self, context: EngineContext) -> None:
         self._context = context
         for part in self._parts.values():
             part.engine.context = context
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The group consumer (None while stopped or between a restart's stop and start)."""
+        return self._consumer
 
     @property
     def owned(self) -> list[int]:
@@ -259,31 +320,32 @@ class KafkaEngineRunner:
         for tp in tps:
             old = self._parts.pop(tp, None)
             if old is not None:
-                await _stop_quietly(old.producer)
+                await self._stop_producer(old.producer)
         producers = {tp: AIOKafkaProducer(
             **client_kwargs(self._cfg),
             transactional_id=f"{self._cfg.group_id}-engine-{tp.partition}",
             client_id=f"incident-router-engine-{tp.partition}",
         ) for tp in tps}
+        bounded = self._bounded
         try:
             # InitProducerId: fences and aborts a previous owner's open transaction.
-            results = await asyncio.gather(*(p.start() for p in producers.values()),
+            results = await asyncio.gather(*(bounded(p.start()) for p in producers.values()),
                                            return_exceptions=True)
             for tp, result in zip(list(producers), results, strict=True):
                 if isinstance(result, BaseException):
                     log.warning("partition %d: producer did not start: %s", tp.partition,
                                 type(result).__name__)
-                    await _stop_quietly(producers.pop(tp))
+                    await self._stop_producer(producers.pop(tp))
             if not producers:
                 return False
             started = time.perf_counter()
             restored = await self._restore([tp.partition for tp in producers])
             self._metrics.restore_seconds.set(time.perf_counter() - started)
             committed = dict(zip(producers, await asyncio.gather(
-                *(consumer.committed(tp) for tp in producers)), strict=True))
+                *(bounded(consumer.committed(tp)) for tp in producers)), strict=True))
         except BaseException:
             for producer in producers.values():
-                await _stop_quietly(producer)
+                await self._stop_producer(producer)
             raise
         for tp, producer in producers.items():
             engine, position = restored[tp.partition]
@@ -293,7 +355,7 @@ class KafkaEngineRunner:
             if offset is not None:
                 consumer.seek(tp, offset)
             else:
-                await consumer.seek_to_beginning(tp)
+                await bounded(consumer.seek_to_beginning(tp))
             self._parts[tp] = Partition(tp, engine, producer, offset or 0)
             consumer.resume(tp)
             log.info("partition %d restored: %d groups, from offset %s", tp.partition,
@@ -314,13 +376,14 @@ class KafkaEngineRunner:
         positions: dict[int, int | None] = dict.fromkeys(partitions)
         tps = [TopicPartition(self._topics.state, p) for p in partitions]
         restorer.assign(tps)
+        bounded = self._bounded
         try:
-            await restorer.seek_to_beginning(*tps)
-            end = await restorer.end_offsets(tps)
+            await bounded(restorer.seek_to_beginning(*tps))
+            end = await bounded(restorer.end_offsets(tps))
             behind = {tp for tp in tps if end[tp] > 0}
             while behind:
-                data = await restorer.getmany(*behind, timeout_ms=200,
-                                              max_records=_RESTORE_RECORDS)
+                data = await bounded(restorer.getmany(*behind, timeout_ms=200,
+                                                      max_records=_RESTORE_RECORDS))
                 for tp, records in data.items():
                     load = engines[tp.partition].load
                     for r in records:
@@ -332,7 +395,7 @@ class KafkaEngineRunner:
                         else:
                             load(key, r.value)
                 for tp in list(behind):
-                    if await restorer.position(tp) >= end[tp]:
+                    if await bounded(restorer.position(tp)) >= end[tp]:
                         behind.discard(tp)
         finally:
             restorer.pause(*tps)  # no fetching (long polls) between restores
@@ -342,7 +405,17 @@ class KafkaEngineRunner:
         for tp in tps:
             part = self._parts.pop(tp, None)
             if part is not None:
-                await _stop_quietly(part.producer)
+                await self._stop_producer(part.producer)
+
+    async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
+        """Close a transactional producer; bounded, since a producer that cannot reach the
+        broker may wait to flush (its open transaction is aborted by the next owner's start)."""
+        await self._bounded_stop(producer.stop(), "transactional producer")
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """`call` (a broker request), TimeoutError after `engine_call_timeout_seconds`."""
+        async with asyncio.timeout(self._call_timeout):
+            return await call
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -352,8 +425,8 @@ class KafkaEngineRunner:
         while True:
             try:
                 await self._reopen_failed()
-                data = await consumer.getmany(timeout_ms=self._poll_timeout_ms(),
-                                              max_records=self._max_records())
+                data = await self._bounded(consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms(), max_records=self._max_records()))
                 async with self._lock:
                     now = self.clock()
                     work = []
@@ -420,8 +493,8 @@ class KafkaEngineRunner:
             raise
         except Exception as exc:
             self._metrics.aborts.inc()
-            with contextlib.suppress(Exception):
-                await part.producer.abort_transaction()
+            with contextlib.suppress(Exception):  # the transaction context aborted it already
+                await self._bounded(part.producer.abort_transaction())
             if isinstance(exc, ProducerFenced):
                 # A newer owner exists: stop here, the rebalance hands the partition over.
                 log.warning("partition %d: fenced by a newer owner", part.tp.partition)
@@ -450,6 +523,8 @@ class KafkaEngineRunner:
         await self._commit(part, batch, views, records)
         if records:
             part.position = records[-1].offset + 1
+            self._last_progress = self.monotonic()
+            self._mark_stalled(False)
         for key, value in views.items():
             if value is None:
                 part.views.pop(key, None)
@@ -486,32 +561,34 @@ class KafkaEngineRunner:
         # Keyed by group key like the alerts topic: the same partition when the counts agree.
         n_part = self._co_partition(topics.notifications, p)
         v_part = self._co_partition(topics.alerts_view, p)
-        await producer.begin_transaction()
-        sent = []
-        send = producer.send
-        for key, value in batch.encoded.items():
-            sent.append(await send(topics.state, value=value, key=key.encode(), partition=p))
-        for n in batch.notifications:
-            sent.append(await send(topics.notifications, key=n.group_key.encode(),
-                                   value=n.model_dump_json().encode(), partition=n_part))
-        for key, view in views.items():
-            sent.append(await send(topics.alerts_view, value=view, key=key.encode(),
-                                   partition=v_part))
-        first_incident = len(sent)
         incidents = [(i, v.model_dump_json().encode()) for i, v in batch.incidents.items()]
-        for incident_id, value in incidents:
-            sent.append(await send(topics.incidents_view, key=incident_id.encode(),
-                                   value=value))
-        if records:
-            sent.append(await send(topics.state, key=_POSITION_KEY_BYTES, partition=p,
-                                   value=b"%d" % (records[-1].offset + 1)))
-        results = await asyncio.gather(*sent, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        if self.before_commit is not None:
-            await self.before_commit(part.tp)
-        await producer.commit_transaction()
+        # One bound for the whole transaction (begin, sends, commit): after a broker crash a
+        # transactional producer can wait forever on a coordinator; the abort and rebuild in
+        # `_decide_safely` recover, and the next owner's producer start fences this one.
+        async with asyncio.timeout(self._call_timeout), producer.transaction():
+            sent = []
+            send = producer.send
+            for key, value in batch.encoded.items():
+                sent.append(await send(topics.state, value=value, key=key.encode(), partition=p))
+            for n in batch.notifications:
+                sent.append(await send(topics.notifications, key=n.group_key.encode(),
+                                       value=n.model_dump_json().encode(), partition=n_part))
+            for key, view in views.items():
+                sent.append(await send(topics.alerts_view, value=view, key=key.encode(),
+                                       partition=v_part))
+            first_incident = len(sent)
+            for incident_id, value in incidents:
+                sent.append(await send(topics.incidents_view, key=incident_id.encode(),
+                                       value=value))
+            if records:
+                sent.append(await send(topics.state, key=_POSITION_KEY_BYTES, partition=p,
+                                       value=b"%d" % (records[-1].offset + 1)))
+            results = await asyncio.gather(*sent, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            if self.before_commit is not None:
+                await self.before_commit(part.tp)
         metas = results[first_incident:first_incident + len(incidents)]
         for (incident_id, value), meta in zip(incidents, metas, strict=True):
             # This replica reads its own incident writes at once (the tail follows).
@@ -545,7 +622,92 @@ class KafkaEngineRunner:
         offsets = {tp: o for tp, o in self._positions.items() if tp in owned}
         self._positions.clear()
         if offsets:
-            await consumer.commit(offsets)
+            await self._bounded(consumer.commit(offsets))
+
+    # --- the watchdog ----------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Check for a stall a few times per stall limit; restart the clients on one."""
+        interval = min(1.0, self._stall_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. a restart while the broker is still away
+                log.warning("engine watchdog: %s", type(exc).__name__)
+
+    async def _check(self) -> None:
+        """Stalled stays set through the restart and the restore, until a position advances
+        or nothing waits: readiness comes back when the engine decides again."""
+        if self._consumer is None:  # the last restart could not start the clients: again
+            await self._restart()
+            return
+        now = self.monotonic()
+        if self._joined and any(tp not in self._parts for tp in self._assigned):
+            # Restoring: bounded call by call and retried by the loop; not a stall.
+            self._last_progress = now
+            return
+        # Not joined (yet, after a restart): the lag from before counts.
+        lag = await self._broker_lag() if self._joined else self.last_lag
+        if lag == 0:
+            self._last_progress = now
+            self._mark_stalled(False)
+        elif stalled(lag, self._last_progress, now, self._stall_seconds):
+            self._mark_stalled(True)
+            log.warning("engine stalled: %d records wait and none was decided for %.0fs; "
+                        "restarting the engine's consumer and producers",
+                        lag, now - self._last_progress)
+            await self._restart()
+
+    def _mark_stalled(self, stuck: bool) -> None:
+        if stuck != self.stalled:
+            self.stalled = stuck
+            self._metrics.stalled.set(int(stuck))
+
+    async def _broker_lag(self) -> int:
+        """Undecided records on the restored partitions, from the broker's end offsets (the
+        consumer's own view goes stale when it stops fetching); the last known lag when the
+        broker does not answer."""
+        consumer = self._consumer
+        parts = dict(self._parts)
+        if consumer is None or not parts:
+            return 0
+        try:
+            end = await self._bounded(consumer.end_offsets(list(parts)))
+        except Exception as exc:
+            log.info("engine watchdog: end offsets unavailable (%s)", type(exc).__name__)
+            return self.last_lag
+        lag: int = sum(max(0, end[tp] - part.position)
+                       for tp, part in parts.items() if tp in end)
+        self.last_lag = lag
+        self._metrics.lag.set(lag)
+        return lag
+
+    async def _restart(self) -> None:
+        """Drop the wedged consumer and producers and start fresh ones: the new member rejoins
+        the group and restores its partitions from the changelog, as after a process restart.
+
+        The loop is cancelled without waiting for the lock: the batch in progress is what hangs.
+        Its transaction never commits (the new producers fence it), so nothing is decided twice.
+        """
+        self._metrics.restarts.inc()
+        for opener in list(self._openers):
+            await cancelled(opener)
+        await cancelled(self._task)
+        self._task = None
+        await cancelled(self._offsets_task)
+        self._offsets_task = None
+        self._lock = asyncio.Lock()  # a cancelled holder may still be unwinding on the old one
+        await self._stop_clients()
+        self._metrics.owned_partitions.set(0)
+        try:
+            await self._start_clients()
+        except Exception:  # the broker is still away: `_check` tries again
+            await self._stop_clients()
+            raise
+        log.info("engine consumer and producers restarted; rejoining the group")
 
 
 def _position(value: bytes | None) -> int | None:
@@ -562,18 +724,22 @@ _POSITION_KEY_BYTES = POSITION_KEY.encode()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: KafkaEngineRunner) -> None:
+    """Passes one consumer's rebalances to the runner, as long as it is the runner's consumer:
+    a consumer the watchdog replaced (and whose stop timed out) must not touch the new one's
+    partitions."""
+
+    def __init__(self, runner: KafkaEngineRunner, consumer: AIOKafkaConsumer) -> None:
         self._runner = runner
+        self._consumer = consumer
+
+    def _current(self) -> bool:
+        return self._runner.consumer is self._consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._runner.revoked(revoked)
+        if self._current():
+            await self._runner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._runner.assigned(assigned)
+        if self._current():
+            await self._runner.assigned(assigned)
 
-
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
-    try:
-        await producer.stop()
-    except Exception as exc:
-        log.debug("closing a transactional producer: %s", type(exc).__name__)
