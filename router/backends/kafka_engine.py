@@ -24,15 +24,18 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
 
 `ready()` is false until every assigned partition is restored, and while the engine is stalled.
 
-No stall without an alarm: every broker call of the loop is bounded by
+No stall without an alarm: every broker call of the engine is bounded by
 `engine_call_timeout_seconds` (a transaction that times out is aborted and its partition
 rebuilt, as after any failure). What no call timeout catches (a consumer that stopped fetching,
 a producer wedged after a broker crash) the watchdog does: it measures the lag against the
-broker's end offsets, and when records wait and no position advanced for
+broker's end offsets, and when work waits and the engine made no progress for
 `engine_stall_seconds` (`watchdog.stalled`) it marks the engine stalled (readiness fails,
-`incident_router_engine_stalled` is 1) and restarts the consumer and the producers. The
-restarted member rejoins the group and restores from the changelog; the new producers' start
-fences the wedged ones, so their open transactions never commit.
+`incident_router_engine_stalled` is 1) and restarts the consumer and the producers. A lag the
+broker does not report (a failed or timed-out call, partitions not restored, no group yet) is
+unknown, not 0: the clock keeps running. Progress is a committed decision or a restore read;
+idle is a lag the broker confirmed as 0 with no timer overdue. The restarted member rejoins the
+group and restores from the changelog; the new producers' start fences the wedged ones, so
+their open transactions never commit.
 """
 
 from __future__ import annotations
@@ -44,7 +47,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias, TypeVar
+from typing import Any, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
@@ -52,8 +55,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
 from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
-from router.backends.tasks import cancelled
-from router.backends.watchdog import stalled
+from router.backends.watchdog import stall_limit, stalled, waiting
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
 from router.engine.ids import IncidentIds
@@ -132,8 +134,12 @@ class KafkaEngineRunner:
         self._call_timeout = cfg.engine_call_timeout_seconds
         self._stall_seconds = cfg.engine_stall_seconds
         self.monotonic: Callable[[], float] = time.monotonic  # the watchdog's clock
-        self._last_progress = 0.0  # monotonic: a position advanced or nothing was waiting
+        self._last_progress = 0.0  # monotonic: the engine moved or was seen with nothing to do
         self.stalled = False
+        # A transaction aborted since the last committed decision: rebuilding the partition
+        # again and again is not progress, however much of the changelog it reads.
+        self._failing = False
+        self._restarts_in_a_row = 0  # watchdog restarts since the last decision (back-off)
         self._watchdog: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -143,10 +149,10 @@ class KafkaEngineRunner:
         self._watchdog = asyncio.create_task(self._watch(), name="kafka-engine-watchdog")
 
     async def stop(self) -> None:
-        await cancelled(self._watchdog)
+        await self._end(self._watchdog, "the engine watchdog")
         self._watchdog = None
         for opener in list(self._openers):
-            await cancelled(opener)
+            await self._end(opener, "a partition restore")
         # Let the batch in progress commit, unless it hangs (each of its calls is bounded).
         lock, held = self._lock, False
         try:
@@ -157,13 +163,13 @@ class KafkaEngineRunner:
             log.warning("engine batch did not finish within %gs; cancelling it",
                         self._call_timeout)
         try:
-            await cancelled(self._task)
+            await self._end(self._task, "the engine loop")
             self._task = None
         finally:
             if held:
                 lock.release()
         if self._offsets_task is not None:
-            await cancelled(self._offsets_task)
+            await self._end(self._offsets_task, "the offset committer")
             self._offsets_task = None
             if self._consumer is not None:
                 with contextlib.suppress(Exception):
@@ -174,6 +180,7 @@ class KafkaEngineRunner:
     async def _start_clients(self) -> None:
         """The restorer and the group consumer, subscribed, with the loop's tasks."""
         self._last_progress = self.monotonic()
+        self._failing = False
         restorer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
@@ -212,12 +219,15 @@ class KafkaEngineRunner:
 
     async def _bounded_stop(self, stopping: Awaitable[None], what: str) -> None:
         # A longer bound than a call's: a consumer whose stop is cut short may stay in the
-        # group (heartbeating) with its partitions.
-        try:
-            async with asyncio.timeout(max(self._call_timeout, self._stall_seconds)):
-                await stopping
-        except Exception as exc:  # given up on: a fresh client replaces it
-            log.warning("closing the %s failed: %s", what, type(exc).__name__)
+        # group (heartbeating) with its partitions. Given up on, a fresh client replaces it.
+        await _within(stopping, max(self._call_timeout, self._stall_seconds),
+                      f"closing the {what}")
+
+    async def _end(self, task: asyncio.Task[Any] | None, what: str) -> None:
+        """Cancel `task` and wait for it, at most the call timeout (`_within`)."""
+        if task is not None:
+            task.cancel()
+            await _within(task, self._call_timeout, what)
 
     def ready(self) -> bool:
         """Joined the group, every assigned partition restored and the engine not stalled."""
@@ -253,15 +263,16 @@ class KafkaEngineRunner:
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("kafka engine is not started")
+        bounded = self._bounded
         partitions = consumer.partitions_for_topic(self._topics.alerts)
         if not partitions:
-            await consumer.topics()
+            await bounded(consumer.topics())
             partitions = consumer.partitions_for_topic(self._topics.alerts) or set()
         tps = [TopicPartition(self._topics.alerts, p) for p in sorted(partitions)]
-        end = await consumer.end_offsets(tps)
+        end = await bounded(consumer.end_offsets(tps))
         for tp in tps:
             while True:
-                if end[tp] == 0 or ((await consumer.committed(tp)) or 0) >= end[tp]:
+                if end[tp] == 0 or ((await bounded(consumer.committed(tp))) or 0) >= end[tp]:
                     break
                 await asyncio.sleep(0.05)
 
@@ -358,6 +369,7 @@ class KafkaEngineRunner:
                 await bounded(consumer.seek_to_beginning(tp))
             self._parts[tp] = Partition(tp, engine, producer, offset or 0)
             consumer.resume(tp)
+            self._progress(decided=False)
             log.info("partition %d restored: %d groups, from offset %s", tp.partition,
                      len(engine), offset)
         return len(producers) == len(tps)
@@ -384,6 +396,8 @@ class KafkaEngineRunner:
             while behind:
                 data = await bounded(restorer.getmany(*behind, timeout_ms=200,
                                                       max_records=_RESTORE_RECORDS))
+                if data:
+                    self._progress(decided=False)  # a long restore is not a stall
                 for tp, records in data.items():
                     load = engines[tp.partition].load
                     for r in records:
@@ -493,6 +507,7 @@ class KafkaEngineRunner:
             raise
         except Exception as exc:
             self._metrics.aborts.inc()
+            self._failing = True
             with contextlib.suppress(Exception):  # the transaction context aborted it already
                 await self._bounded(part.producer.abort_transaction())
             if isinstance(exc, ProducerFenced):
@@ -518,13 +533,13 @@ class KafkaEngineRunner:
                           part.tp.partition, r.offset)
         batch = part.engine.apply(events, now)
         if batch.empty and not records:
+            self._progress(decided=False)  # a due timer with nothing to say: handled
             return
         views = self._views(part, batch)
         await self._commit(part, batch, views, records)
         if records:
             part.position = records[-1].offset + 1
-            self._last_progress = self.monotonic()
-            self._mark_stalled(False)
+        self._progress(decided=True)
         for key, value in views.items():
             if value is None:
                 part.views.pop(key, None)
@@ -564,8 +579,11 @@ class KafkaEngineRunner:
         incidents = [(i, v.model_dump_json().encode()) for i, v in batch.incidents.items()]
         # One bound for the whole transaction (begin, sends, commit): after a broker crash a
         # transactional producer can wait forever on a coordinator; the abort and rebuild in
-        # `_decide_safely` recover, and the next owner's producer start fences this one.
-        async with asyncio.timeout(self._call_timeout), producer.transaction():
+        # `_decide_safely` recover, and the next owner's producer start fences this one. The
+        # outer bound covers the context's abort on the way out of a failed transaction, which
+        # waits for the broker with no bound of its own.
+        async with (asyncio.timeout(2 * self._call_timeout),
+                    asyncio.timeout(self._call_timeout), producer.transaction()):
             sent = []
             send = producer.send
             for key, value in batch.encoded.items():
@@ -639,48 +657,77 @@ class KafkaEngineRunner:
                 log.warning("engine watchdog: %s", type(exc).__name__)
 
     async def _check(self) -> None:
-        """Stalled stays set through the restart and the restore, until a position advances
+        """Stalled stays set through the restart and the restore, until a decision commits
         or nothing waits: readiness comes back when the engine decides again."""
+        limit = stall_limit(self._stall_seconds, self._restarts_in_a_row)
         if self._consumer is None:  # the last restart could not start the clients: again
-            await self._restart()
+            if self.monotonic() - self._last_progress >= limit:
+                self._restarts_in_a_row += 1
+                await self._restart()
             return
+        lag = await self._broker_lag()
+        overdue = self._overdue()
         now = self.monotonic()
-        if self._joined and any(tp not in self._parts for tp in self._assigned):
-            # Restoring: bounded call by call and retried by the loop; not a stall.
-            self._last_progress = now
-            return
-        # Not joined (yet, after a restart): the lag from before counts.
-        lag = await self._broker_lag() if self._joined else self.last_lag
-        if lag == 0:
-            self._last_progress = now
-            self._mark_stalled(False)
-        elif stalled(lag, self._last_progress, now, self._stall_seconds):
+        if not waiting(lag, overdue):
+            self._progress(decided=True)
+        elif stalled(lag, overdue, self._last_progress, now, limit):
             self._mark_stalled(True)
-            log.warning("engine stalled: %d records wait and none was decided for %.0fs; "
+            log.warning("engine stalled: %s records wait%s and nothing was decided for %.0fs; "
                         "restarting the engine's consumer and producers",
-                        lag, now - self._last_progress)
+                        "unknown" if lag is None else lag,
+                        " (a timer is overdue)" if overdue else "", now - self._last_progress)
+            self._restarts_in_a_row += 1
             await self._restart()
+
+    def _progress(self, *, decided: bool) -> None:
+        """The engine moved (or was seen idle): the stall clock starts again. Only a decision
+        (or idleness) ends a stall; a restore read does not, nor counts at all when it
+        rebuilds a partition whose transaction failed."""
+        if decided:
+            self._failing = False
+            self._restarts_in_a_row = 0
+            self._mark_stalled(False)
+        elif self._failing:
+            return
+        self._last_progress = self.monotonic()
 
     def _mark_stalled(self, stuck: bool) -> None:
         if stuck != self.stalled:
             self.stalled = stuck
             self._metrics.stalled.set(int(stuck))
 
-    async def _broker_lag(self) -> int:
-        """Undecided records on the restored partitions, from the broker's end offsets (the
-        consumer's own view goes stale when it stops fetching); the last known lag when the
-        broker does not answer."""
+    def _overdue(self) -> bool:
+        """Work that is not records: a timer past its deadline (the loop takes it within a
+        second when it can commit), or a partition fenced and never revoked."""
+        now = self.clock()
+        for part in list(self._parts.values()):
+            deadline = part.engine.next_deadline()
+            if part.fenced or (deadline is not None and deadline <= now):
+                return True
+        return False
+
+    async def _broker_lag(self) -> int | None:
+        """Undecided records on the owned partitions, from the broker's end offsets (the
+        consumer's own view goes stale when it stops fetching). None when it is unknown: not
+        in the group (yet), a partition not restored, or the broker did not answer."""
         consumer = self._consumer
+        if consumer is None or not self._joined:
+            return None
         parts = dict(self._parts)
-        if consumer is None or not parts:
+        if any(tp not in parts for tp in self._assigned):
+            return None
+        if not parts:
             return 0
         try:
-            end = await self._bounded(consumer.end_offsets(list(parts)))
+            # Bounded by the stall limit too: the check must not wait longer than it watches.
+            async with asyncio.timeout(min(self._call_timeout, self._stall_seconds)):
+                end = await consumer.end_offsets(list(parts))
         except Exception as exc:
             log.info("engine watchdog: end offsets unavailable (%s)", type(exc).__name__)
-            return self.last_lag
-        lag: int = sum(max(0, end[tp] - part.position)
-                       for tp, part in parts.items() if tp in end)
+            return None
+        if any(tp not in end for tp in parts):
+            return None
+        lag: int = sum(max(0, end[tp] - part.position) for tp, part in parts.items())
         self.last_lag = lag
         self._metrics.lag.set(lag)
         return lag
@@ -694,10 +741,10 @@ class KafkaEngineRunner:
         """
         self._metrics.restarts.inc()
         for opener in list(self._openers):
-            await cancelled(opener)
-        await cancelled(self._task)
+            await self._end(opener, "a partition restore")
+        await self._end(self._task, "the engine loop")
         self._task = None
-        await cancelled(self._offsets_task)
+        await self._end(self._offsets_task, "the offset committer")
         self._offsets_task = None
         self._lock = asyncio.Lock()  # a cancelled holder may still be unwinding on the old one
         await self._stop_clients()
@@ -708,6 +755,30 @@ class KafkaEngineRunner:
             await self._stop_clients()
             raise
         log.info("engine consumer and producers restarted; rejoining the group")
+
+
+async def _within(work: Awaitable[Any], seconds: float, what: str) -> None:
+    """Wait for `work` (a client's stop, a cancelled task) at most `seconds`, then cancel it
+    and leave it behind. Waited on as a task, not under `asyncio.timeout`: aiokafka's stop()
+    suppresses a CancelledError where it awaits its own tasks, which would swallow the
+    timeout's and leave the watchdog waiting on the wedged client it is replacing."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_ignore_outcome)
+        log.warning("%s did not finish within %gs; left behind", what, seconds)
+    elif not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("%s failed: %s", what, type(exc).__name__)
+
+
+def _ignore_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: it was given up on
 
 
 def _position(value: bytes | None) -> int | None:
