@@ -3,8 +3,12 @@ timer, last progress, now -> restart or not."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+
 import pytest
 
+from router.backends.kafka_engine import _within
 from router.backends.watchdog import MAX_BACKOFF, stall_limit, stalled
 
 LIMIT = 30.0
@@ -43,3 +47,24 @@ def test_restarts_in_a_row_back_off_so_a_slow_rejoin_is_not_restarted_forever(
     restarts: int, limit: float
 ) -> None:
     assert stall_limit(LIMIT, restarts) == limit
+
+
+async def test_a_stop_that_swallows_its_cancellation_does_not_hold_the_watchdog() -> None:
+    """As aiokafka's consumer stop() does while it awaits its coordination task: a timeout
+    around it would be swallowed and the watchdog would wait on the wedged client forever."""
+    release = asyncio.Event()
+    attempts: list[int] = []
+
+    async def stubborn_stop() -> None:
+        while not release.is_set():
+            attempts.append(1)
+            with contextlib.suppress(asyncio.CancelledError):
+                await release.wait()
+
+    try:
+        await _within(stubborn_stop(), 0.01, "closing the test client")  # returns: left behind
+        for _ in range(10):  # let the cancellation land
+            await asyncio.sleep(0)
+        assert len(attempts) == 2  # it was cancelled, swallowed that, and waits again
+    finally:
+        release.set()
