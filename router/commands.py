@@ -38,6 +38,8 @@ Usage:
   /incident page @team|@user
   /incident lead [comms] @user
   /incident action "<action item>" [@owner] [due YYYY-MM-DD]
+  /incident note <text>
+  /incident postmortem publish
   /incident status
   /incident help
 Add an incident id (INC-20260105-1) to act on an incident from outside its channel."""
@@ -105,6 +107,19 @@ class ActionCommand(_Command):
     due: date | None = None
 
 
+class NoteCommand(_Command):
+    """`/incident note <text>`: a line on the incident's timeline."""
+
+    verb: Literal["note"] = "note"
+    text: str = Field(min_length=1)
+
+
+class PostmortemPublishCommand(_Command):
+    """`/incident postmortem publish`: to the incident channel and the status page."""
+
+    verb: Literal["postmortem"] = "postmortem"
+
+
 class StatusCommand(_Command):
     verb: Literal["status"] = "status"
 
@@ -115,11 +130,11 @@ class HelpCommand(_Command):
 
 Command = Annotated[
     CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand | LeadCommand
-    | ActionCommand | StatusCommand | HelpCommand,
+    | ActionCommand | NoteCommand | PostmortemPublishCommand | StatusCommand | HelpCommand,
     Field(discriminator="verb"),
 ]
 MutatingCommand = (CreateCommand | UpdateCommand | ResolveCommand | AckCommand | PageCommand
-                   | LeadCommand | ActionCommand)
+                   | LeadCommand | ActionCommand | NoteCommand | PostmortemPublishCommand)
 
 _VERBS = {
     "create": "create", "declare": "create", "new": "create",
@@ -129,6 +144,8 @@ _VERBS = {
     "page": "page",
     "lead": "lead",
     "action": "action",
+    "note": "note",
+    "postmortem": "postmortem", "post-mortem": "postmortem",
     "status": "status",
     "help": "help",
 }
@@ -283,6 +300,15 @@ def parse_command(text: str) -> Command:
     if verb == "ack":
         args.nothing_else("ack")
         return AckCommand(incident=inc)
+    if verb == "note":
+        args.no_options()
+        note = args.text("note", required=True)
+        assert note is not None
+        return NoteCommand(text=note, incident=inc)
+    if verb == "postmortem":
+        if [w.lower() for w in args.words] != ["publish"] or args.quoted or args.options:
+            raise CommandError("Use /incident postmortem publish.")
+        return PostmortemPublishCommand(incident=inc)
     args.nothing_else("status")
     return StatusCommand(incident=inc)
 

@@ -245,6 +245,24 @@ class PagerDutyWebhookConfig(Strict):
     secrets: list[SecretStr] = Field(min_length=1)
 
 
+class SlackChannelsConfig(Strict):
+    """An incident channel per incident (docs/incidents.md, "Incident channel")."""
+
+    # The `slack` receiver (bot mode: bot_token) that creates and runs the channels.
+    receiver: str = Field(min_length=1)
+    # Incidents at or above this severity get a channel at triage.
+    min_severity: Severity = Severity.SEV2
+    # The channel is archived this long after resolution (not before the post-mortem is
+    # published or marked done, unless its deadline has passed: a bot cannot unarchive).
+    archive_after: Duration = Field(default=timedelta(hours=24), ge=timedelta(0))
+    # A reaction with this emoji on a message of the channel makes it a timeline note.
+    note_emoji: str = Field(default="pushpin", min_length=1)
+    # On-call user name (schedules, commander) -> Slack user id (U…/W…) or e-mail address.
+    users: dict[str, str] = Field(default_factory=dict)
+    # Private channels (scope groups:write) instead of public ones (channels:manage).
+    private: bool = False
+
+
 class IncidentsConfig(Strict):
     """When alerts become incidents, and what an incident drives."""
 
@@ -268,6 +286,8 @@ class IncidentsConfig(Strict):
     # The same group firing again within this long of its incident's resolution reopens that
     # incident (one new page); later it opens a new one. 0 never reopens.
     reopen_window: Duration = timedelta(hours=1)
+    # A Slack channel per incident (none: no channels are created).
+    slack_channels: SlackChannelsConfig | None = None
 
 
 class BusinessHoursConfig(Strict):
@@ -370,6 +390,15 @@ class Config(Strict):
         if kind != "statuspage":
             problems.append(f"{self.source}: incidents.statuspage_receiver: receiver "
                             f"{statuspage!r} is of type {kind!r}, not 'statuspage'")
+        channels = self.incidents.slack_channels
+        if channels is not None:
+            bot = next((r for r in self.receivers if r.name == channels.receiver), None)
+            if bot is None:
+                problems.append(f"{self.source}: incidents.slack_channels.receiver: unknown "
+                                f"receiver {channels.receiver!r} {known}")
+            elif bot.type != "slack" or getattr(bot, "bot_token", None) is None:
+                problems.append(f"{self.source}: incidents.slack_channels.receiver: receiver "
+                                f"{channels.receiver!r} is not a slack receiver with bot_token")
         return problems
 
 

@@ -46,6 +46,7 @@ class TimelineKind(StrEnum):
     ACTION_ITEM = "action_item"  # an action item added or changed
     QUIETED = "quieted"  # an alert silenced, in maintenance, inhibited or deferred, or back
     POSTMORTEM = "postmortem"
+    NOTE = "note"  # a message of the incident channel marked by a responder, /incident note
 
 
 class TimelineEntry(Frozen):
@@ -101,6 +102,8 @@ class Command(StrEnum):
     POSTMORTEM_DONE = "postmortem_done"  # args: url?
     ACTION = "action"  # args: text, owner?, due? (YYYY-MM-DD): a post-mortem action item
     ACTION_UPDATE = "action_update"  # args: id, status ("open" | "done")
+    NOTE = "note"  # args: text, ts? (the Slack message marked): a timeline note
+    POSTMORTEM_PUBLISH = "postmortem_publish"  # args: text (the post-mortem, Markdown)
 
 
 def _time(value: object) -> datetime | None:

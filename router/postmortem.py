@@ -202,3 +202,27 @@ def render_postmortem(inp: PostmortemInput) -> str:
         due=None if inp.resolved_at is None else inp.resolved_at + POSTMORTEM_DUE,
         to_be_filled=TO_BE_FILLED,
     )
+
+
+def render_public_postmortem(inp: PostmortemInput) -> str:
+    """The post-mortem as the public status page shows it: what happened, for how long, why,
+    how it was fixed, and what is done so it does not happen again. No people, alerts,
+    timeline or incident id (the full draft is for the incident channel)."""
+    lines = [f"# {inp.title}", ""]
+    if inp.resolved_at is not None:
+        lines.append(f"**Impact:** from {format_utc(inp.started_at)} to "
+                     f"{format_utc(inp.resolved_at)} "
+                     f"({format_span(inp.resolved_at - inp.started_at)}).")
+    affected = inp.users_affected or inp.impact
+    if affected:
+        lines.append(f"**Who was affected:** {affected}")
+    fixed = inp.mitigation or next((u.message for u in reversed(inp.updates)
+                                    if u.status in ("monitoring", "resolved") and u.message),
+                                   None)
+    lines += ["", f"**What happened:** {inp.root_cause or TO_BE_FILLED}",
+              f"**How we fixed it:** {fixed or TO_BE_FILLED}"]
+    if inp.action_items:
+        lines += ["", "**What we are doing so it does not happen again:**"]
+        lines += [f"- {i.action}" + (" (done)" if i.status == "done" else "")
+                  for i in inp.action_items]
+    return "\n".join(lines) + "\n"

@@ -32,10 +32,10 @@ def slack_headers(body: bytes, secret: str = SLACK_SECRET,
 
 
 def slash_body(text: str, user_id: str = "U123", channel_name: str = "general",
-               user_name: str = "alice") -> bytes:
+               user_name: str = "alice", channel_id: str = "C123") -> bytes:
     return urlencode({
         "command": "/incident", "text": text, "user_id": user_id, "user_name": user_name,
-        "channel_id": "C123", "channel_name": channel_name, "team_id": "T1",
+        "channel_id": channel_id, "channel_name": channel_name, "team_id": "T1",
         "response_url": "https://hooks.slack.com/commands/T1/1/x", "trigger_id": "1.2.3",
     }).encode()
 

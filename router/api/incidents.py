@@ -28,7 +28,7 @@ from router.commands import INCIDENT_ID
 from router.config import Config
 from router.incidents import Command, Incident, IncidentStatus, postmortem_input
 from router.model import CommandEvent, Severity, utcnow
-from router.postmortem import render_postmortem
+from router.postmortem import render_postmortem, render_public_postmortem
 from router.sources.base import Rejected
 
 log = logging.getLogger(__name__)
@@ -95,6 +95,25 @@ async def append(backend: Backend, events: Sequence[CommandEvent]) -> web.Respon
         return error_response(503, "the log cannot take commands now, retry later",
                               **{"Retry-After": "5"})
     return None
+
+
+def publish_refusal(incident: Incident) -> str | None:
+    """Why the post-mortem cannot be published (409), or None: publishing is once, after
+    resolution (a second request is refused; two racing ones publish once, in the engine)."""
+    if incident.open:
+        return (f"incident {incident.id} is not resolved yet: the post-mortem is published "
+                "after resolution")
+    published = incident.details.get("postmortem_published")
+    if published:
+        return f"the post-mortem of {incident.id} was already published at {published}"
+    return None
+
+
+def publish_args(incident: Incident, config: Config) -> dict[str, Any]:
+    """The `postmortem_publish` command's args: the post-mortem as the draft renders it now
+    (for the incident channel) and its public version (for the status page: no people)."""
+    inp = postmortem_input(incident, config.severities)
+    return {"text": render_postmortem(inp), "public_text": render_public_postmortem(inp)}
 
 
 def incident_json(incident: Incident) -> dict[str, object]:
@@ -174,6 +193,10 @@ class ActionStatusBody(_Body):
 
 class PostmortemDoneBody(_Body):
     url: str | None = Field(default=None, min_length=1, max_length=2000)
+
+
+class PostmortemPublishBody(_Body):
+    """Only the optional `actor`: what is published is the draft as the router renders it."""
 
 
 B = TypeVar("B", bound=_Body)
@@ -322,6 +345,19 @@ async def postmortem_done(request: web.Request) -> web.Response:
     return await _act(request, Command.POSTMORTEM_DONE, incident, _actor(body), _args(body))
 
 
+async def postmortem_publish(request: web.Request) -> web.Response:
+    """The post-mortem to the incident channel and the Statuspage incident's postmortem."""
+    found = await _command_on(request, PostmortemPublishBody, any_state=True)
+    if isinstance(found, web.Response):
+        return found
+    incident, body = found
+    if (refusal := publish_refusal(incident)) is not None:
+        return error_response(409, refusal)
+    config = request.app[RUNTIME].snapshot.config
+    return await _act(request, Command.POSTMORTEM_PUBLISH, incident, _actor(body),
+                      publish_args(incident, config))
+
+
 _STATUSES = {s.value for s in IncidentStatus} | {OPEN}
 
 
@@ -385,5 +421,6 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/incidents/{id}/resolve", resolve)
     app.router.add_post("/api/v1/incidents/{id}/page", page)
     app.router.add_post("/api/v1/incidents/{id}/postmortem-done", postmortem_done)
+    app.router.add_post("/api/v1/incidents/{id}/postmortem/publish", postmortem_publish)
     app.router.add_post("/api/v1/incidents/{id}/actions", add_action)
     app.router.add_post("/api/v1/incidents/{id}/actions/{item}", set_action)

@@ -1,4 +1,5 @@
-"""Slack app endpoints: `/incident` slash commands and the Acknowledge / Resolve buttons.
+"""Slack app endpoints: `/incident` slash commands, the Acknowledge / Resolve buttons, and
+the Events API (`reaction_added` with the note emoji in an incident channel: a timeline note).
 
 Each request is checked against the app's signing secret on the raw body (stale or forged: 401
 and nothing changes), then answered at once, well inside Slack's 3 seconds: a mutating command is
@@ -15,6 +16,7 @@ import time
 from typing import Any, Literal
 from uuid import uuid4
 
+import orjson
 from aiohttp import web
 
 from router.api.incidents import (
@@ -24,9 +26,11 @@ from router.api.incidents import (
     command,
     find_incident,
     is_open,
+    publish_args,
+    publish_refusal,
     resolve_page_target,
 )
-from router.api.keys import BACKEND, RUNTIME
+from router.api.keys import BACKEND, HTTP, RUNTIME
 from router.api.webhooks import error_response, json_response, read_body
 from router.backends.base import Backend
 from router.commands import (
@@ -38,7 +42,9 @@ from router.commands import (
     HelpCommand,
     Interaction,
     LeadCommand,
+    NoteCommand,
     PageCommand,
+    PostmortemPublishCommand,
     ResolveCommand,
     StatusCommand,
     UpdateCommand,
@@ -47,7 +53,9 @@ from router.commands import (
     parse_slash_request,
 )
 from router.config import Config, SlackAppConfig
-from router.delivery.receivers.slack import escape
+from router.delivery.http import Http, Redactor
+from router.delivery.receivers.slack import SlackConfig
+from router.delivery.receivers.slack_api import escape, web_api
 from router.incidents import Command, Incident, TimelineKind
 from router.signatures import verify_slack
 from router.sources.base import Rejected
@@ -87,12 +95,27 @@ def _label(incident: Incident) -> str:
 # --- which incident ----------------------------------------------------------------------------
 
 
-async def pick_incident(backend: Backend, ref: str | None,
-                        channel_name: str | None) -> tuple[Incident | None, str]:
+async def channel_incident(backend: Backend, config: Config,
+                           channel_id: str | None) -> Incident | None:
+    """The incident whose channel (incidents.slack_channels) has this Slack id: the channel
+    receiver recorded it when it created the channel."""
+    channels = config.incidents.slack_channels
+    if channels is None or not channel_id:
+        return None
+    ref = await backend.records.get_ref(channels.receiver, f"channel-id:{channel_id}")
+    return await find_incident(backend, ref["incident_id"]) if ref else None
+
+
+async def pick_incident(backend: Backend, ref: str | None, channel_name: str | None,
+                        config: Config | None = None,
+                        channel_id: str | None = None) -> tuple[Incident | None, str]:
     """The incident a command is about, and how it was picked (for the answer)."""
     if ref is not None:
         found = await find_incident(backend, ref)
         return found, f"no incident {escape(ref)}" if found is None else "named in the command"
+    if config is not None and (by_id := await channel_incident(backend, config,
+                                                              channel_id)) is not None:
+        return by_id, "the incident of this channel"
     if channel_name:
         name = channel_name.lstrip("#")
         for i in await backend.incidents(limit=LOOKUP_LIMIT):
@@ -158,14 +181,23 @@ async def commands(request: web.Request) -> web.Response:
                      f"{escape(cmd.title)}. It opens in a moment with its own channel name "
                      "and thread.", "in_channel")
 
-    incident, how = await pick_incident(backend, cmd.incident, slash.channel_name)
+    incident, how = await pick_incident(backend, cmd.incident, slash.channel_name, config,
+                                        slash.channel_id)
     if incident is None:
         return reply(f"Nothing to act on: {how}.")
     if isinstance(cmd, StatusCommand):
         return reply(f"{status_text(incident)}\n_({how})_")
-    if not is_open(incident) and not isinstance(cmd, ActionCommand):  # post-mortems come after
+    after = (ActionCommand, NoteCommand, PostmortemPublishCommand)  # post-mortems come after
+    if not is_open(incident) and not isinstance(cmd, after):
         return reply(f"{_label(incident)} is already resolved ({how}).")
-    if isinstance(cmd, PageCommand):
+    if isinstance(cmd, PostmortemPublishCommand):
+        if (refusal := publish_refusal(incident)) is not None:
+            return reply(f"{escape(refusal)} ({how}).")
+        name, args = Command.POSTMORTEM_PUBLISH, publish_args(incident, config)
+        said = "publishing the post-mortem to this channel and the status page"
+    elif isinstance(cmd, NoteCommand):
+        name, args, said = Command.NOTE, {"text": cmd.text}, "noted on the timeline"
+    elif isinstance(cmd, PageCommand):
         kind = resolve_page_target(config, cmd.target, cmd.target_kind)
         if kind == "team" and config.oncall.policy_for_team(cmd.target) is None:
             return reply(f"No escalation policy for team {escape(cmd.target)}: no service in "
@@ -236,6 +268,81 @@ async def interactions(request: web.Request) -> web.Response:
     return reply(f"<@{click.user_id}> {done} {_label(incident)}.", "in_channel")
 
 
+# --- Events API --------------------------------------------------------------------------------
+
+
+def _ignored(reason: str) -> web.Response:
+    # 200 so Slack does not retry an event the router has no use for.
+    return json_response(200, {"status": "ignored", "reason": reason})
+
+
+async def _message_text(request: web.Request, config: Config, receiver: str, channel: str,
+                        ts: str) -> str | None:
+    """The text of the message `ts` of `channel`, read with the channel receiver's bot token
+    (`conversations.history`, latest=ts inclusive, limit 1)."""
+    bot = next((r for r in config.receivers if r.name == receiver), None)
+    if not isinstance(bot, SlackConfig) or bot.bot_token is None:
+        return None
+    http = Http.of(request.app[HTTP], bot)
+    redact = Redactor([bot.bot_token.get_secret_value()])
+    result, data = await web_api(http, bot.api_url, bot.bot_token, "conversations.history",
+                                 {"channel": channel, "latest": ts, "inclusive": "true",
+                                  "limit": 1}, redact, form=True)
+    if not result.ok:
+        log.warning("Slack note: conversations.history failed: %s", result.detail)
+        return None
+    for m in data.get("messages") or []:
+        if isinstance(m, dict) and str(m.get("ts")) == ts:
+            return str(m.get("text") or "")
+    return None
+
+
+async def events(request: web.Request) -> web.Response:
+    """`url_verification` answers the challenge; `reaction_added` with the note emoji on a
+    message of an incident channel puts the message on the incident's timeline."""
+    checked = await _verified(request)
+    if isinstance(checked, web.Response):
+        return checked
+    config, slack, body = checked
+    try:
+        payload = orjson.loads(body)
+    except orjson.JSONDecodeError:
+        return error_response(400, "the event is not JSON")
+    if not isinstance(payload, dict):
+        return error_response(400, "the event is not a JSON object")
+    if payload.get("type") == "url_verification":
+        return json_response(200, {"challenge": str(payload.get("challenge") or "")})
+    event = payload.get("event")
+    channels = config.incidents.slack_channels
+    if payload.get("type") != "event_callback" or not isinstance(event, dict):
+        return _ignored("not an event callback")
+    if channels is None:
+        return _ignored("incidents.slack_channels is not configured")
+    raw_item = event.get("item")
+    item: dict[str, Any] = raw_item if isinstance(raw_item, dict) else {}
+    if (event.get("type") != "reaction_added" or event.get("reaction") != channels.note_emoji
+            or item.get("type") != "message"):
+        return _ignored(f"only reaction_added with :{channels.note_emoji}: on a message")
+    user, channel, ts = (str(event.get("user") or ""), str(item.get("channel") or ""),
+                         str(item.get("ts") or ""))
+    if not user or not channel or not ts:
+        return error_response(400, "reaction_added lacks user, item.channel or item.ts")
+    if not _allowed(slack, user, None):
+        return _ignored("user not in slack.allowed_users")
+    backend = request.app[BACKEND]
+    incident = await channel_incident(backend, config, channel)
+    if incident is None:
+        return _ignored("not an incident channel")
+    text = await _message_text(request, config, channels.receiver, channel, ts)
+    args = {"text": text or f"(message {ts}: its text could not be read)", "ts": ts}
+    if (await append(backend, [command(Command.NOTE, incident, f"slack:{user}", args)])
+            is not None):
+        return error_response(503, "the router cannot take commands right now",
+                              **{"Retry-After": "5"})
+    return json_response(200, {"status": "accepted", "incident_id": incident.id})
+
+
 def add_routes(app: web.Application) -> None:
     app.router.add_post("/slack/commands", commands)
     app.router.add_post("/slack/interactions", interactions)
+    app.router.add_post("/slack/events", events)

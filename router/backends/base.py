@@ -17,7 +17,15 @@ LogEvent = AlertEvent | AlertsEvent | CommandEvent
 
 
 class LogUnavailable(Exception):
-    """The log cannot take the events now; intake answers 503 with Retry-After."""
+    """The log cannot take the events now; intake answers 503 with Retry-After.
+
+    `maybe_stored`: the log may still have them (a broker that did not acknowledge in time can
+    take them later): a retry is then a duplicate, which the engine recognises.
+    """
+
+    def __init__(self, message: str, *, maybe_stored: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_stored = maybe_stored
 
 
 class Log(Protocol):

@@ -130,11 +130,12 @@ class KafkaLog:
         except TimeoutError:
             raise LogUnavailable(
                 f"kafka did not acknowledge {len(events)} event(s) on {self._topic} "
-                f"within {self._timeout:g}s"
+                f"within {self._timeout:g}s", maybe_stored=True
             ) from None
         except KafkaError as exc:
-            raise LogUnavailable(
-                f"kafka rejected the append to {self._topic}: {type(exc).__name__}"
+            raise LogUnavailable(  # earlier events of the same append may be in
+                f"kafka rejected the append to {self._topic}: {type(exc).__name__}",
+                maybe_stored=len(events) > 1,
             ) from exc
 
     async def _broadcast(self, producer: AIOKafkaProducer, events: Sequence[LogEvent]) -> None:

@@ -21,6 +21,7 @@ from typing import Any, NamedTuple
 
 from router.engine import incidents
 from router.engine.ids import IncidentIds
+from router.engine.incidents import channel
 from router.engine.instant import Instant, from_ts, to_ts
 from router.engine.state import (
     FLAP_DAMPED,
@@ -90,6 +91,7 @@ def decide(
         if ctx.incidents is None:
             return Decision(state, [], ids)
         new, notes, ids = incidents.apply_command(state, event, at, ctx, ids)
+        new, notes = channel.follow(state, new, notes, at, ctx)
         if new is None:
             return Decision(None, notes, ids)
         return Decision(_expire(new, at.ts, ctx, timers=False), notes, ids)
@@ -113,6 +115,8 @@ def decide(
         s, notes = _step(state, at, ctx, timers=False, flush=flush)
     if ctx.incidents is not None:
         s, notes, ids = incidents.after_group(before, s, notes, at, ctx, ids, timers=timers)
+        followed, notes = channel.follow(before, s, notes, at, ctx)
+        s = followed if followed is not None else s
     return Decision(_expire(s, at.ts, ctx, timers=timers), notes, ids)
 
 
@@ -219,13 +223,38 @@ def _most_severe_of(states: Iterable[AlertState], ctx: EngineContext) -> Severit
     return best
 
 
+def is_duplicate(s: GroupState | None, alert: Alert, ctx: EngineContext) -> bool:
+    """The group already has exactly this: same status, source time and severity (an HA pair's
+    second delivery, a source's re-send). Deciding it would only count it, so the engine counts
+    it without deciding, and the group is neither re-armed nor written again."""
+    if s is None:
+        return False
+    cur = s.alerts.get(alert.key)
+    firing = alert.status is Status.FIRING
+    if cur is None:
+        past = s.gone.get(alert.key) if s.gone else None
+        return past is not None and not firing and to_ts(alert.event_time) == past[0]
+    return (firing == cur.firing and to_ts(alert.event_time) == cur.time
+            and severity_of(alert, ctx) is severity_of(cur.alert, ctx))
+
+
 def _apply_alert(s: GroupState, alert: Alert, now: float, ctx: EngineContext) -> GroupState:
     t = to_ts(alert.event_time)
     firing = alert.status is Status.FIRING
     key = alert.key
     cur = s.alerts.get(key)
     duplicate = False
-    if cur is None:
+    if cur is None and key in s.gone:
+        past = s.gone[key]
+        if t < past[0] or (t == past[0] and firing):  # older than its resolution
+            return s.with_(stale=s.stale + 1)
+        if not firing:  # resolved again: nothing new to tell
+            return s.with_(duplicates=s.duplicates + 1, gone={**s.gone, key: (t, *past[1:])})
+        # Firing again: back with its flap history, as if it had never been compacted.
+        new = AlertState.build(alert=alert, time=t, changes=past[1:])
+        status_changed = True
+        s = s.with_(gone={k: v for k, v in s.gone.items() if k != key})
+    elif cur is None:
         # A resolution for an unknown alert is kept too: it makes a late firing recognisably stale.
         new = AlertState.build(alert=alert, time=t)
         status_changed = firing
@@ -457,14 +486,23 @@ def _expire(s: GroupState, now: float, ctx: EngineContext, *, timers: bool) -> G
 
 
 def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
-    """Forget alerts resolved (and notified) longer than the retention ago in a live group."""
+    """Compact the alerts whose resolution is behind them into `gone` (time and flap history),
+    and forget those resolved longer than the retention ago. A fully resolved group keeps its
+    alerts: it expires as a whole (`_expire`), and its resolution lists them."""
     cutoff = now - ctx.resolved_retention.total_seconds()
-    old = {k for k, st in s.alerts.items()
-           if not st.firing and not st.notified and st.time < cutoff}
-    if not old or len(old) == len(s.alerts):  # a fully resolved group expires as a whole
-        return s
-    alerts = {k: st for k, st in s.alerts.items() if k not in old}
-    return s.with_(alerts=alerts)
+    done = [k for k, st in s.alerts.items() if not st.firing and not st.notified]
+    gone = s.gone
+    if gone and any(v[0] < cutoff for v in gone.values()):
+        gone = {k: v for k, v in gone.items() if v[0] >= cutoff}
+    if not done or len(done) == len(s.alerts):
+        return s if gone is s.gone else s.with_(gone=gone)
+    gone = dict(gone)
+    alerts = dict(s.alerts)
+    for k in done:
+        st = alerts.pop(k)
+        if st.time >= cutoff:
+            gone[k] = (st.time, *st.changes)
+    return s.with_(alerts=alerts, gone=gone)
 
 
 def _receivers(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:

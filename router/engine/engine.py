@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from router.engine.codec import frame, packed_deadline, unpack
-from router.engine.decide import Event, decide, rearm
+from router.engine.decide import Event, decide, is_duplicate, rearm
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target
 from router.engine.instant import from_ts, to_ts
@@ -107,7 +107,7 @@ class Engine:
         context: EngineContext | None = None,
         *,
         hot_alerts: int = 10_000,
-        hot_groups: int = 256,
+        hot_groups: int = 2048,
         compress_level: int = 1,
         ids: IncidentIds | None = None,
     ) -> None:
@@ -467,12 +467,14 @@ class _Run:
         self.touched: dict[str, None] = {}
 
     def decide(self, key: str, event: Event) -> None:
-        if key in self.work:
-            state = self.work[key]
-        else:
-            state = self.engine.get(key)
-            self.before[key] = state
+        fresh = key not in self.work
+        state = self.engine.get(key) if fresh else self.work[key]
         context = self.engine.context
+        if isinstance(event, AlertEvent) and is_duplicate(state, event.alert, context):
+            self.duplicates += 1  # the group stays as it is: not re-armed, not written
+            return
+        if fresh:
+            self.before[key] = state
         if (isinstance(event, CommandEvent) and event.command != HEARTBEAT
                 and command_target(state, event, context) is None):
             self.unknown_commands += 1

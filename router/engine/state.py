@@ -132,6 +132,12 @@ class IncidentState(_Stored):
     cycle: int = Field(default=0, alias="cy")
     actions_due: float | None = Field(default=None, alias="ad")  # an open action item is late
     postmortem_soon: float | None = Field(default=None, alias="pw")  # its deadline nears
+    # The incident's Slack channel (incidents.slack_channels): asked for, when to archive it,
+    # archived (a bot cannot unarchive), and who was asked into it.
+    channel_open: bool = Field(default=False, alias="co")
+    archive_due: float | None = Field(default=None, alias="ca")
+    channel_archived: bool = Field(default=False, alias="cz")
+    invited: tuple[str, ...] = Field(default=(), alias="ci")
 
     @property
     def open(self) -> bool:
@@ -150,7 +156,7 @@ class IncidentState(_Stored):
         best: float | None = None
         for v in (self.next_page, self.ack_due, self.resolve_due, self.postmortem_due,
                   self.forget_at, self.update_due, self.ack_expires, self.idle_due,
-                  self.actions_due, self.postmortem_soon):
+                  self.actions_due, self.postmortem_soon, self.archive_due):
             if v is not None and (best is None or v < best):
                 best = v
         return best
@@ -159,7 +165,7 @@ class IncidentState(_Stored):
 # Group keys of hand-declared incidents.
 MANUAL_PREFIX = "manual:"
 # Short names of the incident timers in the stored form (read without a full decode).
-INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz", "ad", "pw")
+INCIDENT_TIMERS = ("pn", "ka", "kr", "pm", "dx", "ud", "ax", "iz", "ad", "pw", "ca")
 
 
 class GroupState(_Stored):
@@ -190,6 +196,11 @@ class GroupState(_Stored):
     flap: int = Field(default=FLAP_NONE, alias="fl")  # 0 none, 1 started, 2 damped, 3 stopped
     duplicates: int = Field(default=0, alias="d")  # events suppressed as duplicates
     stale: int = Field(default=0, alias="o")  # out-of-order events dropped
+    # Alerts whose resolution is behind them (notified, or never notified as firing), kept
+    # as `(time, *changes)` only until `resolved_retention` has passed: enough to drop a late
+    # firing as stale and to go on counting flaps, without carrying the whole alert through
+    # every decision of a busy group (`decide._prune`).
+    gone: dict[str, tuple[float, ...]] = Field(default_factory=dict, alias="g")
     # Incidents of this group, oldest first; at most the last one is open.
     incidents: tuple[IncidentState, ...] = Field(default=(), alias="i")
     incident_epoch: int = Field(default=-1, alias="ie")  # epoch that last opened one

@@ -1,5 +1,8 @@
 """Statuspage REST v1: incidents create (201) / update (200) / unresolved list, components
 map inside the incident; `Authorization: OAuth <key>`; throttling answers 420 (scripted).
+The incident's postmortem: `PUT .../incidents/{id}/postmortem` (`{"postmortem": {"body_draft":
+...}}`) saves the draft, `PUT .../postmortem/publish` (`notify_subscribers`, `notify_twitter`)
+publishes it (422 without a draft).
 """
 
 from __future__ import annotations
@@ -29,6 +32,9 @@ class FakeStatuspage(FakeVendor):
         app.router.add_post(base + "/incidents", self.wrap(self.create))
         app.router.add_get(base + "/incidents/unresolved", self.wrap(self.unresolved))
         app.router.add_patch(base + "/incidents/{id}", self.wrap(self.patch))
+        app.router.add_put(base + "/incidents/{id}/postmortem", self.wrap(self.postmortem))
+        app.router.add_put(base + "/incidents/{id}/postmortem/publish",
+                           self.wrap(self.publish_postmortem))
         return app
 
     def _auth(self, request: web.Request) -> web.Response | None:
@@ -74,3 +80,32 @@ class FakeStatuspage(FakeVendor):
             return web.json_response({"error": "invalid status"}, status=422)
         self._apply(incident, change)
         return web.json_response(incident)
+
+    async def postmortem(self, request: web.Request) -> web.Response:
+        if (err := self._auth(request)) is not None:
+            return err
+        incident = self.incidents.get(request.match_info["id"])
+        if incident is None:
+            return web.json_response({"error": "not found"}, status=404)
+        draft = (json.loads(await request.read()).get("postmortem") or {}).get("body_draft")
+        if not isinstance(draft, str) or not draft:
+            return web.json_response({"error": "body_draft is required"}, status=422)
+        pm = incident.setdefault("postmortem", {"published_at": None})
+        pm["body_draft"] = draft
+        return web.json_response({**pm, "preview_key": "pv1"})
+
+    async def publish_postmortem(self, request: web.Request) -> web.Response:
+        if (err := self._auth(request)) is not None:
+            return err
+        incident = self.incidents.get(request.match_info["id"])
+        if incident is None:
+            return web.json_response({"error": "not found"}, status=404)
+        pm = incident.get("postmortem")
+        if not pm or not pm.get("body_draft"):
+            return web.json_response({"error": "no postmortem draft"}, status=422)
+        options = json.loads(await request.read() or b"{}").get("postmortem") or {}
+        pm.update(body=pm["body_draft"], published_at="now",
+                  notify_subscribers=bool(options.get("notify_subscribers")),
+                  notify_twitter=bool(options.get("notify_twitter")))
+        incident["postmortem_body"] = pm["body"]
+        return web.json_response(pm)

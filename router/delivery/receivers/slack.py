@@ -17,9 +17,11 @@ from typing import Any, Literal
 import jinja2
 from pydantic import SecretStr, model_validator
 
-from router.delivery.http import HttpAnswer, Redactor, classify, dumps, http_call
+from router.delivery.http import Redactor, classify, dumps, http_call
 from router.delivery.ratelimit import RateLimit
 from router.delivery.receivers.common import ReceiverSettings
+from router.delivery.receivers.slack_api import escape, web_api
+from router.delivery.receivers.slack_channel import OP, ChannelOps
 from router.delivery.records import DeliveryStore
 from router.delivery.render import Message, Renderer, first_link, truncate
 from router.delivery.result import DeliveryResult
@@ -35,8 +37,6 @@ COLORS: dict[Severity, str] = {
 RESOLVED_COLOR = "#2EB67D"
 SECTION_LIMIT = 3000
 TEXT_LIMIT = 3000  # fallback/notification text; far below Slack's 40,000
-RETRYABLE_ERRORS = {"ratelimited", "rate_limited"}
-SERVER_ERRORS = {"internal_error", "fatal_error", "service_unavailable", "request_timeout"}
 ACK_ACTION = "incident_ack"
 RESOLVE_ACTION = "incident_resolve"
 
@@ -52,6 +52,8 @@ class SlackConfig(ReceiverSettings):
     # Acknowledge / Resolve buttons (need the app's interactivity URL pointed at the router).
     buttons: bool = True
     rate_limit: RateLimit = RateLimit(per_second=1.0, burst=1)
+    # Linked in the incident channel's summary when the incident is on the status page.
+    status_page_url: str | None = None
 
     @model_validator(mode="after")
     def _one_mode(self) -> SlackConfig:
@@ -60,13 +62,6 @@ class SlackConfig(ReceiverSettings):
         if self.bot_token is not None and not self.channel:
             raise ValueError("channel is required with bot_token")
         return self
-
-
-def escape(text: str) -> str:
-    """Slack's control characters (`&`, `<`, `>`) as entities, so text from an alert can
-    never form a mention (`<!channel>`) or a link (`<url|text>`). For every mrkdwn field,
-    the top-level `text` (the notification preview) included."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
 def _button(text: str, **extra: Any) -> dict[str, Any]:
@@ -102,28 +97,6 @@ def build_message(n: Notification, msg: Message, *, buttons: bool) -> dict[str, 
     }
 
 
-def classify_web_api(answer: HttpAnswer, redact: Redactor) -> tuple[DeliveryResult, Any]:
-    """HTTP status first, then Slack's `ok`/`error` inside a 200."""
-    result = classify(answer, redact)
-    if not result.ok:
-        return result, None
-    data = answer.json()
-    if not isinstance(data, dict):
-        return DeliveryResult.failed("server_error", retryable=True, status=answer.status,
-                                     detail="unreadable Slack answer"), None
-    if data.get("ok") is True:
-        return result, data
-    error = redact(str(data.get("error", "unknown_error")))[:100]
-    if error in RETRYABLE_ERRORS:
-        return DeliveryResult.failed("rate_limited", retryable=True, status=answer.status,
-                                     detail=error), None
-    if error in SERVER_ERRORS:
-        return DeliveryResult.failed("server_error", retryable=True, status=answer.status,
-                                     detail=error), None
-    return DeliveryResult.failed("vendor_error", retryable=False, status=answer.status,
-                                 detail=error), None
-
-
 class SlackSink:
     def __init__(self, config: SlackConfig, ctx: SinkContext) -> None:
         self._config = config
@@ -132,8 +105,16 @@ class SlackSink:
         self._renderer = Renderer(config.templates)
         secrets = [s.get_secret_value() for s in (config.webhook_url, config.bot_token) if s]
         self._redact = Redactor(secrets)
+        self._channels = ChannelOps(
+            config.name, self._http, config.api_url, config.bot_token, ctx.store, self._redact,
+            config.status_page_url) if config.bot_token is not None else None
 
     async def send(self, n: Notification) -> DeliveryResult:
+        if OP in n.details:  # the incident channel (incidents.slack_channels)
+            if self._channels is None:
+                return DeliveryResult.failed("vendor_error", retryable=False,
+                                             detail="incident channels need bot_token")
+            return await self._channels.send(n)
         try:
             msg = self._renderer.render(n)
         except jinja2.TemplateError:
@@ -153,17 +134,8 @@ class SlackSink:
 
     async def _api(self, method: str, body: dict[str, Any]) -> tuple[DeliveryResult, Any]:
         assert self._config.bot_token is not None
-        answer = await http_call(
-            self._http, "POST", f"{self._config.api_url.rstrip('/')}/{method}",
-            body=dumps(body),
-            headers={
-                "Authorization": f"Bearer {self._config.bot_token.get_secret_value()}",
-                "Content-Type": "application/json; charset=utf-8",
-            },
-        )
-        if isinstance(answer, DeliveryResult):
-            return answer, None
-        return classify_web_api(answer, self._redact)
+        return await web_api(self._http, self._config.api_url, self._config.bot_token, method,
+                             body, self._redact)
 
     async def _bot(self, n: Notification, body: dict[str, Any]) -> DeliveryResult:
         name = self._config.name

@@ -127,7 +127,25 @@ class StatuspageSink:
                 return result, str(inc.get("id"))
         return result, None
 
+    async def _postmortem(self, n: Notification, text: str) -> DeliveryResult:
+        """A published post-mortem: the incident's postmortem draft, then publish it."""
+        ref = await self._store.get_ref(self._config.name, f"statuspage-incident:{n.dedup_key}")
+        if ref is None or not ref.get("id"):
+            return DeliveryResult.failed("vendor_error", retryable=False,
+                                         detail="no Statuspage incident known for it")
+        path = f"/incidents/{ref['id']}/postmortem"
+        result, _ = await self._call("PUT", path,
+                                     {"postmortem": {"body_draft": truncate(text, 100_000)}})
+        if not result.ok:
+            return result
+        result, _ = await self._call("PUT", path + "/publish", {"postmortem": {
+            "notify_subscribers": self._config.deliver_notifications,
+            "notify_twitter": False}})
+        return result
+
     async def send(self, n: Notification) -> DeliveryResult:
+        if n.details.get("postmortem_text"):  # a published post-mortem (engine: channel.py)
+            return await self._postmortem(n, str(n.details["postmortem_text"]))
         if n.kind not in PUBLISHED:
             return DeliveryResult.delivered()
         try:

@@ -29,6 +29,13 @@ default receivers for a declared incident; `page` = `incidents.page_receivers`):
 | reopen                    | TRIGGER     | the group's round, then a new page                   |
 | SLA breach                | SLA_BREACH  | rc + sla_receivers                                   |
 | post-mortem due           | REMINDER    | rc + sla_receivers                                   |
+| triage (slack_channels)   | TRIGGER     | channel receiver (`<id>:channel`, channel_op open)   |
+| summary shown changes     | UPDATE      | channel receiver (channel_op summary)                |
+| archive due               | RESOLVE     | channel receiver (channel_op archive)                |
+| post-mortem published     | UPDATE      | channel receiver (postmortem) + status page          |
+
+The incident channel (`channel.py`) follows every step of the group: whatever changed an
+incident (alerts, a command, a timer), what its pinned summary shows is compared before/after.
 """
 
 from __future__ import annotations

@@ -41,6 +41,13 @@ def impact_of(alerts: Iterable[Alert]) -> str:
     return ""
 
 
+# An incident keeps the details of at most this many alerts: every live one, then the most
+# recently resolved (a group whose pods come and go must not grow its state without bound).
+MAX_ALERTS = 100
+# A round with more alerts firing (or resolving) than this says so in one entry, not one each.
+MAX_ALERT_ENTRIES = 3
+
+
 def observe(before: GroupState | None, s: GroupState, inc: IncidentState, now: Instant,
             opened: bool, out: list[Notification], kind: NotificationKind) -> IncidentState:
     """Record a notification round of the group on the incident in one copy (hot path: an
@@ -49,28 +56,29 @@ def observe(before: GroupState | None, s: GroupState, inc: IncidentState, now: I
     keys = list(inc.view.alerts)
     raw = inc.view.details.get("alert_info")
     info: dict[str, Any] = dict(raw) if isinstance(raw, dict) else {}
-    entries: list[TimelineEntry] = []
+    fired: list[Alert] = []
+    resolved: list[Alert] = []
     for key, st in sorted(s.alerts.items(), key=lambda kv: (kv[1].time, kv[0])):
         old = prev.get(key)
         was = old.notified if old is not None else False
         a = st.alert
         if st.notified and (opened or not was):
-            summary = a.annotations.get("summary")
-            entries.append(entry(a.starts_at, TK.ALERT_FIRED, a.source,
-                                 f"{a.name} firing" + (f": {summary}" if summary else ""), now))
+            fired.append(a)
         elif was and not st.notified and not st.firing:
-            entries.append(entry(a.ends_at or now.dt, TK.ALERT_RESOLVED, a.source,
-                                 f"{a.name} resolved", now))
+            resolved.append(a)
         else:
             continue
         if key not in keys:
             keys.append(key)
         info[key] = {"name": a.name, "service": a.service, "started_at": iso(a.starts_at),
                      "ended_at": iso(a.ends_at) if a.ends_at and not st.firing else None}
+    entries = [*_alert_entries(fired, True, now), *_alert_entries(resolved, False, now)]
     if out and kind is not K.REPEAT:  # reminders are not news
         receivers = ", ".join(names(n.receiver for n in out))
         entries.append(entry(utc(now.dt), TK.NOTIFIED, ROUTER,
                              f"{kind.value} sent to {receivers}", now))
+    if len(keys) > MAX_ALERTS:
+        keys, info = _bounded(keys, info)
     rc = tuple(names((*inc.receivers, *s.receivers)))
     view = inc.view.with_(
         alerts=tuple(keys),
@@ -78,6 +86,47 @@ def observe(before: GroupState | None, s: GroupState, inc: IncidentState, now: I
         details={**inc.view.details, "alert_info": info, "receivers": list(rc)},
     )
     return inc.with_(view=view, receivers=rc)
+
+
+def _alert_entries(alerts: list[Alert], firing: bool, now: Instant) -> list[TimelineEntry]:
+    """One entry per alert of a round, or one for all of them when there are many."""
+    if len(alerts) <= MAX_ALERT_ENTRIES:
+        if firing:
+            return [entry(a.starts_at, TK.ALERT_FIRED, a.source,
+                          f"{a.name} firing" + (f": {s}" if (s := a.annotations.get("summary"))
+                                                else ""), now)
+                    for a in alerts]
+        return [entry(a.ends_at or now.dt, TK.ALERT_RESOLVED, a.source, f"{a.name} resolved",
+                      now) for a in alerts]
+    shown = ", ".join(_named(a) for a in alerts[:MAX_ALERT_ENTRIES])
+    more = len(alerts) - MAX_ALERT_ENTRIES
+    if firing:
+        return [entry(min(a.starts_at for a in alerts), TK.ALERT_FIRED, alerts[0].source,
+                      f"{len(alerts)} alerts firing: {shown} +{more} more", now)]
+    ends = [a.ends_at for a in alerts if a.ends_at is not None]
+    return [entry(max(ends) if ends else now.dt, TK.ALERT_RESOLVED, alerts[0].source,
+                  f"{len(alerts)} alerts resolved: {shown} +{more} more", now)]
+
+
+def _named(a: Alert) -> str:
+    """An alert among others of its group, which mostly share its name."""
+    where = a.labels.get("pod") or a.labels.get("instance") or a.labels.get("host")
+    return f"{a.name} ({where})" if where else a.name
+
+
+def _bounded(keys: list[str], info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+    """The incident's alerts without its oldest resolved ones beyond MAX_ALERTS."""
+    excess = len(keys) - MAX_ALERTS
+    drop: set[str] = set()
+    for key in keys:  # oldest first
+        if len(drop) >= excess:
+            break
+        item = info.get(key)
+        if isinstance(item, dict) and item.get("ended_at"):
+            drop.add(key)
+    if not drop:
+        return keys, info
+    return [k for k in keys if k not in drop], {k: v for k, v in info.items() if k not in drop}
 
 
 def replace_incident(s: GroupState, inc: IncidentState, **changes: Any) -> GroupState:

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from router.engine.ids import IncidentIds
-from router.engine.incidents import actions
+from router.engine.incidents import actions, channel
 from router.engine.incidents.alerts import replace_incident
 from router.engine.incidents.closing import close, forget_at
 from router.engine.incidents.formatting import (
@@ -287,4 +287,6 @@ _HANDLERS: dict[str, Handler] = {
     Command.UPDATE.value: _update,
     Command.PAGE.value: _page_command,
     Command.POSTMORTEM_DONE.value: _postmortem_done,
+    Command.NOTE.value: channel.add_note,  # open or resolved, like action items
+    Command.POSTMORTEM_PUBLISH.value: channel.publish,
 }

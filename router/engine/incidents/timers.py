@@ -98,8 +98,10 @@ def fire(s: GroupState, inc: IncidentState, now: Instant,
         inc, more = actions.remind(s, inc, now, ctx)
         out += more
     if inc.forget_at is not None and inc.forget_at <= now.ts:
-        keep = actions.open_until(inc)
-        if keep is not None and keep >= now.ts:  # its open action items are still to remind
+        # Its open action items are still to remind, its channel still to archive.
+        keep = max((t for t in (actions.open_until(inc), inc.archive_due) if t is not None),
+                   default=None)
+        if keep is not None and keep >= now.ts:
             return inc.with_(forget_at=keep + 1), out
         return None, out
     return inc, out

@@ -444,3 +444,76 @@ def test_a_new_group_built_in_one_step_equals_the_general_path(
     assert fast is not None
     assert fast.to_bytes() == general.to_bytes()
     assert rearm(fast, now, ctx) == rearm(general, now, ctx)
+
+
+# --- resolved alerts of a live group are compacted (issue 18: cost must not grow with time) ---
+
+
+def churn(rounds: int) -> GroupState:
+    """A group with one alert firing throughout while `rounds` others fire and resolve, each
+    round notified (SEV1: group_interval 1 min)."""
+    steps: list[Step] = [(0, fire("keep"))]
+    for i in range(rounds):
+        t = 100 + 200 * i
+        steps += [(t, fire(f"c{i}", start=t)), (t + 60, TICK),
+                  (t + 100, resolve(f"c{i}", start=t, end=t + 100)), (t + 160, TICK)]
+    state, _ = run(steps)
+    assert state is not None
+    return run_tick(state, 100 + 200 * rounds)
+
+
+def run_tick(state: GroupState, now: float) -> GroupState:
+    after, _, _ = decide(state, Tick(group_key=state.key), at(now), CTX, IDS)
+    assert after is not None
+    return after
+
+
+def test_resolved_alerts_of_a_firing_group_leave_the_state_once_their_resolution_is_out() -> None:
+    state = churn(10)
+    assert set(state.alerts) == {"am:keep"}
+    assert set(state.gone) == {f"am:c{i}" for i in range(10)}
+    # What each decision carries grows by a few bytes per resolved alert, not by the alert.
+    assert len(churn(20).to_bytes()) - len(state.to_bytes()) < 10 * 60
+
+
+def test_compacted_alerts_are_forgotten_after_the_retention() -> None:
+    state = churn(3)
+    retention = CTX.resolved_retention.total_seconds()
+    later = run_tick(state, 1000 + retention)
+    assert later.gone == {} and set(later.alerts) == {"am:keep"}
+
+
+@pytest.mark.parametrize(
+    ("event", "stale", "duplicates", "firing"),
+    [
+        (fire("c0", start=50, received=2000), 1, 0, False),  # older than its resolution
+        (resolve("c0", start=100, end=200), 0, 1, False),  # the same resolution again
+        (resolve("c0", start=100, end=300), 0, 1, False),  # a later resolution: nothing new
+        (fire("c0", start=2000), 0, 0, True),  # firing again: a new problem
+    ],
+    ids=["late firing", "resolution again", "later resolution", "fires again"],
+)
+def test_a_compacted_alert_is_still_recognised(event: AlertEvent, stale: int, duplicates: int,
+                                               firing: bool) -> None:
+    state = churn(1)
+    assert "am:c0" in state.gone
+    after, _, _ = decide(state, event, at(2000), CTX, IDS)
+    assert after is not None
+    assert (after.stale - state.stale, after.duplicates - state.duplicates) == (stale, duplicates)
+    assert ("am:c0" in after.alerts and after.alerts["am:c0"].firing) is firing
+    assert ("am:c0" in after.gone) is not firing
+
+
+def test_flap_history_survives_compaction() -> None:
+    """An alert that flaps slower than group_interval is compacted between its changes and is
+    still seen flapping: the same trace as the flap scenario above."""
+    steps: list[Step] = [(0, fire("keep", sev=SEV1))]
+    t = 0.0
+    for i in range(3):
+        t = 100 + 300 * i
+        steps += [(t, fire("f", start=t)), (t + 60, TICK),
+                  (t + 150, resolve("f", start=t, end=t + 150)), (t + 210, TICK),
+                  (t + 280, TICK)]
+    state, trace = run(steps, FLAPPY)
+    assert state is not None and state.flapping
+    assert any(line.endswith("flapping") for line in trace)

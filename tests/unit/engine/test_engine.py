@@ -86,6 +86,22 @@ def test_group_interval_batches_updates() -> None:
     assert len(batch.notifications[0].alerts) == 3
 
 
+def test_a_pure_redelivery_changes_nothing_to_store() -> None:
+    """A source re-sending what the group already has is counted and not written again."""
+    engine = Engine()
+    sent = [alert_event("a"), alert_event("b"), alert_event("c", 0, 30)]
+    engine.apply(sent, at(0))
+    engine.tick(at(120))
+    before = engine.encoded(KEY)
+    again = engine.apply(sent, at(150))
+    assert again.duplicates == 3
+    assert (again.encoded, again.changed, again.notifications) == ({}, {}, [])
+    assert engine.encoded(KEY) == before
+    # One new alert among re-sent ones: the group changes, the others still count.
+    more = engine.apply([*sent, alert_event("d", 140)], at(160))
+    assert more.duplicates == 3 and set(more.changed) == {KEY}
+
+
 def test_ha_pair_double_delivery_notifies_once_and_counts_duplicates() -> None:
     engine = Engine()
     replica_a = [alert_event("a", received=0), alert_event("b", received=0)]

@@ -389,3 +389,45 @@ def test_postmortem_input_is_built_from_the_incident() -> None:
     text = render_postmortem(inp)
     assert "escalated" in text and "acknowledged" in text and "sla_breach" in text
     assert "lasted 48 min" in text
+
+
+def pod(fp: str, start: float, end: float | None = None) -> AlertEvent:
+    a = fire(fp=fp, start=start).alert.replace(labels={"pod": f"pod-{fp}"})
+    if end is not None:
+        a = a.replace(status=Status.RESOLVED, ends_at=at(end), received_at=at(end))
+    return AlertEvent(alert=a)
+
+
+def test_a_round_of_many_alerts_is_one_timeline_entry_each_way() -> None:
+    """Ten pods of one group firing and resolving together: one entry says so, not ten."""
+    engine = Engine(CTX)
+    engine.apply([pod(str(i), 0) for i in range(10)], at(0))
+    engine.apply([pod(str(i), 0, end=5) for i in range(10)], at(5))
+    engine.apply([], at(7))
+    view = only_incident(engine).view
+    alert_entries = [e for e in view.timeline
+                     if e.kind in (TimelineKind.ALERT_FIRED, TimelineKind.ALERT_RESOLVED)]
+    assert [(e.kind, e.text) for e in alert_entries] == [
+        (TimelineKind.ALERT_FIRED,
+         "10 alerts firing: HighErrorRate (pod-0), HighErrorRate (pod-1), "
+         "HighErrorRate (pod-2) +7 more"),
+        (TimelineKind.ALERT_RESOLVED,
+         "10 alerts resolved: HighErrorRate (pod-0), HighErrorRate (pod-1), "
+         "HighErrorRate (pod-2) +7 more"),
+    ]
+    assert alert_entries[1].at == at(5)
+    assert len(view.alerts) == 10 and view.status is IncidentStatus.RESOLVED
+
+
+def test_an_incident_over_churning_pods_keeps_the_live_alerts_and_the_latest_resolved() -> None:
+    """Pods come and go under one open incident: its view stays bounded, live ones first."""
+    engine = Engine(CTX)
+    engine.apply([pod("live", 0)], at(0))
+    for i in range(150):
+        engine.apply([pod(f"c{i}", 1 + 2 * i)], at(1 + 2 * i))
+        engine.apply([pod(f"c{i}", 1 + 2 * i, end=2 + 2 * i)], at(2 + 2 * i))
+    view = only_incident(engine).view
+    assert view.open
+    assert len(view.alerts) <= 100 and "alertmanager:live" in view.alerts
+    assert "alertmanager:c149" in view.alerts and "alertmanager:c0" not in view.alerts
+    assert set(view.details["alert_info"]) == set(view.alerts)
