@@ -148,6 +148,12 @@ class KafkaBackendConfig(IntakeGateConfig):
     ssl_keyfile: str | None = None
     # Where the intake-side producer waits before answering 503.
     produce_timeout_seconds: float = Field(default=10.0, gt=0)
+    # The engine's broker calls (transaction begin/send/commit, fetches, restore reads) give up
+    # after this and rebuild the partition; and its watchdog restarts the engine's consumer and
+    # producers when records wait and none was decided for `engine_stall_seconds`
+    # (/readyz answers 503 meanwhile). See docs/kafka.md.
+    engine_call_timeout_seconds: float = Field(default=10.0, gt=0)
+    engine_stall_seconds: float = Field(default=30.0, gt=0)
     # Topic retention set by `kafka init` / topic creation (router.backends.kafka_topics):
     # `retention.ms` of the alerts log and the outbox, and of the compacted dead-letter and
     # delivery-record topics (cleanup.policy compact,delete). 0 keeps that topic's records

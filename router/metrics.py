@@ -158,6 +158,17 @@ class EngineMetrics:
             "incident_router_engine_transaction_aborts_total",
             "Engine commits that failed and were rolled back.", registry=registry,
         )
+        self.stalled = Gauge(
+            "incident_router_engine_stalled",
+            "1 while log events wait and the engine decided none for its stall limit "
+            "(Kafka backend: readiness fails and the watchdog restarts the engine).",
+            registry=registry,
+        )
+        self.restarts = Counter(
+            "incident_router_engine_restarts_total",
+            "Engine consumer and producer restarts by the stall watchdog (Kafka backend).",
+            registry=registry,
+        )
         self.sla_breaches = Counter(
             "incident_router_sla_breaches_total",
             "Incident SLAs breached (once per incident and SLA), by severity and SLA.",

@@ -12,7 +12,7 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -53,8 +53,10 @@ def binary(name: str) -> str:
 
 
 @contextlib.contextmanager
-def alertmanager(workdir: Path, config_yaml: str) -> Iterator[str]:
-    """Start the real Alertmanager with `config_yaml`; yield its base URL."""
+def alertmanager(workdir: Path, config_yaml: str,
+                 cluster: Sequence[str] = ("--cluster.listen-address=",)) -> Iterator[str]:
+    """Start the real Alertmanager with `config_yaml`; yield its base URL. `cluster`: its
+    gossip flags (by default none: a single instance)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "alertmanager.yml").write_text(config_yaml)
     port = free_port()
@@ -66,7 +68,7 @@ def alertmanager(workdir: Path, config_yaml: str) -> Iterator[str]:
                 f"--config.file={workdir / 'alertmanager.yml'}",
                 f"--storage.path={workdir / 'data'}",
                 f"--web.listen-address=127.0.0.1:{port}",
-                "--cluster.listen-address=",  # no gossip: a single instance
+                *cluster,
                 "--log.level=debug",
             ],
             stdout=out,

@@ -22,7 +22,20 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
    monitoring and `drained()`; a lower bound of the changelog's).
 5. revoked: wait for the batch in progress, drop the engine, close the producer.
 
-`ready()` is false until every assigned partition is restored.
+`ready()` is false until every assigned partition is restored, and while the engine is stalled.
+
+No stall without an alarm: every broker call of the engine is bounded by
+`engine_call_timeout_seconds` (a transaction that times out is aborted and its partition
+rebuilt, as after any failure). What no call timeout catches (a consumer that stopped fetching,
+a producer wedged after a broker crash) the watchdog does: it measures the lag against the
+broker's end offsets, and when work waits and the engine made no progress for
+`engine_stall_seconds` (`watchdog.stalled`) it marks the engine stalled (readiness fails,
+`incident_router_engine_stalled` is 1) and restarts the consumer and the producers. A lag the
+broker does not report (a failed or timed-out call, partitions not restored, no group yet) is
+unknown, not 0: the clock keeps running. Progress is a committed decision or a restore read;
+idle is a lag the broker confirmed as 0 with no timer overdue. The restarted member rejoins the
+group and restores from the changelog; the new producers' start fences the wedged ones, so
+their open transactions never commit.
 """
 
 from __future__ import annotations
@@ -34,7 +47,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TypeAlias
+from typing import Any, TypeAlias, TypeVar
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import ProducerFenced
@@ -42,7 +55,7 @@ from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
 from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
-from router.backends.tasks import cancelled
+from router.backends.watchdog import stall_limit, stalled, waiting
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
 from router.engine.ids import IncidentIds
@@ -54,6 +67,7 @@ from router.noise.silences import Silence
 log = logging.getLogger(__name__)
 
 Record: TypeAlias = "ConsumerRecord[bytes, bytes]"
+T = TypeVar("T")
 _ALERTS: TypeAdapter[list[Alert]] = TypeAdapter(list[Alert])
 # The next alerts offset to decide, in the state partition beside the groups (a group key
 # never starts with NUL, see `ids.IDS_KEY`).
@@ -127,10 +141,56 @@ class KafkaEngineRunner:
         self._positions: dict[TopicPartition, int] = {}  # decided, not yet a group offset
         self._offsets_due = asyncio.Event()
         self._offsets_task: asyncio.Task[None] | None = None
+        self._call_timeout = cfg.engine_call_timeout_seconds
+        self._stall_seconds = cfg.engine_stall_seconds
+        self.monotonic: Callable[[], float] = time.monotonic  # the watchdog's clock
+        self._last_progress = 0.0  # monotonic: the engine moved or was seen with nothing to do
+        self.stalled = False
+        # A transaction aborted since the last committed decision: rebuilding the partition
+        # again and again is not progress, however much of the changelog it reads.
+        self._failing = False
+        self._restarts_in_a_row = 0  # watchdog restarts since the last decision (back-off)
+        self._watchdog: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        await self._start_clients()
+        self._watchdog = asyncio.create_task(self._watch(), name="kafka-engine-watchdog")
+
+    async def stop(self) -> None:
+        await self._end(self._watchdog, "the engine watchdog")
+        self._watchdog = None
+        for opener in list(self._openers):
+            await self._end(opener, "a partition restore")
+        # Let the batch in progress commit, unless it hangs (each of its calls is bounded).
+        lock, held = self._lock, False
+        try:
+            async with asyncio.timeout(self._call_timeout):
+                await lock.acquire()
+            held = True
+        except TimeoutError:
+            log.warning("engine batch did not finish within %gs; cancelling it",
+                        self._call_timeout)
+        try:
+            await self._end(self._task, "the engine loop")
+            self._task = None
+        finally:
+            if held:
+                lock.release()
+        if self._offsets_task is not None:
+            await self._end(self._offsets_task, "the offset committer")
+            self._offsets_task = None
+            if self._consumer is not None:
+                with contextlib.suppress(Exception):
+                    async with asyncio.timeout(self._call_timeout):
+                        await self._commit_positions(self._consumer)
+        await self._stop_clients()
+
+    async def _start_clients(self) -> None:
+        """The restorer and the group consumer, subscribed, with the loop's tasks."""
+        self._last_progress = self.monotonic()
+        self._failing = False
         restorer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
@@ -139,49 +199,60 @@ class KafkaEngineRunner:
             fetch_max_wait_ms=50, max_partition_fetch_bytes=_RESTORE_FETCH_BYTES,
             fetch_max_bytes=4 * _RESTORE_FETCH_BYTES,
         )
-        await restorer.start()
         self._restorer = restorer
+        await self._bounded(restorer.start())
         consumer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=self._cfg.group_id,
             client_id="incident-router-engine", enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
         )
-        await consumer.start()
         self._consumer = consumer
-        consumer.subscribe([self._topics.alerts], listener=_Listener(self))
+        await self._bounded(consumer.start())
+        consumer.subscribe([self._topics.alerts], listener=_Listener(self, consumer))
         self._task = asyncio.create_task(self._run(), name="kafka-engine")
         self._offsets_task = asyncio.create_task(self._commit_offsets(),
                                                  name="kafka-engine-offsets")
 
-    async def stop(self) -> None:
-        for opener in list(self._openers):
-            await cancelled(opener)
-        async with self._lock:  # let the batch in progress commit
-            await cancelled(self._task)
-            self._task = None
-        if self._offsets_task is not None:
-            await cancelled(self._offsets_task)
-            self._offsets_task = None
-            if self._consumer is not None:
-                with contextlib.suppress(Exception):
-                    await self._commit_positions(self._consumer)
-        if self._consumer is not None:
-            await self._consumer.stop()  # leaves the group: the others take over at once
-            self._consumer = None
+    async def _stop_clients(self) -> None:
+        """Close the consumer (it leaves the group: the others take over at once), the
+        producers and the restorer; each bounded, since a wedged client is why we may be here."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            await self._bounded_stop(consumer.stop(), "engine consumer")
         await self._close(list(self._parts))
         self._assigned.clear()
-        if self._restorer is not None:
-            await self._restorer.stop()
-            self._restorer = None
+        self._joined = False
+        self._positions.clear()
+        restorer, self._restorer = self._restorer, None
+        if restorer is not None:
+            await self._bounded_stop(restorer.stop(), "restore consumer")
+
+    async def _bounded_stop(self, stopping: Awaitable[None], what: str) -> None:
+        # A longer bound than a call's: a consumer whose stop is cut short may stay in the
+        # group (heartbeating) with its partitions. Given up on, a fresh client replaces it.
+        await _within(stopping, max(self._call_timeout, self._stall_seconds),
+                      f"closing the {what}")
+
+    async def _end(self, task: asyncio.Task[Any] | None, what: str) -> None:
+        """Cancel `task` and wait for it, at most the call timeout (`_within`)."""
+        if task is not None:
+            task.cancel()
+            await _within(task, self._call_timeout, what)
 
     def ready(self) -> bool:
-        """Joined the group and every assigned partition restored."""
-        return self._joined and all(tp in self._parts for tp in self._assigned)
+        """Joined the group, every assigned partition restored and the engine not stalled."""
+        return (self._joined and not self.stalled
+                and all(tp in self._parts for tp in self._assigned))
 
     def set_context(self, context: EngineContext) -> None:
         self._context = _whole_resolved(context)
         for part in self._parts.values():
             part.engine.context = self._context
+
+    @property
+    def consumer(self) -> AIOKafkaConsumer | None:
+        """The group consumer (None while stopped or between a restart's stop and start)."""
+        return self._consumer
 
     @property
     def owned(self) -> list[int]:
@@ -202,15 +273,16 @@ class KafkaEngineRunner:
         consumer = self._consumer
         if consumer is None:
             raise RuntimeError("kafka engine is not started")
+        bounded = self._bounded
         partitions = consumer.partitions_for_topic(self._topics.alerts)
         if not partitions:
-            await consumer.topics()
+            await bounded(consumer.topics())
             partitions = consumer.partitions_for_topic(self._topics.alerts) or set()
         tps = [TopicPartition(self._topics.alerts, p) for p in sorted(partitions)]
-        end = await consumer.end_offsets(tps)
+        end = await bounded(consumer.end_offsets(tps))
         for tp in tps:
             while True:
-                if end[tp] == 0 or ((await consumer.committed(tp)) or 0) >= end[tp]:
+                if end[tp] == 0 or ((await bounded(consumer.committed(tp))) or 0) >= end[tp]:
                     break
                 await asyncio.sleep(0.05)
 
@@ -269,31 +341,32 @@ class KafkaEngineRunner:
         for tp in tps:
             old = self._parts.pop(tp, None)
             if old is not None:
-                await _stop_quietly(old.producer)
+                await self._stop_producer(old.producer)
         producers = {tp: AIOKafkaProducer(
             **client_kwargs(self._cfg),
             transactional_id=f"{self._cfg.group_id}-engine-{tp.partition}",
             client_id=f"incident-router-engine-{tp.partition}",
         ) for tp in tps}
+        bounded = self._bounded
         try:
             # InitProducerId: fences and aborts a previous owner's open transaction.
-            results = await asyncio.gather(*(p.start() for p in producers.values()),
+            results = await asyncio.gather(*(bounded(p.start()) for p in producers.values()),
                                            return_exceptions=True)
             for tp, result in zip(list(producers), results, strict=True):
                 if isinstance(result, BaseException):
                     log.warning("partition %d: producer did not start: %s", tp.partition,
                                 type(result).__name__)
-                    await _stop_quietly(producers.pop(tp))
+                    await self._stop_producer(producers.pop(tp))
             if not producers:
                 return False
             started = time.perf_counter()
             restored = await self._restore([tp.partition for tp in producers])
             self._metrics.restore_seconds.set(time.perf_counter() - started)
             committed = dict(zip(producers, await asyncio.gather(
-                *(consumer.committed(tp) for tp in producers)), strict=True))
+                *(bounded(consumer.committed(tp)) for tp in producers)), strict=True))
         except BaseException:
             for producer in producers.values():
-                await _stop_quietly(producer)
+                await self._stop_producer(producer)
             raise
         for tp, producer in producers.items():
             engine, position = restored[tp.partition]
@@ -303,9 +376,10 @@ class KafkaEngineRunner:
             if offset is not None:
                 consumer.seek(tp, offset)
             else:
-                await consumer.seek_to_beginning(tp)
+                await bounded(consumer.seek_to_beginning(tp))
             self._parts[tp] = Partition(tp, engine, producer, offset or 0)
             consumer.resume(tp)
+            self._progress(decided=False)
             log.info("partition %d restored: %d groups, from offset %s", tp.partition,
                      len(engine), offset)
         return len(producers) == len(tps)
@@ -324,13 +398,16 @@ class KafkaEngineRunner:
         positions: dict[int, int | None] = dict.fromkeys(partitions)
         tps = [TopicPartition(self._topics.state, p) for p in partitions]
         restorer.assign(tps)
+        bounded = self._bounded
         try:
-            await restorer.seek_to_beginning(*tps)
-            end = await restorer.end_offsets(tps)
+            await bounded(restorer.seek_to_beginning(*tps))
+            end = await bounded(restorer.end_offsets(tps))
             behind = {tp for tp in tps if end[tp] > 0}
             while behind:
-                data = await restorer.getmany(*behind, timeout_ms=200,
-                                              max_records=_RESTORE_RECORDS)
+                data = await bounded(restorer.getmany(*behind, timeout_ms=200,
+                                                      max_records=_RESTORE_RECORDS))
+                if data:
+                    self._progress(decided=False)  # a long restore is not a stall
                 for tp, records in data.items():
                     load = engines[tp.partition].load
                     for r in records:
@@ -342,7 +419,7 @@ class KafkaEngineRunner:
                         else:
                             load(key, r.value)
                 for tp in list(behind):
-                    if await restorer.position(tp) >= end[tp]:
+                    if await bounded(restorer.position(tp)) >= end[tp]:
                         behind.discard(tp)
         finally:
             restorer.pause(*tps)  # no fetching (long polls) between restores
@@ -352,7 +429,17 @@ class KafkaEngineRunner:
         for tp in tps:
             part = self._parts.pop(tp, None)
             if part is not None:
-                await _stop_quietly(part.producer)
+                await self._stop_producer(part.producer)
+
+    async def _stop_producer(self, producer: AIOKafkaProducer) -> None:
+        """Close a transactional producer; bounded, since a producer that cannot reach the
+        broker may wait to flush (its open transaction is aborted by the next owner's start)."""
+        await self._bounded_stop(producer.stop(), "transactional producer")
+
+    async def _bounded(self, call: Awaitable[T]) -> T:
+        """`call` (a broker request), TimeoutError after `engine_call_timeout_seconds`."""
+        async with asyncio.timeout(self._call_timeout):
+            return await call
 
     # --- the loop --------------------------------------------------------------------------
 
@@ -362,8 +449,8 @@ class KafkaEngineRunner:
         while True:
             try:
                 await self._reopen_failed()
-                data = await consumer.getmany(timeout_ms=self._poll_timeout_ms(),
-                                              max_records=self._max_records())
+                data = await self._bounded(consumer.getmany(
+                    timeout_ms=self._poll_timeout_ms(), max_records=self._max_records()))
                 async with self._lock:
                     now = self.clock()
                     work = []
@@ -430,8 +517,9 @@ class KafkaEngineRunner:
             raise
         except Exception as exc:
             self._metrics.aborts.inc()
-            with contextlib.suppress(Exception):
-                await part.producer.abort_transaction()
+            self._failing = True
+            with contextlib.suppress(Exception):  # the transaction context aborted it already
+                await self._bounded(part.producer.abort_transaction())
             if isinstance(exc, ProducerFenced):
                 # A newer owner exists: stop here, the rebalance hands the partition over.
                 log.warning("partition %d: fenced by a newer owner", part.tp.partition)
@@ -455,11 +543,13 @@ class KafkaEngineRunner:
                           part.tp.partition, r.offset)
         batch = part.engine.apply(events, now)
         if batch.empty and not records:
+            self._progress(decided=False)  # a due timer with nothing to say: handled
             return
         views = self._views(part, batch)
         await self._commit(part, batch, views, records)
         if records:
             part.position = records[-1].offset + 1
+        self._progress(decided=True)
         for key, value in views.items():
             if value is None:
                 part.views.pop(key, None)
@@ -496,32 +586,37 @@ class KafkaEngineRunner:
         # Keyed by group key like the alerts topic: the same partition when the counts agree.
         n_part = self._co_partition(topics.notifications, p)
         v_part = self._co_partition(topics.alerts_view, p)
-        await producer.begin_transaction()
-        sent = []
-        send = producer.send
-        for key, value in batch.encoded.items():
-            sent.append(await send(topics.state, value=value, key=key.encode(), partition=p))
-        for n in batch.notifications:
-            sent.append(await send(topics.notifications, key=n.group_key.encode(),
-                                   value=n.model_dump_json().encode(), partition=n_part))
-        for key, view in views.items():
-            sent.append(await send(topics.alerts_view, value=view, key=key.encode(),
-                                   partition=v_part))
-        first_incident = len(sent)
         incidents = [(i, v.model_dump_json().encode()) for i, v in batch.incidents.items()]
-        for incident_id, value in incidents:
-            sent.append(await send(topics.incidents_view, key=incident_id.encode(),
-                                   value=value))
-        if records:
-            sent.append(await send(topics.state, key=_POSITION_KEY_BYTES, partition=p,
-                                   value=b"%d" % (records[-1].offset + 1)))
-        results = await asyncio.gather(*sent, return_exceptions=True)
-        for result in results:
-            if isinstance(result, BaseException):
-                raise result
-        if self.before_commit is not None:
-            await self.before_commit(part.tp)
-        await producer.commit_transaction()
+        # One bound for the whole transaction (begin, sends, commit): after a broker crash a
+        # transactional producer can wait forever on a coordinator; the abort and rebuild in
+        # `_decide_safely` recover, and the next owner's producer start fences this one. The
+        # outer bound covers the context's abort on the way out of a failed transaction, which
+        # waits for the broker with no bound of its own.
+        async with (asyncio.timeout(2 * self._call_timeout),
+                    asyncio.timeout(self._call_timeout), producer.transaction()):
+            sent = []
+            send = producer.send
+            for key, value in batch.encoded.items():
+                sent.append(await send(topics.state, value=value, key=key.encode(), partition=p))
+            for n in batch.notifications:
+                sent.append(await send(topics.notifications, key=n.group_key.encode(),
+                                       value=n.model_dump_json().encode(), partition=n_part))
+            for key, view in views.items():
+                sent.append(await send(topics.alerts_view, value=view, key=key.encode(),
+                                       partition=v_part))
+            first_incident = len(sent)
+            for incident_id, value in incidents:
+                sent.append(await send(topics.incidents_view, key=incident_id.encode(),
+                                       value=value))
+            if records:
+                sent.append(await send(topics.state, key=_POSITION_KEY_BYTES, partition=p,
+                                       value=b"%d" % (records[-1].offset + 1)))
+            results = await asyncio.gather(*sent, return_exceptions=True)
+            for result in results:
+                if isinstance(result, BaseException):
+                    raise result
+            if self.before_commit is not None:
+                await self.before_commit(part.tp)
         metas = results[first_incident:first_incident + len(incidents)]
         for (incident_id, value), meta in zip(incidents, metas, strict=True):
             # This replica reads its own incident writes at once (the tail follows).
@@ -557,7 +652,145 @@ class KafkaEngineRunner:
         offsets = {tp: o for tp, o in self._positions.items() if tp in owned}
         self._positions.clear()
         if offsets:
-            await consumer.commit(offsets)
+            await self._bounded(consumer.commit(offsets))
+
+    # --- the watchdog ----------------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Check for a stall a few times per stall limit; restart the clients on one."""
+        interval = min(1.0, self._stall_seconds / 4)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self._check()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # e.g. a restart while the broker is still away
+                log.warning("engine watchdog: %s", type(exc).__name__)
+
+    async def _check(self) -> None:
+        """Stalled stays set through the restart and the restore, until a decision commits
+        or nothing waits: readiness comes back when the engine decides again."""
+        limit = stall_limit(self._stall_seconds, self._restarts_in_a_row)
+        if self._consumer is None:  # the last restart could not start the clients: again
+            if self.monotonic() - self._last_progress >= limit:
+                self._restarts_in_a_row += 1
+                await self._restart()
+            return
+        lag = await self._broker_lag()
+        overdue = self._overdue()
+        now = self.monotonic()
+        if not waiting(lag, overdue):
+            self._progress(decided=True)
+        elif stalled(lag, overdue, self._last_progress, now, limit):
+            self._mark_stalled(True)
+            log.warning("engine stalled: %s records wait%s and nothing was decided for %.0fs; "
+                        "restarting the engine's consumer and producers",
+                        "unknown" if lag is None else lag,
+                        " (a timer is overdue)" if overdue else "", now - self._last_progress)
+            self._restarts_in_a_row += 1
+            await self._restart()
+
+    def _progress(self, *, decided: bool) -> None:
+        """The engine moved (or was seen idle): the stall clock starts again. Only a decision
+        (or idleness) ends a stall; a restore read does not, nor counts at all when it
+        rebuilds a partition whose transaction failed."""
+        if decided:
+            self._failing = False
+            self._restarts_in_a_row = 0
+            self._mark_stalled(False)
+        elif self._failing:
+            return
+        self._last_progress = self.monotonic()
+
+    def _mark_stalled(self, stuck: bool) -> None:
+        if stuck != self.stalled:
+            self.stalled = stuck
+            self._metrics.stalled.set(int(stuck))
+
+    def _overdue(self) -> bool:
+        """Work that is not records: a timer past its deadline (the loop takes it within a
+        second when it can commit), or a partition fenced and never revoked."""
+        now = self.clock()
+        for part in list(self._parts.values()):
+            deadline = part.engine.next_deadline()
+            if part.fenced or (deadline is not None and deadline <= now):
+                return True
+        return False
+
+    async def _broker_lag(self) -> int | None:
+        """Undecided records on the owned partitions, from the broker's end offsets (the
+        consumer's own view goes stale when it stops fetching). None when it is unknown: not
+        in the group (yet), a partition not restored, or the broker did not answer."""
+        consumer = self._consumer
+        if consumer is None or not self._joined:
+            return None
+        parts = dict(self._parts)
+        if any(tp not in parts for tp in self._assigned):
+            return None
+        if not parts:
+            return 0
+        try:
+            # Bounded by the stall limit too: the check must not wait longer than it watches.
+            async with asyncio.timeout(min(self._call_timeout, self._stall_seconds)):
+                end = await consumer.end_offsets(list(parts))
+        except Exception as exc:
+            log.info("engine watchdog: end offsets unavailable (%s)", type(exc).__name__)
+            return None
+        if any(tp not in end for tp in parts):
+            return None
+        lag: int = sum(max(0, end[tp] - part.position) for tp, part in parts.items())
+        self.last_lag = lag
+        self._metrics.lag.set(lag)
+        return lag
+
+    async def _restart(self) -> None:
+        """Drop the wedged consumer and producers and start fresh ones: the new member rejoins
+        the group and restores its partitions from the changelog, as after a process restart.
+
+        The loop is cancelled without waiting for the lock: the batch in progress is what hangs.
+        Its transaction never commits (the new producers fence it), so nothing is decided twice.
+        """
+        self._metrics.restarts.inc()
+        for opener in list(self._openers):
+            await self._end(opener, "a partition restore")
+        await self._end(self._task, "the engine loop")
+        self._task = None
+        await self._end(self._offsets_task, "the offset committer")
+        self._offsets_task = None
+        self._lock = asyncio.Lock()  # a cancelled holder may still be unwinding on the old one
+        await self._stop_clients()
+        self._metrics.owned_partitions.set(0)
+        try:
+            await self._start_clients()
+        except Exception:  # the broker is still away: `_check` tries again
+            await self._stop_clients()
+            raise
+        log.info("engine consumer and producers restarted; rejoining the group")
+
+
+async def _within(work: Awaitable[Any], seconds: float, what: str) -> None:
+    """Wait for `work` (a client's stop, a cancelled task) at most `seconds`, then cancel it
+    and leave it behind. Waited on as a task, not under `asyncio.timeout`: aiokafka's stop()
+    suppresses a CancelledError where it awaits its own tasks, which would swallow the
+    timeout's and leave the watchdog waiting on the wedged client it is replacing."""
+    task = asyncio.ensure_future(work)
+    try:
+        done, _ = await asyncio.wait({task}, timeout=seconds)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    if not done:
+        task.cancel()
+        task.add_done_callback(_ignore_outcome)
+        log.warning("%s did not finish within %gs; left behind", what, seconds)
+    elif not task.cancelled() and (exc := task.exception()) is not None:
+        log.warning("%s failed: %s", what, type(exc).__name__)
+
+
+def _ignore_outcome(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()  # retrieved: it was given up on
 
 
 def _position(value: bytes | None) -> int | None:
@@ -574,18 +807,22 @@ _POSITION_KEY_BYTES = POSITION_KEY.encode()
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    def __init__(self, runner: KafkaEngineRunner) -> None:
+    """Passes one consumer's rebalances to the runner, as long as it is the runner's consumer:
+    a consumer the watchdog replaced (and whose stop timed out) must not touch the new one's
+    partitions."""
+
+    def __init__(self, runner: KafkaEngineRunner, consumer: AIOKafkaConsumer) -> None:
         self._runner = runner
+        self._consumer = consumer
+
+    def _current(self) -> bool:
+        return self._runner.consumer is self._consumer
 
     async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
-        await self._runner.revoked(revoked)
+        if self._current():
+            await self._runner.revoked(revoked)
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
-        await self._runner.assigned(assigned)
+        if self._current():
+            await self._runner.assigned(assigned)
 
-
-async def _stop_quietly(producer: AIOKafkaProducer) -> None:
-    try:
-        await producer.stop()
-    except Exception as exc:
-        log.debug("closing a transactional producer: %s", type(exc).__name__)

@@ -3,6 +3,10 @@
 One broker per session, started on first use (the jars are fetched into the cache if missing).
 `KAFKA_BOOTSTRAP=host:port` uses an existing broker instead. A broker that cannot start fails
 the tests with its log tail; it never skips them.
+
+A module whose tests kill the broker, or must not depend on what earlier tests did to the
+session's (a restart leaves leaders and coordinators moving for a while), asks for
+`module_kafka_broker` instead: a broker process of its own, for that module only.
 """
 
 from __future__ import annotations
@@ -84,6 +88,25 @@ def kafka_broker(_session_kafka: KafkaBroker | None) -> Iterator[KafkaBroker]:
     yield _session_kafka
     if not _session_kafka.running():
         _start(_session_kafka)
+
+
+@pytest.fixture(scope="module")
+def _module_kafka() -> Iterator[KafkaBroker]:
+    broker = KafkaBroker()
+    _start(broker)
+    yield broker
+    broker.close()
+
+
+@pytest.fixture
+def module_kafka_broker(_module_kafka: KafkaBroker) -> Iterator[KafkaBroker]:
+    """The test module's own broker, which its tests may kill and restart; up again (same
+    port and data) for the next test if one left it down."""
+    if not _module_kafka.running():
+        _start(_module_kafka)
+    yield _module_kafka
+    if not _module_kafka.running():
+        _start(_module_kafka)
 
 
 @pytest.fixture
