@@ -4,11 +4,13 @@
 
 For every router row of that run with a py-spy profile next to it (`bench/run.py --profile
 py-spy` writes `<stamp>-<name>.txt`, collapsed stacks with sample counts), each sample is put
-in the stage of its innermost frame that names one (table `STAGES`), and the stage's share of
-the samples is multiplied by the row's CPU per alert (user+system time of the process over the
-measured window / alerts accepted). So the table is CPU time, not wall-clock: it holds on a
-shared machine, where throughput does not. py-spy samples on-CPU threads only (a thread
-waiting on a lock or the disk is idle), so samples track CPU; the profile includes the warm-up.
+in the stage of its innermost frame that names one (table `STAGES`). CPU time, not
+wall-clock, so the table holds on a shared machine where throughput does not: the kernel's
+per-thread CPU over the measured window (`thread_cpu_s` in the JSON: the event loop's thread
+and the SQLite commit thread) is divided by the alerts accepted, and each thread's CPU is
+split over the stages by that thread's share of samples. Per thread, because py-spy counts a
+runnable thread waiting for the one core as active: in the am1 run of 2026-12-05 the commit
+thread had 25% of the samples and used 12% of the CPU. The profile includes the warm-up.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import json
 import re
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 # (stage, pattern on one frame "function (file:line)"); per frame, the first that matches.
 STAGES: list[tuple[str, str]] = [
@@ -52,22 +55,39 @@ def stage_of(frames: list[str]) -> str:
     return ORDER[-1]
 
 
-def stages(profile: Path) -> tuple[Counter[str], Counter[str], int]:
-    """Samples per stage, unmatched stacks' leaves, total samples."""
-    counts: Counter[str] = Counter()
+def stages(profile: Path) -> tuple[dict[bool, Counter[str]], Counter[str]]:
+    """Samples per stage of the main thread (True) and the others (False); the leaves of
+    stacks in no stage."""
+    counts: dict[bool, Counter[str]] = {True: Counter(), False: Counter()}
     unmatched: Counter[str] = Counter()
-    total = 0
     for line in profile.read_text().splitlines():
         stack, _, n = line.rpartition(" ")
         if not stack:
             continue
         frames = stack.split(";")
         stage = stage_of(frames)
-        counts[stage] += int(n)
-        total += int(n)
+        counts[frames[0].startswith("<module>")][stage] += int(n)
         if stage == ORDER[-1]:
             unmatched[";".join(f.split(" (")[0] for f in frames[-3:])] += int(n)
-    return counts, unmatched, total
+    return counts, unmatched
+
+
+def per_alert_us(row: dict[str, Any], counts: dict[bool, Counter[str]]) -> dict[str, float]:
+    """µs of CPU per alert by stage: each thread's CPU over its own samples."""
+    threads: dict[str, float] = row["extra"].get("thread_cpu_s") or {}
+    alerts = row["extra"].get("alerts") or 0
+    if not threads or not alerts:  # an older run: the process's CPU over all samples
+        both = counts[True] + counts[False]
+        total = sum(both.values())
+        return {k: v / total * row["cpu_s_per_1k"] * 1000 for k, v in both.items()}
+    cpu = {True: threads.get("main", 0.0),
+           False: sum(v for k, v in threads.items() if k != "main")}
+    out: Counter[str] = Counter()
+    for main, samples in counts.items():
+        total = sum(samples.values())
+        for stage, n in samples.items():
+            out[stage] += n / total * cpu[main] / alerts * 1e6
+    return dict(out)
 
 
 def main() -> None:
@@ -84,14 +104,16 @@ def main() -> None:
         profile = args.result.with_name(f"{stamp}-embedded-{row['payload']}.txt")
         if not profile.exists():
             continue
-        per_alert_us = row["cpu_s_per_1k"] * 1000
-        counts, unmatched, total = stages(profile)
-        print(f"\n{row['payload']}: {per_alert_us:.0f} µs CPU per alert, "
-              f"{row['alerts_s']:,.0f} alerts/s, {total} samples")
-        print("| stage | share of samples | µs CPU per alert |\n|---|---|---|")
+        counts, unmatched = stages(profile)
+        us = per_alert_us(row, counts)
+        total = sum(us.values())
+        threads = row["extra"].get("thread_cpu_s") or {}
+        print(f"\n{row['payload']}: {row['cpu_s_per_1k'] * 1000:.0f} µs CPU per alert "
+              f"(process), {row['alerts_s']:,.0f} alerts/s; thread CPU s "
+              + ", ".join(f"{k} {v:.2f}" for k, v in threads.items()))
+        print("| stage | µs CPU per alert | share |\n|---|---|---|")
         for stage in ORDER:
-            share = counts[stage] / total if total else 0.0
-            print(f"| {stage} | {share:.1%} | {share * per_alert_us:.0f} |")
+            print(f"| {stage} | {us.get(stage, 0.0):.0f} | {us.get(stage, 0.0) / total:.1%} |")
         for stack, n in unmatched.most_common(args.unmatched):
             print(f"  unmatched {n:5d} {stack}")
 
