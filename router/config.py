@@ -20,6 +20,7 @@ from router.durations import Duration
 from router.escalation import OnCallConfig
 from router.model import Severity
 from router.noise.business_hours import Calendar
+from router.noise.digest import DigestConfig, TicketsConfig
 from router.noise.heartbeats import Heartbeat
 from router.noise.inhibit import InhibitRule
 from router.noise.windows import MaintenanceWindow
@@ -282,6 +283,11 @@ class IncidentsConfig(Strict):
     reopen_window: Duration = timedelta(hours=1)
     # A Slack channel per incident (none: no channels are created).
     slack_channels: SlackChannelsConfig | None = None
+    # The incident inhibition rule (docs/noise.md): an open incident at or above `inhibit_at`
+    # for a service keeps that service's less severe alerts quiet (reason `incident`); they
+    # are listed on its timeline instead of paging, and notify when it closes if still firing.
+    inhibit_lower_severity: bool = True
+    inhibit_at: Severity = Severity.SEV1
 
 
 class BusinessHoursConfig(Strict):
@@ -292,6 +298,10 @@ class BusinessHoursConfig(Strict):
     # The calendar of alerts whose team has none below (none: such alerts are not deferred).
     default: str | None = None
     teams: dict[str, str] = Field(default_factory=dict)  # team -> calendar name
+    # What chat receivers (slack, teams) hear of a deferred alert: `quiet`, one post that
+    # mentions nobody and says until when it waits; `none`, nothing until the opening.
+    # Paging receivers always wait.
+    chat_when_deferred: Literal["quiet", "none"] = "none"
 
     @model_validator(mode="after")
     def _known(self) -> BusinessHoursConfig:
@@ -326,6 +336,9 @@ class Config(Strict):
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
     maintenance_windows: list[MaintenanceWindow] = Field(default_factory=list)
     business_hours: BusinessHoursConfig = BusinessHoursConfig()
+    # Where severities with `route: digest` / `route: ticket` go (router.noise.digest).
+    digest: DigestConfig = DigestConfig()
+    tickets: TicketsConfig = TicketsConfig()
     heartbeats: list[Heartbeat] = Field(default_factory=list)
     slack: SlackAppConfig | None = None
     pagerduty_webhook: PagerDutyWebhookConfig | None = None
@@ -347,6 +360,18 @@ class Config(Strict):
     base_dir: str = Field(default=".", exclude=True)
     # The file it was read from, for messages about it.
     source: str = Field(default="router.yaml", exclude=True)
+
+    @model_validator(mode="after")
+    def _routes(self) -> Config:
+        for sev in Severity:
+            route = self.severities.for_severity(sev).route
+            if route == "digest" and not self.digest.receivers:
+                raise ValueError(f"severities.{sev.value}.route: digest needs digest.receivers "
+                                 "(who gets the daily summary)")
+            if route == "ticket" and not self.tickets.receivers:
+                raise ValueError(f"severities.{sev.value}.route: ticket needs "
+                                 "tickets.receivers (who files the tickets)")
+        return self
 
     def resolve(self, path: str) -> Path:
         p = Path(path)
@@ -376,6 +401,8 @@ class Config(Strict):
             refs.append(("incidents.statuspage_receiver", [self.incidents.statuspage_receiver]))
         refs += [(f"heartbeats.{i}.receivers", list(h.receivers))
                  for i, h in enumerate(self.heartbeats)]
+        refs += [("digest.receivers", list(self.digest.receivers)),
+                 ("tickets.receivers", list(self.tickets.receivers))]
         for path, names in refs:
             problems.extend(f"{self.source}: {path}: unknown receiver {n!r} {known}"
                             for n in names if n not in seen)

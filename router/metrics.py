@@ -109,7 +109,7 @@ NOTIFICATION_KINDS = (
 )
 SEVERITIES = ("SEV1", "SEV2", "SEV3", "SEV4")
 SLAS = ("ack", "resolve")
-QUIET_REASONS = ("silenced", "maintenance", "inhibited", "deferred")  # engine.quiet.REASONS
+QUIET_REASONS = ("silenced", "maintenance", "inhibited", "incident", "deferred")  # quiet.REASONS
 
 
 class EngineMetrics:
@@ -166,7 +166,7 @@ class EngineMetrics:
         self.quieted = Counter(
             "incident_router_alerts_quieted_total",
             "Firing alerts kept quiet (not notified) by reason: silenced, maintenance, "
-            "inhibited, deferred (once each time an alert becomes quiet).",
+            "inhibited, incident, deferred (once each time an alert becomes quiet).",
             ["reason"], registry=registry,
         )
         self.unknown_commands = Counter(

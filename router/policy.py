@@ -19,6 +19,9 @@ from router.durations import Duration
 from router.model import Severity
 
 Response = Literal["page_everyone", "page_oncall", "chat_business_hours", "backlog"]
+# Where a severity's group notifications go: its receivers (`page`), the daily digest
+# (`digest`), or the ticket receivers (`ticket`); `router.noise.digest`.
+Route = Literal["page", "digest", "ticket"]
 
 
 class SeverityPolicy(BaseModel):
@@ -29,6 +32,7 @@ class SeverityPolicy(BaseModel):
     resolve_sla: Duration | None = None
     response: Response = "backlog"
     receivers: list[str] = Field(default_factory=list)
+    route: Route = "page"
     # An incident opened by alerts resolves itself when all of its alerts have resolved;
     # false keeps it open until a person resolves it (declared incidents always wait).
     auto_resolve: bool = True

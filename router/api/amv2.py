@@ -25,7 +25,7 @@ from pydantic import ValidationError
 from router import __version__
 from router.api.keys import BACKEND, RUNTIME
 from router.api.ops import require_api_token
-from router.api.quiet import quiet_reasons
+from router.api.quiet import open_incidents, quiet_reasons
 from router.api.webhooks import read_body
 from router.backends.base import Backend, LogUnavailable
 from router.engine.noise import NOISE_KEY, SILENCE
@@ -193,7 +193,8 @@ async def list_alerts(request: web.Request) -> web.Response:
     backend = request.app[BACKEND]
     now = utcnow()
     alerts = await backend.current_alerts(status=Status.FIRING.value, limit=10_000)
-    reasons = quiet_reasons(alerts, await backend.silences(), request, now)
+    reasons = quiet_reasons(alerts, await backend.silences(), request, now,
+                            await open_incidents(backend, request))
     show_active, show_silenced = _bool(request, "active", True), _bool(request, "silenced", True)
     show_inhibited = _bool(request, "inhibited", True)
     receiver = request.query.get("receiver")

@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from router.api.drain import DRAIN
 from router.api.keys import BACKEND, RUNTIME
 from router.api.pagination import paginated
-from router.api.quiet import quiet_reasons
+from router.api.quiet import open_incidents, quiet_reasons
 from router.api.webhooks import error_response, json_response
 from router.backends.pages import Page
 from router.model import Alert, Status, utcnow
@@ -78,7 +78,8 @@ async def list_alerts(request: web.Request) -> web.Response:
     async def page(limit: int, cursor: str | None) -> Page[Alert]:
         found = await backend.alert_page(status=status, source=source, limit=limit,
                                          cursor=cursor)
-        quiet.update(quiet_reasons(found.items, await backend.silences(), request, utcnow()))
+        quiet.update(quiet_reasons(found.items, await backend.silences(), request, utcnow(),
+                                   await open_incidents(backend, request)))
         return found
 
     quiet: dict[str, dict[str, Any]] = {}

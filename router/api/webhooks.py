@@ -45,6 +45,20 @@ def error_response(status: int, message: str, **headers: str) -> web.Response:
     return json_response(status, {"status": "error", "error": message}, **headers)
 
 
+def unavailable(exc: LogUnavailable) -> web.Response:
+    """503: retry later. Says whether the alerts may have been stored all the same (a Kafka
+    produce that timed out), so nobody reads the answer as "lost": either way a retry is safe,
+    the engine recognises a stored one as a duplicate."""
+    if exc.maybe_stored:
+        message = ("the alert log did not confirm the alerts in time; they may still have been "
+                   "stored and then are delivered once: retry, a repeat is recognised")
+    else:
+        message = "the alert log cannot take alerts now, nothing was stored: retry later"
+    return json_response(503, {"status": "error", "error": message,
+                               "stored": "unknown" if exc.maybe_stored else False},
+                         **{"Retry-After": "5"})
+
+
 async def read_body(request: web.Request, limit: int) -> bytes:
     """The body within `limit` bytes (413) and the read deadline (408, router.api.requests)."""
     try:
@@ -129,8 +143,7 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
             metrics.unavailable.labels(source).inc()
             log.error("intake refused %d %s alerts: %s", len(events), source, exc,
                       extra={"source": source, "request_id": request_id(request)})
-            return error_response(503, "the alert log cannot take alerts now, retry later",
-                                  **{"Retry-After": "5"})
+            return unavailable(exc)
         metrics.received.labels(source).inc(len(accepted))
         count_firing(request, accepted)
     return json_response(200, {"status": "success", "accepted": len(accepted)})

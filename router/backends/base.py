@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
+from router.backends.filters import AlertField, AlertQuery
 from router.backends.pages import Page
 from router.delivery.outbox import DeadLetters, Outbox
 from router.delivery.records import DeliveryStore
@@ -17,7 +18,15 @@ LogEvent = AlertEvent | AlertsEvent | CommandEvent
 
 
 class LogUnavailable(Exception):
-    """The log cannot take the events now; intake answers 503 with Retry-After."""
+    """The log cannot take the events now; intake answers 503 with Retry-After.
+
+    `maybe_stored`: the log may still have them (a broker that did not acknowledge in time can
+    take them later): a retry is then a duplicate, which the engine recognises.
+    """
+
+    def __init__(self, message: str, *, maybe_stored: bool = False) -> None:
+        super().__init__(message)
+        self.maybe_stored = maybe_stored
 
 
 class Log(Protocol):
@@ -92,6 +101,31 @@ class Backend(Protocol):
 
     async def silences(self) -> list[Silence]:
         """Every silence the engine holds (expired ones for their retention too)."""
+        ...
+
+    # --- the console's filtered and summary reads (bounded, whatever the volume) ---------
+
+    async def alert(self, key: str) -> Alert | None:
+        """The current alert `<source>:<fingerprint>`, if there is one."""
+        ...
+
+    async def alert_search(self, query: AlertQuery, limit: int = 100,
+                           cursor: str | None = None) -> Page[Alert]:
+        """One page of the current alerts `query` keeps, ordered and paged as `alert_page`
+        (whose cursors it shares); `total` counts every match."""
+        ...
+
+    async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
+        """How many current alerts `query` keeps, by their value of `by` ("" for none)."""
+        ...
+
+    async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
+        """Open incidents, most urgent first: worst severity, then the longest open (then
+        id); at most `limit`, after the first `offset` of them."""
+        ...
+
+    async def incident_counts(self, status: str | None = None) -> dict[str, int]:
+        """How many incidents (`status` as in `incidents`) there are, by severity."""
         ...
 
 

@@ -19,6 +19,7 @@ from router.backends.base import LogEvent, LogUnavailable
 from router.backends.embedded_engine import EmbeddedEngineRunner
 from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
 from router.backends.embedded_retention import Retention, RetentionPolicy
+from router.backends.filters import ALERT_FIELDS, DERIVED_LABELS, AlertField, AlertQuery
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.metrics import StorageMetrics
 from router.backends.pages import Page, SortKey, decode_cursor, encode_cursor
@@ -57,6 +58,32 @@ CREATE INDEX IF NOT EXISTS alerts_page ON alerts (event_time, key);
 CREATE INDEX IF NOT EXISTS alerts_resolved ON alerts (event_time) WHERE status = 'resolved';
 """
 
+# The console's filters and counts (router.backends.filters) on fields only the body holds,
+# as indexed expressions; queries must spell them exactly as `_ALERT_SQL` does to use them.
+# (After every table: `incidents` comes with the engine's schema.)
+READ_INDEXES = """
+CREATE INDEX IF NOT EXISTS alerts_severity
+    ON alerts (json_extract(CAST(body AS TEXT), '$.severity'));
+CREATE INDEX IF NOT EXISTS alerts_service
+    ON alerts (json_extract(CAST(body AS TEXT), '$.service'));
+CREATE INDEX IF NOT EXISTS alerts_team ON alerts (json_extract(CAST(body AS TEXT), '$.team'));
+CREATE INDEX IF NOT EXISTS alerts_group_key
+    ON alerts (json_extract(CAST(body AS TEXT), '$.group_key'));
+-- The incident list: open ones, worst severity first, then the longest open.
+CREATE INDEX IF NOT EXISTS incidents_urgent ON incidents (severity, opened_at, id)
+    WHERE status != 'resolved';
+"""
+
+def _in_body(field: str) -> str:
+    # CAST: SQLite's JSON functions refuse a BLOB.
+    return f"json_extract(CAST(body AS TEXT), '$.{field}')"
+
+
+_ALERT_SQL: dict[AlertField, str] = {
+    "status": "status", "source": "source", "severity": _in_body("severity"),
+    "service": _in_body("service"), "team": _in_body("team"), "group_key": _in_body("group_key"),
+}
+
 _UPSERT_ALERT = """
 INSERT INTO alerts (key, source, status, event_time, body) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
@@ -65,6 +92,9 @@ ON CONFLICT (key) DO UPDATE SET
 WHERE excluded.event_time >= alerts.event_time
 """
 
+
+# A WHERE condition and its value(s): applied only when the value is given (see `_where`).
+Condition = tuple[str, str | tuple[str, ...] | None]
 
 # Told after each commit: the log offset of the first event and the events, in order.
 Committed = Callable[[int, Sequence[LogEvent]], None]
@@ -135,7 +165,7 @@ class EmbeddedBackend:
                  retention: RetentionPolicy | None = None,
                  registry: CollectorRegistry | None = None,
                  clock: Callable[[], datetime] = utcnow) -> None:
-        schema = SCHEMA + embedded_engine.SCHEMA + embedded_outbox.SCHEMA
+        schema = SCHEMA + embedded_engine.SCHEMA + embedded_outbox.SCHEMA + READ_INDEXES
         self._limits = gate or IntakeGateConfig()
         self.gate = IntakeGate(self._behind, self._limits.intake_max_wait_seconds)
         self.db = Database(path, schema, synchronous=synchronous,
@@ -177,7 +207,7 @@ class EmbeddedBackend:
             return False
         return True
 
-    async def _select_bodies(self, table: str, conditions: list[tuple[str, str | None]],
+    async def _select_bodies(self, table: str, conditions: list[Condition],
                              order: str, limit: int) -> list[bytes]:
         """`body` of the rows matching every condition (see `_where`)."""
         where, args = _where(conditions)
@@ -191,7 +221,7 @@ class EmbeddedBackend:
     async def current_alerts(
         self, status: str | None = None, source: str | None = None, limit: int = 1000
     ) -> list[Alert]:
-        conditions = [("status = ?", status), ("source = ?", source)]
+        conditions: list[Condition] = [("status = ?", status), ("source = ?", source)]
         bodies = await self._select_bodies("alerts", conditions, "event_time DESC", limit)
         return [Alert.model_validate(orjson.loads(b)) for b in bodies]
 
@@ -207,13 +237,8 @@ class EmbeddedBackend:
                         group_key: str | None = None) -> list[Incident]:
         """Newest first; `status` one of investigating|identified|monitoring|resolved, or
         "open" for every unresolved one."""
-        conditions: list[tuple[str, str | None]] = [("group_key = ?", group_key)]
-        if status == "open":
-            conditions.append(("status != 'resolved'", None))
-        else:
-            conditions.append(("status = ?", status))
-        bodies = await self._select_bodies("incidents", conditions, "opened_at DESC, rowid DESC",
-                                           limit)
+        bodies = await self._select_bodies("incidents", _incident_conditions(status, group_key),
+                                           "opened_at DESC, rowid DESC", limit)
         return [Incident.model_validate_json(b) for b in bodies]
 
     async def incident(self, incident_id: str) -> Incident | None:
@@ -240,23 +265,56 @@ class EmbeddedBackend:
     async def incident_page(self, status: str | None = None, group_key: str | None = None,
                             limit: int = 100, cursor: str | None = None) -> Page[Incident]:
         """Newest (opened_at, id) first; `status` as in `incidents`."""
-        conditions: list[tuple[str, str | None]] = [("group_key = ?", group_key)]
-        if status == "open":
-            conditions.append(("status != 'resolved'", None))
-        else:
-            conditions.append(("status = ?", status))
-        return await self._page("incidents", "opened_at", "id", conditions, limit, cursor,
+        return await self._page("incidents", "opened_at", "id",
+                                _incident_conditions(status, group_key), limit, cursor,
                                 Incident.model_validate_json)
 
     async def alert_page(self, status: str | None = None, source: str | None = None,
                          limit: int = 100, cursor: str | None = None) -> Page[Alert]:
         """Latest (event_time, key) first."""
-        conditions = [("status = ?", status), ("source = ?", source)]
-        return await self._page("alerts", "event_time", "key", conditions, limit, cursor,
-                                lambda b: Alert.model_validate(orjson.loads(b)))
+        return await self.alert_search(AlertQuery(status=status, source=source), limit, cursor)
+
+    # --- the console's filtered and summary reads ------------------------------------------
+
+    async def alert(self, key: str) -> Alert | None:
+        def q(conn: sqlite3.Connection) -> bytes | None:
+            row = conn.execute("SELECT body FROM alerts WHERE key = ?", (key,)).fetchone()
+            return row[0] if row else None
+
+        body = await self.db.read(q)
+        return Alert.model_validate(orjson.loads(body)) if body is not None else None
+
+    async def alert_search(self, query: AlertQuery, limit: int = 100,
+                           cursor: str | None = None) -> Page[Alert]:
+        return await self._page("alerts", "event_time", "key", _alert_conditions(query), limit,
+                                cursor, lambda b: Alert.model_validate(orjson.loads(b)))
+
+    async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
+        where, args = _where(_alert_conditions(query))
+        column = _ALERT_SQL[by]
+        sql = f"SELECT {column}, count(*) FROM alerts{_sql_where(where)} GROUP BY 1"
+        rows = await self.db.read(lambda c: c.execute(sql, args).fetchall())
+        counts: dict[str, int] = {}
+        for value, n in rows:  # NULL and "" are both "none"
+            counts[value or ""] = counts.get(value or "", 0) + int(n)
+        return counts
+
+    async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
+        # `status != 'resolved'` spelled as the partial index incidents_urgent has it; the
+        # offset skips index entries, not decoded rows.
+        sql = ("SELECT body FROM incidents WHERE status != 'resolved' "
+               "ORDER BY severity, opened_at, id LIMIT ? OFFSET ?")
+        rows = await self.db.read(lambda c: c.execute(sql, (limit, offset)).fetchall())
+        return [Incident.model_validate_json(r[0]) for r in rows]
+
+    async def incident_counts(self, status: str | None = None) -> dict[str, int]:
+        where, args = _where(_incident_conditions(status, None))
+        sql = f"SELECT severity, count(*) FROM incidents{_sql_where(where)} GROUP BY 1"
+        rows = await self.db.read(lambda c: c.execute(sql, args).fetchall())
+        return {str(severity): int(n) for severity, n in rows}
 
     async def _page(self, table: str, at: str, ident: str,
-                    conditions: list[tuple[str, str | None]], limit: int, cursor: str | None,
+                    conditions: list[Condition], limit: int, cursor: str | None,
                     decode: Callable[[bytes], T]) -> Page[T]:
         where, args = _where(conditions)
         after = decode_cursor(table, cursor) if cursor else None
@@ -280,10 +338,43 @@ class EmbeddedBackend:
         return Page(items=[decode(r[0]) for r in rows], next_cursor=next_cursor, total=total)
 
 
-def _where(conditions: list[tuple[str, str | None]]) -> tuple[list[str], list[object]]:
-    """The conditions that apply: one with `?` when its value is given, one without always."""
-    where = [sql for sql, value in conditions if "?" not in sql or value]
-    args: list[object] = [value for sql, value in conditions if "?" in sql and value]
+def _alert_conditions(query: AlertQuery) -> list[Condition]:
+    conditions: list[Condition] = [(f"{_ALERT_SQL[f]} = ?", getattr(query, f))
+                                   for f in ALERT_FIELDS]
+    for name, value in query.labels:  # as `AlertQuery.keeps`: the label, else the field
+        path = f"$.labels.{name}"  # a plain name (AlertQuery checks it)
+        field = DERIVED_LABELS.get(name)
+        if field is None:
+            conditions.append(("json_extract(CAST(body AS TEXT), ?) = ?", (path, value)))
+        else:
+            conditions.append((
+                f"(json_extract(CAST(body AS TEXT), ?) = ? OR (json_extract(CAST(body AS TEXT), "
+                f"?) IS NULL AND {_in_body(field)} = ? AND ? != ''))",
+                (path, value, path, value, value)))
+    return conditions
+
+
+def _incident_conditions(status: str | None, group_key: str | None) -> list[Condition]:
+    """`status`: an IncidentStatus value, or "open" for every unresolved one."""
+    conditions: list[Condition] = [("group_key = ?", group_key)]
+    if status == "open":
+        conditions.append(("status != 'resolved'", None))
+    else:
+        conditions.append(("status = ?", status))
+    return conditions
+
+
+def _where(conditions: list[Condition]) -> tuple[list[str], list[object]]:
+    """The conditions that apply: one with `?` when its value is given (a tuple: one value
+    per `?`), one without always."""
+    where: list[str] = []
+    args: list[object] = []
+    for sql, value in conditions:
+        if "?" not in sql:
+            where.append(sql)
+        elif value:
+            where.append(sql)
+            args.extend(value if isinstance(value, tuple) else (value,))
     return where, args
 
 

@@ -23,8 +23,19 @@ def engine_context(config: Config) -> EngineContext:
     return EngineContext(policies=config.severities,
                          default_receivers=tuple(config.default_receivers),
                          incidents=config.incidents, oncall=config.oncall,
-                         quiet=quiet_of(config),
+                         quiet=quiet_of(config), deferred_chat=deferred_chat(config),
+                         digest=config.digest, ticket_receivers=config.tickets.receivers,
                          heartbeats={h.name: h for h in config.heartbeats})
+
+
+CHAT_TYPES = ("slack", "teams")
+
+
+def deferred_chat(config: Config) -> frozenset[str]:
+    """The chat receivers that get a quiet post for a deferred alert (`router.engine.deferred`)."""
+    if config.business_hours.chat_when_deferred != "quiet":
+        return frozenset()
+    return frozenset(r.name for r in config.receivers if r.type in CHAT_TYPES)
 
 
 def quiet_of(config: Config) -> Quiet:

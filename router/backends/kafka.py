@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from router.backends.base import LogEvent, LogUnavailable
+from router.backends.filters import AlertField, AlertQuery, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka_engine import KafkaEngineRunner, decode_view
 from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
@@ -38,13 +39,14 @@ from router.backends.kafka_topics import (
     topic_specs,
 )
 from router.backends.pages import Page, SortKey, page_of
+from router.backends.tasks import cancelled
 from router.config import KafkaBackendConfig
 from router.delivery.outbox import DeadLetter
 from router.engine.noise import NOISE_KEY
 from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
-from router.model import Alert, event_key, utcnow
+from router.model import Alert, CommandEvent, event_key, utcnow
 from router.noise.silences import Silence
 
 __all__ = [
@@ -130,11 +132,12 @@ class KafkaLog:
         except TimeoutError:
             raise LogUnavailable(
                 f"kafka did not acknowledge {len(events)} event(s) on {self._topic} "
-                f"within {self._timeout:g}s"
+                f"within {self._timeout:g}s", maybe_stored=True
             ) from None
         except KafkaError as exc:
-            raise LogUnavailable(
-                f"kafka rejected the append to {self._topic}: {type(exc).__name__}"
+            raise LogUnavailable(  # earlier events of the same append may be in
+                f"kafka rejected the append to {self._topic}: {type(exc).__name__}",
+                maybe_stored=len(events) > 1,
             ) from exc
 
     async def _broadcast(self, producer: AIOKafkaProducer, events: Sequence[LogEvent]) -> None:
@@ -201,7 +204,8 @@ class KafkaBackend:
         self._writer = KafkaWriter(cfg, client_id="incident-router-delivery-writer")
         # Views stay raw bytes until read: every decision writes them, few are ever read.
         self._view: CompactedTable[bytes] = CompactedTable(cfg, self.topics.alerts_view, bytes)
-        self._view_cache = _Decoded(decode_view)
+        # Each alert with its place in the lists (computing it costs more than comparing).
+        self._view_cache = _Decoded(_keyed_view)
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
@@ -212,6 +216,8 @@ class KafkaBackend:
         self.engine = KafkaEngineRunner(cfg, context, metrics, clock=clock)
         self.engine.on_incident = self._incidents.applied
         self.engine.on_progress = self.gate.poke
+        self.engine.on_commands = self._engine_commands
+        self._commands_sent: asyncio.Task[None] | None = None
         # The app points engine.on_outbox at the Dispatcher; new outbox items arrive through
         # the delivery consumer, so that is where the wake-up comes from.
         self.outbox = KafkaOutbox(cfg, self._dead, self._records,
@@ -241,10 +247,34 @@ class KafkaBackend:
             raise
         self._started = True
 
+    async def _engine_commands(self, commands: list[CommandEvent]) -> None:
+        """Commands an engine addressed to the others (incident inhibition: noise to every
+        partition, timeline notes to the incident's), appended after its commit, in order, off
+        the engine's loop (the intake gate may hold appends while the engine catches up). One
+        lost on a crash fails open: the other partitions page rather than stay quiet."""
+        previous = self._commands_sent
+
+        async def send() -> None:
+            if previous is not None:
+                await asyncio.wait([previous])  # in order; its failure was logged
+            try:
+                await self.log.append(commands)
+            except LogUnavailable as exc:
+                log.warning("engine commands not appended (%d): %s", len(commands), exc)
+
+        self._commands_sent = asyncio.create_task(send(), name="kafka-engine-commands")
+
+    async def commands_appended(self) -> None:
+        """Wait until the engine commands handed over so far are appended (tests)."""
+        if self._commands_sent is not None:
+            await asyncio.wait([self._commands_sent])
+
     async def stop(self) -> None:
         """Stop every part that started, in reverse order (also after a failed start)."""
         self._started = False
         await self.engine.stop()
+        if self._commands_sent is not None:
+            await cancelled(self._commands_sent)
         await self.outbox.stop()
         for table in (self._incidents, self._records, self._dead, self._view):
             await table.stop()
@@ -267,9 +297,9 @@ class KafkaBackend:
         self, status: str | None = None, source: str | None = None, limit: int = 1000
     ) -> list[Alert]:
         """From the alerts view every replica tails: all groups, whoever owns them."""
-        alerts = self._alerts(status, source)
-        alerts.sort(key=lambda a: a.event_time, reverse=True)
-        return alerts[:limit]
+        rows = self._alert_rows(status, source)
+        rows.sort(key=_first, reverse=True)
+        return [a for _, a in rows[:limit]]
 
     async def incidents(self, status: str | None = None, limit: int = 200,
                         group_key: str | None = None) -> list[Incident]:
@@ -285,13 +315,45 @@ class KafkaBackend:
 
     async def alert_page(self, status: str | None = None, source: str | None = None,
                          limit: int = 100, cursor: str | None = None) -> Page[Alert]:
-        return page_of(self._alerts(status, source), _alert_key, "alerts", limit, cursor)
+        return _alert_page(self._alert_rows(status, source), limit, cursor)
 
-    def _alerts(self, status: str | None, source: str | None) -> list[Alert]:
+    # --- the console's filtered and summary reads, on the in-memory views ------------------
+
+    async def alert(self, key: str) -> Alert | None:
+        return next((a for (_, k), a in self._alert_rows(None, None) if k == key), None)
+
+    async def alert_search(self, query: AlertQuery, limit: int = 100,
+                           cursor: str | None = None) -> Page[Alert]:
+        keeps = query.predicate()
+        found = [r for r in self._alert_rows(query.status, query.source) if keeps(r[1])]
+        return _alert_page(found, limit, cursor)
+
+    async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        keeps = query.predicate()
+        for _, a in self._alert_rows(query.status, query.source):
+            if keeps(a):
+                value = value_of(a, by)
+                counts[value] = counts.get(value, 0) + 1
+        return counts
+
+    async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
+        rows = self._incident_rows("open", None)
+        rows.sort(key=lambda i: (i.severity.rank, i.opened_at, i.id))
+        return rows[offset:offset + limit]
+
+    async def incident_counts(self, status: str | None = None) -> dict[str, int]:
+        counts: dict[str, int] = {}
+        for i in self._incident_rows(status, None):
+            counts[i.severity.value] = counts.get(i.severity.value, 0) + 1
+        return counts
+
+    def _alert_rows(self, status: str | None, source: str | None) -> list[_AlertRow]:
         decode = self._view_cache.get
         return [
-            a for key, raw in list(self._view.rows.items()) for a in decode(key, raw)
-            if (not status or a.status.value == status) and (not source or a.source == source)
+            row for key, raw in list(self._view.rows.items()) for row in decode(key, raw)
+            if (not status or row[1].status.value == status)
+            and (not source or row[1].source == source)
         ]
 
     def _incident_rows(self, status: str | None, group_key: str | None) -> list[Incident]:
@@ -319,6 +381,23 @@ def _incident_key(i: Incident) -> SortKey:
 
 def _alert_key(a: Alert) -> SortKey:
     return (a.event_time.timestamp(), a.key)
+
+
+_AlertRow = tuple[SortKey, Alert]  # an alert with its `_alert_key`
+
+
+def _keyed_view(raw: bytes) -> list[_AlertRow]:
+    return [(_alert_key(a), a) for a in decode_view(raw)]
+
+
+def _first(row: _AlertRow) -> SortKey:
+    return row[0]
+
+
+def _alert_page(rows: list[_AlertRow], limit: int, cursor: str | None) -> Page[Alert]:
+    page = page_of(rows, _first, "alerts", limit, cursor)
+    return Page(items=[a for _, a in page.items], next_cursor=page.next_cursor,
+                total=page.total)
 
 
 class _Decoded(Generic[T]):

@@ -48,7 +48,7 @@ from router.engine.engine import Batch, Engine
 from router.engine.ids import IncidentIds
 from router.engine.state import EngineContext, GroupState
 from router.metrics import EngineMetrics
-from router.model import Alert, utcnow
+from router.model import Alert, CommandEvent, utcnow
 from router.noise.silences import Silence
 
 log = logging.getLogger(__name__)
@@ -104,6 +104,9 @@ class KafkaEngineRunner:
         self.last_lag = 0  # `lag()` after the last round (cheap to read per request)
         # (incident id, view JSON, partition, offset) of each committed incident-view record.
         self.on_incident: Callable[[str, bytes, int, int], None] = lambda *_: None
+        # Commands the engine addressed to other engines (`Batch.commands`), handed over after
+        # the commit: the backend appends them to the log (KafkaBackend points it there).
+        self.on_commands: Callable[[list[CommandEvent]], Awaitable[None]] | None = None
         # Test seam: awaited inside each transaction just before its commit.
         self.before_commit: Callable[[TopicPartition], Awaitable[None]] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -518,6 +521,8 @@ class KafkaEngineRunner:
             self.on_incident(incident_id, value, meta.partition, meta.offset)  # type: ignore[union-attr]
         if batch.notifications:
             self.on_outbox()
+        if batch.commands and self.on_commands is not None:
+            await self.on_commands(batch.commands)
         if records:
             self._positions[part.tp] = records[-1].offset + 1
             self._offsets_due.set()

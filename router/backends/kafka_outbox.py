@@ -7,6 +7,13 @@
   a crash or a rebalance hands undone records to the next owner again. The Dispatcher's
   `already_delivered` check (the records table below, brought up to date on every
   assignment) keeps a redelivered item from being posted twice.
+- Handover: when a rebalance revokes partitions, the revocation callback (awaited by aiokafka
+  before this member rejoins, so before any new owner is assigned them) stops handing out
+  their items and awaits the Dispatcher's `release`: sends in flight finish and their
+  delivery records are acknowledged (acks=all) before the partitions go. The new owner syncs
+  the records table on assignment, so it skips what was sent here. The wait is bounded
+  (`handover_grace`) well inside the group's rebalance timeout (= session timeout, 10 s):
+  a member that overstays is dropped from the group and its sends go on unfenced.
 - Dead letters: the compacted `<prefix>.notifications-dlq`, key = item id, tailed into memory
   by every replica. A replay writes the notifications back to the outbox topic and the DLQ
   tombstones in one transaction.
@@ -26,7 +33,7 @@ import itertools
 import logging
 import uuid
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 
 import orjson
@@ -35,10 +42,19 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListen
 from router.backends.kafka_table import CompactedTable
 from router.backends.kafka_topics import client_kwargs, topic_names
 from router.config import KafkaBackendConfig
-from router.delivery.outbox import DeadLetter, OutboxItem
+from router.delivery.outbox import DeadLetter, OutboxItem, Release, Released
 from router.model import Notification, utcnow
 
 log = logging.getLogger(__name__)
+
+
+# How long a revocation waits for sends in flight (a receiver's timeout may be longer: such a
+# send goes on, unrecorded when the partition moves, and is logged as cut off).
+HANDOVER_GRACE = 5.0
+
+
+async def _nothing_to_release(ids: Collection[str], grace: float) -> Released:
+    return Released(finished=0, cut_off=0)
 
 
 # The broker does not answer a read_committed long poll when a transaction commits, only when
@@ -83,7 +99,8 @@ class KafkaOutbox:
 
     def __init__(self, cfg: KafkaBackendConfig, dead: CompactedTable[DeadLetter],
                  records: CompactedTable[bytes], *, on_items: Callable[[], None] = lambda: None,
-                 max_buffer: int = 20_000, commit_interval: float = 0.5) -> None:
+                 max_buffer: int = 20_000, commit_interval: float = 0.5,
+                 handover_grace: float = HANDOVER_GRACE) -> None:
         self._cfg = cfg
         self._topic = topic_names(cfg.topic_prefix).notifications
         self._group = f"{cfg.group_id}-delivery"
@@ -96,6 +113,12 @@ class KafkaOutbox:
         self._commit_interval = commit_interval
         self._seq = itertools.count(1)
         self._held: dict[str, _Held] = {}  # by item id, in seq order
+        # Items of partitions being revoked: no longer handed out, still finished (committed).
+        self._leaving: dict[str, _Held] = {}
+        # Partitions whose records are taken: assigned, and the tables caught up.
+        self._owned: set[TopicPartition] = set()
+        self._release: Release = _nothing_to_release
+        self._handover_grace = handover_grace
         self._cursors: dict[TopicPartition, _Cursor] = {}
         self._consumer: AIOKafkaConsumer | None = None
         self._replayer: AIOKafkaProducer | None = None
@@ -141,6 +164,10 @@ class KafkaOutbox:
     def joined(self) -> bool:
         return self._joined
 
+    def release_to(self, release: Release) -> None:
+        """`HandingOverOutbox`: the Dispatcher's `release`, awaited on revocation."""
+        self._release = release
+
     # --- rebalance -------------------------------------------------------------------------
 
     async def assigned(self, tps: set[TopicPartition]) -> None:
@@ -157,20 +184,38 @@ class KafkaOutbox:
             await self._dead.sync()
         except Exception as exc:
             log.warning("delivery tables not caught up on assignment: %s", type(exc).__name__)
+        self._owned |= tps
         consumer.resume(*tps)
 
     async def revoked(self, tps: set[TopicPartition]) -> None:
-        consumer = self._consumer
-        if consumer is not None:
-            try:
-                await self._commit(consumer)
-            except Exception as exc:
-                log.warning("outbox commit on revocation failed: %s", type(exc).__name__)
-        for tp in tps:
-            self._cursors.pop(tp, None)
-        # Their undone items go to the new owner; forget them here.
-        for key in [k for k, h in self._held.items() if h.tp in tps]:
+        """Hand the partitions over: nothing more of them is taken or handed out, the
+        Dispatcher finishes and records what it is sending, the offsets are committed."""
+        if not tps:
+            return
+        self._owned -= tps
+        leaving = {k: h for k, h in self._held.items() if h.tp in tps}
+        for key in leaving:
             del self._held[key]
+        self._leaving.update(leaving)
+        try:
+            released = await self._release(list(leaving), self._handover_grace)
+        finally:
+            consumer = self._consumer
+            if consumer is not None:
+                try:
+                    await self._commit(consumer)
+                except Exception as exc:
+                    log.warning("outbox commit on revocation failed: %s", type(exc).__name__)
+            for tp in tps:
+                self._cursors.pop(tp, None)
+            for key in leaving:  # undone: the new owner sends them
+                self._leaving.pop(key, None)
+        log.info("handed over %d outbox partitions: %d sends finished, %d cut off",
+                 len(tps), released.finished, released.cut_off)
+        if released.cut_off:
+            log.warning("%d sends were still in flight %gs after their partitions were revoked: "
+                        "not recorded, the new owner may send them again",
+                        released.cut_off, self._handover_grace)
 
     # --- intake from the topic -------------------------------------------------------------
 
@@ -196,7 +241,12 @@ class KafkaOutbox:
                 continue
             new = False
             for tp, records in data.items():
-                # Records may come before the assignment callback ran: a cursor from here.
+                if tp not in self._owned:
+                    # Before the assignment callback caught the tables up, or being revoked:
+                    # not ours to send yet (or any more); read them again if they stay ours.
+                    with contextlib.suppress(Exception):
+                        consumer.seek(tp, records[0].offset)
+                    continue
                 cursor = self._cursors.setdefault(tp, _Cursor())
                 for r in records:
                     if r.offset < cursor.next_offset:
@@ -234,7 +284,7 @@ class KafkaOutbox:
             self._finish(i)
 
     async def dead_letter(self, item: OutboxItem, reason: str) -> None:
-        held = self._held.get(item.id)
+        held = self._held.get(item.id) or self._leaving.get(item.id)
         if held is None:
             return  # delivered, parked already, or its partition moved to another replica
         dead = DeadLetter(id=item.id, seq=held.offset, notification=item.notification,
@@ -248,7 +298,7 @@ class KafkaOutbox:
         return len(self._held)
 
     def _finish(self, item_id: str) -> None:
-        held = self._held.pop(item_id, None)
+        held = self._held.pop(item_id, None) or self._leaving.pop(item_id, None)
         if held is None:
             return
         cursor = self._cursors.get(held.tp)

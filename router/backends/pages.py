@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import heapq
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
@@ -57,9 +58,8 @@ def page_of(rows: Sequence[T], key: Callable[[T], SortKey], kind: str, limit: in
             cursor: str | None) -> Page[T]:
     """A page of `rows` (already filtered, any order) for backends that hold them in memory."""
     after = decode_cursor(kind, cursor) if cursor else None
-    ordered = sorted(rows, key=key, reverse=True)
-    if after is not None:
-        ordered = [r for r in ordered if key(r) < after]
+    candidates = rows if after is None else [r for r in rows if key(r) < after]
+    ordered = heapq.nlargest(limit + 1, candidates, key=key)  # not a sort of every row
     items = ordered[:limit]
     more = len(ordered) > limit
     return Page(items=items, next_cursor=encode_cursor(kind, key(items[-1])) if more else None,

@@ -12,6 +12,10 @@ Guarantees
 - Drain (SIGTERM): `drain()` takes nothing more from the outbox and starts no new send; the
   sends in flight finish and are recorded (bounded by a grace period), so a rolling restart
   posts nothing twice. Items not yet sent stay pending and go out after the restart.
+- Handover (a Kafka rebalance moves outbox partitions to another replica): `release(ids)`
+  drops the items not being sent at once and lets the sends in flight finish and be recorded
+  (bounded by a timeout) before the outbox lets the partitions go, so the new owner, which
+  reads the records first, does not post them again.
 - Idempotency: the delivery record is written before the outbox is told (or with it, in one
   transaction, when the outbox can: `RecordingOutbox`), and checked before sending, so an item
   that comes back after a crash is not posted twice. A store that can (`BatchDeliveryStore`)
@@ -25,13 +29,20 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 from router.delivery.metrics import DeliveryMetrics
-from router.delivery.outbox import DeadLetters, Outbox, OutboxItem, RecordingOutbox
+from router.delivery.outbox import (
+    DeadLetters,
+    HandingOverOutbox,
+    Outbox,
+    OutboxItem,
+    RecordingOutbox,
+    Released,
+)
 from router.delivery.ratelimit import TokenBucket
 from router.delivery.records import BatchDeliveryStore, DeliveryStore
 from router.delivery.result import DeliveryResult
@@ -46,6 +57,11 @@ Lane = tuple[str, str]
 
 class Draining(Exception):
     """Raised in a worker instead of starting a send (or a retry) once the drain began."""
+
+
+class GivenUp(Draining):
+    """Raised in a worker instead of starting a send (or a retry) of an item `release()` gave
+    up: it belongs to another process now."""
 
 
 @dataclass(frozen=True)
@@ -117,6 +133,15 @@ class Dispatcher:
         # and cancels every other worker (queued, rate-limited or backing off: nothing sent).
         self._sending: set[asyncio.Task[None]] = set()
         self._draining = asyncio.Event()
+        # Items of `_sending` tasks; lanes a worker runs; items given up but still in flight.
+        self._sending_ids: set[str] = set()
+        self._active: set[Lane] = set()
+        self._released: set[str] = set()
+        # Set (and replaced) by a drain or a release: wakes the workers that are backing off.
+        self._interrupt = asyncio.Event()
+        self._left = asyncio.Event()  # set when an item leaves `_in_flight`
+        if isinstance(outbox, HandingOverOutbox):
+            outbox.release_to(self.release)
         # Told after each item is done (delivered, dead-lettered or skipped): the intake gate.
         self.on_done: Callable[[], None] = lambda: None
 
@@ -151,6 +176,7 @@ class Dispatcher:
         started = time.monotonic()
         self._draining.set()
         self._wakeup.set()
+        self._interrupt_workers()
         sending = set(self._sending)
         for task in self._tasks - sending:
             task.cancel()
@@ -165,6 +191,57 @@ class Dispatcher:
     def draining(self) -> bool:
         return self._draining.is_set()
 
+    async def release(self, ids: Collection[str], grace: float) -> Released:
+        """Give up the items `ids`: their outbox partition moves to another process.
+
+        Those not being sent leave at once (queued, rate-limited or backing off: nothing sent;
+        the new owner sends them). A send in flight finishes and is recorded, for at most
+        `grace` seconds, so the new owner sees its record and does not send it again; one
+        the grace period cuts off goes on here unrecorded (the new owner may send it too)."""
+        mine = {i for i in ids if i in self._in_flight}
+        if not mine:
+            return Released(finished=0, cut_off=0)
+        self._released |= mine
+        sending = mine & self._sending_ids
+        for lane, queue in list(self._lanes.items()):
+            # A running lane's head is its worker's to let go (or to finish sending).
+            head = 1 if lane in self._active else 0
+            kept: list[OutboxItem] = []
+            dropped: list[OutboxItem] = []
+            for k, item in enumerate(queue):
+                (kept if k < head or item.id not in mine else dropped).append(item)
+            if not dropped:
+                continue
+            for item in dropped:
+                self._leave(item)
+            queue.clear()
+            queue.extend(kept)  # in place: a worker holds this deque
+            if not queue:
+                del self._lanes[lane]
+                with contextlib.suppress(ValueError):
+                    self._ready.get(lane[0], deque()).remove(lane)
+        self._interrupt_workers()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(grace):
+                while mine & self._in_flight:
+                    self._left.clear()
+                    await self._left.wait()
+        cut_off = len(mine & self._sending_ids)
+        return Released(finished=len(sending) - cut_off, cut_off=cut_off)
+
+    def _leave(self, item: OutboxItem) -> None:
+        """`item` is done here: delivered, dead-lettered, skipped or given up."""
+        self._in_flight.discard(item.id)
+        self._released.discard(item.id)
+        self._unrecorded.discard(item.id)
+        self.metrics.done(item.receiver)
+        self._left.set()
+        self.on_done()
+
+    def _interrupt_workers(self) -> None:
+        self._interrupt.set()
+        self._interrupt = asyncio.Event()
+
     async def stop(self) -> None:
         """Stop at once. Items in flight stay pending in the outbox and go out after restart."""
         tasks = [t for t in (self._poller, *self._tasks) if t is not None]
@@ -175,6 +252,9 @@ class Dispatcher:
                 await t
         self._poller = None
         self._sending.clear()
+        self._sending_ids.clear()
+        self._active.clear()
+        self._released.clear()
         self._tasks.clear()
         self._workers.clear()
         self._ready.clear()
@@ -289,7 +369,11 @@ class Dispatcher:
         """One of a receiver's workers: runs `lane`, then every lane waiting for a worker."""
         try:
             while True:
-                await self._run_lane(lane)
+                self._active.add(lane)
+                try:
+                    await self._run_lane(lane)
+                finally:
+                    self._active.discard(lane)
                 ready = self._ready.get(name)
                 if not ready or self._draining.is_set():
                     return
@@ -303,12 +387,12 @@ class Dispatcher:
             item = queue[0]
             try:
                 await self._deliver_until_recorded(item)
+            except GivenUp:
+                pass  # its new owner sends it
             except Draining:
                 return  # the item stays pending in the outbox
             queue.popleft()
-            self._in_flight.discard(item.id)
-            self.metrics.done(item.receiver)
-            self.on_done()
+            self._leave(item)
         # No await between the emptiness check and this: nothing can slip in unseen.
         del self._lanes[lane]
 
@@ -324,21 +408,34 @@ class Dispatcher:
             except Exception as exc:  # backend trouble while recording: keep the lane's order
                 log.warning("delivery bookkeeping failed for %s (%s), retrying",
                             item.id, type(exc).__name__)
-                await self._sleep(self._poll_interval)
+                await self._sleep(self._poll_interval, item.id)
             finally:
                 task = asyncio.current_task()
                 if task is not None:
                     self._sending.discard(task)  # (a task: `_deliver` only runs in workers)
+                self._sending_ids.discard(item.id)
 
-    async def _sleep(self, seconds: float) -> None:
-        """A backoff that a drain ends at once, with `Draining` (nothing is sent meanwhile)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(seconds):
-                await self._draining.wait()
+    def _check(self, item_id: str) -> None:
+        """Before a send or retry: raise `Draining` or `GivenUp` when it must not happen."""
         if self._draining.is_set():
             raise Draining
+        if item_id in self._released:
+            raise GivenUp
+
+    async def _sleep(self, seconds: float, item_id: str) -> None:
+        """A backoff that a drain (or giving up `item_id`) ends at once, with `Draining` (or
+        `GivenUp`): nothing is sent meanwhile."""
+        deadline = asyncio.get_running_loop().time() + seconds
+        while True:
+            self._check(item_id)
+            if asyncio.get_running_loop().time() >= deadline:
+                return
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout_at(deadline):
+                    await self._interrupt.wait()
 
     async def _deliver(self, item: OutboxItem) -> None:
+        self._check(item.id)
         n = item.notification
         unrecorded = item.id in self._unrecorded
         self._unrecorded.discard(item.id)
@@ -375,10 +472,10 @@ class Dispatcher:
         async def attempt() -> DeliveryResult:
             if not bucket.idle():
                 await bucket.acquire()
-            if self._draining.is_set():
-                raise Draining
-            # From here until recorded (or failed), a drain waits for this task.
+            self._check(item.id)
+            # From here until recorded (or failed), a drain or a release waits for this task.
             self._sending.add(task)
+            self._sending_ids.add(item.id)
             try:
                 result = await receiver.sink.send(n)
             except Exception as exc:  # a sink bug; its text may hold a URL, so only the type
@@ -388,6 +485,7 @@ class Dispatcher:
                                                detail=type(exc).__name__)
             if not result.ok:
                 self._sending.discard(task)  # not delivered: nothing to record
+                self._sending_ids.discard(item.id)
                 if result.reason is not None:
                     self.metrics.failed.labels(name, result.reason).inc()
                     if result.reason == "rate_limited" and result.retry_after:
@@ -399,8 +497,10 @@ class Dispatcher:
             log.info("receiver %s: %s %s failed (%s), retrying in %.1fs",
                      name, n.kind.value, n.id, describe(result), sleep, extra=_fields(n, name))
 
-        result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry,
-                                       sleep=self._sleep)
+        async def sleep(seconds: float) -> None:
+            await self._sleep(seconds, item.id)
+
+        result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry, sleep=sleep)
         if result.ok:
             if self._recording is not None:
                 await self._recording.mark_delivered_recorded(item.id, n.id, name)

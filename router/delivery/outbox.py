@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol, runtime_checkable
 
@@ -109,6 +110,35 @@ class RecordingOutbox(Protocol):
     async def mark_delivered_recorded(self, item_id: str, notification_id: str,
                                       receiver: str) -> None:
         """`store.record(notification_id, receiver)` and `mark_delivered([item_id])`, atomically."""
+        ...
+
+
+@dataclass(frozen=True)
+class Released:
+    """What the Dispatcher did when it gave items up: sends in flight it let finish (delivered
+    and recorded), and sends the grace period cut off (going on unrecorded: the next owner, which
+    has not seen their record, may send them too)."""
+
+    finished: int
+    cut_off: int
+
+
+Release = Callable[[Collection[str], float], Awaitable[Released]]
+
+
+@runtime_checkable
+class HandingOverOutbox(Protocol):
+    """An outbox whose items can move to another process while the Dispatcher holds them: a
+    Kafka outbox partition revoked in a consumer-group rebalance.
+
+    Before they move, the outbox awaits `release(item_ids, grace)`: the Dispatcher starts no
+    send of those items any more, and returns once its sends of them in flight finished and
+    were recorded (or `grace` seconds passed). The next owner reads the records before it
+    takes the items, so what was sent here is not sent again there.
+    """
+
+    def release_to(self, release: Release) -> None:
+        """Call `release` before items move away (the Dispatcher registers itself here)."""
         ...
 
 

@@ -35,7 +35,8 @@ TEMPLATE_FOR_KIND: dict[NotificationKind, str] = {
     NotificationKind.RESOLVE: "resolution",
     NotificationKind.PAGE: "initial",
 }
-TEMPLATE_NAMES = ("initial", "update", "resolution")
+# `digest`: the daily summary of the severities routed to it (`details.digest` set).
+TEMPLATE_NAMES = ("initial", "update", "resolution", "digest")
 
 UPDATE_LABELS: dict[NotificationKind, str] = {
     NotificationKind.UPDATE: "Update",
@@ -296,7 +297,8 @@ _VARIABLES: dict[str, Callable[[_Facts], Any]] = {
     "eta": _detail("eta"),
     "resolution": _detail("resolution"),
     "note": _note,
-    "update_label": lambda f: UPDATE_LABELS.get(f.n.kind, "Update"),
+    "update_label": lambda f: str(f.d.get("update_label") or UPDATE_LABELS.get(f.n.kind,
+                                                                              "Update")),
     "postmortem": _postmortem,
     "runbook_url": lambda f: first_link(f.n, "runbook_url"),
     "dashboard_url": lambda f: first_link(f.n, "dashboard_url"),
@@ -380,8 +382,12 @@ class Renderer:
     def template_for(self, kind: NotificationKind) -> jinja2.Template:
         return self._compiled(kind).template
 
+    def _digest(self) -> _Compiled:
+        return self._overrides.get("digest") or _shipped("digest")
+
     def render(self, n: Notification) -> Message:
         """Raises jinja2.TemplateError on a broken override (the sink dead-letters it)."""
-        text = self._compiled(n.kind).render(n).strip()
+        compiled = self._digest() if "digest" in n.details else self._compiled(n.kind)
+        text = compiled.render(n).strip()
         headline, _, body = text.partition("\n")
         return Message(headline.strip(), body.strip())

@@ -505,7 +505,15 @@ def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
     return s.with_(alerts=alerts, gone=gone)
 
 
-def _receivers(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:
+def receivers_for(alerts: Iterable[Alert], sev: Severity, ctx: EngineContext) -> set[str]:
+    """Who hears a group's notification: the alerts' receivers, else the severity policy's,
+    else the default receivers; for a severity routed to the digest or to tickets, those
+    receivers instead (`router.engine.digest` takes the digest's notifications)."""
+    route = ctx.policy(sev).route
+    if route == "digest":
+        return set(ctx.digest.receivers)
+    if route == "ticket":
+        return set(ctx.ticket_receivers)
     found = {r for a in alerts for r in a.receivers}
     return found or set(ctx.policy(sev).receivers) or set(ctx.default_receivers)
 
@@ -551,7 +559,7 @@ def _notify(
                             st.alert.key)
         )
     alerts = tuple(st.alert for st in included)
-    told = _receivers(alerts, sev, ctx)
+    told = receivers_for(alerts, sev, ctx)
     if s.receivers:
         told.update(s.receivers)
     receivers = tuple(sorted(told))

@@ -21,12 +21,14 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
+from router.engine import deferred, digest
 from router.engine.codec import frame, packed_deadline, unpack
 from router.engine.decide import Event, decide, is_duplicate, rearm
+from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
-from router.engine.incidents import command_target
-from router.engine.instant import from_ts, to_ts
-from router.engine.noise import NOISE_KEY, Noise
+from router.engine.incidents import command_target, inhibit
+from router.engine.instant import Instant, from_ts, to_ts
+from router.engine.noise import NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
 from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
@@ -55,10 +57,14 @@ class Batch:
     sla_breaches: dict[tuple[str, str], int] = field(default_factory=dict)
     unknown_commands: int = 0  # commands for an incident not known here (ignored)
     quieted: dict[str, int] = field(default_factory=dict)  # alerts that became quiet, by reason
+    # Commands for other engines (noise broadcasts, timeline notes for groups held elsewhere):
+    # a backend with several engines appends them to its log.
+    commands: list[CommandEvent] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
-        return not self.encoded and not self.notifications and not self.unknown_commands
+        return (not self.encoded and not self.notifications and not self.unknown_commands
+                and not self.commands)
 
     def merge(self, later: Batch) -> Batch:
         """One batch with the effects of self then `later` (for one combined commit)."""
@@ -85,6 +91,7 @@ class Batch:
             sla_breaches=breaches,
             unknown_commands=self.unknown_commands + later.unknown_commands,
             quieted=quieted,
+            commands=[*self.commands, *later.commands],
         )
 
 
@@ -107,7 +114,7 @@ class Engine:
         context: EngineContext | None = None,
         *,
         hot_alerts: int = 10_000,
-        hot_groups: int = 256,
+        hot_groups: int = 2048,
         compress_level: int = 1,
         ids: IncidentIds | None = None,
     ) -> None:
@@ -121,6 +128,7 @@ class Engine:
         `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
         """
         self.noise = Noise()
+        self.digest = Digest()
         self._base = self._context = context if context is not None else EngineContext()
         self.ids = ids if ids is not None else IncidentIds()
         self._hot_budget = max(1, hot_alerts)
@@ -151,7 +159,8 @@ class Engine:
 
     def _requiet(self) -> None:
         base = self._base
-        quiet = self.noise.quiet(base.quiet)
+        rule = base.incidents is not None and base.incidents.inhibit_lower_severity
+        quiet = self.noise.quiet(base.quiet, incidents=rule, default=base.default_severity)
         self._context = base if quiet is base.quiet else base.with_(quiet=quiet)
 
     @property
@@ -188,6 +197,13 @@ class Engine:
 
     def next_deadline(self) -> datetime | None:
         """When `tick` next has something to do; None when no timer is armed."""
+        found = self._next_group_deadline()
+        due = self.digest.due
+        if due is not None and (found is None or from_ts(due) < found):
+            return from_ts(due)
+        return found
+
+    def _next_group_deadline(self) -> datetime | None:
         times, due, raw = self._times, self._due, self._raw
         while times:
             at = times[0]
@@ -218,6 +234,9 @@ class Engine:
             self.noise = Noise.from_bytes(None if isinstance(state, GroupState) else state)
             self._requiet()
             return
+        if key == DIGEST_KEY:
+            self.digest = Digest.from_bytes(None if isinstance(state, GroupState) else state)
+            return
         if state is None:
             self.drop([key])
             return
@@ -237,6 +256,7 @@ class Engine:
         self.drop(list(self._raw))
         self.ids = self.ids.loaded(None)
         self.noise = Noise()
+        self.digest = Digest()
         self._requiet()
 
     def drop(self, keys: Iterable[str]) -> None:
@@ -248,6 +268,9 @@ class Engine:
             if key == NOISE_KEY:
                 self.noise = Noise()
                 self._requiet()
+                continue
+            if key == DIGEST_KEY:
+                self.digest = Digest()
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
@@ -300,7 +323,13 @@ class Engine:
                 due[key] = None
         for key in due:
             run.decide(key, Tick.build(group_key=key))
+        self._incident_rule(run)
+        self._deferred_posts(run)
+        digest_before = self.digest
+        self._digest(run)
         changed, encoded = self._store(run.before, run.work)
+        if self.digest != digest_before:
+            encoded[DIGEST_KEY] = self.digest.to_bytes()
         if self.ids != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
         if self.noise is not noise_before:
@@ -328,7 +357,51 @@ class Engine:
             sla_breaches=breaches,
             unknown_commands=run.unknown_commands,
             quieted=_quieted(run.before, run.work),
+            commands=run.commands,
         )
+
+    def _incident_rule(self, run: _Run) -> None:
+        """After a batch's decisions: the incidents that now inhibit (or stop), every group
+        looking again when that changed, and each alert they newly keep quiet listed on its
+        incident's timeline (`router.engine.incidents.inhibit`). What belongs to groups held
+        elsewhere (another Kafka partition) goes out as `Batch.commands`."""
+        before = self.noise.incidents
+        found = inhibit.updated(before, run.views.values(), self._base.incidents)
+        if found is not None:
+            self.noise = self.noise.with_incidents(found)
+            self._requiet()
+            run.commands += incident_commands(before, found, run.now)
+            for key in self._quiet_candidates(run):
+                run.decide(key, Tick.build(group_key=key))
+        if not self.noise.incidents:
+            return
+        for key in list(run.work):
+            for alert, ident in inhibit.newly_inhibited(run.before.get(key), run.work[key]):
+                inc = self.noise.incidents.get(ident)
+                if inc is None:
+                    continue
+                note = inhibit.note_command(alert, inc, run.now)
+                if inc.group_key in run.work or inc.group_key in self._raw:
+                    run.decide(inc.group_key, note)
+                else:
+                    run.commands.append(note)
+
+    def _deferred_posts(self, run: _Run) -> None:
+        """Quiet chat posts for the alerts business hours deferred in this batch."""
+        ctx = self.context
+        if not ctx.deferred_chat:
+            return
+        at = Instant.of(run.now)
+        for key, state in run.work.items():
+            if state is not None and state.quiet_until is not None:
+                run.notes += deferred.quiet_posts(run.before.get(key), state, at, ctx)
+
+    def _digest(self, run: _Run) -> None:
+        """Notifications routed to the digest go into it; a due digest goes out."""
+        at = Instant.of(run.now)
+        self.digest, run.notes = digest.collect(self.digest, run.notes, at, self.context)
+        self.digest, summaries = digest.send(self.digest, at, self.context)
+        run.notes += summaries
 
     def tick(self, now: datetime) -> Batch:
         """Fire every timer due at `now` (group_wait, group_interval, repeat, flap, expiry)."""
@@ -342,11 +415,14 @@ class Engine:
         self.context = self._base.with_(quiet=quiet)
         return self.apply((), now, wake=self._quiet_candidates())
 
-    def _quiet_candidates(self) -> list[str]:
+    def _quiet_candidates(self, run: _Run | None = None) -> list[str]:
         """Groups a change of silences or inhibitors may concern: those with a firing alert
-        or a mute (a decode of every group: such changes are rare)."""
-        return [key for key in list(self._raw)
-                if (s := self.get(key)) is not None and (s.firing or s.quiet_until)]
+        or a mute (a decode of every group: such changes are rare), as `run` left them."""
+        work = run.work if run is not None else {}
+        keys = dict.fromkeys([*self._raw, *work])
+        return [key for key in keys
+                if (s := work[key] if key in work else self.get(key)) is not None
+                and (s.firing or s.quiet_until)]
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -461,6 +537,7 @@ class _Run:
         self.before: dict[str, GroupState | None] = {}
         self.work: dict[str, GroupState | None] = {}
         self.notes: list[Notification] = []
+        self.commands: list[CommandEvent] = []
         self.views: dict[str, Incident] = {}
         self.duplicates = self.stale = self.flapping = self.unknown_commands = 0
         # Groups changed by alert events: re-armed once after the batch (decide.rearm).

@@ -22,13 +22,14 @@ from router.model import Alert
 SILENCED = "silenced"
 MAINTENANCE = "maintenance"
 INHIBITED = "inhibited"
+INCIDENT = "incident"  # an open incident of the service (`router.engine.incidents.inhibit`)
 DEFERRED = "deferred"
-REASONS = (SILENCED, MAINTENANCE, INHIBITED, DEFERRED)
+REASONS = (SILENCED, MAINTENANCE, INHIBITED, INCIDENT, DEFERRED)
 
 
 class Mute(NamedTuple):
     reason: str  # one of REASONS
-    ref: str  # the silence id, window name, inhibiting alert, or calendar
+    ref: str  # the silence id, window name, inhibiting alert, incident id, or calendar
     until: float | None  # epoch seconds to look again; None: an event lifts it
 
 

@@ -24,6 +24,7 @@ from router.engine.quiet import NO_QUIET, Quiet
 from router.escalation import OnCallConfig
 from router.incidents import Incident, IncidentStatus
 from router.model import Alert, Frozen, Severity, Status, default_group_key, stable_id
+from router.noise.digest import DigestConfig
 from router.noise.heartbeats import Heartbeat
 from router.policy import SeverityPolicies, SeverityPolicy
 
@@ -70,6 +71,13 @@ class EngineContext(Frozen):
     oncall: OnCallConfig = OnCallConfig()
     # Silences, maintenance windows, inhibition, business hours (`router.engine.quiet`).
     quiet: Quiet = NO_QUIET
+    # Chat receivers that get a quiet post when business hours defer an alert
+    # (`router.engine.deferred`; empty: `business_hours.chat_when_deferred: none`).
+    deferred_chat: frozenset[str] = frozenset()
+    # Severities routed away from paging (`SeverityPolicy.route`): the daily digest's
+    # schedule and receivers, and the receivers that file tickets.
+    digest: DigestConfig = DigestConfig()
+    ticket_receivers: tuple[str, ...] = ()
     # Dead man's switches by name (`router.noise.heartbeats`).
     heartbeats: dict[str, Heartbeat] = Field(default_factory=dict)
 

@@ -3,7 +3,9 @@ or the config in effect, like the REST API's GET endpoints, and renders HTML."""
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from markupsafe import Markup
@@ -12,22 +14,33 @@ from router import runbooks
 from router.api.incidents import find_incident
 from router.api.keys import BACKEND, RUNTIME
 from router.api.oncall import on_call_report
-from router.api.quiet import quiet_reasons
+from router.api.quiet import open_incidents, quiet_reasons
+from router.backends.pages import InvalidCursor
 from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_input
 from router.model import Alert, Severity, Status
-from router.noise.silences import SilenceState
+from router.noise.silences import Silence, SilenceState
 from router.oncall import shifts
 from router.postmortem import render_postmortem
 from router.ui.guard import PREFIX
 from router.ui.html import html, render
 from router.ui.keys import CLOCK, role_of, session_of
-from router.ui.views import FILTERS, MAX_ROWS, AlertFilter, distinct, group_alerts, incident_rows
+from router.ui.views import (
+    FILTERS,
+    PAGE_ROWS,
+    AlertFilter,
+    distinct,
+    group_alerts,
+    incident_rows,
+    severity_counts,
+    silence_batches,
+)
 
-# How many alerts the backend is asked for when the filters must be applied here.
+# Firing alerts the alert page reads to find what inhibits it (only when inhibit rules exist).
 SCAN_LIMIT = 10_000
 RESOLVED_SHOWN = 50
-# Open incidents the list renders at most (the most urgent first); the rest are counted.
-OPEN_SHOWN = 200
+# Open incidents one page of the list renders, the most urgent first; the next page shows
+# the next as many.
+OPEN_SHOWN = 100
 HANDOFFS_SHOWN = 3
 
 
@@ -42,29 +55,42 @@ def page(request: web.Request, template: str, status: int = 200, **context: Any)
 # --- alerts --------------------------------------------------------------------------------
 
 
-async def _alerts(request: web.Request, f: AlertFilter) -> list[Alert]:
-    backend = request.config_dict[BACKEND]
-    # Without filters of its own to apply, one more than a page: to tell that there are more.
-    limit = SCAN_LIMIT if f.needs_scan else MAX_ROWS + 1
-    found = await backend.current_alerts(status=f.status or None, source=f.source or None,
-                                         limit=limit)
-    return [a for a in found if f.keeps(a)] if f.needs_scan else found
-
-
 async def _alert_context(request: web.Request) -> dict[str, Any]:
+    """One page of the filtered list (the backend filters, counts and pages) and why its
+    alerts are quiet."""
+    backend = request.config_dict[BACKEND]
     f = AlertFilter.of(request.query)
-    alerts = await _alerts(request, f)
-    more = not f.needs_scan and len(alerts) > MAX_ROWS
-    groups, hidden = group_alerts(alerts[:MAX_ROWS])
+    query = f.to_query()
+    cursor = request.query.get("cursor") or None
+    try:
+        found = await backend.alert_search(query, limit=PAGE_ROWS, cursor=cursor)
+    except InvalidCursor as exc:
+        raise web.HTTPBadRequest(reason=str(exc)) from None
+    groups, _ = group_alerts(found.items, limit=PAGE_ROWS)
     now = request.config_dict[CLOCK]()
-    # Why the shown alerts are quiet; inhibition here looks only at the alerts shown (an
-    # alert's own page looks at everything that fires).
-    shown = [a for g in groups for a in g.alerts]
-    active = [s for s in await request.config_dict[BACKEND].silences()
+    active = [s for s in await backend.silences()
               if s.state(now) is SilenceState.ACTIVE]  # the engine keeps expired ones a while
-    quiet = quiet_reasons(shown, active, request, now)
-    return {"filter": f, "groups": groups, "hidden": hidden, "total": len(alerts),
-            "more": more, "max_rows": MAX_ROWS, "now": now, "quiet": quiet}
+    live = "&".join(p for p in (f.query(), urlencode({"cursor": cursor}) if cursor else "")
+                    if p)
+    return {"filter": f, "groups": groups, "total": found.total, "shown": len(found.items),
+            "cursor": cursor, "next_cursor": found.next_cursor, "live_query": live,
+            "severities": severity_counts(await backend.alert_counts("severity", query)),
+            "group_totals": await backend.alert_counts("group_key", query),
+            "now": now, "quiet": _quiet(request, found.items, active, now,
+                                        await open_incidents(backend, request))}
+
+
+def _quiet(request: web.Request, alerts: list[Alert], active: list[Silence],
+           now: datetime, incidents: list[Incident]) -> dict[str, dict[str, Any]]:
+    """Why the shown alerts are quiet. Inhibition here looks only at the alerts shown (an
+    alert's own page looks at everything that fires), so with inhibit rules they are worked
+    out together; without, each batch against only the silences that can mute it."""
+    if request.config_dict[RUNTIME].snapshot.config.inhibit_rules or incidents:
+        return quiet_reasons(alerts, active, request, now, incidents)
+    quiet: dict[str, dict[str, Any]] = {}
+    for batch, silences in silence_batches(alerts, active):
+        quiet.update(quiet_reasons(batch, silences, request, now))
+    return quiet
 
 
 async def alerts(request: web.Request) -> web.Response:
@@ -91,9 +117,8 @@ async def alert_rows(request: web.Request) -> web.Response:
 
 async def find_alert(request: web.Request, key: str) -> Alert | None:
     """The current alert `<source>:<fingerprint>`, if there is one."""
-    source, _, fingerprint = key.partition(":")
-    found = await request.config_dict[BACKEND].current_alerts(source=source, limit=SCAN_LIMIT)
-    return next((a for a in found if a.fingerprint == fingerprint), None)
+    found: Alert | None = await request.config_dict[BACKEND].alert(key)
+    return found
 
 
 async def alert(request: web.Request) -> web.Response:
@@ -113,7 +138,8 @@ async def alert(request: web.Request) -> web.Response:
     peers = await backend.current_alerts(status=Status.FIRING.value, limit=SCAN_LIMIT) \
         if config.inhibit_rules else [found]
     quiet = quiet_reasons([found, *(a for a in peers if a.key != found.key)],
-                          await backend.silences(), request, request.config_dict[CLOCK]())
+                          await backend.silences(), request, request.config_dict[CLOCK](),
+                          await open_incidents(backend, request))
     return page(request, "alert.html", alert=found, incident=incident, sent=sent, parked=parked,
                 quiet=quiet.get(found.key), key=found.key)
 
@@ -121,14 +147,33 @@ async def alert(request: web.Request) -> web.Response:
 # --- incidents -----------------------------------------------------------------------------
 
 
+def _offset(request: web.Request) -> int:
+    """Where the page of open incidents starts (`?from=`, from the "next" link)."""
+    try:
+        offset = int(request.query.get("from", 0))
+    except ValueError:
+        raise web.HTTPBadRequest(reason="from must be a whole number") from None
+    if offset < 0:
+        raise web.HTTPBadRequest(reason="from must be 0 or more")
+    return offset
+
+
 async def _incident_rows(request: web.Request) -> dict[str, Any]:
+    """A page of the most urgent open incidents, counts of all open ones, and (on the first
+    page) the latest resolved ones."""
     backend = request.config_dict[BACKEND]
-    open_ = await backend.incidents(status="open", limit=1000)
-    done = await backend.incidents(status=IncidentStatus.RESOLVED.value, limit=RESOLVED_SHOWN)
+    offset = _offset(request)
+    open_ = await backend.urgent_incidents(limit=OPEN_SHOWN, offset=offset)
+    counts = await backend.incident_counts(status="open")
+    done = [] if offset else await backend.incidents(status=IncidentStatus.RESOLVED.value,
+                                                      limit=RESOLVED_SHOWN)
     policies = request.config_dict[RUNTIME].snapshot.config.severities
     now = request.config_dict[CLOCK]()
-    rows = incident_rows(open_, policies, now)[:OPEN_SHOWN] + incident_rows(done, policies, now)
-    return {"rows": rows, "open_count": len(open_), "open_hidden": max(0, len(open_) - OPEN_SHOWN)}
+    rows = incident_rows(open_, policies, now) + incident_rows(done, policies, now)
+    open_count = sum(counts.values())
+    return {"rows": rows, "open_count": open_count, "severities": severity_counts(counts),
+            "offset": offset, "shown": len(open_), "page_size": OPEN_SHOWN,
+            "next": offset + OPEN_SHOWN if offset + OPEN_SHOWN < open_count else None}
 
 
 async def incidents(request: web.Request) -> web.Response:

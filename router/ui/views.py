@@ -10,16 +10,20 @@ from typing import Any, Literal
 
 import yaml
 
+from router.backends.filters import AlertQuery
 from router.incidents import Incident, IncidentStatus
 from router.model import Alert, Severity
+from router.noise.matchers import MatchType
+from router.noise.muters import labels_of
+from router.noise.silences import Silence
 from router.policy import SeverityPolicies
 from router.postmortem import format_span
 
 # --- alerts --------------------------------------------------------------------------------
 
 FILTERS = ("severity", "status", "service", "team", "source")
-# Rows the alert list renders at most; the rest is counted ("narrow the filters").
-MAX_ROWS = 200
+# Alerts one page of the list renders (newest first); older ones are a "next page" away.
+PAGE_ROWS = 100
 
 
 @dataclass(frozen=True)
@@ -34,22 +38,25 @@ class AlertFilter:
     def of(cls, query: Mapping[str, str]) -> AlertFilter:
         return cls(**{k: query.get(k, "").strip()[:200] for k in FILTERS})
 
-    @property
-    def needs_scan(self) -> bool:
-        """Filters the backend's query cannot apply (it filters status and source only)."""
-        return bool(self.severity or self.service or self.team)
+    def to_query(self) -> AlertQuery:
+        """What the backend is asked for (it filters and counts; nothing is scanned here)."""
+        return AlertQuery(**{k: v or None for k, v in vars(self).items()})
 
     def keeps(self, a: Alert) -> bool:
-        return ((not self.severity or a.severity == self.severity)
-                and (not self.status or a.status == self.status)
-                and (not self.service or a.service == self.service)
-                and (not self.team or a.team == self.team)
-                and (not self.source or a.source == self.source))
+        return self.to_query().keeps(a)
 
     def query(self) -> str:
         from urllib.parse import urlencode
 
         return urlencode({k: v for k, v in vars(self).items() if v})
+
+
+def severity_counts(counts: Mapping[str, int]) -> list[tuple[str, int]]:
+    """Counts by severity, worst first, the unclassified ("none") last; zeros left out."""
+    order = [s.value for s in Severity]
+    known = [(s, counts[s]) for s in order if counts.get(s)]
+    other = sum(n for s, n in counts.items() if s not in order)
+    return known + ([("none", other)] if other else [])
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,7 @@ def _rank(severity: Severity | None) -> int:
     return severity.rank if severity is not None else 9
 
 
-def group_alerts(alerts: Iterable[Alert], limit: int = MAX_ROWS) -> tuple[list[AlertGroup], int]:
+def group_alerts(alerts: Iterable[Alert], limit: int = PAGE_ROWS) -> tuple[list[AlertGroup], int]:
     """Alerts grouped by group key, worst group first (then most recent), each group's alerts
     worst and newest first; at most `limit` alerts kept. Returns (groups, alerts left out)."""
     by_key: dict[str, list[Alert]] = {}
@@ -91,6 +98,31 @@ def group_alerts(alerts: Iterable[Alert], limit: int = MAX_ROWS) -> tuple[list[A
         room -= len(kept[-1].alerts)
     shown = sum(len(g.alerts) for g in kept)
     return kept, sum(len(g.alerts) for g in groups) - shown
+
+
+def silence_batches(alerts: Sequence[Alert], silences: Sequence[Silence]
+                    ) -> list[tuple[list[Alert], list[Silence]]]:
+    """The alerts in batches, each with the only silences that can mute them (in their given
+    order), so that working out why alerts are quiet checks each against a few silences, not
+    every one. A silence with an equality matcher on a non-empty value (`name="value"`) can
+    mute only alerts with that label value; one without is kept for every alert."""
+    keyed: dict[tuple[str, str], list[tuple[int, Silence]]] = {}
+    loose: list[tuple[int, Silence]] = []
+    for n, s in enumerate(silences):
+        eq = next((m for m in s.matchers if m.type is MatchType.EQUAL and m.value), None)
+        if eq is None:
+            loose.append((n, s))
+        else:
+            keyed.setdefault((eq.name, eq.value), []).append((n, s))
+    batches: dict[tuple[int, ...], tuple[list[Alert], list[Silence]]] = {}
+    for a in alerts:
+        found = sorted([*loose, *(hit for item in labels_of(a).items()
+                                  for hit in keyed.get(item, ()))], key=lambda hit: hit[0])
+        which = tuple(n for n, _ in found)
+        if which not in batches:
+            batches[which] = ([], [s for _, s in found])
+        batches[which][0].append(a)
+    return list(batches.values())
 
 
 # --- incidents -----------------------------------------------------------------------------

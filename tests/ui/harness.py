@@ -147,16 +147,18 @@ class Router:
 
 
 @contextlib.contextmanager
-def router(workdir: Path) -> Iterator[Router]:
+def router(workdir: Path, backend: dict[str, Any] | None = None, rules: str = RULES,
+           ready_within: float = 20) -> Iterator[Router]:
+    """A router process on the embedded backend in `workdir`, or on `backend` (e.g. Kafka)."""
     workdir.mkdir(parents=True, exist_ok=True)
     (workdir / "rules").mkdir(exist_ok=True)
-    (workdir / "rules" / "console.yaml").write_text(RULES)
+    (workdir / "rules" / "console.yaml").write_text(rules)
     hook = HookServer()
     threading.Thread(target=hook.serve_forever, daemon=True).start()
     port = free_port()
     config = {
         "server": {"host": "127.0.0.1", "port": port},
-        "backend": {"type": "embedded", "path": str(workdir / "router.db")},
+        "backend": backend or {"type": "embedded", "path": str(workdir / "router.db")},
         "rules_dir": str(workdir / "rules"),
         "receivers": [{"name": "log", "type": "log"},
                       {"name": "hooks", "type": "webhook", "url": hook.url}],
@@ -173,7 +175,8 @@ def router(workdir: Path) -> Iterator[Router]:
                                 stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: http_ok(base + "/readyz"), 20, "the router to be ready", log)
+        wait_until(lambda: http_ok(base + "/readyz"), ready_within, "the router to be ready",
+                   log)
         shots = Path(os.environ.get("IR_SCREENSHOTS") or workdir / "screenshots")
         shots.mkdir(parents=True, exist_ok=True)
         yield Router(base, hook, log, shots)

@@ -8,9 +8,13 @@ from datetime import UTC, datetime, timedelta
 from html import unescape
 from typing import Any
 
+import pytest
 from aiohttp.test_utils import TestClient
 
 from router.api.keys import BACKEND
+from router.backends.filters import AlertQuery
+from router.noise.matchers import parse_matchers
+from router.ui.silences import narrowing
 from tests.conftest import RouterClient, read_testdata
 from tests.ui.test_guard import RO, RW, TOKENS, log_in
 
@@ -36,6 +40,18 @@ async def api_silences(client: TestClient) -> list[dict[str, Any]]:
 
 def text(html: str) -> str:
     return " ".join(unescape(re.sub(r"<[^>]+>", " ", html)).split())
+
+
+@pytest.mark.parametrize(("matchers", "labels"), [
+    ('alertname="DiskFull", instance=~"db-.*"', (("alertname", "DiskFull"),)),
+    ('env="prod", team="db"', (("env", "prod"), ("team", "db"))),
+    ('instance!="db-1", env=~"prod|stage"', None),  # nothing the store can narrow by
+    ('env=""', None),  # matches a missing label too
+])
+def test_a_preview_asks_the_store_for_the_alerts_the_equality_matchers_allow(
+        matchers: str, labels: tuple[tuple[str, str], ...] | None) -> None:
+    expect = AlertQuery(status="firing", labels=labels) if labels else None
+    assert narrowing(parse_matchers(matchers)) == expect
 
 
 async def test_silence_an_alert_from_its_page_then_expire_it(

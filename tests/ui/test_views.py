@@ -8,8 +8,20 @@ import pytest
 
 from router.incidents import Incident, IncidentStatus
 from router.model import Alert, Severity, Status
+from router.noise.matchers import parse_matchers
+from router.noise.muters import labels_of
+from router.noise.silences import Silence, silences_for
 from router.policy import SeverityPolicies
-from router.ui.views import AlertFilter, PasteError, group_alerts, incident_rows, pasted_alert, sla
+from router.ui.views import (
+    AlertFilter,
+    PasteError,
+    group_alerts,
+    incident_rows,
+    pasted_alert,
+    severity_counts,
+    silence_batches,
+    sla,
+)
 
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
@@ -54,7 +66,7 @@ def test_open_incidents_first_by_severity_then_oldest_then_resolved_newest() -> 
 
 
 def _alert(name: str, severity: Severity, group: str, status: Status = Status.FIRING,
-           minute: int = 0, **fields: str) -> Alert:
+           minute: int = 0, **fields: object) -> Alert:
     return Alert(source="alertmanager", fingerprint=f"{name}{minute}", status=status, name=name,
                  starts_at=T0 + minute * M, received_at=T0, severity=severity, group_key=group,
                  **fields)
@@ -86,6 +98,48 @@ def test_alert_filters(query: dict[str, str], kept: set[str]) -> None:
               _alert("b", Severity.SEV1, "g", team="web", service="web")]
     f = AlertFilter.of(query)
     assert {a.name for a in alerts if f.keeps(a)} == kept
+
+
+@pytest.mark.parametrize(("counts", "expect"), [
+    ({}, []),
+    ({"SEV3": 2, "SEV1": 1, "": 4}, [("SEV1", 1), ("SEV3", 2), ("none", 4)]),
+    ({"SEV2": 0, "SEV4": 9}, [("SEV4", 9)]),
+])
+def test_severity_counts_worst_first_unclassified_last(counts: dict[str, int],
+                                                      expect: list[tuple[str, int]]) -> None:
+    assert severity_counts(counts) == expect
+
+
+def _silence(ident: str, matchers: str) -> Silence:
+    return Silence(id=ident, matchers=parse_matchers(matchers), starts_at=T0 - M,
+                   ends_at=T0 + 60 * M, created_by="t", comment="c", updated_at=T0)
+
+
+def test_silence_batches_check_each_alert_against_every_silence_that_can_mute_it() -> None:
+    silences = [
+        _silence("by-instance", 'instance="i1"'),
+        _silence("by-team", 'team="db", env=~"prod|stage"'),  # a classified field
+        _silence("regex-only", 'alertname=~"B.*"'),  # no equality: kept for every alert
+        _silence("empty-value", 'instance="", alertname="a"'),  # "" matches a missing label
+        _silence("other", 'instance="i9"'),
+    ]
+    alerts = [
+        _alert("a", Severity.SEV1, "g", team="db", labels={"instance": "i1", "env": "prod"}),
+        _alert("b", Severity.SEV2, "g", minute=1, labels={"instance": "i2"}),
+        _alert("Bx", Severity.SEV2, "g", minute=2, labels={"instance": "i1"}),
+        _alert("a", Severity.SEV3, "g", minute=3),
+    ]
+    batches = silence_batches(alerts, silences)
+    assert sorted(a.fingerprint for batch, _ in batches for a in batch) == sorted(
+        a.fingerprint for a in alerts)
+    for batch, candidates in batches:
+        assert [s.id for s in candidates] == [s.id for s in silences if s in candidates]
+        for a in batch:  # the same answer as checking every silence
+            assert silences_for(labels_of(a), candidates, T0) == silences_for(
+                labels_of(a), silences, T0)
+    muted = {a.fingerprint: silences_for(labels_of(a), c, T0) for b, c in batches for a in b}
+    assert muted == {"a0": ("by-instance", "by-team"), "b1": (), "Bx2": ("by-instance",
+                     "regex-only"), "a3": ("empty-value",)}
 
 
 @pytest.mark.parametrize(("text", "value", "expect"), [

@@ -95,7 +95,7 @@ def test_check_config_effective_prints_the_merged_policy_without_secrets(
     assert doc["severities"]["SEV1"] == {
         "description": "Critical: customer-facing outage or data loss",
         "ack_sla": "15m", "resolve_sla": "1h", "response": "page_everyone",
-        "receivers": ["pd"], "auto_resolve": True, "update_every": "15m",
+        "receivers": ["pd"], "route": "page", "auto_resolve": True, "update_every": "15m",
         "ack_timeout": "30m", "auto_resolve_after": "4h", "group_wait": "0s",
         "group_interval": "1m", "repeat_interval": "30m",
     }

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 from router.engine.ids import IncidentIds
-from router.engine.incidents import actions, channel
+from router.engine.incidents import actions, channel, inhibit
 from router.engine.incidents.alerts import replace_incident
 from router.engine.incidents.closing import close, forget_at
 from router.engine.incidents.formatting import (
@@ -77,6 +77,8 @@ def apply_command(state: GroupState | None, event: CommandEvent, now: Instant,
     assert state is not None and isinstance(target, IncidentState)
     inc = target
     command = event.command
+    if command == inhibit.INHIBITED:  # an alert kept quiet by this incident (no person acted)
+        return replace_incident(state, inhibit.note(inc, event, now)), [], ids
     at = utc(event.at)
     if command in (Command.UPDATE.value, Command.PAGE.value):
         fingerprint = stable_id(command, event.actor,

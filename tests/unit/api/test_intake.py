@@ -201,6 +201,8 @@ async def test_log_unavailable_answers_503_with_retry_after(router_client: Route
                              data=read_testdata("alertmanager", "firing.json"))
     assert resp.status == 503
     assert resp.headers["Retry-After"] == "5"
+    body = await resp.json()
+    assert body["stored"] is False and "nothing was stored" in body["error"]
     assert await metric(client, "incident_router_intake_unavailable_total",
                         source="alertmanager") == 1
     ready = await client.get("/readyz")

@@ -21,18 +21,24 @@ def doc_sections() -> dict[str, Any]:
     for block in re.findall(r"```yaml\n(.*?)```", text, flags=re.S):
         doc = yaml.safe_load(block)
         if "route" not in doc:  # Alertmanager's config, not the router's
-            sections.update(doc)
+            for key, value in doc.items():  # a later block may add keys to a section
+                old = sections.get(key)
+                sections[key] = {**old, **value} if isinstance(old, dict) else value
     return sections
 
 
 def test_every_router_yaml_example_loads() -> None:
     sections = doc_sections()
     assert {"maintenance_windows", "business_hours", "inhibit_rules",
-            "heartbeats"} <= set(sections)
-    receivers = [{"name": "pagerduty", "type": "log"}]
+            "heartbeats", "incidents", "severities", "digest", "tickets"} <= set(sections)
+    receivers = [{"name": n, "type": "log"} for n in ("pagerduty", "slack-digest", "jsm")]
     config = parse_config(yaml.safe_dump({**sections, "receivers": receivers}))
     assert config.receiver_problems() == []
     assert [h.name for h in config.heartbeats] == ["prometheus"]
+    assert config.business_hours.chat_when_deferred == "quiet"
+    assert config.severities.SEV4.route == "digest"
+    assert (config.incidents.inhibit_lower_severity, config.incidents.inhibit_at) == (
+        True, "SEV1")
 
 
 def test_window_examples() -> None:

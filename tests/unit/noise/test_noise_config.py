@@ -23,6 +23,10 @@ from router.config import ConfigError, parse_config
                                           "end": "17:00"}]}]}},
          "router.yaml: business_hours: Value error, default: unknown calendar 'nope' "
          "(known: berlin)"),
+        ({"incidents": {"inhibit_at": "SEV5"}},
+         "router.yaml: incidents.inhibit_at: Input should be 'SEV1', 'SEV2', 'SEV3' or 'SEV4'"),
+        ({"incidents": {"inhibit_lower_severity": "sometimes"}},
+         "router.yaml: incidents.inhibit_lower_severity: Input should be a valid boolean"),
     ],
 )
 def test_noise_config_errors_name_the_key(section: dict[str, object], expected: str) -> None:

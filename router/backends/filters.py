@@ -1,0 +1,93 @@
+"""Filtered and summary reads of the current-alerts view: which alerts a list asks for (by the
+classified alert's severity, status, service, team and source) and the fields it counts them
+by. The embedded backend applies them in SQL on indexed expressions, the Kafka backend on its
+in-memory view; `keeps` and `value_of` are the one definition both follow."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Literal, get_args
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from router.model import Alert
+
+# Label names a query can ask for: Prometheus's syntax (the embedded backend puts the name in a
+# JSON path).
+LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# The classified fields a silence matches as labels when the alert has no such label
+# (router.noise.muters.labels_of).
+DERIVED_LABELS: dict[str, str] = {"alertname": "name", "severity": "severity",
+                                  "service": "service", "team": "team"}
+
+# The fields a list filters and counts current alerts by.
+AlertField = Literal["severity", "status", "service", "team", "source", "group_key"]
+ALERT_FIELDS: tuple[AlertField, ...] = get_args(AlertField)
+
+
+def value_of(alert: Alert, field: AlertField) -> str:
+    """The alert's value of `field` as stored ("" when classification left it unset)."""
+    match field:
+        case "severity":
+            return alert.severity.value if alert.severity is not None else ""
+        case "status":
+            return alert.status.value
+        case "service":
+            return alert.service or ""
+        case "team":
+            return alert.team or ""
+        case "source":
+            return alert.source
+        case "group_key":
+            return alert.group_key or ""
+
+
+class AlertQuery(BaseModel):
+    """Current alerts whose fields equal every value given (None: any)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    severity: str | None = None
+    status: str | None = None
+    service: str | None = None
+    team: str | None = None
+    source: str | None = None
+    group_key: str | None = None
+    # (name, value) pairs the alert's labels as silences see them (`labels_of`: its labels,
+    # and alertname, severity, service, team when it has no such label) must all have.
+    labels: tuple[tuple[str, str], ...] = ()
+
+    @field_validator("labels")
+    @classmethod
+    def _label_names(cls, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
+        for name, _ in labels:
+            if not LABEL_NAME.fullmatch(name):
+                raise ValueError(f"label name {name[:60]!r} is not [A-Za-z_][A-Za-z0-9_]*")
+        return labels
+
+    def given(self) -> dict[AlertField, str]:
+        """The fields this query constrains, with their values."""
+        return {f: v for f in ALERT_FIELDS if (v := getattr(self, f))}
+
+    def keeps(self, alert: Alert) -> bool:
+        return self.predicate()(alert)
+
+    def predicate(self) -> Callable[[Alert], bool]:
+        """`keeps` with the query read once, for scanning many alerts."""
+        # Here, not at the top: router.noise.muters imports the engine, which imports the
+        # backends' interfaces.
+        from router.noise.muters import labels_of
+
+        given = tuple(self.given().items())
+        labels = self.labels
+
+        def keeps(alert: Alert) -> bool:
+            if not all(value_of(alert, f) == v for f, v in given):
+                return False
+            if not labels:
+                return True
+            seen = labels_of(alert)
+            return all(seen.get(name) == value for name, value in labels)
+
+        return keeps

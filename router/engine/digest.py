@@ -1,0 +1,107 @@
+"""The daily digest in the engine. Pure.
+
+Group notifications of a severity with `route: digest` (SEV4, "next sprint") are taken out of
+what the engine sends and collected here, one entry per group (latest title, status, alerts);
+the first one arms the digest's timer for the next `digest.at` (`router.noise.digest`), and
+when it is due one summary per digest receiver goes out and the digest empties. The digest is
+engine state stored beside the groups under DIGEST_KEY (committed with them, restored with
+them), and its deadline is an engine timer on the injected clock, so a digest due while the
+router was down goes out when it is back.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+
+from router.engine.instant import Instant, iso
+from router.engine.state import EngineContext
+from router.model import Notification, NotificationKind, Severity, Status, stable_id
+from router.noise.digest import next_send
+
+DIGEST_KEY = "\x00digest"  # where it is stored beside the groups (a group key never has NUL)
+DIGEST_GROUP = "router:digest"  # the group key its summaries carry (threads, dedup)
+K = NotificationKind
+COLLECTED = frozenset({K.TRIGGER, K.UPDATE, K.REPEAT, K.RESOLVE})  # a group's own rounds
+
+
+@dataclass(frozen=True, slots=True)
+class Digest:
+    entries: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by group key
+    due: float | None = None  # when the summary goes out (engine time)
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({"entries": self.entries, "due": self.due})
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview | None) -> Digest:
+        if data is None:
+            return cls()
+        raw = orjson.loads(bytes(data))
+        return cls(entries={str(k): dict(v) for k, v in (raw.get("entries") or {}).items()},
+                   due=raw.get("due"))
+
+
+def routed(n: Notification, ctx: EngineContext) -> bool:
+    """Does `n` go into the digest rather than out (a group round of a digest severity)?"""
+    return n.kind in COLLECTED and ctx.policy(n.severity).route == "digest"
+
+
+def collect(digest: Digest, notes: list[Notification], now: Instant, ctx: EngineContext
+            ) -> tuple[Digest, list[Notification]]:
+    """The digest with the routed notifications of `notes` in, and the others."""
+    kept: list[Notification] = []
+    entries: dict[str, Mapping[str, Any]] | None = None
+    for n in notes:
+        if not routed(n, ctx):
+            kept.append(n)
+            continue
+        entries = dict(digest.entries) if entries is None else entries
+        old = entries.get(n.group_key)
+        firing = [a for a in n.alerts if a.status is Status.FIRING]
+        entries[n.group_key] = {
+            "title": n.title,
+            "severity": n.severity.value,
+            "status": "resolved" if n.kind is K.RESOLVE else "firing",
+            "alerts": sorted({a.name for a in (firing or n.alerts)}),
+            "service": next((a.service for a in n.alerts if a.service), None),
+            "first": old["first"] if old is not None else iso(now.dt),
+            "last": iso(now.dt),
+            "runbook_url": next((a.runbook_url for a in n.alerts if a.runbook_url), None),
+        }
+    if entries is None:
+        return digest, notes
+    due = digest.due if digest.due is not None else next_send(ctx.digest, now.dt).timestamp()
+    return Digest(entries=entries, due=due), kept
+
+
+def send(digest: Digest, now: Instant, ctx: EngineContext) -> tuple[Digest, list[Notification]]:
+    """The summaries when the digest is due (then it empties), else nothing."""
+    if digest.due is None or digest.due > now.ts:
+        return digest, []
+    if not digest.entries:
+        return Digest(), []
+    when = datetime.fromtimestamp(digest.due, UTC)
+    rows = sorted(digest.entries.values(), key=lambda e: (e["severity"], str(e["first"])))
+    firing = sum(1 for e in rows if e["status"] == "firing")
+    lines = [f"- [{e['severity']}] {e['title']}: {e['status']} (since {e['first']})"
+             for e in rows]
+    title = (f"Daily digest: {len(rows)} alert group{'s' if len(rows) != 1 else ''}, "
+             f"{firing} still firing")
+    severity = min((Severity(str(e["severity"])) for e in rows), key=lambda s: s.rank)
+    dedup = stable_id(DIGEST_GROUP, str(digest.due))
+    details = {"digest": [dict(e) for e in rows], "digest_at": when.isoformat(),
+               "update_label": "Daily digest", "status": "digest", "note": "\n".join(lines),
+               "next_update": "in the next digest", "reasons": ["digest"]}
+    notes = [
+        Notification.build(
+            id=stable_id(DIGEST_GROUP, str(digest.due), receiver), receiver=receiver,
+            kind=K.UPDATE, group_key=DIGEST_GROUP, dedup_key=dedup, severity=severity,
+            title=title, created_at=now.dt, details=dict(details))
+        for receiver in sorted(set(ctx.digest.receivers))
+    ]
+    return Digest(), notes

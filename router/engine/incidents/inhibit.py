@@ -1,0 +1,142 @@
+"""The incident inhibition rule. Pure.
+
+An open incident at or above `incidents.inhibit_at` (SEV1 by default) for a service keeps the
+firing alerts of that service that are less severe than the incident quiet (reason
+`incident`, ref the incident id): they do not page while the incident is worked on. Each such
+alert is listed on the incident's timeline instead (an `inhibited` command to the incident's
+group), and when the incident closes, those still firing notify then, as for every other mute.
+
+Which incidents inhibit is engine-wide state (`router.engine.noise.Noise.incidents`): the
+engine derives it from the incident views its groups change, and the same fact reaches the
+other engines as a noise command (`INCIDENT_INHIBITS`) where the log carries them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import NamedTuple
+
+from router.config import IncidentsConfig
+from router.engine.incidents.formatting import ROUTER
+from router.engine.incidents.timeline import TK, log
+from router.engine.instant import Instant, utc
+from router.engine.quiet import INCIDENT, Mute
+from router.engine.state import GroupState, IncidentState
+from router.incidents import Incident
+from router.model import Alert, CommandEvent, Severity, default_group_key
+
+# The command that lists an inhibited alert on the inhibiting incident's timeline.
+INHIBITED = "inhibited"  # args: {"alert", "service", "severity", "group_key"}
+
+
+class OpenIncident(NamedTuple):
+    """An open incident that inhibits its service's less severe alerts."""
+
+    id: str
+    service: str
+    severity: Severity
+    group_key: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"service": self.service, "severity": self.severity.value,
+                "group_key": self.group_key}
+
+    @classmethod
+    def of_json(cls, incident_id: str, raw: Mapping[str, object]) -> OpenIncident:
+        return cls(incident_id, str(raw["service"]), Severity(str(raw["severity"])),
+                   str(raw["group_key"]))
+
+
+def inhibits(view: Incident, cfg: IncidentsConfig | None) -> OpenIncident | None:
+    """The incident as an inhibitor, or None when it does not inhibit (rule off, resolved,
+    no service, or below `inhibit_at`)."""
+    if (cfg is None or not cfg.inhibit_lower_severity or not view.open or not view.service
+            or not view.severity.at_least(cfg.inhibit_at)):
+        return None
+    return OpenIncident(view.id, view.service, view.severity, view.group_key)
+
+
+def updated(current: Mapping[str, OpenIncident], views: Iterable[Incident],
+            cfg: IncidentsConfig | None) -> dict[str, OpenIncident] | None:
+    """The inhibiting incidents after `views` changed; None when nothing changed."""
+    out: dict[str, OpenIncident] | None = None
+    for view in views:
+        now = inhibits(view, cfg)
+        if current.get(view.id) == now:
+            continue
+        out = dict(current) if out is None else out
+        if now is None:
+            out.pop(view.id, None)
+        else:
+            out[view.id] = now
+    return out
+
+
+class IncidentMuter:
+    """Alerts of a service with an inhibiting open incident, less severe than it, and not of
+    that incident's own group."""
+
+    __slots__ = ("by_service", "default")
+
+    def __init__(self, incidents: Iterable[OpenIncident],
+                 default: Severity = Severity.SEV3) -> None:
+        by_service: dict[str, list[OpenIncident]] = {}
+        for inc in sorted(incidents, key=lambda i: (i.severity.rank, i.id)):
+            by_service.setdefault(inc.service, []).append(inc)
+        self.by_service = {k: tuple(v) for k, v in by_service.items()}
+        self.default = default
+
+    def __eq__(self, other: object) -> bool:
+        return (isinstance(other, IncidentMuter) and self.by_service == other.by_service
+                and self.default == other.default)
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.by_service))
+
+    def mute(self, alert: Alert, now: float) -> Mute | None:
+        service = alert.service or alert.labels.get("service")
+        found = self.by_service.get(service) if service else None
+        if not found:
+            return None
+        rank = (alert.severity or self.default).rank
+        key = alert.group_key or default_group_key(alert)
+        for inc in found:  # most severe first
+            if rank > inc.severity.rank and key != inc.group_key:
+                return Mute(INCIDENT, inc.id, None)  # lifts when the incident closes
+        return None
+
+
+def newly_inhibited(before: GroupState | None, after: GroupState | None
+                    ) -> list[tuple[Alert, str]]:
+    """The alerts of a group that became quiet by an incident in one step, with its id."""
+    if after is None or after.quiet_until is None:
+        return []
+    out = []
+    for key, st in after.alerts.items():
+        if st.muted is None or not st.muted.startswith(INCIDENT + ":"):
+            continue
+        was = before.alerts.get(key) if before is not None else None
+        if was is None or was.muted != st.muted:
+            out.append((st.alert, st.muted.partition(":")[2]))
+    return out
+
+
+def note_command(alert: Alert, incident: OpenIncident, at: datetime) -> CommandEvent:
+    """The command that lists `alert` on the timeline of the incident keeping it quiet."""
+    return CommandEvent.build(
+        kind="command", command=INHIBITED, incident_id=incident.id,
+        group_key=incident.group_key, actor=ROUTER, at=at,
+        args={"alert": alert.name, "service": alert.service or incident.service,
+              "severity": alert.severity.value if alert.severity else None,
+              "group_key": alert.group_key or default_group_key(alert)})
+
+
+def note(inc: IncidentState, event: CommandEvent, now: Instant) -> IncidentState:
+    """The `inhibited` command on its incident: one timeline entry, nobody notified."""
+    args = event.args
+    sev = f"{args['severity']} " if args.get("severity") else ""
+    text = (f"{sev}alert {args.get('alert')} (group {args.get('group_key')}) inhibited by the "
+            f"open {inc.view.severity.value} incident {inc.view.id} of service "
+            f"{args.get('service')}: not paged while it is open")
+    return log(inc, utc(event.at), TK.QUIETED, ROUTER, text, now)
