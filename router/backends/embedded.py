@@ -225,14 +225,6 @@ class EmbeddedBackend:
         bodies = await self._select_bodies("alerts", conditions, "event_time DESC", limit)
         return [Alert.model_validate(orjson.loads(b)) for b in bodies]
 
-    async def count_alerts(self, status: str) -> int:
-        """Alerts in the view with `status`. Intake's active-alert cap asks every second: an
-        index-only count, where `alert_page(limit=1).total` also sorts every firing alert
-        (21 ms at 60,000 firing, 2 ms for the count alone)."""
-        row = await self.db.read(lambda c: c.execute(
-            "SELECT count(*) FROM alerts WHERE status = ?", (status,)).fetchone())
-        return int(row[0])
-
     async def incidents(self, status: str | None = None, limit: int = 200,
                         group_key: str | None = None) -> list[Incident]:
         """Newest first; `status` one of investigating|identified|monitoring|resolved, or
