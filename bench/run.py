@@ -109,6 +109,20 @@ def cpu_seconds(pid: int) -> float:
         return 0.0
 
 
+def thread_cpu_seconds(pid: int) -> dict[str, float]:
+    """User+system CPU of each thread of `pid` by thread name (comm), the main thread as
+    "main" (bench/stages.py splits a profile's samples thread by thread with these)."""
+    out: dict[str, float] = {}
+    with contextlib.suppress(OSError):
+        for tid in os.listdir(f"/proc/{pid}/task"):
+            with contextlib.suppress(OSError), open(f"/proc/{pid}/task/{tid}/stat") as f:
+                head, _, rest = f.read().rpartition(")")
+                name = "main" if int(tid) == pid else head.split("(", 1)[1]
+                fields = rest.split()
+                out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
 def peak_rss(pid: int) -> int:
     try:
         with open(f"/proc/{pid}/status") as f:
@@ -199,6 +213,8 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], flo
     proc.stdin.write(json.dumps(spec).encode())
     proc.stdin.close()
     start = sum(cpu_seconds(p) for p in pids)
+    threads_start: dict[str, float] = {}
+    threads: dict[str, float] = {}
     used = 0.0
     rss = 0
     result: dict[str, Any] = {}
@@ -206,12 +222,16 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], flo
         text = line.strip()
         if text == b"measure":
             start = sum(cpu_seconds(p) for p in pids)
+            threads_start = thread_cpu_seconds(pids[0])
         elif text == b"done":
             used = sum(cpu_seconds(p) for p in pids) - start
+            threads = {k: v - threads_start.get(k, 0.0)
+                       for k, v in thread_cpu_seconds(pids[0]).items()}
             rss = max(peak_rss(p) for p in pids)
         elif text.startswith(b"{"):
             result = json.loads(text)
             result["peak_rss"] = rss
+            result["thread_cpu_s"] = threads  # of the first process
     if proc.wait() != 0 or not result:
         raise RuntimeError(f"load generator failed (exit {proc.returncode})")
     return result, used
@@ -228,6 +248,7 @@ def load_row(scenario: str, result: dict[str, Any], cpu: float, note: str = "") 
         scenario, result["kind"], result["alerts_s"], result["req_s"], result["p50_ms"],
         result["p99_ms"], result["peak_rss"] / 2**20,
         cpu / (alerts / 1000) if alerts else None, note,
+        {"thread_cpu_s": result.get("thread_cpu_s", {}), "alerts": alerts},
     )
 
 

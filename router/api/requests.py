@@ -14,9 +14,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
+import os
 import re
-import uuid
 
 import orjson
 from aiohttp import web
@@ -31,6 +32,15 @@ REQUEST_ID = web.RequestKey("request_id", str)
 _LOGGED = web.RequestKey("refusal_logged", bool)
 # Anything else (too long, spaces, newlines) is replaced: it goes into logs and headers.
 _SANE_ID = re.compile(r"[A-Za-z0-9._:@/+=-]{1,128}")
+# Generated ids: 32 hex digits, as uuid4().hex, unique without a getrandom() per request (the
+# syscall cost 6 µs of the router's ~100 µs per 1-alert request): a random prefix per process
+# and a counter. An id correlates log lines; it grants nothing, so it need not be unguessable.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
+def new_request_id() -> str:
+    return f"{_ID_PREFIX}{next(_ID_COUNTER) & 0xFFFFFFFFFFFFFFFF:016x}"
 
 
 class BodyTimeout(TimeoutError):
@@ -75,7 +85,7 @@ def _expire(request: web.Request, seconds: float) -> None:
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
     given = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = given if _SANE_ID.fullmatch(given) else uuid.uuid4().hex
+    rid = given if _SANE_ID.fullmatch(given) else new_request_id()
     request[REQUEST_ID] = rid
     seconds = request.app[RUNTIME].snapshot.config.server.read_timeout_seconds
     deadline = None

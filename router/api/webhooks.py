@@ -20,6 +20,7 @@ from router.api.auth import check_auth, www_authenticate
 from router.api.keys import BACKEND, RUNTIME, SNS_VERIFIER
 from router.api.requests import BodyTimeout, log_refused, request_id
 from router.backends.base import LogEvent, LogUnavailable
+from router.backends.filters import AlertQuery
 from router.config import Auth
 from router.engine.noise import heartbeat_of, inhibitor_commands
 from router.model import Alert, AlertEvent, Status, decided_whole, utcnow
@@ -150,6 +151,7 @@ async def _intake(request: web.Request, source: str, auth: Auth, enabled: bool,
 
 # How long a count of the firing alerts is reused (counting costs a query per request).
 ACTIVE_COUNT_TTL = 1.0
+_FIRING = AlertQuery(status=Status.FIRING.value)
 _ACTIVE: weakref.WeakKeyDictionary[web.Application, tuple[int, float]] = (
     weakref.WeakKeyDictionary())
 
@@ -161,11 +163,12 @@ async def check_active(request: web.Request, cap: int) -> None:
     cached = _ACTIVE.get(request.app)
     if cached is None or loop.time() - cached[1] > ACTIVE_COUNT_TTL:
         try:
-            page = await request.app[BACKEND].alert_page(status=Status.FIRING.value, limit=1)
+            # An index-only count: a page's total (alert_page) also sorted every firing alert.
+            counts = await request.app[BACKEND].alert_counts("status", _FIRING)
         except Exception as exc:  # the store cannot count now: the append will say so (503)
             log.debug("active alerts not counted: %s", type(exc).__name__)
             return
-        cached = _ACTIVE[request.app] = (page.total, loop.time())
+        cached = _ACTIVE[request.app] = (counts.get(Status.FIRING.value, 0), loop.time())
     if cached[0] >= cap:
         raise Rejected(429, "too_many_active", f"{cached[0]} alerts are firing, the limit "
                        f"is server.max_active_alerts ({cap}); resolutions are still accepted")

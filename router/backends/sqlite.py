@@ -6,13 +6,16 @@ with `synchronous=FULL` (the WAL is fsynced); bookkeeping that can be redone aft
 loss means at worst a resend with the same vendor dedup key) commits with `NORMAL`, which
 survives a process crash. A FULL commit makes everything before it durable too.
 
-Two connections to the one file. Durable commits run on a dedicated worker thread, so the event
-loop keeps working while the disk syncs. Reads and relaxed writes run inline on the event loop
-thread: they take microseconds, while a hop to a thread and back costs ~100 us of CPU, which
-made the thread the router's biggest overhead per alert. WAL lets the inline reads run while the
-worker commits; writes of both kinds take turns on an asyncio lock, so the two connections never
-wait for each other's write lock. Concurrent writes that arrive while a commit is in flight are
-batched into the next transaction (group commit): N concurrent requests cost one fsync, not N.
+Two connections to the one file. A durable group commit runs its statements inline on the
+worker connection and its COMMIT (the WAL write, the fsync, any auto-checkpoint) on a dedicated
+worker thread, so the event loop keeps working while the disk syncs, and the two threads trade
+the GIL once per commit rather than around every statement. Reads and relaxed writes run
+inline on the event loop thread: they take microseconds, while a hop to a thread and back costs
+~100 us of CPU, which made the thread the router's biggest overhead per alert. WAL lets the
+inline reads run while the worker commits; writes of both kinds take turns on an asyncio lock,
+so the two connections never wait for each other's write lock. Concurrent writes that arrive
+while a commit is in flight are batched into the next transaction (group commit): N concurrent
+requests cost one fsync, not N.
 Nothing is acknowledged before its transaction commits.
 
 The worker connection checkpoints the WAL (SQLite's auto-checkpoint on its commits, and after
@@ -236,10 +239,31 @@ class Database:
                 error = None
                 async with self._writing:
                     try:
-                        await self._run(functools.partial(_commit_all, self._require(), batch))
+                        await self._commit_durable(batch)
                     except BaseException as exc:
                         error = exc
                 _settle(batch, error)
+
+    async def _commit_durable(self, batch: list[Pending]) -> None:
+        """The batch's statements inline, on the worker's connection; its COMMIT (the WAL
+        write, the fsync and any auto-checkpoint) on the worker thread. Python's sqlite3 lets
+        go of the GIL around every statement, so statements on the worker thread made it and
+        the event loop trade the GIL (and the one core) back and forth for every row; inline,
+        the worker wakes once per group commit. Callers hold the write turn."""
+        if self._checkpoint is not None and not self._checkpoint.done():
+            # The one use of the worker's connection outside the write turn: let it finish,
+            # as the worker thread's queue made every commit do before.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._checkpoint)
+        conn = self._require()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for work, _ in batch:
+                work(conn)
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        await self._run(functools.partial(_commit, conn))
 
     def _committed_inline(self) -> None:
         self._inline_commits += 1
@@ -288,8 +312,19 @@ def _in_transaction(conn: sqlite3.Connection, fn: Callable[[sqlite3.Connection],
     except BaseException:
         conn.execute("ROLLBACK")
         raise
-    conn.execute("COMMIT")
+    _commit(conn)
     return result
+
+
+def _commit(conn: sqlite3.Connection) -> None:
+    """COMMIT, or roll back if it fails (an I/O error, a deferred constraint): SQLite leaves
+    some failed COMMITs' transactions open."""
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
 
 
 def _commit_all(conn: sqlite3.Connection, batch: list[Pending]) -> None:

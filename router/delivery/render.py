@@ -20,7 +20,7 @@ import jinja2.meta
 from jinja2.runtime import new_context
 from pydantic import AfterValidator
 
-from router.model import Notification, NotificationKind, Severity, Status
+from router.model import Alert, Notification, NotificationKind, Severity, Status
 
 TEMPLATES_DIR = Path(__file__).resolve().parent.parent / "templates"
 
@@ -252,17 +252,27 @@ def _postmortem(f: _Facts) -> Any:
     )
 
 
-def _alerts(f: _Facts) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": a.name,
-            "status": a.status.value,
-            "summary": a.annotations.get("summary", ""),
-            "labels": dict(a.labels),
-            "value": a.value,
-        }
-        for a in f.n.alerts
-    ]
+class AlertView(dict[str, Any]):
+    """One alert as the templates see it: a dict of name, status, summary, labels and value,
+    whose keys are attributes too. Jinja reads `a.name` as `getattr(a, "name")` first and
+    falls back to `a["name"]`: on a plain dict every lookup raised an AttributeError first,
+    a quarter of the CPU of rendering a group of alerts. `a["name"]`, `a.items()` and
+    `a | tojson` work as on the dict it was."""
+
+    __slots__ = ("labels", "name", "status", "summary", "value")
+
+    def __init__(self, a: Alert) -> None:
+        self.name = a.name
+        self.status = a.status.value
+        self.summary = a.annotations.get("summary", "")
+        self.labels = dict(a.labels)
+        self.value = a.value
+        super().__init__(name=self.name, status=self.status, summary=self.summary,
+                         labels=self.labels, value=self.value)
+
+
+def _alerts(f: _Facts) -> list[AlertView]:
+    return [AlertView(a) for a in f.n.alerts]
 
 
 def _detail(key: str) -> Callable[[_Facts], Any]:

@@ -90,3 +90,15 @@ async def test_accepted_requests_log_no_refusal(
     assert refusals(caplog) == []
     # Not-found and other routes carry the id too.
     assert (await client.get("/nowhere")).headers["X-Request-Id"]
+
+
+async def test_generated_request_ids_differ_from_request_to_request(
+    router_client: RouterClient,
+) -> None:
+    client = await router_client()
+    ids = set()
+    for _ in range(3):
+        resp = await client.post("/webhooks/generic", json={"name": "DiskFull"})
+        assert resp.status == 200
+        ids.add(resp.headers["X-Request-Id"])
+    assert len(ids) == 3

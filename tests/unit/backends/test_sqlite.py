@@ -98,3 +98,62 @@ async def test_inline_commits_are_checkpointed_on_the_worker_thread(
 def test_an_in_memory_database_is_refused() -> None:
     with pytest.raises(ValueError, match="database file"):
         Database(Path(":memory:"), SCHEMA)
+
+
+# A deferred foreign key is checked at COMMIT: a real failure of the commit itself, after
+# every statement of the batch succeeded (as a full disk or an I/O error would fail it).
+FK_SCHEMA = """
+PRAGMA foreign_keys=ON;
+CREATE TABLE IF NOT EXISTS parent (id INTEGER PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS child (
+    id INTEGER PRIMARY KEY,
+    parent INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED
+);
+"""
+
+
+def child(parent: int) -> sqlite_module.Work:
+    return lambda c: c.execute("INSERT INTO child (parent) VALUES (?)", (parent,))
+
+
+@pytest.mark.parametrize("durable", [True, False])
+async def test_a_failing_commit_fails_every_waiter_of_its_group_and_the_next_one_commits(
+        tmp_path: Path, durable: bool) -> None:
+    """Before: the failed COMMIT left its transaction open, and every later write failed with
+    "cannot start a transaction within a transaction" (intake answered 503 until a restart)."""
+    db = Database(tmp_path / "x.db", FK_SCHEMA)
+    await db.open()
+    if not durable:  # the inline connection's own foreign_keys setting
+        await db.read(lambda c: c.execute("PRAGMA foreign_keys=ON"))
+    try:
+        await db.write_batched(lambda c: c.execute("INSERT INTO parent (id) VALUES (1)"))
+        results = await asyncio.gather(
+            *(db.write_batched(child(1), durable=durable) for _ in range(5)),
+            db.write_batched(child(2), durable=durable),  # no parent 2
+            return_exceptions=True)
+        assert [type(r) for r in results] == [sqlite3.IntegrityError] * 6
+        assert await db.read(lambda c: c.execute("SELECT count(*) FROM child").fetchone()) \
+            == (0,)
+        await asyncio.gather(*(db.write_batched(child(1), durable=durable) for _ in range(3)))
+        assert await db.read(lambda c: c.execute("SELECT count(*) FROM child").fetchone()) \
+            == (3,)
+    finally:
+        await db.close()
+
+
+async def test_each_durable_write_is_committed_when_its_waiter_resumes(tmp_path: Path) -> None:
+    """Another connection (another process) sees every row as soon as write_batched returns:
+    intake answers 2xx only after that."""
+    db = Database(tmp_path / "x.db", SCHEMA)
+    await db.open()
+    other = sqlite3.connect(tmp_path / "x.db")
+    try:
+        async def write_and_look(value: str) -> bool:
+            await db.write_batched(insert(value))
+            return other.execute("SELECT 1 FROM t WHERE v = ?", (value,)).fetchone() is not None
+
+        seen = await asyncio.gather(*(write_and_look(f"v{i}") for i in range(50)))
+        assert seen == [True] * 50
+    finally:
+        other.close()
+        await db.close()

@@ -139,3 +139,20 @@ def test_truncate(text: str, limit: int, expected: str) -> None:
 def test_truncate_bytes_never_splits_a_character(text: str, limit: int, expected: str) -> None:
     out = truncate_bytes(text, limit)
     assert out == expected and len(out.encode()) <= limit
+
+
+def test_an_override_reads_an_alert_as_attributes_or_as_the_dict_it_is() -> None:
+    # The alerts are dicts whose keys are attributes too (router.delivery.render.AlertView):
+    # every way a template may read them gives what the plain dict gave.
+    r = Renderer({"initial": (
+        "{% for a in alerts %}{{ a.name }}|{{ a['summary'] }}|{{ a.labels.instance }}|"
+        "{{ a['labels']['alertname'] }}|{{ a.status }}|{{ a.value }}|"
+        "{{ a.items() | map('first') | sort | join(',') }}|{{ a | tojson }}{% endfor %}")})
+    assert r.render(notification()).headline == (
+        "DiskFull|Disk almost full on db-1|db-1|DiskFull|firing|None|"
+        "labels,name,status,summary,value|"
+        '{"labels": {"alertname": "DiskFull", "instance": "db-1"}, "name": "DiskFull", '
+        '"status": "firing", "summary": "Disk almost full on db-1", "value": null}')
+    assert context(notification(), ["alerts"])["alerts"] == [{
+        "name": "DiskFull", "status": "firing", "summary": "Disk almost full on db-1",
+        "labels": {"alertname": "DiskFull", "instance": "db-1"}, "value": None}]
