@@ -38,7 +38,7 @@ async def start(router_client: RouterClient, aiohttp_server: Any,
                       {"name": "hook", "type": "webhook", "url": str(server.make_url("/hook"))}],
         "default_receivers": ["hook"],
         "severities": {s: FAST for s in ("SEV1", "SEV2", "SEV3", "SEV4")},
-        "incidents": incidents,
+        "incidents": {"inhibit_lower_severity": True, **incidents},
     })
     return client, received
 

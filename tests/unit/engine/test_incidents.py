@@ -43,6 +43,7 @@ ONCALL = OnCallConfig(
     services={"checkout": ServiceConfig(escalation_policy="checkout", team="payments")},
 )
 INCIDENTS = IncidentsConfig(page_receivers=["pd-page"], statuspage_receiver="sp",
+                            inhibit_lower_severity=True,
                             components={"checkout": "cmp-checkout"}, sla_receivers=["mgr"])
 # The incident process timers (update reminders, acknowledgement timeout, idle resolve) are
 # off here, so these traces show one mechanism each; test_process.py has them on.
