@@ -96,6 +96,15 @@ async def get_incident(client: TestClient, incident_id: str,
     return data
 
 
+async def open_incidents(client: TestClient,
+                         headers: dict[str, str] | None = None) -> list[dict[str, Any]]:
+    """The open incidents, newest first (one page)."""
+    resp = await client.get("/api/v1/incidents", params={"status": "open"},
+                            headers=headers or {})
+    data: list[dict[str, Any]] = (await resp.json())["data"]
+    return data
+
+
 async def wait_incident(client: TestClient, incident_id: str,
                         check: Callable[[dict[str, Any]], bool], what: str,
                         headers: dict[str, str] | None = None,

@@ -108,20 +108,20 @@ async def expire_silence(backend: Backend, ident: str, now: datetime,
     return ended
 
 
-def _filters(request: web.Request) -> list[Matcher]:
-    try:
-        return [parse_matcher(f) for f in request.query.getall("filter", [])]
-    except MatcherError as exc:
-        raise Rejected(400, "bad_filter", str(exc)) from None
-
-
-async def list_silences(request: web.Request) -> web.Response:
+def _filters(request: web.Request) -> list[Matcher] | web.Response:
+    """The `filter` matchers of a read, or the answer that refuses it (token, bad matcher)."""
     if (denied := require_api_token(request)) is not None:
         return denied
     try:
-        filters = _filters(request)
-    except Rejected as exc:
-        return _error(exc.status, exc.message)
+        return [parse_matcher(f) for f in request.query.getall("filter", [])]
+    except MatcherError as exc:
+        return _error(400, str(exc))
+
+
+async def list_silences(request: web.Request) -> web.Response:
+    filters = _filters(request)
+    if isinstance(filters, web.Response):
+        return filters
     found = [s for s in (await _silences(request.app[BACKEND])).values()
              if matches_filter(s, filters)]
     return _json(gettable_silences(found, utcnow()))
@@ -184,12 +184,9 @@ def _bool(request: web.Request, name: str, default: bool) -> bool:
 async def list_alerts(request: web.Request) -> web.Response:
     """`GET /api/v2/alerts` (gettableAlerts): the firing alerts, with `active`, `silenced`,
     `inhibited`, `unprocessed` and `filter` as in Alertmanager."""
-    if (denied := require_api_token(request)) is not None:
-        return denied
-    try:
-        filters = _filters(request)
-    except Rejected as exc:
-        return _error(exc.status, exc.message)
+    filters = _filters(request)
+    if isinstance(filters, web.Response):
+        return filters
     backend = request.app[BACKEND]
     now = utcnow()
     alerts = await backend.current_alerts(status=Status.FIRING.value, limit=10_000)

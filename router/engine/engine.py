@@ -443,11 +443,12 @@ class Engine:
         index = self._by_service
         if index is None:
             index = {}
-            for key in list(self._raw):
-                state = self.get(key)
-                if state is not None:
-                    for service in _services(state):
-                        index.setdefault(service, set()).add(key)
+            for key, data in list(self._raw.items()):
+                # Decoded for the index only: the hot groups stay as they are.
+                hot = self._hot.get(key)
+                held = hot[0] if hot is not None else unpack(data, key)
+                for service in _services(held):
+                    index.setdefault(service, set()).add(key)
             self._by_service = index
         keys = dict.fromkeys(k for svc in services for k in index.get(svc, ()) if k in self._raw)
         for key, state in run.work.items():

@@ -28,6 +28,7 @@ from tests.incidentkit import (
     TOKEN,
     click_body,
     get_incident,
+    open_incidents,
     slack_headers,
     slash_body,
     wait_incident,
@@ -135,12 +136,7 @@ async def test_sev1_from_alert_to_postmortem(router_client: RouterClient, aiohtt
              "starts_at": started.isoformat().replace("+00:00", "Z")}
     assert (await client.post("/webhooks/generic", json=alert)).status == 200
 
-    async def opened() -> list[dict[str, Any]]:
-        resp = await client.get("/api/v1/incidents", params={"status": "open"}, headers=AUTH)
-        data: list[dict[str, Any]] = (await resp.json())["data"]
-        return data
-
-    [incident] = await wait_until(opened, "the SEV1 incident")
+    [incident] = await wait_until(lambda: open_incidents(client, AUTH), "the SEV1 incident")
     iid = incident["id"]
     assert incident["severity"] == "SEV1" and incident["service"] == "checkout"
     await wait_until(lambda: (len(triggers(pd)) >= 1), "the level 1 page")

@@ -29,6 +29,7 @@ from tests.incidentkit import (
     SLACK_SECRET,
     TOKEN,
     get_incident,
+    open_incidents,
     slack_headers,
     slash_body,
     wait_incident,
@@ -124,12 +125,7 @@ async def test_the_incident_process_from_alert_to_published_postmortem(
     assert (await client.post("/webhooks/generic", json=alert)).status == 200
     await minute(0)
 
-    async def opened() -> list[dict[str, Any]]:
-        resp = await client.get("/api/v1/incidents", params={"status": "open"}, headers=AUTH)
-        data: list[dict[str, Any]] = (await resp.json())["data"]
-        return data
-
-    [incident] = await wait_until(opened, "the SEV1 incident")
+    [incident] = await wait_until(lambda: open_incidents(client, AUTH), "the SEV1 incident")
     iid = incident["id"]
     await wait_until(lambda: [e for e in pd.accepted if e["event_action"] == "trigger"],
                      "the level 1 page")
