@@ -292,7 +292,7 @@ class IncidentsConfig(Strict):
     # The incident inhibition rule (docs/noise.md): an open incident at or above `inhibit_at`
     # for a service keeps that service's less severe alerts quiet (reason `incident`); they
     # are listed on its timeline instead of paging, and notify when it closes if still firing.
-    inhibit_lower_severity: bool = False
+    inhibit_lower_severity: bool = True
     inhibit_at: Severity = Severity.SEV1
 
 

@@ -13,7 +13,8 @@ from aiohttp import web
 from router.api.keys import RUNTIME
 from router.backends.base import Backend
 from router.backends.factory import quiet_of
-from router.engine.incidents.inhibit import inhibits
+from router.config import IncidentsConfig
+from router.engine.incidents.inhibit import Inhibitors, OpenIncident, inhibits
 from router.engine.noise import Noise
 from router.engine.quiet import INCIDENT, INHIBITED, SILENCED, Mute, Quiet
 from router.incidents import Incident
@@ -46,9 +47,8 @@ def quiet_reasons(alerts: Iterable[Alert], silences: Iterable[Silence], request:
     config = request.config_dict[RUNTIME].snapshot.config
     alerts = list(alerts)
     silences = list(silences)
-    found = (inhibits(v, config.incidents) for v in incidents)
     noise = Noise(silences={s.id: s for s in silences},
-                  incidents={i.id: i for i in found if i is not None})
+                  services=incident_inhibitors(incidents, config.incidents))
     quiet: Quiet = noise.quiet(quiet_of(config),
                                incidents=config.incidents.inhibit_lower_severity)
     firing = [(a, labels_of(a)) for a in alerts if a.status is Status.FIRING]
@@ -75,6 +75,18 @@ def quiet_reasons(alerts: Iterable[Alert], silences: Iterable[Silence], request:
                       if mute.until else None),
         }
     return out
+
+
+def incident_inhibitors(incidents: Iterable[Incident], cfg: IncidentsConfig
+                        ) -> dict[str, Inhibitors]:
+    """The open incidents as the engine holds them per service: each service's lead is its
+    first incident to open among the most severe (the engine keeps a lead while it is open)."""
+    own: dict[str, dict[str, OpenIncident]] = {}
+    for view in sorted(incidents, key=lambda v: v.opened_at, reverse=True):
+        found = inhibits(view, cfg)
+        if found is not None:
+            own.setdefault(found.service, {})[found.id] = found
+    return {svc: Inhibitors().with_own(by_id) for svc, by_id in own.items()}
 
 
 def _inhibitors(labels: Mapping[str, str], firing: Sequence[tuple[Alert, Mapping[str, str]]],

@@ -54,7 +54,13 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
-from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
+from router.backends.kafka_topics import (
+    Topics,
+    client_kwargs,
+    decode_event,
+    encode_event,
+    topic_names,
+)
 from router.backends.watchdog import stall_limit, stalled, waiting
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
@@ -393,7 +399,8 @@ class KafkaEngineRunner:
         consumer = self._consumer
         count = len(consumer.partitions_for_topic(self._topics.alerts) or ()) if consumer else 0
         engines = {p: Engine(self._context,
-                             ids=IncidentIds(stride=count or self._cfg.partitions, offset=p))
+                             ids=IncidentIds(stride=count or self._cfg.partitions, offset=p),
+                             digest_via_log=True)  # one digest for all partitions
                    for p in partitions}
         positions: dict[int, int | None] = dict.fromkeys(partitions)
         tps = [TopicPartition(self._topics.state, p) for p in partitions]
@@ -598,6 +605,9 @@ class KafkaEngineRunner:
             send = producer.send
             for key, value in batch.encoded.items():
                 sent.append(await send(topics.state, value=value, key=key.encode(), partition=p))
+            for event in batch.log:  # to the partition of its key, exactly once with this
+                key_bytes, value = encode_event(event)
+                sent.append(await send(topics.alerts, key=key_bytes, value=value))
             for n in batch.notifications:
                 sent.append(await send(topics.notifications, key=n.group_key.encode(),
                                        value=n.model_dump_json().encode(), partition=n_part))

@@ -7,6 +7,12 @@ when it is due one summary per digest receiver goes out and the digest empties. 
 engine state stored beside the groups under DIGEST_KEY (committed with them, restored with
 them), and its deadline is an engine timer on the injected clock, so a digest due while the
 router was down goes out when it is back.
+
+On Kafka every partition has an engine, and the digest is one a day for the cluster: each
+engine writes the entries it collects as one `digest_items` command under DIGEST_KEY to the
+alerts log, in the transaction that commits the decision (`Batch.log`), so they reach the one
+partition that owns that key exactly once; that partition's engine holds the digest and its
+timer (`received`), whoever owns it after a restart or rebalance.
 """
 
 from __future__ import annotations
@@ -20,13 +26,21 @@ import orjson
 
 from router.engine.instant import Instant, iso
 from router.engine.state import EngineContext
-from router.model import Notification, NotificationKind, Severity, Status, stable_id
+from router.model import (
+    CommandEvent,
+    Notification,
+    NotificationKind,
+    Severity,
+    Status,
+    stable_id,
+)
 from router.noise.digest import next_send
 
 DIGEST_KEY = "\x00digest"  # where it is stored beside the groups (a group key never has NUL)
 DIGEST_GROUP = "router:digest"  # the group key its summaries carry (threads, dedup)
 K = NotificationKind
 COLLECTED = frozenset({K.TRIGGER, K.UPDATE, K.REPEAT, K.RESOLVE})  # a group's own rounds
+ITEMS = "digest_items"  # args: {"entries": {group key: entry}}: for the digest's engine
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,17 +65,16 @@ def routed(n: Notification, ctx: EngineContext) -> bool:
     return n.kind in COLLECTED and ctx.policy(n.severity).route == "digest"
 
 
-def collect(digest: Digest, notes: list[Notification], now: Instant, ctx: EngineContext
-            ) -> tuple[Digest, list[Notification]]:
-    """The digest with the routed notifications of `notes` in, and the others."""
+def split(notes: list[Notification], now: Instant, ctx: EngineContext
+          ) -> tuple[dict[str, Mapping[str, Any]], list[Notification]]:
+    """The digest entries of the routed notifications of `notes` (by group key), and the
+    others."""
     kept: list[Notification] = []
-    entries: dict[str, Mapping[str, Any]] | None = None
+    entries: dict[str, Mapping[str, Any]] = {}
     for n in notes:
         if not routed(n, ctx):
             kept.append(n)
             continue
-        entries = dict(digest.entries) if entries is None else entries
-        old = entries.get(n.group_key)
         firing = [a for a in n.alerts if a.status is Status.FIRING]
         entries[n.group_key] = {
             "title": n.title,
@@ -69,14 +82,45 @@ def collect(digest: Digest, notes: list[Notification], now: Instant, ctx: Engine
             "status": "resolved" if n.kind is K.RESOLVE else "firing",
             "alerts": sorted({a.name for a in (firing or n.alerts)}),
             "service": next((a.service for a in n.alerts if a.service), None),
-            "first": old["first"] if old is not None else iso(now.dt),
+            "first": iso(now.dt),
             "last": iso(now.dt),
             "runbook_url": next((a.runbook_url for a in n.alerts if a.runbook_url), None),
         }
-    if entries is None:
-        return digest, notes
+    return entries, kept if entries else notes
+
+
+def added(digest: Digest, entries: Mapping[str, Mapping[str, Any]], now: Instant,
+          ctx: EngineContext) -> Digest:
+    """The digest with `entries` in (a group's first sighting kept), its timer armed."""
+    if not entries:
+        return digest
+    merged = dict(digest.entries)
+    for key, entry in entries.items():
+        old = merged.get(key)
+        merged[key] = entry if old is None else {**entry, "first": old["first"]}
     due = digest.due if digest.due is not None else next_send(ctx.digest, now.dt).timestamp()
-    return Digest(entries=entries, due=due), kept
+    return Digest(entries=merged, due=due)
+
+
+def collect(digest: Digest, notes: list[Notification], now: Instant, ctx: EngineContext
+            ) -> tuple[Digest, list[Notification]]:
+    """The digest with the routed notifications of `notes` in, and the others."""
+    entries, kept = split(notes, now, ctx)
+    return added(digest, entries, now, ctx), kept
+
+
+def items(entries: Mapping[str, Mapping[str, Any]], at: datetime) -> CommandEvent:
+    """The command that carries one engine's entries to the digest's engine."""
+    return CommandEvent.build(kind="command", command=ITEMS, group_key=DIGEST_KEY,
+                              actor="router", at=at, args={"entries": dict(entries)})
+
+
+def received(digest: Digest, event: CommandEvent, now: Instant, ctx: EngineContext) -> Digest:
+    """The digest's engine: the digest with an `items` command's entries in."""
+    if event.command != ITEMS:
+        return digest
+    raw = event.args.get("entries") or {}
+    return added(digest, {str(k): dict(v) for k, v in dict(raw).items()}, now, ctx)
 
 
 def send(digest: Digest, now: Instant, ctx: EngineContext) -> tuple[Digest, list[Notification]]:

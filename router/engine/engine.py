@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import heapq
 from collections import OrderedDict
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -27,13 +27,19 @@ from router.engine.decide import Event, decide, is_duplicate, rearm
 from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target, inhibit
-from router.engine.incidents.inhibit import OpenIncident
 from router.engine.instant import Instant, from_ts, to_ts
-from router.engine.noise import NOISE_KEY, Noise, incident_commands
+from router.engine.noise import INHIBITORS_KEY, NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
 from router.engine.state import EngineContext, GroupState, Tick, group_key_of
 from router.incidents import Incident
-from router.model import AlertEvent, AlertsEvent, CommandEvent, Notification, NotificationKind
+from router.model import (
+    AlertEvent,
+    AlertsEvent,
+    CommandEvent,
+    Notification,
+    NotificationKind,
+    Severity,
+)
 from router.noise.heartbeats import HEARTBEAT
 from router.noise.silences import Silence
 
@@ -61,11 +67,14 @@ class Batch:
     # Commands for other engines (noise broadcasts, timeline notes for groups held elsewhere):
     # a backend with several engines appends them to its log.
     commands: list[CommandEvent] = field(default_factory=list)
+    # Commands for other engines to append to the log in the same commit (exactly once): the
+    # digest's entries, for the engine of the partition that holds the digest.
+    log: list[CommandEvent] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return (not self.encoded and not self.notifications and not self.unknown_commands
-                and not self.commands)
+                and not self.commands and not self.log)
 
     def merge(self, later: Batch) -> Batch:
         """One batch with the effects of self then `later` (for one combined commit)."""
@@ -93,6 +102,7 @@ class Batch:
             unknown_commands=self.unknown_commands + later.unknown_commands,
             quieted=quieted,
             commands=[*self.commands, *later.commands],
+            log=[*self.log, *later.log],
         )
 
 
@@ -118,6 +128,7 @@ class Engine:
         hot_groups: int = 2048,
         compress_level: int = 1,
         ids: IncidentIds | None = None,
+        digest_via_log: bool = False,
     ) -> None:
         """`hot_alerts` bounds the decoded-state LRU (in alerts, since big groups are the ones
         worth keeping decoded), `hot_groups` its number of groups (every decoded state is a few
@@ -127,7 +138,10 @@ class Engine:
         by default: under 0.5 KiB of RSS per active alert instead of ~1 KiB, for ~3% of the
         CPU an alert costs end to end.
         `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
+        `digest_via_log`: the digest's entries go out as `Batch.log` commands to the engine
+        that holds the digest (Kafka: one digest for all partitions, `router.engine.digest`).
         """
+        self._digest_via_log = digest_via_log
         self.noise = Noise()
         self.digest = Digest()
         self._base = self._context = context if context is not None else EngineContext()
@@ -160,6 +174,7 @@ class Engine:
     @context.setter
     def context(self, value: EngineContext) -> None:
         self._base = value
+        self._by_service = None  # `inhibit_at` may have changed
         self._requiet()
 
     def _requiet(self) -> None:
@@ -235,8 +250,8 @@ class Engine:
         if key == IDS_KEY:
             self.ids = self.ids.loaded(None if isinstance(state, GroupState) else state)
             return
-        if key == NOISE_KEY:
-            self.noise = Noise.from_bytes(None if isinstance(state, GroupState) else state)
+        if key == NOISE_KEY or key.startswith(INHIBITORS_KEY):
+            self.noise = self.noise.loaded(key, None if isinstance(state, GroupState) else state)
             self._requiet()
             return
         if key == DIGEST_KEY:
@@ -271,8 +286,8 @@ class Engine:
             if key == IDS_KEY:
                 self.ids = self.ids.loaded(None)
                 continue
-            if key == NOISE_KEY:
-                self.noise = Noise()
+            if key == NOISE_KEY or key.startswith(INHIBITORS_KEY):
+                self.noise = Noise() if key == NOISE_KEY else self.noise.loaded(key, None)
                 self._requiet()
                 continue
             if key == DIGEST_KEY:
@@ -294,13 +309,17 @@ class Engine:
         run = _Run(self, now)
         ids_before = self.ids
         noise_before = self.noise
+        digest_before = self.digest
         for event in events:
             key = event_group_key(event)
             if key == NOISE_KEY:
                 assert isinstance(event, CommandEvent)
-                self.noise = self.noise.applied(event)
+                self.noise = self.noise.applied(event, self.ids.offset)
                 if self.noise is not noise_before:
                     self._requiet()
+            elif key == DIGEST_KEY:
+                assert isinstance(event, CommandEvent)
+                self.digest = digest.received(self.digest, event, Instant.of(now), self.context)
             elif isinstance(event, AlertsEvent):
                 for alert in event.alerts:  # one request's alerts of one group, together
                     run.decide(key or group_key_of(alert), AlertEvent.of(alert))
@@ -324,7 +343,7 @@ class Engine:
             if (self.noise.silences is noise_before.silences
                     and self.noise.sources is noise_before.sources):
                 # Only inhibiting incidents (another engine's): their services' groups.
-                services = _changed_services(noise_before.incidents, self.noise.incidents)
+                services = self.noise.changed_services(noise_before)
                 wake = [*wake, *self._service_candidates(services, run)]
             else:
                 wake = [*wake, *self._quiet_candidates()]
@@ -337,7 +356,6 @@ class Engine:
             run.decide(key, Tick.build(group_key=key))
         self._incident_rule(run)
         self._deferred_posts(run)
-        digest_before = self.digest
         self._digest(run)
         changed, encoded = self._store(run.before, run.work)
         if self.digest != digest_before:
@@ -345,7 +363,7 @@ class Engine:
         if self.ids != ids_before:
             encoded[IDS_KEY] = self.ids.to_bytes()
         if self.noise is not noise_before:
-            encoded[NOISE_KEY] = self.noise.to_bytes()
+            encoded.update(self.noise.stored(noise_before))
         notified: dict[NotificationKind, int] = {}
         breaches: dict[tuple[str, str], int] = {}
         seen: set[tuple[str | None, str]] = set()
@@ -370,6 +388,7 @@ class Engine:
             unknown_commands=run.unknown_commands,
             quieted=_quieted(run.before, run.work),
             commands=run.commands,
+            log=run.log,
         )
 
     def _incident_rule(self, run: _Run) -> None:
@@ -377,19 +396,20 @@ class Engine:
         looking again when that changed, and each alert they newly keep quiet listed on its
         incident's timeline (`router.engine.incidents.inhibit`). What belongs to groups held
         elsewhere (another Kafka partition) goes out as `Batch.commands`."""
-        before = self.noise.incidents
-        found = inhibit.updated(before, run.views.values(), self._base.incidents)
+        was = self.noise
+        found = inhibit.own_updated(was.services, run.views.values(), self._base.incidents)
         if found is not None:
-            self.noise = self.noise.with_incidents(found)
+            self.noise = was.with_services(found)
             self._requiet()
-            run.commands += incident_commands(before, found, run.now)
-            for key in self._service_candidates(_changed_services(before, found), run):
+            run.commands += incident_commands(was.services, found, self.ids.offset, run.now)
+            changed = self.noise.changed_services(was, among=found)
+            for key in self._service_candidates(changed, run):
                 run.decide(key, Tick.build(group_key=key))
-        if not self.noise.incidents:
+        if not self.noise.services:
             return
         for key in list(run.work):
             for alert, ident in inhibit.newly_inhibited(run.before.get(key), run.work[key]):
-                inc = self.noise.incidents.get(ident)
+                inc = self.noise.incident(alert.service or alert.labels.get("service"), ident)
                 if inc is None:
                     continue
                 note = inhibit.note_command(alert, inc, run.now)
@@ -411,7 +431,12 @@ class Engine:
     def _digest(self, run: _Run) -> None:
         """Notifications routed to the digest go into it; a due digest goes out."""
         at = Instant.of(run.now)
-        self.digest, run.notes = digest.collect(self.digest, run.notes, at, self.context)
+        if self._digest_via_log:
+            entries, run.notes = digest.split(run.notes, at, self.context)
+            if entries:
+                run.log.append(digest.items(entries, run.now))
+        else:
+            self.digest, run.notes = digest.collect(self.digest, run.notes, at, self.context)
         self.digest, summaries = digest.send(self.digest, at, self.context)
         run.notes += summaries
 
@@ -441,18 +466,19 @@ class Engine:
         if not services:
             return []
         index = self._by_service
+        below = self._inhibit_at()
         if index is None:
             index = {}
             for key, data in list(self._raw.items()):
                 # Decoded for the index only: the hot groups stay as they are.
                 hot = self._hot.get(key)
                 held = hot[0] if hot is not None else unpack(data, key)
-                for service in _services(held):
+                for service in _services(held, below):
                     index.setdefault(service, set()).add(key)
             self._by_service = index
         keys = dict.fromkeys(k for svc in services for k in index.get(svc, ()) if k in self._raw)
         for key, state in run.work.items():
-            if state is not None and not services.isdisjoint(_services(state)):
+            if state is not None and not services.isdisjoint(_services(state, below)):
                 keys[key] = None
         return list(keys)
 
@@ -460,12 +486,17 @@ class Engine:
         index = self._by_service
         if index is None:
             return
-        was = _services(old) if old is not None else set()
-        now = _services(new) if new is not None else set()
+        below = self._inhibit_at()
+        was = _services(old, below) if old is not None else set()
+        now = _services(new, below) if new is not None else set()
         for service in was - now:
             index.get(service, set()).discard(key)
         for service in now - was:
             index.setdefault(service, set()).add(key)
+
+    def _inhibit_at(self) -> Severity:
+        cfg = self._base.incidents
+        return cfg.inhibit_at if cfg is not None else Severity.SEV1
 
     # --- internals ----------------------------------------------------------------------------
 
@@ -557,22 +588,18 @@ class Engine:
             self._hot_size -= hot[1]
 
 
-def _services(state: GroupState) -> set[str]:
-    """The services of a group's alerts, as the incident rule reads them."""
+def _services(state: GroupState, below: Severity) -> set[str]:
+    """The services of a group's alerts less severe than `below` (those an incident could
+    keep quiet: alerts of unknown severity count), as the incident rule reads them."""
     out: set[str] = set()
     for st in state.alerts.values():
         a = st.alert
+        if a.severity is not None and a.severity.rank <= below.rank:
+            continue
         service = a.service or a.labels.get("service")
         if service:
             out.add(service)
     return out
-
-
-def _changed_services(before: Mapping[str, OpenIncident],
-                      after: Mapping[str, OpenIncident]) -> set[str]:
-    """The services whose inhibiting incidents differ between two sets of them."""
-    return ({i.service for k, i in before.items() if after.get(k) != i}
-            | {i.service for k, i in after.items() if before.get(k) != i})
 
 
 def _quieted(before: dict[str, GroupState | None],
@@ -601,6 +628,7 @@ class _Run:
         self.work: dict[str, GroupState | None] = {}
         self.notes: list[Notification] = []
         self.commands: list[CommandEvent] = []
+        self.log: list[CommandEvent] = []
         self.views: dict[str, Incident] = {}
         self.duplicates = self.stale = self.flapping = self.unknown_commands = 0
         # Groups changed by alert events: re-armed once after the batch (decide.rearm).

@@ -1,10 +1,14 @@
 """The engine's cross-group noise state: silences, the firing alerts that may inhibit others,
 and the open incidents that inhibit their services' less severe alerts. Pure.
 
-Both reach every engine as commands on the log under NOISE_KEY (the Kafka log writes them to
+All reach every engine as commands on the log under NOISE_KEY (the Kafka log writes them to
 every partition), so each partition's engine holds the whole set, stores it beside its groups
 (committed with them), and a new owner of a partition restores it. Applying the same commands
 in the same order gives the same state everywhere.
+
+Inhibiting incidents are stored per service (`INHIBITORS_KEY` + service), so that a change
+writes that service's record rather than every service's, and they travel as one command per
+engine batch naming only the services whose lead (`inhibit.Inhibitors`) changed.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from typing import TypeVar
 
 import orjson
 
-from router.engine.incidents.inhibit import IncidentMuter, OpenIncident
+from router.engine.incidents.inhibit import IncidentMuter, Inhibitors, OpenIncident
 from router.engine.quiet import Muter, Quiet
 from router.model import Alert, AlertEvent, CommandEvent, Severity, Status
 from router.noise.heartbeats import HEARTBEAT, Heartbeat
@@ -36,9 +40,12 @@ V = TypeVar("V")
 NOISE_KEY = "\x00noise"
 SILENCE = "silence"  # args: {"silence": <Silence JSON>}; set, replacing the one of its id
 INHIBIT_SOURCE = "inhibit_source"  # args: {"key": alert key, "labels": {...}, "firing": bool}
-# args: {"id": incident id, "open": bool, "service", "severity", "group_key"}: an incident
-# starts or stops inhibiting (`router.engine.incidents.inhibit`).
+# args: {"origin": partition, "leads": {service: {"id", "service", "severity", "group_key"} or
+# None}}: the services whose lead inhibiting incident changed on that engine
+# (`router.engine.incidents.inhibit.Inhibitors`).
 INCIDENT_INHIBITS = "incident_inhibits"
+# Where one service's inhibitors are stored beside the group states: this prefix + service.
+INHIBITORS_KEY = "\x00inhibitors\x00"
 # Expired silences are kept this long (Alertmanager's default --data.retention, 120h).
 SILENCE_RETENTION = timedelta(hours=120)
 
@@ -47,10 +54,11 @@ SILENCE_RETENTION = timedelta(hours=120)
 class Noise:
     silences: Mapping[str, Silence] = field(default_factory=dict)
     sources: Mapping[str, Mapping[str, str]] = field(default_factory=dict)  # firing inhibitors
-    incidents: Mapping[str, OpenIncident] = field(default_factory=dict)  # inhibiting, by id
+    services: Mapping[str, Inhibitors] = field(default_factory=dict)  # inhibiting incidents
 
-    def applied(self, event: CommandEvent) -> Noise:
-        """This state after one noise command (unknown commands change nothing)."""
+    def applied(self, event: CommandEvent, origin: int = 0) -> Noise:
+        """This state after one noise command (unknown commands change nothing); `origin` is
+        this engine's partition, whose own announcements coming back change nothing."""
         args = event.args
         if event.command == SILENCE:
             silence = Silence.model_validate(args.get("silence"))
@@ -63,21 +71,47 @@ class Noise:
                            labels if args.get("firing") else None)
             return self if sources is None else replace(self, sources=sources)
         if event.command == INCIDENT_INHIBITS:
-            ident = str(args.get("id", ""))
-            incidents = _set(self.incidents, ident,
-                             OpenIncident.of_json(ident, args) if args.get("open") else None)
-            return self if incidents is None else replace(self, incidents=incidents)
+            sender = int(str(args.get("origin", -1)))
+            leads = dict(args.get("leads") or {})
+            if sender == origin or not leads:
+                return self
+            services = dict(self.services)
+            empty = Inhibitors()
+            for svc, lead in leads.items():
+                inc = (OpenIncident.of_json(str(lead["id"]), lead)
+                       if isinstance(lead, dict) else None)
+                services[str(svc)] = services.get(str(svc), empty).with_heard(sender, inc)
+            return replace(self, services=services)
         return self
 
-    def with_incidents(self, incidents: Mapping[str, OpenIncident]) -> Noise:
-        return replace(self, incidents=incidents)
+    def with_services(self, changed: Mapping[str, Inhibitors]) -> Noise:
+        """With these services' inhibitors replaced (empty ones dropped)."""
+        services = {**self.services, **changed}
+        for svc, inh in changed.items():
+            if inh.empty:
+                del services[svc]
+        return replace(self, services=services)
+
+    def loaded(self, key: str, data: bytes | bytearray | memoryview | None) -> Noise:
+        """With one stored record restored: NOISE_KEY (silences, sources) or one service's
+        inhibitors (None: deleted)."""
+        if key == NOISE_KEY:
+            return replace(Noise.from_bytes(data), services=self.services)
+        svc = key.removeprefix(INHIBITORS_KEY)
+        return self.with_services({svc: Inhibitors.from_bytes(data) if data is not None
+                                   else Inhibitors()})
+
+    def incident(self, service: str | None, ident: str) -> OpenIncident | None:
+        """The inhibiting incident `ident` of `service` as this engine knows it."""
+        inh = self.services.get(service) if service else None
+        return next((i for i in inh.in_force if i.id == ident), None) if inh else None
 
     def quiet(self, base: Quiet, *, incidents: bool = True,
               default: Severity = Severity.SEV3) -> Quiet:
         """The config's muters with the silences in front, the inhibitors' sources in, and the
         open incidents' rule (unless `incidents` is off) after the inhibition rules, before
         business hours; `default` is the severity of alerts no rule classified."""
-        inhibiting = incidents and bool(self.incidents)
+        inhibiting = incidents and bool(self.services)
         if not self.silences and not self.sources and not inhibiting:
             return base
         muters: list[Muter] = [SilenceMuter(self.silences.values())] if self.silences else []
@@ -85,20 +119,43 @@ class Noise:
             if isinstance(m, InhibitMuter):
                 m = InhibitMuter(m.rules, self.sources.values())
             elif inhibiting and isinstance(m, HoursMuter):
-                muters.append(IncidentMuter(self.incidents.values(), default))
+                muters.append(IncidentMuter(default=default, services=self.services))
                 inhibiting = False
             muters.append(m)
         if inhibiting:
-            muters.append(IncidentMuter(self.incidents.values(), default))
+            muters.append(IncidentMuter(default=default, services=self.services))
         return Quiet(muters)
 
     def to_bytes(self) -> bytes:
+        """Silences and sources (the inhibitors are stored per service: `stored`)."""
         return orjson.dumps({
             "silences": [s.model_dump(mode="json") for s in self.silences.values()],
             "sources": self.sources,
-            **({"incidents": {k: v.to_json() for k, v in self.incidents.items()}}
-               if self.incidents else {}),
         })
+
+    def stored(self, before: Noise) -> dict[str, bytes | None]:
+        """The records to write for what changed since `before`: NOISE_KEY, and each service
+        whose inhibitors changed (None: deleted)."""
+        out: dict[str, bytes | None] = {}
+        if self.silences is not before.silences or self.sources is not before.sources:
+            out[NOISE_KEY] = self.to_bytes()
+        if self.services is not before.services:
+            new, old = self.services, before.services
+            for svc in new.keys() | old.keys():
+                inh = new.get(svc)
+                if inh is not old.get(svc):
+                    out[INHIBITORS_KEY + svc] = inh.to_bytes() if inh is not None else None
+        return out
+
+    def changed_services(self, before: Noise, among: Iterable[str] | None = None) -> set[str]:
+        """The services (of `among`, default all) whose inhibiting incidents in force differ
+        from `before`'s."""
+        if self.services is before.services:
+            return set()
+        new, old = self.services, before.services
+        empty = Inhibitors()
+        return {svc for svc in (new.keys() | old.keys() if among is None else among)
+                if new.get(svc, empty).in_force != old.get(svc, empty).in_force}
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview | None) -> Noise:
@@ -106,10 +163,10 @@ class Noise:
             return cls()
         raw = orjson.loads(bytes(data))
         silences = [Silence.model_validate(s) for s in raw.get("silences") or ()]
+        # (An "incidents" map from before the per-service records is left out: the open
+        # incidents inhibit again when their views next change.)
         return cls(silences={s.id: s for s in silences},
-                   sources={str(k): dict(v) for k, v in (raw.get("sources") or {}).items()},
-                   incidents={str(k): OpenIncident.of_json(str(k), v)
-                              for k, v in (raw.get("incidents") or {}).items()})
+                   sources={str(k): dict(v) for k, v in (raw.get("sources") or {}).items()})
 
 
 def _set(mapping: Mapping[str, V], key: str, value: V | None) -> dict[str, V] | None:
@@ -156,18 +213,17 @@ def is_noise(event: object) -> bool:
     return isinstance(event, CommandEvent) and event.group_key == NOISE_KEY
 
 
-def incident_commands(before: Mapping[str, OpenIncident], after: Mapping[str, OpenIncident],
-                      at: datetime) -> list[CommandEvent]:
-    """The noise commands that tell other engines which incidents started or stopped
-    inhibiting (an engine derives its own from its groups' incident views)."""
-    out = []
-    for ident in sorted(set(before) | set(after)):
-        inc = after.get(ident)
-        if before.get(ident) == inc:
-            continue
-        args: dict[str, object] = {"id": ident, "open": inc is not None}
-        if inc is not None:
-            args.update(inc.to_json())
-        out.append(CommandEvent.build(kind="command", command=INCIDENT_INHIBITS,
-                                      group_key=NOISE_KEY, actor="router", at=at, args=args))
-    return out
+def incident_commands(before: Mapping[str, Inhibitors], after: Mapping[str, Inhibitors],
+                      origin: int, at: datetime) -> list[CommandEvent]:
+    """The one noise command that tells the other engines which services' leads changed
+    (none when no lead did: a storm of incidents of one service is one announcement)."""
+    leads: dict[str, object] = {}
+    for svc, inh in after.items():
+        old = before.get(svc)
+        lead = old.lead if old is not None else None
+        if inh.lead != lead:
+            leads[svc] = None if inh.lead is None else {"id": inh.lead.id, **inh.lead.to_json()}
+    if not leads:
+        return []
+    return [CommandEvent.build(kind="command", command=INCIDENT_INHIBITS, group_key=NOISE_KEY,
+                               actor="router", at=at, args={"origin": origin, "leads": leads})]

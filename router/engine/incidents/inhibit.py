@@ -13,9 +13,12 @@ other engines as a noise command (`INCIDENT_INHIBITS`) where the log carries the
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import NamedTuple
+
+import orjson
 
 from router.config import IncidentsConfig
 from router.engine.incidents.formatting import ROUTER
@@ -57,20 +60,97 @@ def inhibits(view: Incident, cfg: IncidentsConfig | None) -> OpenIncident | None
     return OpenIncident(view.id, view.service, view.severity, view.group_key)
 
 
-def updated(current: Mapping[str, OpenIncident], views: Iterable[Incident],
-            cfg: IncidentsConfig | None) -> dict[str, OpenIncident] | None:
-    """The inhibiting incidents after `views` changed; None when nothing changed."""
-    out: dict[str, OpenIncident] | None = None
+def _rank(inc: OpenIncident) -> tuple[int, str]:
+    return inc.severity.rank, inc.id
+
+
+@dataclass(frozen=True, slots=True)
+class Inhibitors:
+    """One service's inhibiting incidents as one engine knows them.
+
+    An engine announces one incident per service to the others, its *lead*: the most severe
+    of its own, kept while it stays open and most severe (so a storm of SEV1 incidents of one
+    service is one announcement, not one per incident); when it closes the next in line (the
+    most recent of the most severe) takes over. The muter works from the engine's own lead
+    and the leads the other engines announced (`heard`, by their partition), most severe
+    first."""
+
+    own: Mapping[str, OpenIncident] = field(default_factory=dict)  # by id, oldest first
+    lead: OpenIncident | None = None
+    heard: Mapping[int, OpenIncident] = field(default_factory=dict)  # by origin partition
+    in_force: tuple[OpenIncident, ...] = field(init=False, compare=False)
+
+    def __post_init__(self) -> None:
+        found = [self.lead] if self.lead is not None else []
+        found += self.heard.values()
+        object.__setattr__(self, "in_force", tuple(sorted(found, key=_rank)))
+
+    def with_own(self, own: Mapping[str, OpenIncident]) -> Inhibitors:
+        """With this engine's own incidents replaced, the lead following them."""
+        return Inhibitors(own, _lead(own, self.lead), self.heard)
+
+    def with_heard(self, origin: int, lead: OpenIncident | None) -> Inhibitors:
+        heard = {k: v for k, v in self.heard.items() if k != origin}
+        if lead is not None:
+            heard[origin] = lead
+        return Inhibitors(self.own, self.lead, dict(sorted(heard.items())))
+
+    @property
+    def empty(self) -> bool:
+        return not self.own and not self.heard
+
+    def to_bytes(self) -> bytes:
+        return orjson.dumps({
+            "own": {k: v.to_json() for k, v in self.own.items()},
+            "lead": self.lead.id if self.lead is not None else None,
+            "heard": {str(k): {"id": v.id, **v.to_json()} for k, v in self.heard.items()},
+        })
+
+    @classmethod
+    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Inhibitors:
+        raw = orjson.loads(bytes(data))
+        own = {str(k): OpenIncident.of_json(str(k), v) for k, v in raw["own"].items()}
+        heard = {int(k): OpenIncident.of_json(str(v["id"]), v) for k, v in raw["heard"].items()}
+        return cls(own, own.get(raw["lead"]) if raw.get("lead") else None, heard)
+
+
+def _lead(own: Mapping[str, OpenIncident], current: OpenIncident | None) -> OpenIncident | None:
+    """The lead among `own`: `current` (as it is now) while it is open and most severe, else
+    the most recent of the most severe."""
+    if not own:
+        return None
+    top = min(i.severity.rank for i in own.values())
+    kept = own.get(current.id) if current is not None else None
+    if kept is not None and kept.severity.rank == top:
+        return kept
+    return [i for i in own.values() if i.severity.rank == top][-1]
+
+
+def own_updated(services: Mapping[str, Inhibitors], views: Iterable[Incident],
+                cfg: IncidentsConfig | None) -> dict[str, Inhibitors] | None:
+    """The services whose own inhibiting incidents `views` changed, with their new state
+    (empty ones included, to be dropped); None when nothing changed. One copy per service
+    and batch, however many of its incidents changed."""
+    work: dict[str, dict[str, OpenIncident]] = {}
     for view in views:
-        now = inhibits(view, cfg)
-        if current.get(view.id) == now:
+        if not view.service:
             continue
-        out = dict(current) if out is None else out
+        now = inhibits(view, cfg)
+        own = work.get(view.service)
+        if own is None:
+            held = services.get(view.service)
+            current = held.own if held is not None else {}
+            if current.get(view.id) == now:
+                continue
+            own = work[view.service] = dict(current)
         if now is None:
-            out.pop(view.id, None)
+            own.pop(view.id, None)
         else:
-            out[view.id] = now
-    return out
+            own[view.id] = now
+    if not work:
+        return None
+    empty = Inhibitors()
+    return {svc: services.get(svc, empty).with_own(own) for svc, own in work.items()}
 
 
 class IncidentMuter:
@@ -79,12 +159,17 @@ class IncidentMuter:
 
     __slots__ = ("by_service", "default")
 
-    def __init__(self, incidents: Iterable[OpenIncident],
-                 default: Severity = Severity.SEV3) -> None:
+    def __init__(self, incidents: Iterable[OpenIncident] = (),
+                 default: Severity = Severity.SEV3, *,
+                 services: Mapping[str, Inhibitors] | None = None) -> None:
+        """From a list of inhibiting incidents (the read APIs), or from the engine's
+        `services` (looked up as they are, not copied)."""
         by_service: dict[str, list[OpenIncident]] = {}
-        for inc in sorted(incidents, key=lambda i: (i.severity.rank, i.id)):
+        for inc in sorted(incidents, key=_rank):
             by_service.setdefault(inc.service, []).append(inc)
-        self.by_service = {k: tuple(v) for k, v in by_service.items()}
+        self.by_service: Mapping[str, Sequence[OpenIncident] | Inhibitors] = (
+            services if services is not None
+            else {k: tuple(v) for k, v in by_service.items()})
         self.default = default
 
     def __eq__(self, other: object) -> bool:
@@ -97,6 +182,8 @@ class IncidentMuter:
     def mute(self, alert: Alert, now: float) -> Mute | None:
         service = alert.service or alert.labels.get("service")
         found = self.by_service.get(service) if service else None
+        if isinstance(found, Inhibitors):
+            found = found.in_force
         if not found:
             return None
         rank = (alert.severity or self.default).rank

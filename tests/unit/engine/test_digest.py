@@ -203,3 +203,31 @@ async def test_the_digest_survives_a_restart_of_the_embedded_backend(tmp_path: P
             ("digest-hook", "Daily digest: 1 alert group, 1 still firing")]
     finally:
         await second.stop()
+
+
+def test_engines_that_send_their_entries_through_the_log_make_one_digest() -> None:
+    """Kafka: each partition's engine writes its entries as a command for the partition that
+    owns the digest key (in its commit, `Batch.log`) and sends no digest of its own; that
+    partition's engine collects them all and sends one summary at `digest.at`."""
+    ctx = engine_context(parse_config(yaml.safe_dump(config())))
+    a, b = Engine(ctx, digest_via_log=True), Engine(ctx, digest_via_log=True)
+    owner = Engine(ctx, digest_via_log=True)
+    log = []
+    for minutes, engine_, events in ((0, a, [alert("DiskSlowlyFilling")]),
+                                     (0, b, [alert("CertExpiresIn30d")]), (5, a, []), (5, b, []),
+                                     (60, a, [alert("DiskSlowlyFilling", minutes=60,
+                                                    status=Status.RESOLVED)]), (61, a, [])):
+        batch = engine_.apply(events, MONDAY + timedelta(minutes=minutes))
+        assert batch.notifications == []
+        log += batch.log
+    assert [c.group_key for c in log] == [DIGEST_KEY] * len(log)
+    assert a.digest.due is None and b.digest.due is None  # no digest of their own
+    stored = owner.apply(log, MONDAY + timedelta(minutes=62)).encoded
+    assert DIGEST_KEY in stored
+    assert owner.next_deadline() == utc(2026, 3, 3, 9, 0)
+    (summary,) = step(owner, 23 * 60)
+    rows = {r["title"]: (r["status"], r["first"][11:16]) for r in summary.details["digest"]}
+    # (Each entry first seen at its trigger, after group_wait; the resolve kept it.)
+    assert rows == {"DiskSlowlyFilling (billing)": ("resolved", "10:05"),
+                    "CertExpiresIn30d (billing)": ("firing", "10:05")}
+    assert step(owner, 24 * 60) == []

@@ -4,14 +4,17 @@ notify when it closes if they still fire. Config and traces as in test_incidents
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from router.engine import Engine
-from router.engine.incidents.inhibit import IncidentMuter, OpenIncident, inhibits, updated
-from router.engine.noise import NOISE_KEY, Noise
+from router.engine.ids import IncidentIds
+from router.engine.incidents.inhibit import IncidentMuter, OpenIncident, inhibits, own_updated
+from router.engine.noise import INCIDENT_INHIBITS, INHIBITORS_KEY, NOISE_KEY, Noise
 from router.incidents import TimelineKind
 from router.model import Alert, AlertEvent, Severity, Status
-from tests.unit.engine.test_incidents import CTX, INCIDENTS, KEY, at, command, fire, run
+from tests.unit.engine.test_incidents import CTX, INCIDENTS, KEY, at, command, fire, run, trace
 
 OTHER = "LatencyHigh|checkout"
 
@@ -79,8 +82,8 @@ def test_which_incidents_inhibit(cfg: dict[str, object], severity: Severity,
         engine.tick(at(5)))
     (view,) = batch.incidents.values()
     assert (inhibits(view, engine.context.incidents) is not None) is inhibits_
-    assert updated({}, [view.model_copy(update={"resolved_at": at(6)})],
-                   engine.context.incidents) is None
+    assert own_updated({}, [view.model_copy(update={"resolved_at": at(6)})],
+                       engine.context.incidents) is None
 
 
 def test_a_lower_severity_alert_under_an_open_sev1_incident_goes_on_its_timeline() -> None:
@@ -95,7 +98,7 @@ def test_a_lower_severity_alert_under_an_open_sev1_incident_goes_on_its_timeline
         f"SEV3 alert LatencyHigh (group {OTHER}) inhibited by the open SEV1 incident "
         f"{inc.view.id} of service checkout: not paged while it is open")
     assert engine.get(OTHER).alerts["alertmanager:b"].muted == f"incident:{inc.view.id}"  # type: ignore[union-attr]
-    assert engine.noise.incidents[inc.view.id].service == "checkout"
+    assert engine.noise.services["checkout"].lead == (inc.view.id, "checkout", Severity.SEV1, KEY)
 
 
 def test_when_the_incident_closes_the_still_firing_alert_notifies_once() -> None:
@@ -104,7 +107,7 @@ def test_when_the_incident_closes_the_still_firing_alert_notifies_once() -> None
     out = run(engine, [(20, [command("resolve", 20, note="fixed")]), (21, []), (30, [])])
     assert out.count("20 trigger slack") == 1  # the SEV3 alert, once the incident closed
     assert engine.get(OTHER).alerts["alertmanager:b"].muted is None  # type: ignore[union-attr]
-    assert not engine.noise.incidents
+    assert not engine.noise.services
 
 
 def test_an_inhibited_alert_that_resolves_is_never_notified() -> None:
@@ -138,7 +141,7 @@ def test_the_rule_survives_a_restart_from_the_stored_state() -> None:
     stored: dict[str, bytes | None] = {}
     for batch in (engine.apply([fire()], at(0)), engine.tick(at(1))):
         stored.update(batch.encoded)
-    assert NOISE_KEY in stored
+    assert INHIBITORS_KEY + "checkout" in stored
     again = Engine(CTX)
     for key, data in stored.items():
         again.load(key, data)
@@ -147,7 +150,7 @@ def test_the_rule_survives_a_restart_from_the_stored_state() -> None:
 
 def test_noise_stored_before_the_rule_still_decodes() -> None:
     old = b'{"silences":[],"sources":{}}'
-    assert Noise.from_bytes(old).incidents == {}
+    assert Noise.from_bytes(old).services == {}
 
 
 def test_another_engine_learns_the_incident_from_the_broadcast_commands() -> None:
@@ -155,8 +158,8 @@ def test_another_engine_learns_the_incident_from_the_broadcast_commands() -> Non
     first = Engine(CTX)
     batch = first.apply([fire()], at(0)).merge(first.tick(at(1)))
     broadcast = [c for c in batch.commands if c.group_key == NOISE_KEY]
-    assert [c.args["open"] for c in broadcast] == [True]
-    second = Engine(CTX)
+    assert [list(c.args["leads"]) for c in broadcast] == [["checkout"]]
+    second = partition(1)
     second.apply(broadcast, at(1))
     batch = second.apply([other(minute=2)], at(2))
     (note,) = batch.commands  # the timeline entry, for the partition holding the incident
@@ -167,9 +170,14 @@ def test_another_engine_learns_the_incident_from_the_broadcast_commands() -> Non
     assert any(e.kind is TimelineKind.QUIETED for e in inc.view.timeline)
 
 
-def restarted(engine: Engine) -> Engine:
+def partition(p: int) -> Engine:
+    """The engine of Kafka partition `p` of 2 (it tells its own announcements apart)."""
+    return Engine(CTX, ids=IncidentIds(stride=2, offset=p))
+
+
+def restarted(engine: Engine, p: int = 0) -> Engine:
     """A new engine from what `engine` stored (as after a restart or a partition move)."""
-    again = Engine(CTX)
+    again = partition(p) if p else Engine(CTX)
     for key in list(engine.keys()):
         again.load(key, engine.encoded(key))
     return again
@@ -194,9 +202,80 @@ def test_an_alert_already_firing_goes_quiet_when_another_engine_reports_the_inci
     first = Engine(CTX)
     broadcast = [c for c in first.apply([fire()], at(0)).merge(first.tick(at(1))).commands
                  if c.group_key == NOISE_KEY]
-    second = Engine(CTX)
+    second = partition(1)
     run(second, [(0, [other(minute=0)]), (1, [])])
-    second = restarted(second)
+    second = restarted(second, 1)
     second.apply(broadcast, at(2))
     muted = second.get(OTHER).alerts["alertmanager:b"].muted  # type: ignore[union-attr]
     assert muted is not None and muted.startswith("incident:")
+
+
+def storm_alert(i: int, minute: float) -> AlertEvent:
+    """SEV1 alert `i` of checkout in a group of its own: each opens its own SEV1 incident."""
+    return AlertEvent(alert=fire(fp=f"s{i}", start=minute).alert.replace(name=f"Down{i}"))
+
+
+def test_a_storm_of_sev1_incidents_of_one_service_is_announced_in_a_constant_number_of_commands(
+        ) -> None:
+    """Kafka writes each announcement to every partition and every engine wakes the service's
+    groups on it: N incidents of one service cost a constant number of announcements (the
+    service's lead changes), not one per incident. The other partition keeps its alert of the
+    service quiet all along, and lets it notify when the last incident closes."""
+    n = 40
+    first, second = partition(0), partition(1)
+    run(second, [(0, [other(minute=0)])])
+    announced: list[dict[str, object]] = []
+    ids: list[str] = []
+    heard: list[str] = []  # what the second engine notified
+
+    def step(minute: float, events: list[Any]) -> None:
+        batch = first.apply(events, at(minute)).merge(first.tick(at(minute + 0.5)))
+        for view in batch.incidents.values():
+            if view.id not in ids:
+                ids.append(view.id)
+        noise = [c for c in batch.commands if c.group_key == NOISE_KEY]
+        assert all(c.command == INCIDENT_INHIBITS for c in noise)
+        announced.extend(c.args["leads"]["checkout"] for c in noise)
+        heard.extend(trace(minute, second.apply(noise, at(minute + 0.5))))
+        # What the first engine stores for the rule: that one service's record.
+        assert {k for k in batch.encoded if k.startswith("\x00")} <= {
+            INHIBITORS_KEY + "checkout", "\x00incident-ids"}
+
+    for i in range(n):
+        step(i, [storm_alert(i, i)])
+    assert len(ids) == n
+    assert [lead["id"] for lead in announced] == [ids[0]]  # type: ignore[index]
+    muted = second.get(OTHER).alerts["alertmanager:b"].muted  # type: ignore[union-attr]
+    assert muted == f"incident:{ids[0]}"
+    for i, ident in enumerate(ids):  # closed in the order they opened
+        step(n + i, [command("resolve", n + i, ident, group_key=f"Down{i}|checkout")])
+        if i < n - 1:
+            muted = second.get(OTHER).alerts["alertmanager:b"].muted  # type: ignore[union-attr]
+            assert muted is not None and muted.startswith("incident:")
+    # The first lead, its successor (the most recent) when it closed, none at the last close.
+    assert [lead and lead["id"] for lead in announced] == [ids[0], ids[-1], None]  # type: ignore[index]
+    assert second.get(OTHER).alerts["alertmanager:b"].muted is None  # type: ignore[union-attr]
+    heard += run(second, [(3 * n, [])])
+    triggers = [line for line in heard if line.endswith("trigger slack")]
+    assert triggers == [f"{2 * n - 1} trigger slack"]  # when the last incident closed
+
+
+def test_an_engine_ignores_its_own_announcements_coming_back() -> None:
+    """Kafka writes an announcement to every partition, the sender's too."""
+    engine = partition(0)
+    batch = engine.apply([fire()], at(0)).merge(engine.tick(at(1)))
+    (broadcast,) = [c for c in batch.commands if c.group_key == NOISE_KEY]
+    before = engine.noise
+    assert engine.apply([broadcast], at(2)).commands == []
+    assert engine.noise.services == before.services
+
+
+def test_a_more_severe_incident_takes_the_lead() -> None:
+    engine = inhibiting(inhibit_at=Severity.SEV2)
+    run(engine, [(0, [fire(Severity.SEV2, fp="x", start=0)]), (1, [])])
+    sev2 = engine.noise.services["checkout"].lead
+    assert sev2 is not None and sev2.severity is Severity.SEV2
+    batch = engine.apply([storm_alert(1, 2)], at(2)).merge(engine.tick(at(3)))
+    (cmd,) = [c for c in batch.commands if c.group_key == NOISE_KEY]
+    assert cmd.args["leads"]["checkout"]["severity"] == "SEV1"
+    assert len(engine.noise.services["checkout"].own) == 2
