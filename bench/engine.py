@@ -45,6 +45,10 @@ def with_service(e: AlertEvent, i: int) -> AlertEvent:
     return AlertEvent.of(e.alert.replace(service=f"svc-{i}"))
 
 
+def on_service(e: AlertEvent, service: str) -> AlertEvent:
+    return AlertEvent.of(e.alert.replace(service=service))
+
+
 def rate(label: str, count: int, run: Callable[[], object]) -> None:
     # CPU time of this process: the machine is shared, wall time counts the neighbours too.
     started = time.process_time()
@@ -93,6 +97,15 @@ def main() -> None:
                   for i in range(1_000)]
     rate(f"SEV1 incidents of a service, {n:,} groups", 1_000,
          lambda: [crowd.apply([e], T0) for e in inhibiting])
+    # A storm of SEV1 incidents of one service over its SEV3 groups: the service's lead is
+    # announced once, and its groups look again once, not per incident.
+    storm_groups, storm_incidents = 2_000, 500
+    one = Engine(EngineContext(incidents=IncidentsConfig()))
+    apply_all(one, [on_service(e, "svc-storm") for e in firing[:storm_groups]], T0)
+    sev1_storm = [on_service(event(2 * n + i, Status.FIRING, severity=Severity.SEV1),
+                             "svc-storm") for i in range(storm_incidents)]
+    rate(f"SEV1 incidents of one service, {storm_groups:,} groups", storm_incidents,
+         lambda: [one.apply([e], T0) for e in sev1_storm])
 
 
 if __name__ == "__main__":

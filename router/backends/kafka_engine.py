@@ -54,13 +54,7 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
-from router.backends.kafka_topics import (
-    Topics,
-    client_kwargs,
-    decode_event,
-    encode_event,
-    topic_names,
-)
+from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
 from router.backends.watchdog import stall_limit, stalled, waiting
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
@@ -605,9 +599,6 @@ class KafkaEngineRunner:
             send = producer.send
             for key, value in batch.encoded.items():
                 sent.append(await send(topics.state, value=value, key=key.encode(), partition=p))
-            for event in batch.log:  # to the partition of its key, exactly once with this
-                key_bytes, value = encode_event(event)
-                sent.append(await send(topics.alerts, key=key_bytes, value=value))
             for n in batch.notifications:
                 sent.append(await send(topics.notifications, key=n.group_key.encode(),
                                        value=n.model_dump_json().encode(), partition=n_part))

@@ -9,16 +9,19 @@ them), and its deadline is an engine timer on the injected clock, so a digest du
 router was down goes out when it is back.
 
 On Kafka every partition has an engine, and the digest is one a day for the cluster: each
-engine writes the entries it collects as one `digest_items` command under DIGEST_KEY to the
-alerts log, in the transaction that commits the decision (`Batch.log`), so they reach the one
-partition that owns that key exactly once; that partition's engine holds the digest and its
-timer (`received`), whoever owns it after a restart or rebalance.
+engine sends the entries it collects as a `digest_items` command under DIGEST_KEY (appended to
+the alerts log after its commit, so to the one partition that owns that key), and that
+partition's engine holds the digest and its timer (`received`), whoever owns it after a
+restart or rebalance. An entry merges by group key, so receiving one twice changes nothing:
+each engine keeps what it sent until the digest it was for is due (`outgoing`) and sends it
+again once after a restore, which covers a command lost to a crash or a stop between the
+commit and the append.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,9 +50,14 @@ ITEMS = "digest_items"  # args: {"entries": {group key: entry}}: for the digest'
 class Digest:
     entries: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # by group key
     due: float | None = None  # when the summary goes out (engine time)
+    # Sent to the digest's engine (`forwarded`), kept until the digest they are for is due.
+    outgoing: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    outgoing_until: float | None = None
 
     def to_bytes(self) -> bytes:
-        return orjson.dumps({"entries": self.entries, "due": self.due})
+        return orjson.dumps({"entries": self.entries, "due": self.due,
+                             **({"outgoing": self.outgoing, "outgoing_until": self.outgoing_until}
+                                if self.outgoing else {})})
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview | None) -> Digest:
@@ -57,7 +65,9 @@ class Digest:
             return cls()
         raw = orjson.loads(bytes(data))
         return cls(entries={str(k): dict(v) for k, v in (raw.get("entries") or {}).items()},
-                   due=raw.get("due"))
+                   due=raw.get("due"),
+                   outgoing={str(k): dict(v) for k, v in (raw.get("outgoing") or {}).items()},
+                   outgoing_until=raw.get("outgoing_until"))
 
 
 def routed(n: Notification, ctx: EngineContext) -> bool:
@@ -99,7 +109,7 @@ def added(digest: Digest, entries: Mapping[str, Mapping[str, Any]], now: Instant
         old = merged.get(key)
         merged[key] = entry if old is None else {**entry, "first": old["first"]}
     due = digest.due if digest.due is not None else next_send(ctx.digest, now.dt).timestamp()
-    return Digest(entries=merged, due=due)
+    return replace(digest, entries=merged, due=due)
 
 
 def collect(digest: Digest, notes: list[Notification], now: Instant, ctx: EngineContext
@@ -109,10 +119,23 @@ def collect(digest: Digest, notes: list[Notification], now: Instant, ctx: Engine
     return added(digest, entries, now, ctx), kept
 
 
-def items(entries: Mapping[str, Mapping[str, Any]], at: datetime) -> CommandEvent:
-    """The command that carries one engine's entries to the digest's engine."""
-    return CommandEvent.build(kind="command", command=ITEMS, group_key=DIGEST_KEY,
-                              actor="router", at=at, args={"entries": dict(entries)})
+def forwarded(digest: Digest, entries: Mapping[str, Mapping[str, Any]], now: Instant,
+              ctx: EngineContext, *, again: bool = False) -> tuple[Digest, CommandEvent | None]:
+    """An engine that is not the digest's: the command carrying `entries` to the digest's
+    engine (with everything it sent for the coming digest when `again`, after a restore), and
+    the digest keeping them as `outgoing` until that digest is due."""
+    outgoing, until = digest.outgoing, digest.outgoing_until
+    if until is not None and until <= now.ts:
+        outgoing, until = {}, None  # the digest they were for is out
+    send = {**outgoing, **entries} if again else dict(entries)
+    if entries:
+        outgoing = {**outgoing, **entries}
+        until = until if until is not None else next_send(ctx.digest, now.dt).timestamp()
+    kept = replace(digest, outgoing=outgoing, outgoing_until=until)
+    if not send:
+        return kept, None
+    return kept, CommandEvent.build(kind="command", command=ITEMS, group_key=DIGEST_KEY,
+                                    actor="router", at=now.dt, args={"entries": send})
 
 
 def received(digest: Digest, event: CommandEvent, now: Instant, ctx: EngineContext) -> Digest:
@@ -128,7 +151,7 @@ def send(digest: Digest, now: Instant, ctx: EngineContext) -> tuple[Digest, list
     if digest.due is None or digest.due > now.ts:
         return digest, []
     if not digest.entries:
-        return Digest(), []
+        return replace(digest, entries={}, due=None), []
     when = datetime.fromtimestamp(digest.due, UTC)
     rows = sorted(digest.entries.values(), key=lambda e: (e["severity"], str(e["first"])))
     firing = sum(1 for e in rows if e["status"] == "firing")
@@ -148,4 +171,4 @@ def send(digest: Digest, now: Instant, ctx: EngineContext) -> tuple[Digest, list
             title=title, created_at=now.dt, details=dict(details))
         for receiver in sorted(set(ctx.digest.receivers))
     ]
-    return Digest(), notes
+    return replace(digest, entries={}, due=None), notes

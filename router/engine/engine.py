@@ -67,14 +67,11 @@ class Batch:
     # Commands for other engines (noise broadcasts, timeline notes for groups held elsewhere):
     # a backend with several engines appends them to its log.
     commands: list[CommandEvent] = field(default_factory=list)
-    # Commands for other engines to append to the log in the same commit (exactly once): the
-    # digest's entries, for the engine of the partition that holds the digest.
-    log: list[CommandEvent] = field(default_factory=list)
 
     @property
     def empty(self) -> bool:
         return (not self.encoded and not self.notifications and not self.unknown_commands
-                and not self.commands and not self.log)
+                and not self.commands)
 
     def merge(self, later: Batch) -> Batch:
         """One batch with the effects of self then `later` (for one combined commit)."""
@@ -102,7 +99,6 @@ class Batch:
             unknown_commands=self.unknown_commands + later.unknown_commands,
             quieted=quieted,
             commands=[*self.commands, *later.commands],
-            log=[*self.log, *later.log],
         )
 
 
@@ -138,10 +134,12 @@ class Engine:
         by default: under 0.5 KiB of RSS per active alert instead of ~1 KiB, for ~3% of the
         CPU an alert costs end to end.
         `ids` numbers incidents (see `IncidentIds`; Kafka passes the partition's stride).
-        `digest_via_log`: the digest's entries go out as `Batch.log` commands to the engine
-        that holds the digest (Kafka: one digest for all partitions, `router.engine.digest`).
+        `digest_via_log`: the digest's entries go out as commands (`Batch.commands`) to the
+        engine that holds the digest (Kafka: one digest for all partitions,
+        `router.engine.digest`).
         """
         self._digest_via_log = digest_via_log
+        self._digest_again = False  # restored: send the outgoing digest entries once more
         self.noise = Noise()
         self.digest = Digest()
         self._base = self._context = context if context is not None else EngineContext()
@@ -256,6 +254,7 @@ class Engine:
             return
         if key == DIGEST_KEY:
             self.digest = Digest.from_bytes(None if isinstance(state, GroupState) else state)
+            self._digest_again = bool(self.digest.outgoing)
             return
         if state is None:
             self.drop([key])
@@ -388,7 +387,6 @@ class Engine:
             unknown_commands=run.unknown_commands,
             quieted=_quieted(run.before, run.work),
             commands=run.commands,
-            log=run.log,
         )
 
     def _incident_rule(self, run: _Run) -> None:
@@ -433,8 +431,11 @@ class Engine:
         at = Instant.of(run.now)
         if self._digest_via_log:
             entries, run.notes = digest.split(run.notes, at, self.context)
-            if entries:
-                run.log.append(digest.items(entries, run.now))
+            if entries or self._digest_again or self.digest.outgoing:
+                self.digest, items = digest.forwarded(self.digest, entries, at, self.context,
+                                                      again=self._digest_again)
+                self._digest_again = False
+                run.commands += [items] if items is not None else []
         else:
             self.digest, run.notes = digest.collect(self.digest, run.notes, at, self.context)
         self.digest, summaries = digest.send(self.digest, at, self.context)
@@ -628,7 +629,6 @@ class _Run:
         self.work: dict[str, GroupState | None] = {}
         self.notes: list[Notification] = []
         self.commands: list[CommandEvent] = []
-        self.log: list[CommandEvent] = []
         self.views: dict[str, Incident] = {}
         self.duplicates = self.stale = self.flapping = self.unknown_commands = 0
         # Groups changed by alert events: re-armed once after the batch (decide.rearm).

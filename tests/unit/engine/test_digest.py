@@ -206,9 +206,11 @@ async def test_the_digest_survives_a_restart_of_the_embedded_backend(tmp_path: P
 
 
 def test_engines_that_send_their_entries_through_the_log_make_one_digest() -> None:
-    """Kafka: each partition's engine writes its entries as a command for the partition that
-    owns the digest key (in its commit, `Batch.log`) and sends no digest of its own; that
-    partition's engine collects them all and sends one summary at `digest.at`."""
+    """Kafka: each partition's engine sends its entries as a command for the partition that
+    owns the digest key (`Batch.commands`) and sends no digest of its own; that partition's
+    engine collects them all and sends one summary at `digest.at`. A restored engine sends
+    what it sent for that digest once more (a command lost between its commit and the
+    append): received twice, an entry counts once."""
     ctx = engine_context(parse_config(yaml.safe_dump(config())))
     a, b = Engine(ctx, digest_via_log=True), Engine(ctx, digest_via_log=True)
     owner = Engine(ctx, digest_via_log=True)
@@ -219,9 +221,14 @@ def test_engines_that_send_their_entries_through_the_log_make_one_digest() -> No
                                                     status=Status.RESOLVED)]), (61, a, [])):
         batch = engine_.apply(events, MONDAY + timedelta(minutes=minutes))
         assert batch.notifications == []
-        log += batch.log
+        log += batch.commands
     assert [c.group_key for c in log] == [DIGEST_KEY] * len(log)
     assert a.digest.due is None and b.digest.due is None  # no digest of their own
+    again = Engine(ctx, digest_via_log=True)
+    again.load(DIGEST_KEY, b.digest.to_bytes())  # b restored: its entry once more
+    log += again.apply([], MONDAY + timedelta(minutes=62)).commands
+    assert [list(c.args["entries"]) for c in log[-1:]] == [["CertExpiresIn30d|billing"]]
+    assert again.apply([], MONDAY + timedelta(minutes=63)).commands == []
     stored = owner.apply(log, MONDAY + timedelta(minutes=62)).encoded
     assert DIGEST_KEY in stored
     assert owner.next_deadline() == utc(2026, 3, 3, 9, 0)
