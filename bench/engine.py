@@ -91,7 +91,8 @@ def main() -> None:
          lambda: apply_all(incidents, sev1, T0))
     # Each SEV1 incident of a service inhibits that service's less severe alerts: only its
     # groups may look again, not every group the engine holds.
-    crowd = Engine(EngineContext(incidents=IncidentsConfig()))
+    rule = IncidentsConfig(inhibit_lower_severity=True)  # (explicit: main had it off)
+    crowd = Engine(EngineContext(incidents=rule))
     apply_all(crowd, [with_service(e, i) for i, e in enumerate(firing)], T0)
     inhibiting = [with_service(event(n + i, Status.FIRING, severity=Severity.SEV1), i)
                   for i in range(1_000)]
@@ -100,7 +101,7 @@ def main() -> None:
     # A storm of SEV1 incidents of one service over its SEV3 groups: the service's lead is
     # announced once, and its groups look again once, not per incident.
     storm_groups, storm_incidents = 2_000, 500
-    one = Engine(EngineContext(incidents=IncidentsConfig()))
+    one = Engine(EngineContext(incidents=rule))
     apply_all(one, [on_service(e, "svc-storm") for e in firing[:storm_groups]], T0)
     sev1_storm = [on_service(event(2 * n + i, Status.FIRING, severity=Severity.SEV1),
                              "svc-storm") for i in range(storm_incidents)]

@@ -44,7 +44,8 @@ INHIBIT_SOURCE = "inhibit_source"  # args: {"key": alert key, "labels": {...}, "
 # None}}: the services whose lead inhibiting incident changed on that engine
 # (`router.engine.incidents.inhibit.Inhibitors`).
 INCIDENT_INHIBITS = "incident_inhibits"
-# Where one service's inhibitors are stored beside the group states: this prefix + service.
+# Where one service's inhibitors are stored beside the group states: this prefix + service
+# (its lead and what was heard), and + service + NUL + incident id (each of its own incidents).
 INHIBITORS_KEY = "\x00inhibitors\x00"
 # Expired silences are kept this long (Alertmanager's default --data.retention, 120h).
 SILENCE_RETENTION = timedelta(hours=120)
@@ -97,9 +98,25 @@ class Noise:
         inhibitors (None: deleted)."""
         if key == NOISE_KEY:
             return replace(Noise.from_bytes(data), services=self.services)
-        svc = key.removeprefix(INHIBITORS_KEY)
-        return self.with_services({svc: Inhibitors.from_bytes(data) if data is not None
-                                   else Inhibitors()})
+        # Restoring (a fresh engine: nothing holds the state it replaces), so one record is
+        # put in place rather than copying every service (or every own incident) per record.
+        services = self.services if isinstance(self.services, dict) else dict(self.services)
+        svc, _, ident = key.removeprefix(INHIBITORS_KEY).partition("\x00")
+        held = services.get(svc, Inhibitors())
+        if not ident:
+            inh = held.loaded(data)
+        else:
+            own = held.own if isinstance(held.own, dict) else dict(held.own)
+            if data is None:
+                own.pop(ident, None)
+            else:
+                own[ident] = OpenIncident.of_json(ident, orjson.loads(bytes(data)))
+            inh = Inhibitors(own, held.lead, held.heard)
+        if inh.empty:
+            services.pop(svc, None)
+        else:
+            services[svc] = inh
+        return replace(self, services=services)
 
     def incident(self, service: str | None, ident: str) -> OpenIncident | None:
         """The inhibiting incident `ident` of `service` as this engine knows it."""
@@ -141,10 +158,20 @@ class Noise:
             out[NOISE_KEY] = self.to_bytes()
         if self.services is not before.services:
             new, old = self.services, before.services
+            empty = Inhibitors()
             for svc in new.keys() | old.keys():
-                inh = new.get(svc)
-                if inh is not old.get(svc):
-                    out[INHIBITORS_KEY + svc] = inh.to_bytes() if inh is not None else None
+                now, was = new.get(svc, empty), old.get(svc, empty)
+                if now is was:
+                    continue
+                if (now.lead, now.heard) != (was.lead, was.heard):
+                    out[INHIBITORS_KEY + svc] = now.to_bytes()
+                if now.own is not was.own:
+                    prefix = INHIBITORS_KEY + svc + "\x00"
+                    for ident, inc in now.own.items():
+                        if was.own.get(ident) != inc:
+                            out[prefix + ident] = orjson.dumps(inc.to_json())
+                    for ident in was.own.keys() - now.own.keys():
+                        out[prefix + ident] = None
         return out
 
     def changed_services(self, before: Noise, among: Iterable[str] | None = None) -> set[str]:

@@ -97,21 +97,35 @@ class Inhibitors:
 
     @property
     def empty(self) -> bool:
-        return not self.own and not self.heard
+        return not self.own and not self.heard and self.lead is None
 
-    def to_bytes(self) -> bytes:
+    def to_bytes(self) -> bytes | None:
+        """The lead and what was heard (each own incident is a record of its own, so that a
+        storm of them writes one small record per incident, not all of them every time);
+        None when there is neither."""
+        if self.lead is None and not self.heard:
+            return None
         return orjson.dumps({
-            "own": {k: v.to_json() for k, v in self.own.items()},
-            "lead": self.lead.id if self.lead is not None else None,
-            "heard": {str(k): {"id": v.id, **v.to_json()} for k, v in self.heard.items()},
+            "lead": _json(self.lead) if self.lead is not None else None,
+            "heard": {str(k): _json(v) for k, v in self.heard.items()},
         })
 
-    @classmethod
-    def from_bytes(cls, data: bytes | bytearray | memoryview) -> Inhibitors:
+    def loaded(self, data: bytes | bytearray | memoryview | None) -> Inhibitors:
+        """With the stored lead and heard (None: neither) and the own incidents as they are."""
+        if data is None:
+            return Inhibitors(self.own)
         raw = orjson.loads(bytes(data))
-        own = {str(k): OpenIncident.of_json(str(k), v) for k, v in raw["own"].items()}
-        heard = {int(k): OpenIncident.of_json(str(v["id"]), v) for k, v in raw["heard"].items()}
-        return cls(own, own.get(raw["lead"]) if raw.get("lead") else None, heard)
+        lead = raw.get("lead")
+        heard = {int(k): _of_json(v) for k, v in raw["heard"].items()}
+        return Inhibitors(self.own, _of_json(lead) if lead else None, heard)
+
+
+def _json(inc: OpenIncident) -> dict[str, str]:
+    return {"id": inc.id, **inc.to_json()}
+
+
+def _of_json(raw: Mapping[str, object]) -> OpenIncident:
+    return OpenIncident.of_json(str(raw["id"]), raw)
 
 
 def _lead(own: Mapping[str, OpenIncident], current: OpenIncident | None) -> OpenIncident | None:
