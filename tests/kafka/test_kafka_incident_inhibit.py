@@ -1,17 +1,20 @@
 """Kafka backend: the incident inhibition rule across partitions. The SEV1 incident's group
 and a lower-severity alert of the same service live on different partitions; the engine that
-opens the incident writes the fact to every partition (in its transaction), so the other
+opens the incident writes the fact to every partition (after its commit), so the other
 engine keeps the alert quiet and sends the timeline note back to the incident's partition;
-resolving the incident lets the alert notify."""
+resolving the incident lets the alert notify. A storm of SEV1 incidents of one service costs
+each engine one announcement, not one per incident."""
 
 from __future__ import annotations
 
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
+from router.backends.kafka_topics import decode_event, topic_names
 from router.config import KafkaBackendConfig
-from router.model import AlertEvent, Severity
-from tests.kafka.test_kafka_engine import eventually, notifications
+from router.engine.noise import INCIDENT_INHIBITS
+from router.model import AlertEvent, CommandEvent, Severity
+from tests.kafka.test_kafka_engine import eventually, notifications, read_topic
 from tests.kafka.test_kafka_paging import Replica
 from tests.unit.engine.test_incidents import KEY, command, fire
 
@@ -72,5 +75,29 @@ async def test_an_open_sev1_incident_inhibits_a_lower_severity_alert_on_another_
                        for n in await notifications(kafka_config))
 
         await eventually(triggered)
+    finally:
+        await replica.stop()
+
+
+async def test_a_storm_of_sev1_incidents_of_one_service_is_a_few_broadcast_records(
+        kafka_config: KafkaBackendConfig) -> None:
+    """N SEV1 incidents of checkout, each decided on its own: each partition's engine
+    announces its lead once, so the alerts log holds at most P x P announcement records (each
+    to every partition), where one per incident would be N x P."""
+    n, partitions = 24, kafka_config.partitions
+    replica = Replica(kafka_config)
+    await replica.start()
+    try:
+        for i in range(n):
+            alert = fire(fp=f"s{i}", start=0).alert.replace(name=f"Down{i}")
+            await replica.append([AlertEvent(alert=alert)])
+            await settle(replica)
+        assert len(await replica.incidents()) == n
+        records = await read_topic(kafka_config, topic_names(kafka_config.topic_prefix).alerts)
+        announced = [e for e in (decode_event(r.value) for r in records)
+                     if isinstance(e, CommandEvent) and e.command == INCIDENT_INHIBITS]
+        assert announced, "the incidents were announced"
+        assert len(announced) <= partitions * partitions < n
+        assert {tuple(e.args["leads"]) for e in announced} == {("checkout",)}
     finally:
         await replica.stop()
