@@ -125,6 +125,8 @@ def forwarded(digest: Digest, entries: Mapping[str, Mapping[str, Any]], now: Ins
     engine (with everything it sent for the coming digest when `again`, after a restore), and
     the digest keeping them as `outgoing` until that digest is due."""
     outgoing, until = digest.outgoing, digest.outgoing_until
+    if not entries and not again and (until is None or until > now.ts):
+        return digest, None  # nothing to send, nothing to forget
     if until is not None and until <= now.ts:
         outgoing, until = {}, None  # the digest they were for is out
     send = {**outgoing, **entries} if again else dict(entries)
