@@ -121,8 +121,8 @@ def _config_or_none(args: argparse.Namespace) -> Config | None:
 
 
 def _dlq(args: argparse.Namespace) -> int:
-    from router.backends.embedded_outbox import SCHEMA, SqliteOutbox
-    from router.backends.sqlite import Database
+    from router.backends.embedded.outbox import SCHEMA, SqliteOutbox
+    from router.backends.embedded.sqlite import Database
     from router.config import EmbeddedBackendConfig
 
     config = _config_or_none(args)
@@ -157,7 +157,7 @@ def _dlq(args: argparse.Namespace) -> int:
 def _kafka_init(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
-    from router.backends.kafka import TopicLayoutError, init_topics
+    from router.backends.kafka.backend import TopicLayoutError, init_topics
     from router.config import KafkaBackendConfig
 
     config = _config_or_none(args)
@@ -206,7 +206,7 @@ def _postmortem(args: argparse.Namespace) -> int:
 async def _postmortem_embedded(config: Config, incident_id: str) -> tuple[int, str]:
     """Read the incident from the SQLite view without starting an engine (a running router may
     own the database; the CLI only reads)."""
-    from router.backends.embedded import EmbeddedBackend
+    from router.backends.embedded.backend import EmbeddedBackend
     from router.backends.factory import engine_context
     from router.config import EmbeddedBackendConfig
     from router.incidents import postmortem_input

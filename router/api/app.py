@@ -14,7 +14,7 @@ from router.api.drain import DRAIN, Drain, refuse_while_draining
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.api.requests import request_context
 from router.api.runbooks import add_routes as add_runbooks
-from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded.backend import EmbeddedBackend
 from router.backends.factory import engine_context, make_backend
 from router.config import ConfigError
 from router.delivery.dispatcher import Dispatcher

@@ -5,8 +5,8 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry
 
 from router.backends.base import Backend
-from router.backends.embedded import EmbeddedBackend
-from router.backends.embedded_retention import RetentionPolicy
+from router.backends.embedded.backend import EmbeddedBackend
+from router.backends.embedded.retention import RetentionPolicy
 from router.config import Config, EmbeddedBackendConfig
 from router.engine.quiet import Muter, Quiet
 from router.engine.state import EngineContext
@@ -61,7 +61,7 @@ def make_backend(config: Config, metrics: EngineMetrics,
         return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics,
                                gate=cfg, retention=RetentionPolicy.of(cfg), registry=registry)
     try:  # aiokafka is the optional `kafka` extra: the embedded backend runs without it
-        from router.backends.kafka import KafkaBackend
+        from router.backends.kafka.backend import KafkaBackend
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.partition(".")[0] != "aiokafka":
             raise

@@ -16,9 +16,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from router.backends.base import Backend
-from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded.backend import EmbeddedBackend
 from router.backends.filters import AlertQuery
-from router.backends.kafka import KafkaBackend
+from router.backends.kafka.backend import KafkaBackend
 from router.config import KafkaBackendConfig
 from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, Severity, Status

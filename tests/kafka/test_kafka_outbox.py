@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from router.backends.kafka import client_kwargs, ensure_topics, topic_names
-from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
-from router.backends.kafka_table import CompactedTable, KafkaWriter
+from router.backends.kafka.backend import client_kwargs, ensure_topics, topic_names
+from router.backends.kafka.outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
+from router.backends.kafka.table import CompactedTable, KafkaWriter
 from router.config import KafkaBackendConfig
 from router.delivery.outbox import DeadLetter, OutboxItem
 from router.model import Notification, NotificationKind, Severity

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends import embedded_engine
-from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded import engine as embedded_engine
+from router.backends.embedded.backend import EmbeddedBackend
 from router.config import IntakeGateConfig
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 
-from router.backends.embedded_outbox import (
+from router.backends.embedded.outbox import (
     SCHEMA,
     SqliteDeliveryStore,
     SqliteOutbox,
     insert_notifications,
 )
-from router.backends.sqlite import Database
+from router.backends.embedded.sqlite import Database
 from router.delivery.outbox import MemoryOutbox
 from router.delivery.records import MemoryDeliveryStore
 from router.model import Notification, NotificationKind, Severity

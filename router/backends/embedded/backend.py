@@ -14,16 +14,17 @@ from typing import TypeVar
 import orjson
 from prometheus_client import CollectorRegistry
 
-from router.backends import embedded_engine, embedded_outbox
 from router.backends.base import LogEvent, LogUnavailable
-from router.backends.embedded_engine import EmbeddedEngineRunner
-from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
-from router.backends.embedded_retention import Retention, RetentionPolicy
+from router.backends.embedded import engine as embedded_engine
+from router.backends.embedded import outbox as embedded_outbox
+from router.backends.embedded.engine import EmbeddedEngineRunner
+from router.backends.embedded.metrics import StorageMetrics
+from router.backends.embedded.outbox import SqliteDeliveryStore, SqliteOutbox
+from router.backends.embedded.retention import Retention, RetentionPolicy
+from router.backends.embedded.sqlite import Database
 from router.backends.filters import ALERT_FIELDS, DERIVED_LABELS, AlertField, AlertQuery
 from router.backends.gate import IntakeGate, over_limits
-from router.backends.metrics import StorageMetrics
 from router.backends.pages import Page, SortKey, decode_cursor, encode_cursor
-from router.backends.sqlite import Database
 from router.config import IntakeGateConfig
 from router.engine.engine import Engine
 from router.engine.state import EngineContext

@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from router.backends.kafka_table import CompactedTable
-from router.backends.kafka_topics import client_kwargs, topic_names
+from router.backends.kafka.table import CompactedTable
+from router.backends.kafka.topics import client_kwargs, topic_names
 from router.config import KafkaBackendConfig
 from router.delivery.outbox import DeadLetter, OutboxItem, Release, Released
 from router.model import Notification, utcnow

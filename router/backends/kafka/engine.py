@@ -54,7 +54,7 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
-from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
+from router.backends.kafka.topics import Topics, client_kwargs, decode_event, topic_names
 from router.backends.watchdog import stall_limit, stalled, waiting
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine

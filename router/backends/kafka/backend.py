@@ -2,9 +2,9 @@
 
 Every accepted event goes to `<prefix>.alerts`, keyed by `model.event_key` (the group key), so
 all events of one incident land in one partition and reach one engine owner. The parts:
-`kafka_topics` (layout, creation, client settings), `kafka_engine` (the consumer group of
-engines with per-partition state and transactions), `kafka_outbox` (outbox, dead letters and
-delivery records for the Dispatcher), `kafka_table` (compacted topics tailed into memory).
+`topics` (layout, creation, client settings), `engine` (the consumer group of
+engines with per-partition state and transactions), `outbox` (outbox, dead letters and
+delivery records for the Dispatcher), `table` (compacted topics tailed into memory).
 See docs/kafka.md.
 """
 
@@ -23,10 +23,10 @@ from aiokafka.partitioner import DefaultPartitioner
 from router.backends.base import LogEvent, LogUnavailable
 from router.backends.filters import AlertField, AlertQuery, value_of
 from router.backends.gate import IntakeGate, over_limits
-from router.backends.kafka_engine import KafkaEngineRunner, decode_view
-from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
-from router.backends.kafka_table import CompactedTable, KafkaWriter
-from router.backends.kafka_topics import (
+from router.backends.kafka.engine import KafkaEngineRunner, decode_view
+from router.backends.kafka.outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
+from router.backends.kafka.table import CompactedTable, KafkaWriter
+from router.backends.kafka.topics import (
     TopicLayoutError,
     Topics,
     check_layout,

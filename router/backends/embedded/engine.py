@@ -19,8 +19,8 @@ from datetime import datetime
 import orjson
 from pydantic import TypeAdapter
 
-from router.backends.embedded_outbox import insert_notifications
-from router.backends.sqlite import Database
+from router.backends.embedded.outbox import insert_notifications
+from router.backends.embedded.sqlite import Database
 from router.backends.tasks import cancelled
 from router.engine.engine import Batch, Engine
 from router.engine.state import EngineContext
