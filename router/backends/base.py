@@ -53,6 +53,16 @@ class EngineHandle(Protocol):
         ...
 
 
+class DeliveryProgress(Protocol):
+    """What a backend may watch of delivery (the Dispatcher): how much waits, and when a send
+    is done."""
+
+    on_done: Callable[[], None]
+
+    @property
+    def backlog(self) -> int: ...
+
+
 class Backend(Protocol):
     """One pipeline's storage: the log intake appends to, the engine consuming it, the outbox
     and dead letters delivery drains, delivery records, and the read side of current alerts."""
@@ -72,6 +82,12 @@ class Backend(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def watch_delivery(self, delivery: DeliveryProgress) -> None:
+        """Delivery of this backend's outbox runs in `delivery`: the intake gate may watch its
+        backlog and look again when a send is done. A no-op for a backend whose outbox
+        measures that itself."""
+        ...
 
     async def ready(self) -> bool: ...
 

@@ -1,12 +1,12 @@
-"""Choose the backend from the config: embedded SQLite (default) or Kafka."""
+"""Choose the backend from the config: embedded SQLite (default) or Kafka. Each backend
+package wires itself (`build` in its `backend` module); this only picks one."""
 
 from __future__ import annotations
 
 from prometheus_client import CollectorRegistry
 
 from router.backends.base import Backend
-from router.backends.embedded.backend import EmbeddedBackend
-from router.backends.embedded.retention import RetentionPolicy
+from router.backends.embedded import backend as embedded
 from router.config import Config, EmbeddedBackendConfig
 from router.engine.quiet import Muter, Quiet
 from router.engine.state import EngineContext
@@ -57,14 +57,14 @@ def make_backend(config: Config, metrics: EngineMetrics,
                  registry: CollectorRegistry | None = None) -> Backend:
     """`registry`: where the backend's own metrics go (the embedded database's size)."""
     cfg = config.backend
+    context = engine_context(config)
     if isinstance(cfg, EmbeddedBackendConfig):
-        return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics,
-                               gate=cfg, retention=RetentionPolicy.of(cfg), registry=registry)
+        return embedded.build(config, cfg, context, metrics, registry)
     try:  # aiokafka is the optional `kafka` extra: the embedded backend runs without it
-        from router.backends.kafka.backend import KafkaBackend
+        from router.backends.kafka import backend as kafka
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.partition(".")[0] != "aiokafka":
             raise
         raise KafkaNotInstalled(
             "backend.type kafka needs aiokafka: install incident-router[kafka]") from exc
-    return KafkaBackend(cfg, engine_context(config), metrics)
+    return kafka.build(config, cfg, context, metrics, registry)

@@ -14,7 +14,7 @@ from typing import TypeVar
 import orjson
 from prometheus_client import CollectorRegistry
 
-from router.backends.base import LogEvent, LogUnavailable
+from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable
 from router.backends.embedded import engine as embedded_engine
 from router.backends.embedded import outbox as embedded_outbox
 from router.backends.embedded.engine import EmbeddedEngineRunner
@@ -25,7 +25,7 @@ from router.backends.embedded.sqlite import Database
 from router.backends.filters import ALERT_FIELDS, DERIVED_LABELS, AlertField, AlertQuery
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.pages import Page, SortKey, decode_cursor, encode_cursor
-from router.config import IntakeGateConfig
+from router.config import Config, EmbeddedBackendConfig, IntakeGateConfig
 from router.engine.engine import Engine
 from router.engine.state import EngineContext
 from router.incidents import Incident
@@ -157,6 +157,14 @@ class EmbeddedLog:
                 callback(first, events)
 
 
+def build(config: Config, cfg: EmbeddedBackendConfig, context: EngineContext,
+          metrics: EngineMetrics, registry: CollectorRegistry | None = None) -> EmbeddedBackend:
+    """The backend `cfg` (the `backend:` section of `config`, whose file relative paths are
+    resolved against) describes."""
+    return EmbeddedBackend(config.resolve(cfg.path), context, metrics, gate=cfg,
+                           retention=RetentionPolicy.of(cfg), registry=registry)
+
+
 class EmbeddedBackend:
     """Owns the database: the log, the engine consuming it, the outbox and dead letters, and
     their retention. `clock` is the time of every part (tests and benchmarks inject one)."""
@@ -184,11 +192,17 @@ class EmbeddedBackend:
                                    retention or RetentionPolicy(), clock,
                                    StorageMetrics(registry or CollectorRegistry()))
         self.log.on_commit.append(self.engine.appended)
-        # Notifications waiting for delivery: the app points this at its Dispatcher.
+        # Notifications waiting for delivery: `watch_delivery` points this at the Dispatcher.
         self.delivery_backlog: Callable[[], int] = lambda: 0
 
     def _behind(self) -> bool:
         return over_limits(self._limits, self.engine.lag, self.delivery_backlog())
+
+    def watch_delivery(self, delivery: DeliveryProgress) -> None:
+        """The intake gate watches the Dispatcher: the SQLite outbox does not know what it
+        holds in memory."""
+        self.delivery_backlog = lambda: delivery.backlog
+        delivery.on_done = self.gate.poke
 
     async def start(self) -> None:
         await self.db.open()

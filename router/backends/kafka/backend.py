@@ -19,8 +19,9 @@ from typing import Generic, TypeVar
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import CollectorRegistry
 
-from router.backends.base import LogEvent, LogUnavailable
+from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable
 from router.backends.filters import AlertField, AlertQuery, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka.engine import KafkaEngineRunner, decode_view
@@ -40,7 +41,7 @@ from router.backends.kafka.topics import (
 )
 from router.backends.pages import Page, SortKey, page_of
 from router.backends.tasks import cancelled
-from router.config import KafkaBackendConfig
+from router.config import Config, KafkaBackendConfig
 from router.delivery.outbox import DeadLetter
 from router.engine.noise import NOISE_KEY
 from router.engine.state import EngineContext
@@ -192,6 +193,13 @@ class KafkaLog:
 # --- the backend -----------------------------------------------------------------------------
 
 
+def build(config: Config, cfg: KafkaBackendConfig, context: EngineContext,
+          metrics: EngineMetrics, registry: CollectorRegistry | None = None) -> KafkaBackend:
+    """The backend `cfg` (the `backend:` section of `config`) describes; its metrics are the
+    engine's (`registry` is for a backend's own, and Kafka has none)."""
+    return KafkaBackend(cfg, context, metrics)
+
+
 class KafkaBackend:
     """`router.backends.base.Backend` on Kafka: N replicas in one consumer group."""
 
@@ -228,6 +236,9 @@ class KafkaBackend:
 
     def _behind(self) -> bool:
         return over_limits(self.cfg, self.engine.last_lag, self.outbox.backlog)
+
+    def watch_delivery(self, delivery: DeliveryProgress) -> None:
+        """Nothing to watch: the outbox counts its own backlog and pokes the gate itself."""
 
     async def start(self) -> None:
         if self.cfg.create_topics:

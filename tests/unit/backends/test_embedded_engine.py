@@ -5,6 +5,8 @@ in log order."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -82,20 +84,28 @@ async def test_events_appended_before_a_restart_are_read_from_the_log(tmp_path: 
         await second.stop()
 
 
+@dataclass
+class Delivery:
+    """What the backend watches of the Dispatcher (`base.DeliveryProgress`)."""
+
+    backlog: int
+    on_done: Callable[[], None] = lambda: None
+
+
 async def test_an_append_waits_while_delivery_is_behind_and_goes_once_it_catches_up(
         tmp_path: Path) -> None:
     limits = IntakeGateConfig(intake_max_delivery_backlog=10, intake_max_wait_seconds=30)
     b = EmbeddedBackend(tmp_path / "r.db", CTX, EngineMetrics(CollectorRegistry()),
                         synchronous="NORMAL", gate=limits)
-    backlog = [11]
-    b.delivery_backlog = lambda: backlog[0]
+    delivery = Delivery(backlog=11)
+    b.watch_delivery(delivery)  # as the app does with its Dispatcher
     await b.start()
     try:
         append = asyncio.create_task(b.log.append([fire(1)]))
         await asyncio.sleep(0.2)
         assert not append.done() and await b.log_size() == 0  # nothing appended, no 2xx yet
-        backlog[0] = 10
-        b.gate.poke()  # what the Dispatcher does when an item is done
+        delivery.backlog = 10
+        delivery.on_done()  # what the Dispatcher does when an item is done
         await asyncio.wait_for(append, 5)
         assert await b.log_size() == 1
     finally:
