@@ -29,6 +29,10 @@ class LogUnavailable(Exception):
         self.maybe_stored = maybe_stored
 
 
+class StoreUnavailable(Exception):
+    """A backend's storage cannot be reached or used (a command line tool reports it)."""
+
+
 class Log(Protocol):
     """Intake's only dependency: append events durably, keyed by `model.event_key`.
 

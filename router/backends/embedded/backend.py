@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -14,7 +15,7 @@ from typing import TypeVar
 import orjson
 from prometheus_client import CollectorRegistry
 
-from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable
+from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable, StoreUnavailable
 from router.backends.embedded import engine as embedded_engine
 from router.backends.embedded import outbox as embedded_outbox
 from router.backends.embedded.engine import EmbeddedEngineRunner
@@ -26,6 +27,7 @@ from router.backends.filters import ALERT_FIELDS, DERIVED_LABELS, AlertField, Al
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.pages import Page, SortKey, decode_cursor, encode_cursor
 from router.config import Config, EmbeddedBackendConfig, IntakeGateConfig
+from router.delivery.outbox import DeadLetters
 from router.engine.engine import Engine
 from router.engine.state import EngineContext
 from router.incidents import Incident
@@ -155,6 +157,22 @@ class EmbeddedLog:
         if rows:
             for callback in self.on_commit:
                 callback(first, events)
+
+
+@asynccontextmanager
+async def dead_letters(config: Config, cfg: EmbeddedBackendConfig) -> AsyncIterator[DeadLetters]:
+    """The dead-letter store alone, for `incident-router dlq` in a process of its own: the
+    database's outbox tables on a connection of their own, no engine (a running router may
+    own the database; SQLite's locking keeps the two apart)."""
+    db = Database(config.resolve(cfg.path), embedded_outbox.SCHEMA)
+    try:
+        await db.open()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open {config.resolve(cfg.path)}: {exc}") from exc
+    try:
+        yield SqliteOutbox(db)
+    finally:
+        await db.close()
 
 
 def build(config: Config, cfg: EmbeddedBackendConfig, context: EngineContext,

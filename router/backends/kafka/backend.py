@@ -12,7 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -21,7 +22,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable
+from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable, StoreUnavailable
 from router.backends.filters import AlertField, AlertQuery, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka.engine import KafkaEngineRunner, decode_view
@@ -42,7 +43,7 @@ from router.backends.kafka.topics import (
 from router.backends.pages import Page, SortKey, page_of
 from router.backends.tasks import cancelled
 from router.config import Config, KafkaBackendConfig
-from router.delivery.outbox import DeadLetter
+from router.delivery.outbox import DeadLetter, DeadLetters
 from router.engine.noise import NOISE_KEY
 from router.engine.state import EngineContext
 from router.incidents import Incident
@@ -72,6 +73,7 @@ _PARTITIONER = DefaultPartitioner()
 T = TypeVar("T")
 _PARTITION_CACHE = 100_000
 _DECODED_CACHE = 200_000  # distinct keys whose partition the log remembers
+_CLI_METADATA_WAIT = 10.0  # seconds `dlq` waits for the topics' metadata
 
 # --- the log ---------------------------------------------------------------------------------
 
@@ -191,6 +193,30 @@ class KafkaLog:
 
 
 # --- the backend -----------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def dead_letters(config: Config, cfg: KafkaBackendConfig) -> AsyncIterator[DeadLetters]:
+    """The dead-letter store alone, for `incident-router dlq` in a process of its own: the
+    dead-letter topic tailed into memory, and replays written to the outbox topic in one
+    transaction with their tombstones. It joins no consumer group, so the running replicas
+    keep their partitions; their delivery consumers take the replayed notifications."""
+    topics = topic_names(cfg.topic_prefix)
+    dead: CompactedTable[DeadLetter] = CompactedTable(cfg, topics.notifications_dlq,
+                                                      decode_dead_letter)
+    records: CompactedTable[bytes] = CompactedTable(cfg, topics.delivery_records, bytes)
+    outbox = KafkaOutbox(cfg, dead, records)  # never started: lists and replays only
+    try:
+        try:
+            counts = await check_layout(cfg, visible_within=_CLI_METADATA_WAIT)
+            await dead.start(counts[dead.topic])
+        except (KafkaError, TopicLayoutError) as exc:
+            raise StoreUnavailable(
+                f"kafka dead letters on {dead.topic} unavailable: {exc}") from exc
+        yield outbox
+    finally:
+        await outbox.stop()
+        await dead.stop()
 
 
 def build(config: Config, cfg: KafkaBackendConfig, context: EngineContext,
