@@ -353,8 +353,7 @@ class KafkaOutbox:
         chosen.sort(key=lambda d: (d.receiver, d.notification.group_key, d.seq))
         async with self._replay_lock:
             producer = await self._replay_producer()
-            await producer.begin_transaction()
-            try:
+            async with producer.transaction():  # aborted if anything in it raises
                 for d in chosen:
                     n = d.notification
                     await producer.send(self._topic, key=n.group_key.encode(),
@@ -362,11 +361,6 @@ class KafkaOutbox:
                 tombstones = [await producer.send(self._dead.topic, key=d.id.encode(), value=None)
                               for d in chosen]
                 metas = await asyncio.gather(*tombstones)
-                await producer.commit_transaction()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.abort_transaction()
-                raise
         for d, meta in zip(chosen, metas, strict=True):
             self._dead.applied(d.id, None, meta.partition, meta.offset)
         self.on_items()
