@@ -6,7 +6,7 @@ in-memory view; `keeps` and `value_of` are the one definition both follow."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -20,6 +20,9 @@ LABEL_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # (router.noise.muters.labels_of).
 DERIVED_LABELS: dict[str, str] = {"alertname": "name", "severity": "severity",
                                   "service": "service", "team": "team"}
+
+# A test of an alert's labels as silences see them (`seen_labels`), for `alerts_matching`.
+LabelTest = Callable[[Mapping[str, str]], bool]
 
 # The fields a list filters and counts current alerts by.
 AlertField = Literal["severity", "status", "service", "team", "source", "group_key"]
@@ -41,6 +44,15 @@ def value_of(alert: Alert, field: AlertField) -> str:
             return alert.source
         case "group_key":
             return alert.group_key or ""
+
+
+def seen_labels(labels: Mapping[str, str], fields: Mapping[str, str | None]) -> Mapping[str, str]:
+    """An alert's labels as silences see them (`router.noise.muters.labels_of`) from its stored
+    `labels` and classified fields (`DERIVED_LABELS`' values: name, severity, service, team),
+    for a store that reads those without decoding the alert."""
+    missing = {label: value for label, field in DERIVED_LABELS.items()
+               if (value := fields.get(field)) and label not in labels}
+    return {**labels, **missing} if missing else labels
 
 
 class AlertQuery(BaseModel):

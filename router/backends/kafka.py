@@ -21,7 +21,7 @@ from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
 
 from router.backends.base import LogEvent, LogUnavailable
-from router.backends.filters import AlertField, AlertQuery, value_of
+from router.backends.filters import AlertField, AlertQuery, LabelTest, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka_engine import KafkaEngineRunner, decode_view
 from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
@@ -47,6 +47,7 @@ from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
 from router.model import Alert, CommandEvent, event_key, utcnow
+from router.noise.muters import labels_of
 from router.noise.silences import Silence
 
 __all__ = [
@@ -336,6 +337,15 @@ class KafkaBackend:
                 value = value_of(a, by)
                 counts[value] = counts.get(value, 0) + 1
         return counts
+
+    async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
+                              limit: int = 100) -> Page[Alert]:
+        # The view holds decoded alerts already: their labels cost nothing more to read.
+        query_keeps = query.predicate()
+        rows = [r for r in self._alert_rows(query.status, query.source) if query_keeps(r[1])]
+        rows.sort(key=_first, reverse=True)
+        found = [a for _, a in rows if keeps(labels_of(a))]
+        return Page(items=found[:limit], next_cursor=None, total=len(found))
 
     async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
         rows = self._incident_rows("open", None)
