@@ -17,13 +17,14 @@ from router.api.oncall import on_call_report
 from router.api.quiet import open_incidents, quiet_reasons
 from router.backends.pages import InvalidCursor
 from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_input
-from router.model import Alert, Severity, Status
+from router.model import Alert, Severity
 from router.noise.silences import Silence, SilenceState
 from router.oncall import shifts
 from router.postmortem import render_postmortem
 from router.ui.guard import PREFIX
 from router.ui.html import html, render
 from router.ui.keys import CLOCK, role_of, session_of
+from router.ui.matching import inhibitor_of
 from router.ui.views import (
     FILTERS,
     PAGE_ROWS,
@@ -35,8 +36,6 @@ from router.ui.views import (
     silence_batches,
 )
 
-# Firing alerts the alert page reads to find what inhibits it (only when inhibit rules exist).
-SCAN_LIMIT = 10_000
 RESOLVED_SHOWN = 50
 # Open incidents one page of the list renders, the most urgent first; the next page shows
 # the next as many.
@@ -133,12 +132,11 @@ async def alert(request: web.Request) -> web.Response:
     sent = [e for e in incident.timeline if e.kind in (TimelineKind.NOTIFIED, TimelineKind.PAGED)
             ] if incident else []
     parked = [d for d in await backend.outbox.list() if d.notification.group_key == group_key]
-    # Inhibition depends on what else fires: read every firing alert only when rules exist.
-    config = request.config_dict[RUNTIME].snapshot.config
-    peers = await backend.current_alerts(status=Status.FIRING.value, limit=SCAN_LIMIT) \
-        if config.inhibit_rules else [found]
-    quiet = quiet_reasons([found, *(a for a in peers if a.key != found.key)],
-                          await backend.silences(), request, request.config_dict[CLOCK](),
+    # Inhibition depends on what else fires: only the alert that inhibits this one, if any.
+    rules = request.config_dict[RUNTIME].snapshot.config.inhibit_rules
+    source = await inhibitor_of(backend, found, rules) if rules else None
+    quiet = quiet_reasons([found, *([source] if source else [])], await backend.silences(),
+                          request, request.config_dict[CLOCK](),
                           await open_incidents(backend, request))
     return page(request, "alert.html", alert=found, incident=incident, sent=sent, parked=parked,
                 quiet=quiet.get(found.key), key=found.key)
