@@ -4,6 +4,7 @@ in one SQLite database (WAL). The default, so one process works out of the box.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sqlite3
 from collections.abc import Callable, Sequence
@@ -304,24 +305,23 @@ class EmbeddedBackend:
     async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
                               limit: int = 100) -> Page[Alert]:
         where, args = _where(_alert_conditions(query))
-        # One JSON parse per row (several paths: a JSON array), no alert decoded.
-        sql = (f"SELECT key, json_extract(CAST(body AS TEXT), '$.labels', {_DERIVED_PATHS}) "
-               f"FROM alerts{_sql_where(where)} ORDER BY event_time DESC, key DESC")
+        # One JSON parse per row (several paths: a JSON array), no alert decoded; unsorted
+        # (sorting carries every row's columns through a temporary b-tree): the matches are.
+        sql = (f"SELECT key, event_time, json_extract(CAST(body AS TEXT), '$.labels', "
+               f"{_DERIVED_PATHS}) FROM alerts{_sql_where(where)}")
 
         def q(conn: sqlite3.Connection) -> tuple[list[bytes], int]:
-            keys: list[str] = []
-            total = 0
-            for key, fields in conn.execute(sql, args):
-                labels, *derived = orjson.loads(fields)
-                if keeps(seen_labels(labels, dict(zip(DERIVED_LABELS.values(), derived,
-                                                          strict=True)))):
-                    total += 1
-                    if len(keys) < limit:
-                        keys.append(key)
+            hits: list[tuple[float, str]] = []
+            loads = orjson.loads
+            for key, at, fields in conn.execute(sql, args):
+                labels, *derived = loads(fields)
+                if keeps(seen_labels(labels, derived)):
+                    hits.append((at, key))
+            keys = [key for _, key in heapq.nlargest(limit, hits)]
             marks = ", ".join("?" * len(keys))
             bodies = dict(conn.execute(f"SELECT key, body FROM alerts WHERE key IN ({marks})",
                                        keys).fetchall()) if keys else {}
-            return [bodies[k] for k in keys if k in bodies], total
+            return [bodies[k] for k in keys if k in bodies], len(hits)
 
         bodies, total = await self.db.read(q)
         return Page(items=[Alert.model_validate(orjson.loads(b)) for b in bodies],

@@ -6,7 +6,7 @@ in-memory view; `keeps` and `value_of` are the one definition both follow."""
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, field_validator
@@ -46,12 +46,12 @@ def value_of(alert: Alert, field: AlertField) -> str:
             return alert.group_key or ""
 
 
-def seen_labels(labels: Mapping[str, str], fields: Mapping[str, str | None]) -> Mapping[str, str]:
+def seen_labels(labels: Mapping[str, str], derived: Sequence[str | None]) -> Mapping[str, str]:
     """An alert's labels as silences see them (`router.noise.muters.labels_of`) from its stored
-    `labels` and classified fields (`DERIVED_LABELS`' values: name, severity, service, team),
-    for a store that reads those without decoding the alert."""
-    missing = {label: value for label, field in DERIVED_LABELS.items()
-               if (value := fields.get(field)) and label not in labels}
+    `labels` and classified fields (`derived`: the values of `DERIVED_LABELS`' fields, in its
+    order), for a store that reads those without decoding the alert."""
+    missing = {label: value for label, value in zip(DERIVED_LABELS, derived, strict=True)
+               if value and label not in labels}
     return {**labels, **missing} if missing else labels
 
 

@@ -40,20 +40,52 @@ async def inhibitor_of(backend: Backend, alert: Alert,
                        rules: Sequence[InhibitRule]) -> Alert | None:
     """The source alert that inhibits firing `alert` under the first rule (in order) that has
     one, the latest of them: the one `inhibited_by` finds among every firing alert (latest
-    first). Each rule targeting it asks the store for the alerts its source side's equality
-    matchers and `equal` labels allow, tested on their labels with `inhibited_by` itself."""
+    first). A rule whose source side and `equal` labels give values to narrow by is one read
+    of the alerts with them; the rules without share one read of every firing alert's labels."""
     if alert.status is not Status.FIRING:
         return None
     target = labels_of(alert)
-    for rule in rules:
-        if not rule.target_matchers.matches(target):
-            continue
-        narrow = narrowing(rule.source_matchers, ((n, target.get(n, "")) for n in rule.equal))
+    targeting = [r for r in rules if r.target_matchers.matches(target)]
+    queries = [narrowing(r.source_matchers, ((n, target.get(n, "")) for n in r.equal))
+               for r in targeting]
+    broad = [(n, r) for n, (r, q) in enumerate(zip(targeting, queries, strict=True))
+             if not q.labels]
+    best = await _first_source(backend, target, broad, AlertQuery(
+        status=Status.FIRING.value)) if broad else None
+    for n, (rule, query) in enumerate(zip(targeting, queries, strict=True)):
+        if best is not None and n >= best[0]:
+            break
+        if query.labels and (found := await _first_source(backend, target, [(n, rule)], query)):
+            return found[1]
+    return best[1] if best else None
 
-        def inhibits(labels: Mapping[str, str], rule: InhibitRule = rule) -> bool:
-            return inhibited_by(target, (labels,), (rule,)) is not None
 
-        found = await backend.alerts_matching(narrow, inhibits, limit=1)
-        if found.items:
-            return found.items[0]
-    return None
+async def _first_source(backend: Backend, target: Mapping[str, str],
+                        rules: list[tuple[int, InhibitRule]],
+                        query: AlertQuery) -> tuple[int, Alert] | None:
+    """The first of `rules` (numbered, in order) with a source inhibiting `target` among the
+    alerts `query` keeps, and its latest source: the latest source of any of them, then again
+    with only the rules before its rule, until there is none."""
+    best = None
+    while rules:
+        found = await backend.alerts_matching(query, _source_test(target, rules), limit=1)
+        if not found.items:
+            break
+        source = labels_of(found.items[0])
+        first = next(k for k, (_, rule) in enumerate(rules)
+                     if inhibited_by(target, (source,), (rule,)) is not None)
+        best = (rules[first][0], found.items[0])
+        rules = rules[:first]
+    return best
+
+
+def _source_test(target: Mapping[str, str], rules: list[tuple[int, InhibitRule]]) -> LabelTest:
+    """Whether labels are of an alert inhibiting `target` under one of `rules`, by
+    `inhibited_by`; its source matchers first, as `label_test` (remembered regex answers)."""
+    tests = [(label_test(rule.source_matchers), rule) for _, rule in rules]
+
+    def inhibits(labels: Mapping[str, str]) -> bool:
+        return any(test(labels) and inhibited_by(target, (labels,), (rule,)) is not None
+                   for test, rule in tests)
+
+    return inhibits

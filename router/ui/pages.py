@@ -17,7 +17,8 @@ from router.api.oncall import on_call_report
 from router.api.quiet import open_incidents, quiet_reasons
 from router.backends.pages import InvalidCursor
 from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_input
-from router.model import Alert, Severity
+from router.model import Alert, Severity, Status
+from router.noise.muters import labels_of
 from router.noise.silences import Silence, SilenceState
 from router.oncall import shifts
 from router.postmortem import render_postmortem
@@ -81,14 +82,18 @@ async def _alert_context(request: web.Request) -> dict[str, Any]:
 
 def _quiet(request: web.Request, alerts: list[Alert], active: list[Silence],
            now: datetime, incidents: list[Incident]) -> dict[str, dict[str, Any]]:
-    """Why the shown alerts are quiet. Inhibition here looks only at the alerts shown (an
-    alert's own page looks at everything that fires), so with inhibit rules they are worked
-    out together; without, each batch against only the silences that can mute it."""
-    if request.config_dict[RUNTIME].snapshot.config.inhibit_rules or incidents:
-        return quiet_reasons(alerts, active, request, now, incidents)
+    """Why the shown alerts are quiet: each batch against only the silences that can mute it.
+    Inhibition here looks only at the alerts shown (an alert's own page asks the store), so
+    each batch is worked out with the shown alerts that can inhibit, in the list's order."""
+    rules = request.config_dict[RUNTIME].snapshot.config.inhibit_rules
+    sources = {a.key for a in alerts if rules and a.status is Status.FIRING
+               and any(r.source_matchers.matches(labels_of(a)) for r in rules)}
     quiet: dict[str, dict[str, Any]] = {}
     for batch, silences in silence_batches(alerts, active):
-        quiet.update(quiet_reasons(batch, silences, request, now))
+        keys = {a.key for a in batch}
+        peers = [a for a in alerts if a.key in keys or a.key in sources] if sources else batch
+        found = quiet_reasons(peers, silences, request, now, incidents)
+        quiet.update((k, v) for k, v in found.items() if k in keys)
     return quiet
 
 

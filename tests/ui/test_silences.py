@@ -181,6 +181,22 @@ async def test_an_alert_page_names_the_firing_alert_that_inhibits_it(
     assert (await why(db1), await why(db2)) == ("Not quiet", "down2")
     await fire(client, am("critdb", alertname="Outage", severity="critical", team="db"))
     assert (await why(db1), await why(db2)) == ("critdb", "down2")  # the first rule first
+    # The list marks them from the alerts it shows; the DiskFull alerts in a batch of their
+    # own, with a silence that could mute them by their severity but does not.
+    resp = await client.post("/api/v2/silences", headers=AUTH, json={
+        "matchers": [{"name": "severity", "value": "warning", "isRegex": False},
+                     {"name": "team", "value": "db", "isRegex": False, "isEqual": False}],
+        "startsAt": datetime.now(UTC).isoformat(),
+        "endsAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        "createdBy": "amtool", "comment": "not DiskFull"})
+    assert resp.status == 200
+    await client.server.app[BACKEND].engine.drained()
+    rows = re.findall(r'<tr class="firing">(.*?)</tr>',
+                      await (await client.get("/ui/alerts/rows")).text(), re.S)
+    marks = sorted((re.search(r">(\w+)</a>", r)[1],  # type: ignore[index]
+                    m[1] if (m := re.search(r'quiet-mark">(\w+)<', r)) else "") for r in rows)
+    assert marks == [("DiskFull", "inhibited"), ("DiskFull", "inhibited"), ("NodeDown", ""),
+                     ("Outage", ""), ("Outage", "")]
     await fire(client, am("down2", (13, 14), alertname="NodeDown", instance="db-2"))
     assert (await why(db1), await why(db2)) == ("critdb", "critdb")
 
