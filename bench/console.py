@@ -28,12 +28,14 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from router.api.app import build_app
 from router.api.keys import BACKEND
 from router.backends.filters import AlertQuery
 from router.config import parse_config
+from router.noise.matchers import parse_matchers
 from router.runtime import build_snapshot
 
 BATCH = 200
@@ -48,6 +50,15 @@ rules_dir: {work / 'rules'}
 receivers: []
 severities:
   SEV2: {{ack_sla: 30m, resolve_sla: 4h, group_wait: 0s, response: page_oncall}}
+# What the alert page checks for "inhibited by" (nothing here fires as a source): the usual
+# critical-over-lower rule, and one whose source side has only a regex and no `equal` (every
+# firing alert's labels are tested).
+inhibit_rules:
+  - source_matchers: ['severity="critical"']
+    target_matchers: ['severity="error"']
+    equal: [alertname, service]
+  - source_matchers: ['alertname=~"NodeDown|ClusterDown"']
+    target_matchers: ['severity="error"']
 """
 
 
@@ -73,7 +84,10 @@ def silence(n: int) -> dict[str, Any]:
             "createdBy": "bench", "comment": f"bench silence {n}"}
 
 
-async def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float, int]:
+Client = TestClient[web.Request, web.Application]
+
+
+async def measure(client: Client, path: str, repeat: int) -> tuple[float, float, int]:
     times = []
     size = 0
     for _ in range(repeat):
@@ -86,7 +100,7 @@ async def measure(client: TestClient, path: str, repeat: int) -> tuple[float, fl
     return statistics.median(times), max(times), size
 
 
-async def measure_post(client: TestClient, path: str, form: dict[str, str],
+async def measure_post(client: Client, path: str, form: dict[str, str],
                        repeat: int) -> tuple[float, float, int]:
     """`measure` for a form post (with the CSRF token of the session's pages)."""
     page = await (await client.get("/ui/silences/new")).text()
@@ -127,6 +141,8 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
             found = await backend.urgent_incidents(limit=1)
             some_alert = (await backend.alert_page(limit=1)).items[0]
             team = AlertQuery(team="team3")
+            firing = AlertQuery(status="firing")
+            regex = parse_matchers('instance=~"i1.*"')
             backend_reads = []
             for what, call in (("(backend) read every alert", backend.current_alerts(limit=alerts)),
                                ("(backend) read open incidents",
@@ -135,6 +151,8 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                                 backend.alert_search(team, limit=100)),
                                ("(backend) a team's alerts by group",
                                 backend.alert_counts("group_key", team)),
+                               ("(backend) firing alerts whose labels match a regex",
+                                backend.alerts_matching(firing, regex.matches, limit=50)),
                                ("(backend) 100 most urgent incidents",
                                 backend.urgent_incidents(limit=100)),
                                ("(backend) open incidents by severity",
@@ -153,7 +171,8 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                 ("alerts filtered by team", "/ui/alerts?team=team3"),
                 ("alerts by severity+service+status", "/ui/alerts?severity=SEV2&service=svc5"
                                                       "&status=firing"),
-                ("alert detail", f"/ui/alerts/{quote(some_alert.key, safe='')}"),
+                ("alert detail (with 2 inhibit rules)",
+                 f"/ui/alerts/{quote(some_alert.key, safe='')}"),
                 ("incidents (100 most urgent + 50 resolved)", "/ui/incidents"),
                 ("incidents live rows", "/ui/incidents/rows"),
                 ("incidents, next 100 by urgency", "/ui/incidents?from=100"),
@@ -167,10 +186,11 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                 ("new silence from an alert", f"/ui/silences/new?alert={quote(some_alert.key)}"),
             ]
             opened = sum((await backend.incident_counts(status="open")).values())
-            rows = [{"page": "(setup)", "path": "", "p50_ms": None, "max_ms": None,
-                     "bytes": None, "note": f"{alerts} alerts, {opened} open incidents "
-                                            f"loaded in {load_s:.1f} s, {silences} silences"},
-                    *backend_reads]
+            rows: list[dict[str, Any]] = [
+                {"page": "(setup)", "path": "", "p50_ms": None, "max_ms": None, "bytes": None,
+                 "note": f"{alerts} alerts, {opened} open incidents loaded in {load_s:.1f} s, "
+                         f"{silences} silences"},
+                *backend_reads]
             for name, path in pages:
                 p50, worst, size = await measure(client, path, repeat)
                 rows.append({"page": name, "path": path, "p50_ms": round(p50, 1),
@@ -178,7 +198,10 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
             for name, matchers in (
                     ("silence preview, the alert's labels", "\n".join(
                         f'{k}="{v}"' for k, v in some_alert.labels.items())),
-                    ("silence preview, a regex only (full scan)", 'instance=~"i1.*"')):
+                    # Regex matchers only: every firing alert's labels are tested.
+                    ("silence preview, regex only, unique values", 'instance=~"i1.*"'),
+                    ("silence preview, regex only, 37 values", 'service=~"svc1.*"'),
+                    ("silence preview, regex !~ matching all", 'alertname!~"Watchdog"')):
                 form = {"matchers": matchers, "hours": "2", "comment": "bench"}
                 p50, worst, size = await measure_post(client, "/ui/silences/preview", form,
                                                       repeat)

@@ -50,8 +50,11 @@ def seen_labels(labels: Mapping[str, str], derived: Sequence[str | None]) -> Map
     """An alert's labels as silences see them (`router.noise.muters.labels_of`) from its stored
     `labels` and classified fields (`derived`: the values of `DERIVED_LABELS`' fields, in its
     order), for a store that reads those without decoding the alert."""
-    missing = {label: value for label, value in zip(DERIVED_LABELS, derived, strict=True)
-               if value and label not in labels}
+    missing = None
+    for label, value in zip(DERIVED_LABELS, derived, strict=True):  # once per alert: no dicts
+        if value and label not in labels:                           # made when none is missing
+            missing = missing or {}
+            missing[label] = value
     return {**labels, **missing} if missing else labels
 
 
