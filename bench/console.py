@@ -8,7 +8,9 @@ through the Alertmanager webhook (severity label `error` = SEV2, one group per i
 engine opens one incident per group), waits until the engine has decided everything, then
 requests each console page `--repeat` times from an in-process client over loopback and prints
 the median and worst time per page (the server's handler time plus a loopback round trip).
-Open access (no tokens), so no login in the measurement. Prints a table, or JSON with --json.
+Open access (no tokens), so no login in the measurement. Then the same store reads on the
+Kafka backend's in-memory views, filled in process with the same alerts and incidents (no
+broker). Prints a table, or JSON with --json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -30,13 +33,21 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from pydantic import TypeAdapter
 
 from router.api.app import build_app
 from router.api.keys import BACKEND
+from router.backends.factory import engine_context
 from router.backends.filters import AlertQuery
-from router.config import parse_config
+from router.backends.kafka import KafkaBackend
+from router.config import Config, KafkaBackendConfig, parse_config
+from router.incidents import Incident
+from router.metrics import EngineMetrics
+from router.model import Alert
 from router.noise.matchers import parse_matchers
 from router.runtime import build_snapshot
+from router.ui.matching import inhibitor_of, label_test, narrowing
 
 BATCH = 200
 SILENCES = 100
@@ -141,7 +152,6 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
             found = await backend.urgent_incidents(limit=1)
             some_alert = (await backend.alert_page(limit=1)).items[0]
             team = AlertQuery(team="team3")
-            firing = AlertQuery(status="firing")
             regex = parse_matchers('instance=~"i1.*"')
             backend_reads = []
             for what, call in (("(backend) read every alert", backend.current_alerts(limit=alerts)),
@@ -152,7 +162,8 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                                ("(backend) a team's alerts by group",
                                 backend.alert_counts("group_key", team)),
                                ("(backend) firing alerts whose labels match a regex",
-                                backend.alerts_matching(firing, regex.matches, limit=50)),
+                                backend.alerts_matching(narrowing(regex), label_test(regex),
+                                                        limit=50)),
                                ("(backend) 100 most urgent incidents",
                                 backend.urgent_incidents(limit=100)),
                                ("(backend) open incidents by severity",
@@ -207,7 +218,54 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                                                       repeat)
                 rows.append({"page": name, "path": "/ui/silences/preview",
                              "p50_ms": round(p50, 1), "max_ms": round(worst, 1), "bytes": size})
+            rows += await kafka_view_reads(
+                snapshot.config, await backend.current_alerts(limit=alerts),
+                await backend.incidents(limit=incidents * 2), repeat)
             return rows
+
+
+async def kafka_view_reads(config: Config, alerts: list[Alert], incidents: list[Incident],
+                           repeat: int) -> list[dict[str, Any]]:
+    """The console's store reads on the Kafka backend's in-memory views (every replica holds
+    them whole), filled in process with what the embedded run holds: no broker, so only the
+    reads' own cost (the pages around them are the same code as above)."""
+    kafka = KafkaBackend(KafkaBackendConfig(bootstrap_servers=["127.0.0.1:9"]),
+                         engine_context(config), EngineMetrics(CollectorRegistry()))
+    groups: dict[str, list[Alert]] = {}
+    for a in alerts:
+        groups.setdefault(a.group_key or a.name, []).append(a)
+    view = TypeAdapter(list[Alert])
+    for n, (key, members) in enumerate(groups.items()):  # as the engine writes the view
+        kafka._view.applied(key, view.dump_json(members), 0, n)
+    for n, i in enumerate(incidents):
+        kafka.engine.on_incident(i.id, i.model_dump_json().encode(), 0, n)
+    await kafka.alert_counts("status", AlertQuery())  # the first read decodes the views
+    await kafka.incident_counts()
+    some = alerts[0]
+    regex = parse_matchers('instance=~"i1.*"')
+    reads: dict[str, Callable[[], Awaitable[object]]] = {
+        "one page of a team's alerts": lambda: kafka.alert_search(AlertQuery(team="team3")),
+        "a team's alerts by group": lambda: kafka.alert_counts(
+            "group_key", AlertQuery(team="team3")),
+        "firing alerts whose labels match a regex": lambda: kafka.alerts_matching(
+            narrowing(regex), label_test(regex), limit=50),
+        "the inhibitor of an alert (2 rules)": lambda: inhibitor_of(
+            kafka, some, config.inhibit_rules),
+        "one alert by key": lambda: kafka.alert(some.key),
+        "100 most urgent incidents": lambda: kafka.urgent_incidents(limit=100),
+        "open incidents by severity": lambda: kafka.incident_counts(status="open"),
+    }
+    rows = []
+    for name, read in reads.items():
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            await read()
+            times.append((time.perf_counter() - t0) * 1000)
+        rows.append({"page": f"(kafka views) {name}", "path": "",
+                     "p50_ms": round(statistics.median(times), 1),
+                     "max_ms": round(max(times), 1), "bytes": None})
+    return rows
 
 
 def main() -> None:

@@ -105,7 +105,7 @@ WHERE excluded.event_time >= alerts.event_time
 
 
 # A WHERE condition and its value(s): applied only when the value is given (see `_where`).
-Condition = tuple[str, str | tuple[str, ...] | None]
+Condition = tuple[str, str | tuple[str | bytes, ...] | None]
 
 # Told after each commit: the log offset of the first event and the events, in order.
 Committed = Callable[[int, Sequence[LogEvent]], None]
@@ -379,6 +379,12 @@ def _alert_conditions(query: AlertQuery) -> list[Condition]:
                 f"(json_extract(CAST(body AS TEXT), ?) = ? OR (json_extract(CAST(body AS TEXT), "
                 f"?) IS NULL AND {_in_body(field)} = ? AND ? != ''))",
                 (path, value, path, value, value)))
+    for name, low, high in query.ranges:  # the value as `labels_of` has it, "" for none
+        field = DERIVED_LABELS.get(name)
+        seen = (f"coalesce(json_extract(CAST(body AS TEXT), ?), nullif({_in_body(field)}, ''), "
+                f"'')" if field else "coalesce(json_extract(CAST(body AS TEXT), ?), '')")
+        conditions.append((f"CAST({seen} AS BLOB) BETWEEN ? AND ?",
+                           (f"$.labels.{name}", low, high)))
     return conditions
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -72,14 +72,17 @@ class AlertQuery(BaseModel):
     # (name, value) pairs the alert's labels as silences see them (`labels_of`: its labels,
     # and alertname, severity, service, team when it has no such label) must all have.
     labels: tuple[tuple[str, str], ...] = ()
+    # (name, low, high): the value of that label as silences see it ("" when it has none), as
+    # UTF-8, must lie between low and high in byte order (what RE2 bounds a regex's matches by).
+    ranges: tuple[tuple[str, bytes, bytes], ...] = ()
 
-    @field_validator("labels")
+    @field_validator("labels", "ranges")
     @classmethod
-    def _label_names(cls, labels: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-        for name, _ in labels:
+    def _label_names(cls, items: tuple[tuple[Any, ...], ...]) -> tuple[tuple[Any, ...], ...]:
+        for name, *_ in items:
             if not LABEL_NAME.fullmatch(name):
                 raise ValueError(f"label name {name[:60]!r} is not [A-Za-z_][A-Za-z0-9_]*")
-        return labels
+        return items
 
     def given(self) -> dict[AlertField, str]:
         """The fields this query constrains, with their values."""
@@ -95,14 +98,22 @@ class AlertQuery(BaseModel):
         from router.noise.muters import labels_of
 
         given = tuple(self.given().items())
-        labels = self.labels
+        seen_keeps = self.label_predicate() if self.labels or self.ranges else None
 
         def keeps(alert: Alert) -> bool:
             if not all(value_of(alert, f) == v for f, v in given):
                 return False
-            if not labels:
-                return True
-            seen = labels_of(alert)
-            return all(seen.get(name) == value for name, value in labels)
+            return seen_keeps is None or seen_keeps(labels_of(alert))
+
+        return keeps
+
+    def label_predicate(self) -> LabelTest:
+        """The `labels` and `ranges` part of `keeps`, on labels as silences see them."""
+        labels, ranges = self.labels, self.ranges
+
+        def keeps(seen: Mapping[str, str]) -> bool:
+            return (all(seen.get(name) == value for name, value in labels)
+                    and all(low <= seen.get(name, "").encode() <= high
+                            for name, low, high in ranges))
 
         return keeps

@@ -11,6 +11,7 @@ See docs/kafka.md.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
 from collections.abc import Callable, Sequence
 from datetime import datetime
@@ -341,11 +342,16 @@ class KafkaBackend:
     async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
                               limit: int = 100) -> Page[Alert]:
         # The view holds decoded alerts already: their labels cost nothing more to read.
-        query_keeps = query.predicate()
-        rows = [r for r in self._alert_rows(query.status, query.source) if query_keeps(r[1])]
-        rows.sort(key=_first, reverse=True)
-        found = [a for _, a in rows if keeps(labels_of(a))]
-        return Page(items=found[:limit], next_cursor=None, total=len(found))
+        fields_keep = query.model_copy(update={"labels": (), "ranges": ()}).predicate()
+        labels_keep = query.label_predicate()
+        found = []
+        for row in self._alert_rows(query.status, query.source):
+            if fields_keep(row[1]):
+                seen = labels_of(row[1])
+                if labels_keep(seen) and keeps(seen):
+                    found.append(row)
+        return Page(items=[a for _, a in heapq.nlargest(limit, found, key=_first)],
+                    next_cursor=None, total=len(found))
 
     async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
         rows = self._incident_rows("open", None)

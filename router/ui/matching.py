@@ -6,21 +6,43 @@ from __future__ import annotations
 import functools
 from collections.abc import Iterable, Mapping, Sequence
 
+import re2
+
 from router.backends.base import Backend
 from router.backends.filters import LABEL_NAME, AlertQuery, LabelTest
 from router.model import Alert, Status
 from router.noise.inhibit import InhibitRule, inhibited_by
-from router.noise.matchers import Matcher, Matchers, MatchType
+from router.noise.matchers import Matcher, Matchers, MatchType, compile_anchored
 from router.noise.muters import labels_of
+
+# How long RE2 lets a match be when bounding a regex's matches (longer: tighter bounds).
+RANGE_LENGTH = 64
 
 
 def narrowing(matchers: Iterable[Matcher], equal: Iterable[tuple[str, str]] = ()) -> AlertQuery:
     """The firing alerts whose labels have the values of the equality matchers and of the
-    `equal` pairs (those on a non-empty value and a plain name): every alert the matchers can
-    match is among them, and the store finds them by those values."""
+    `equal` pairs (those on a non-empty value and a plain name), and values within the bounds
+    of the regex matchers: every alert the matchers can match is among them, and the store
+    finds them by those values."""
     pairs = [*((m.name, m.value) for m in matchers if m.type is MatchType.EQUAL), *equal]
+    ranges = [(m.name, *bounds) for m in matchers
+              if m.type is MatchType.REGEX and (bounds := match_range(m.value))]
     return AlertQuery(status=Status.FIRING.value,
-                      labels=tuple((n, v) for n, v in pairs if v and LABEL_NAME.fullmatch(n)))
+                      labels=tuple((n, v) for n, v in pairs if v and LABEL_NAME.fullmatch(n)),
+                      ranges=tuple(r for r in ranges if LABEL_NAME.fullmatch(r[0])))
+
+
+def match_range(pattern: str) -> tuple[bytes, bytes] | None:
+    """Bounds every value the anchored regex matches lies between as UTF-8, in byte order
+    (RE2's PossibleMatchRange: `api-.*` between `api-` and `api-\\xf4...`); None when RE2
+    cannot bound it or the bounds exclude next to nothing (`.*`)."""
+    try:
+        low, high = compile_anchored(pattern).possiblematchrange(RANGE_LENGTH)
+    except re2.error:
+        return None
+    if not low.strip(b"\x00") and high[:1] >= b"\xf4":
+        return None
+    return low, high
 
 
 def label_test(matchers: Matchers) -> LabelTest:
@@ -52,13 +74,14 @@ async def inhibitor_of(backend: Backend, alert: Alert,
     queries = [narrowing(r.source_matchers, ((n, target.get(n, "")) for n in r.equal))
                for r in targeting]
     broad = [(n, r) for n, (r, q) in enumerate(zip(targeting, queries, strict=True))
-             if not q.labels]
+             if not (q.labels or q.ranges)]
     best = await _first_source(backend, target, broad, AlertQuery(
         status=Status.FIRING.value)) if broad else None
     for n, (rule, query) in enumerate(zip(targeting, queries, strict=True)):
         if best is not None and n >= best[0]:
             break
-        if query.labels and (found := await _first_source(backend, target, [(n, rule)], query)):
+        if (query.labels or query.ranges) and (
+                found := await _first_source(backend, target, [(n, rule)], query)):
             return found[1]
     return best[1] if best else None
 

@@ -107,6 +107,13 @@ def names(alerts: list[Alert]) -> list[str]:
     (AlertQuery(labels=(("alertname", "A6"),)), []),  # its label says Renamed
     (AlertQuery(labels=(("alertname", "Renamed"),), status="firing"), ["A6"]),
     (AlertQuery(labels=(("env", ""),)), []),  # a missing label is not an empty one here
+    # Label values within bounds (UTF-8, byte order), a missing label as "".
+    (AlertQuery(ranges=(("env", b"pr", b"prz"),)), ["A6", "A1", "A0"]),
+    (AlertQuery(ranges=(("team", b"d", b"e"),)), ["A7", "A5", "A3", "A0"]),
+    (AlertQuery(ranges=(("alertname", b"A5", b"A7"),)), ["A7", "A5"]),
+    (AlertQuery(ranges=(("severity", b"SEV1", b"SEV1"),)), ["A6", "A0"]),
+    (AlertQuery(ranges=(("env", b"", b"a"),)), ["A7", "A5", "A4", "A3", "A2"]),
+    (AlertQuery(ranges=(("team", b"", b""),), labels=(("service", "shop"),)), ["A4"]),
 ])
 async def test_alert_search_filters_by_every_field_newest_first(
         store: Backend, query: AlertQuery, expect: list[str]) -> None:
@@ -155,6 +162,7 @@ async def test_alert_counts_by_field_within_a_filter(store: Backend) -> None:
     (AlertQuery(status="firing"), 'env=""', ["A7", "A4", "A3", "A2"]),  # missing matches ""
     (AlertQuery(source="generic"), 'service=~".+"', ["A7", "A3"]),
     (AlertQuery(), 'nothing=~".+"', []),
+    (AlertQuery(ranges=(("service", b"o", b"p"),)), 'env=~"prod"', ["A6", "A1", "A0"]),
 ])
 async def test_alerts_matching_tests_labels_as_silences_see_them_newest_first(
         store: Backend, query: AlertQuery, matchers: str, expect: list[str]) -> None:

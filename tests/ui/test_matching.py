@@ -1,6 +1,7 @@
-"""What the console asks the store for when matchers select alerts: the alert that inhibits
-another (`inhibitor_of`) is the one `inhibited_by` finds among every firing alert, whichever of
-its reads (one per narrowed rule, one shared by the others) finds it."""
+"""What the console asks the store for when matchers select alerts: the bounds of a regex's
+matches (`match_range`) hold every value it matches, and the alert that inhibits another
+(`inhibitor_of`) is the one `inhibited_by` finds among every firing alert, whichever of its
+reads (one per narrowed rule, one shared by the others) finds it."""
 
 from __future__ import annotations
 
@@ -16,8 +17,9 @@ from router.backends.embedded import EmbeddedBackend
 from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, Status
 from router.noise.inhibit import InhibitRule, inhibited_by
+from router.noise.matchers import Matcher, MatchType, parse_matchers
 from router.noise.muters import labels_of
-from router.ui.matching import inhibitor_of
+from router.ui.matching import inhibitor_of, match_range, narrowing
 from tests.unit.engine.test_incidents import CTX
 
 T0 = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=1)
@@ -104,3 +106,34 @@ async def test_a_resolved_alert_has_no_inhibitor(store: EmbeddedBackend) -> None
     [resolved] = await store.current_alerts(status="resolved")
     rules = [InhibitRule.model_validate({"source_matchers": ['alertname="Outage"']})]
     assert await inhibitor_of(store, resolved, rules) is None
+
+
+VALUES = ["", "a", "api", "api-1", "api-10", "apj", "b", "ClusterDown", "NodeDown", "NodeDownX",
+          "node", "NODE", "Node", "prod", "stage", "staging", "svc1", "svc19", "svc2", "x0", "x9",
+          "x10", "é", "éa", "ü-1", "\U0010ffff", "api-\U0010ffff", "z" * 100, "api-" + "z" * 100]
+
+
+@pytest.mark.parametrize(("pattern", "excluded"), [
+    ("api-.*", "apj"), ("NodeDown|ClusterDown", "a"), ("svc1.*", "svc2"), ("x[0-9]+", "a"),
+    ("(?i)node", "prod"), ("prod|stage", "a"), ("é.*", "a"), ("api-1|", "b"),
+    ("api-\\d+", "b"), (".*api", None), (".*", None), (".+", None),
+])
+def test_a_regex_s_bounds_hold_every_value_it_matches(pattern: str,
+                                                      excluded: str | None) -> None:
+    matcher = Matcher.of("n", pattern, MatchType.REGEX)
+    bounds = match_range(pattern)
+    if excluded is None:
+        assert bounds is None  # nothing to narrow by
+        return
+    assert bounds is not None
+    low, high = bounds
+    for value in VALUES:
+        if matcher.matches_value(value):
+            assert low <= value.encode() <= high, (pattern, value)
+    assert not low <= excluded.encode() <= high  # and they do narrow
+
+
+def test_regex_matchers_narrow_by_their_bounds_the_others_not() -> None:
+    narrow = narrowing(parse_matchers('a=~"api-.*", b!~"x.*", c=~".*", d="v", e=~"p|q"'))
+    assert [name for name, *_ in narrow.ranges] == ["a", "e"]
+    assert narrow.labels == (("d", "v"),)
