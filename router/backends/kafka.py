@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import heapq
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Generic, TypeVar
 
@@ -208,6 +208,7 @@ class KafkaBackend:
         self._view: CompactedTable[bytes] = CompactedTable(cfg, self.topics.alerts_view, bytes)
         # Each alert with its place in the lists (computing it costs more than comparing).
         self._view_cache = _Decoded(_keyed_view)
+        self._seen_labels: dict[int, tuple[Alert, Mapping[str, str]]] = {}  # alerts_matching
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
@@ -342,13 +343,24 @@ class KafkaBackend:
     async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
                               limit: int = 100) -> Page[Alert]:
         # The view holds decoded alerts already: their labels cost nothing more to read.
-        fields_keep = query.model_copy(update={"labels": (), "ranges": ()}).predicate()
-        labels_keep = query.label_predicate()
+        # (Status and source are `_alert_rows`' filter; the other fields and the labels' only
+        # when given: this runs once per alert.)
+        fields = query.model_copy(update={"labels": (), "ranges": (), "status": None,
+                                          "source": None})
+        fields_keep = fields.predicate() if fields.given() else None
+        labels_keep = query.label_predicate() if query.labels or query.ranges else None
         found = []
+        # Each alert's labels_of from the last scan, by id (the entry holds the alert, so the
+        # id stays its own); kept for the alerts this scan saw, which the view holds anyway.
+        cache, self._seen_labels = self._seen_labels, {}
         for row in self._alert_rows(query.status, query.source):
-            if fields_keep(row[1]):
-                seen = labels_of(row[1])
-                if labels_keep(seen) and keeps(seen):
+            alert = row[1]
+            if fields_keep is None or fields_keep(alert):
+                hit = cache.get(id(alert))
+                if hit is None or hit[0] is not alert:
+                    hit = (alert, labels_of(alert))
+                self._seen_labels[id(alert)] = hit
+                if (labels_keep is None or labels_keep(hit[1])) and keeps(hit[1]):
                     found.append(row)
         return Page(items=[a for _, a in heapq.nlargest(limit, found, key=_first)],
                     next_cursor=None, total=len(found))
