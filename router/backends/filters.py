@@ -50,9 +50,9 @@ def seen_labels(labels: Mapping[str, str], derived: Sequence[str | None]) -> Map
     """An alert's labels as silences see them (`router.noise.muters.labels_of`) from its stored
     `labels` and classified fields (`derived`: the values of `DERIVED_LABELS`' fields, in its
     order), for a store that reads those without decoding the alert."""
-    missing = None
-    for label, value in zip(DERIVED_LABELS, derived, strict=True):  # once per alert: no dicts
-        if value and label not in labels:                           # made when none is missing
+    missing = None  # a loop, no dict made when nothing is missing: this runs once per alert
+    for label, value in zip(DERIVED_LABELS, derived, strict=True):
+        if value and label not in labels:
             missing = missing or {}
             missing[label] = value
     return {**labels, **missing} if missing else labels
