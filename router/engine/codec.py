@@ -12,6 +12,12 @@ only 2x):
   0x01 | float64 LE deadline | JSON*    FRAME_PLAIN (NaN: no timer armed; * key as NUL)
   0x02 | float64 LE deadline | deflate  FRAME_DEFLATE: raw deflate of JSON*, `ZDICT_V1`
 
+An incident's record (`state.IncidentRecord`, stored beside the groups) is its `to_bytes()`
+JSON behind one tag byte, deflated the same way or not (`pack_record`):
+
+  0x03 | JSON                           RECORD_PLAIN
+  0x04 | deflate                        RECORD_DEFLATE: raw deflate of the JSON, `ZDICT_V1`
+
 ZDICT_V1 must never change (frames written with it must stay readable): a new dictionary
 takes a new tag. The short field names live here and in the aliases of `router.engine.state`
 only.
@@ -25,10 +31,12 @@ import zlib
 
 import orjson
 
-from router.engine.state import INCIDENT_TIMERS, GroupState
+from router.engine.state import INCIDENT_TIMERS, GroupState, IncidentRecord
 
 FRAME_PLAIN = 1
 FRAME_DEFLATE = 2
+RECORD_PLAIN = 3
+RECORD_DEFLATE = 4
 _HEAD = struct.Struct("<Bd")
 _WBITS = -15
 _MEM_LEVEL = 4
@@ -114,6 +122,26 @@ def packed_deadline(data: bytes | bytearray | memoryview) -> float | None:
         when: float = _HEAD.unpack_from(data)[1]
         return None if when != when else when  # NaN: none
     return _deadline_of_json(bytes(data))
+
+
+def pack_record(record: IncidentRecord, level: int = 0) -> bytes:
+    """The stored form of an incident's record: deflated at zlib `level` 1-9, 0 plain."""
+    body = record.to_bytes()
+    if level <= 0:
+        return bytes((RECORD_PLAIN,)) + body
+    packer = _packer(level).copy()
+    return bytes((RECORD_DEFLATE,)) + packer.compress(body) + packer.flush()
+
+
+def unpack_record(data: bytes | bytearray | memoryview) -> IncidentRecord:
+    """`pack_record` reversed."""
+    data = bytes(data)
+    tag = data[0] if data else 0
+    if tag == RECORD_DEFLATE:
+        return IncidentRecord.from_bytes(zlib.decompressobj(_WBITS, ZDICT_V1).decompress(data[1:]))
+    if tag == RECORD_PLAIN:
+        return IncidentRecord.from_bytes(data[1:])
+    raise ValueError(f"not an incident record (tag {tag})")
 
 
 _TIMERS = ("w", "u", "r", "f", "x", "qu", "hb")

@@ -22,16 +22,25 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from router.engine import deferred, digest
-from router.engine.codec import frame, packed_deadline, unpack
+from router.engine.codec import frame, pack_record, packed_deadline, unpack, unpack_record
 from router.engine.decide import Event, decide, is_duplicate, rearm
 from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target, inhibit
 from router.engine.incidents.inhibit import OpenIncident
+from router.engine.incidents.record import full_view, hot_view, pending, record_of
 from router.engine.instant import Instant, from_ts, to_ts
 from router.engine.noise import NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
-from router.engine.state import EngineContext, GroupState, Tick, group_key_of
+from router.engine.state import (
+    RECORD_PREFIX,
+    EngineContext,
+    GroupState,
+    IncidentRecord,
+    IncidentState,
+    Tick,
+    group_key_of,
+)
 from router.incidents import Incident
 from router.model import AlertEvent, AlertsEvent, CommandEvent, Notification, NotificationKind
 from router.noise.heartbeats import HEARTBEAT
@@ -149,6 +158,11 @@ class Engine:
         # concerns only their services' groups. Built on first use (a decode of every group),
         # then kept by `_store`; None again after a `load` (restore, partitions assigned).
         self._by_service: dict[str, set[str]] | None = None
+        # Incident records (`incidents.record`) in their stored form by incident id, and the
+        # recently written ones decoded (at most `_RECORD_ENTRIES` alerts and entries in all).
+        self._records: dict[str, bytes] = {}
+        self._decoded: OrderedDict[str, tuple[IncidentRecord, int]] = OrderedDict()
+        self._decoded_size = 0
 
     # --- context ----------------------------------------------------------------------------
 
@@ -200,6 +214,22 @@ class Engine:
         `codec.unpacked(data, key)` gives its `to_bytes()` JSON)."""
         return self._raw.get(key)
 
+    def stored(self) -> dict[str, bytes]:
+        """Everything a backend holds for this engine, by key, as `Batch.encoded` wrote it:
+        the groups, the incident records, the id counter, the noise state and the digest
+        (`load` of each restores an equal engine)."""
+        out = dict(self._raw)
+        out.update((RECORD_PREFIX + ident, data) for ident, data in self._records.items())
+        out[IDS_KEY] = self.ids.to_bytes()
+        out[NOISE_KEY] = self.noise.to_bytes()
+        out[DIGEST_KEY] = self.digest.to_bytes()
+        return out
+
+    def view(self, incident: IncidentState) -> Incident:
+        """The whole view of an incident of a held group (its state keeps a hot view only:
+        `router.engine.incidents.record`)."""
+        return full_view(self._record(incident.view.id), incident.view)
+
     def next_deadline(self) -> datetime | None:
         """When `tick` next has something to do; None when no timer is armed."""
         found = self._next_group_deadline()
@@ -242,6 +272,12 @@ class Engine:
         if key == DIGEST_KEY:
             self.digest = Digest.from_bytes(None if isinstance(state, GroupState) else state)
             return
+        if key.startswith(RECORD_PREFIX):
+            self._forget_record(key)
+            self._records.pop(key[len(RECORD_PREFIX):], None)
+            if state is not None and not isinstance(state, GroupState):
+                self._records[key[len(RECORD_PREFIX):]] = bytes(state)
+            return
         if state is None:
             self.drop([key])
             return
@@ -260,6 +296,9 @@ class Engine:
     def clear(self) -> None:
         """Forget everything, the incident counter included (before a full restore)."""
         self.drop(list(self._raw))
+        self._records.clear()
+        self._decoded.clear()
+        self._decoded_size = 0
         self.ids = self.ids.loaded(None)
         self.noise = Noise()
         self.digest = Digest()
@@ -277,6 +316,10 @@ class Engine:
                 continue
             if key == DIGEST_KEY:
                 self.digest = Digest()
+                continue
+            if key.startswith(RECORD_PREFIX):
+                self._forget_record(key)
+                self._records.pop(key[len(RECORD_PREFIX):], None)
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
@@ -339,7 +382,9 @@ class Engine:
         self._deferred_posts(run)
         digest_before = self.digest
         self._digest(run)
+        records = self._file(run)
         changed, encoded = self._store(run.before, run.work)
+        encoded.update(records)
         if self.digest != digest_before:
             encoded[DIGEST_KEY] = self.digest.to_bytes()
         if self.ids != ids_before:
@@ -513,6 +558,71 @@ class Engine:
             self._rebuild_timers()
         return changed, encoded
 
+    def _file(self, run: _Run) -> dict[str, bytes | None]:
+        """What the batch added to incident views goes to their records: the changed groups
+        keep hot views, `run.views` become whole views, and the records that changed (or went
+        with their incident) are returned in their stored form, by their keys."""
+        records: dict[str, IncidentRecord] = {}
+        gone: set[str] = set()
+        for key, new in run.work.items():
+            old = run.before[key]
+            if new is old:
+                continue
+            kept = {x.view.id for x in new.incidents} if new is not None else set()
+            if old is not None:
+                gone.update(x.view.id for x in old.incidents if x.view.id not in kept)
+            if new is None or not any(pending(x.view) for x in new.incidents):
+                continue
+            incidents = []
+            for x in new.incidents:
+                if pending(x.view):
+                    full = full_view(self._record(x.view.id), x.view)
+                    records[x.view.id] = record_of(full)
+                    x = x.with_(view=hot_view(full, new.alerts))
+                incidents.append(x)
+            run.work[key] = new.with_(incidents=tuple(incidents))
+        for ident, view in run.views.items():  # from the records as the batch found them
+            run.views[ident] = full_view(self._record(ident), view)
+        out: dict[str, bytes | None] = {}
+        for ident in gone - records.keys():
+            self._forget_record(RECORD_PREFIX + ident)
+            if self._records.pop(ident, None) is not None:
+                out[RECORD_PREFIX + ident] = None
+        for ident, record in records.items():
+            data = pack_record(record, self._level)
+            if self._records.get(ident) != data:
+                self._records[ident] = data
+                out[RECORD_PREFIX + ident] = data
+            self._keep_record(ident, record)
+        return out
+
+    def _record(self, ident: str) -> IncidentRecord | None:
+        hot = self._decoded.get(ident)
+        if hot is not None:
+            self._decoded.move_to_end(ident)
+            return hot[0]
+        data = self._records.get(ident)
+        if data is None:
+            return None
+        record = unpack_record(data)
+        self._keep_record(ident, record)
+        return record
+
+    def _keep_record(self, ident: str, record: IncidentRecord) -> None:
+        self._forget_record(RECORD_PREFIX + ident)
+        size = len(record.timeline) + len(record.alerts) + 1
+        self._decoded[ident] = (record, size)
+        self._decoded_size += size
+        while self._decoded_size > _RECORD_ENTRIES and len(self._decoded) > 1:
+            _, (_, evicted) = self._decoded.popitem(last=False)
+            self._decoded_size -= evicted
+
+    def _forget_record(self, key: str) -> None:
+        """Drop the decoded copy of the record stored under `key` (its bytes stay)."""
+        hot = self._decoded.pop(key[len(RECORD_PREFIX):], None)
+        if hot is not None:
+            self._decoded_size -= hot[1]
+
     def _pack(self, key: str, state: GroupState) -> bytes:
         # `codec.pack` for the key it is stored under (the same as `state.key`, but exact even
         # if it were not: the key left out of the frame is the one it is read back with).
@@ -555,6 +665,10 @@ class Engine:
         hot = self._hot.pop(key, None)
         if hot is not None:
             self._hot_size -= hot[1]
+
+
+# Decoded incident records kept, in timeline entries and alerts (each a few hundred bytes).
+_RECORD_ENTRIES = 20_000
 
 
 def _services(state: GroupState) -> set[str]:
