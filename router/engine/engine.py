@@ -30,6 +30,7 @@ from router.engine.incidents import command_target, inhibit
 from router.engine.incidents.inhibit import OpenIncident
 from router.engine.incidents.record import full_view, hot_view, pending, record_of
 from router.engine.instant import Instant, from_ts, to_ts
+from router.engine.labels import LabelIndex, changed_silences, indexable
 from router.engine.noise import NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
 from router.engine.state import (
@@ -158,6 +159,9 @@ class Engine:
         # concerns only their services' groups. Built on first use (a decode of every group),
         # then kept by `_store`; None again after a `load` (restore, partitions assigned).
         self._by_service: dict[str, set[str]] | None = None
+        # Group keys by label values that silences pin (`labels.LabelIndex`): built on the
+        # first silence change, kept by `_store`, None again after a `load` or `drop`.
+        self._labels: LabelIndex | None = None
         # Incident records (`incidents.record`) in their stored form by incident id, and the
         # recently written ones decoded (at most `_RECORD_ENTRIES` alerts and entries in all).
         self._records: dict[str, bytes] = {}
@@ -291,6 +295,7 @@ class Engine:
         self._raw[key] = data
         self._forget_hot(key)
         self._by_service = None  # rebuilt when next needed
+        self._labels = None
         self._arm(key, packed_deadline(data), packed_deadline(held) if held else None)
 
     def clear(self) -> None:
@@ -323,6 +328,7 @@ class Engine:
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
+            self._labels = None
 
     # --- deciding -----------------------------------------------------------------------------
 
@@ -369,6 +375,8 @@ class Engine:
                 # Only inhibiting incidents (another engine's): their services' groups.
                 services = _changed_services(noise_before.incidents, self.noise.incidents)
                 wake = [*wake, *self._service_candidates(services, run)]
+            elif self.noise.sources is noise_before.sources:  # silences only
+                wake = [*wake, *self._quiet_candidates(noise_before.silences, run)]
             else:
                 wake = [*wake, *self._quiet_candidates()]
         due.update(dict.fromkeys(k for k in wake if k in self._raw))
@@ -472,14 +480,47 @@ class Engine:
         self.context = self._base.with_(quiet=quiet)
         return self.apply((), now, wake=self._quiet_candidates())
 
-    def _quiet_candidates(self, run: _Run | None = None) -> list[str]:
-        """Groups a change of silences or inhibitors may concern: those with a firing alert
-        or a mute (a decode of every group: such changes are rare), as `run` left them."""
+    def _quiet_candidates(self, silences: Mapping[str, Silence] | None = None,
+                          run: _Run | None = None) -> list[str]:
+        """Groups a change of silences or inhibitors may concern, as `run` left them. When
+        only silences changed (from `silences` to the noise state's), the groups the changed
+        ones can match (`labels.LabelIndex`) and the batch's; else, or when a changed silence
+        pins no label value, those with a firing alert or a mute (a decode of every group)."""
         work = run.work if run is not None else {}
+        if silences is not None and run is not None:
+            # A version already expired mutes nothing (retention drops those): no matter.
+            changed = [x for x in changed_silences(silences, self.noise.silences)
+                       if x.ends_at > run.now]
+            found = self._silence_candidates(changed)
+            if found is not None:
+                return sorted(found.union(work).intersection(self._raw))
         keys = dict.fromkeys([*self._raw, *work])
         return [key for key in keys
-                if (s := work[key] if key in work else self.get(key)) is not None
+                if (s := work[key] if key in work else self._peek(key)) is not None
                 and (s.firing or s.quiet_until)]
+
+    def _silence_candidates(self, silences: list[Silence]) -> set[str] | None:
+        """The groups `silences` can match, or None when one of them pins no label value."""
+        names = set()
+        for silence in silences:
+            name = indexable(silence.matchers)
+            if name is None:
+                return None
+            names.add(name)
+        index = self._labels
+        if index is None:
+            index = self._labels = LabelIndex()
+        for name in sorted(names - index.names):  # a decode of every group, once per name
+            index.add_name(name, ((key, self._peek(key)) for key in list(self._raw)))
+        found: set[str] = set()
+        for silence in silences:
+            found |= index.lookup(silence.matchers) or set()
+        return found
+
+    def _peek(self, key: str) -> GroupState:
+        """A held group's state, decoded without displacing the hot ones."""
+        hot = self._hot.get(key)
+        return hot[0] if hot is not None else unpack(self._raw[key], key)
 
     def _service_candidates(self, services: set[str], run: _Run) -> list[str]:
         """Groups with an alert of one of `services`, as `run` left them."""
@@ -535,6 +576,8 @@ class Engine:
             old = before[key]
             if new is not old:
                 self._index(key, old, new)
+                if self._labels is not None:
+                    self._labels.update(key, old, new)
             if new is None:
                 if old is not None:
                     self.drop([key])
