@@ -11,6 +11,14 @@ only 2x):
   b"{..."                               to_bytes() as is (older stores; still read)
   0x01 | float64 LE deadline | JSON*    FRAME_PLAIN (NaN: no timer armed; * key as NUL)
   0x02 | float64 LE deadline | deflate  FRAME_DEFLATE: raw deflate of JSON*, `ZDICT_V1`
+  0x05 | float64 LE deadline | uint32 LE n | n bytes as 0x01 | gone       FRAME_PLAIN_GONE
+  0x06 | float64 LE deadline | uint32 LE n | n bytes as 0x02 | gone       FRAME_DEFLATE_GONE
+
+The last two are for a group with compacted resolved alerts (`GroupState.gone`, kept for
+`resolved_retention`, so it grows with time at constant load): the JSON leaves `g` out and it
+follows as plain `orjson` (`{"<alert key>":[time, *changes], ...}`), neither validated by
+pydantic nor deflated, which made it most of what a busy group's state cost to decode and
+encode after half an hour (issue 18).
 
 An incident's record (`state.IncidentRecord`, stored beside the groups) is its `to_bytes()`
 JSON behind one tag byte, deflated the same way or not (`pack_record`):
@@ -35,9 +43,13 @@ from router.engine.state import INCIDENT_TIMERS, GroupState, IncidentRecord
 
 FRAME_PLAIN = 1
 FRAME_DEFLATE = 2
+FRAME_PLAIN_GONE = 5
+FRAME_DEFLATE_GONE = 6
 RECORD_PLAIN = 3
 RECORD_DEFLATE = 4
 _HEAD = struct.Struct("<Bd")
+_LEN = struct.Struct("<I")
+_GONE = (FRAME_PLAIN_GONE, FRAME_DEFLATE_GONE)
 _WBITS = -15
 _MEM_LEVEL = 4
 # Field names and common values, the most frequent last (deflate finds near ones cheaper).
@@ -71,7 +83,17 @@ ZDICT_V1 = (
 def pack(state: GroupState, level: int = 0) -> bytes:
     """The stored form of `state` (stored under `state.key`): deflated at zlib `level` 1-9, 0
     keeps the JSON plain."""
-    return frame(state.to_bytes(), state.next_deadline(), state.key, level)
+    return pack_as(state, state.key, level)
+
+
+def pack_as(state: GroupState, key: str, level: int = 0) -> bytes:
+    """The stored form of `state` under `key` (its compacted resolved alerts after the JSON)."""
+    if not state.gone:
+        return frame(state.to_bytes(), state.next_deadline(), key, level)
+    inner = frame(state.to_bytes(gone=False), state.next_deadline(), key, level)
+    tag = FRAME_DEFLATE_GONE if inner[0] == FRAME_DEFLATE else FRAME_PLAIN_GONE
+    return b"".join((bytes((tag,)), inner[1:_HEAD.size], _LEN.pack(len(inner) - _HEAD.size),
+                     inner[_HEAD.size:], orjson.dumps(state.gone)))
 
 
 def frame(data: bytes, deadline: float | None, key: str, level: int = 0) -> bytes:
@@ -98,9 +120,12 @@ def _packer(level: int) -> zlib._Compress:
 
 
 def unpacked(data: bytes | bytearray | memoryview, key: str) -> bytes:
-    """The `to_bytes()` JSON inside a stored form (any of the three) of group `key`."""
+    """The `to_bytes()` JSON inside a stored form (any of them) of group `key`."""
     data = bytes(data)
     tag = data[0] if data else 0
+    if tag in _GONE:
+        body, gone = _split(data, key)
+        return body[:-1] + b',"g":' + gone + b"}"
     if tag == FRAME_DEFLATE:
         body = zlib.decompressobj(_WBITS, ZDICT_V1).decompress(data[_HEAD.size:])
     elif tag == FRAME_PLAIN:
@@ -112,13 +137,26 @@ def unpacked(data: bytes | bytearray | memoryview, key: str) -> bytes:
 
 def unpack(data: bytes | bytearray | memoryview, key: str) -> GroupState:
     """`pack` reversed, for the group `key` it is stored under (plain JSON is read too)."""
+    if data and data[0] in _GONE:
+        body, gone = _split(bytes(data), key)
+        state = GroupState.from_bytes(body)
+        return state.model_copy(update={"gone": {
+            k: tuple(v) for k, v in orjson.loads(gone).items()}})
     return GroupState.from_bytes(unpacked(data, key))
+
+
+def _split(data: bytes, key: str) -> tuple[bytes, bytes]:
+    """The JSON (without `g`) and the `gone` JSON of a FRAME_*_GONE form."""
+    (n,) = _LEN.unpack_from(data, _HEAD.size)
+    start = _HEAD.size + _LEN.size
+    inner = bytes((data[0] - 4,)) + data[1:_HEAD.size] + data[start:start + n]
+    return unpacked(inner, key), data[start + n:]
 
 
 def packed_deadline(data: bytes | bytearray | memoryview) -> float | None:
     """The next deadline of a stored form, from its header (plain JSON: parsed)."""
     tag = data[0] if data else 0
-    if tag in (FRAME_DEFLATE, FRAME_PLAIN):
+    if tag in (FRAME_DEFLATE, FRAME_PLAIN, *_GONE):
         when: float = _HEAD.unpack_from(data)[1]
         return None if when != when else when  # NaN: none
     return _deadline_of_json(bytes(data))

@@ -22,7 +22,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from router.engine import deferred, digest
-from router.engine.codec import frame, pack_record, packed_deadline, unpack, unpack_record
+from router.engine.codec import (
+    frame,
+    pack_as,
+    pack_record,
+    packed_deadline,
+    unpack,
+    unpack_record,
+)
 from router.engine.decide import Event, decide, is_duplicate, rearm
 from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
@@ -669,7 +676,7 @@ class Engine:
     def _pack(self, key: str, state: GroupState) -> bytes:
         # `codec.pack` for the key it is stored under (the same as `state.key`, but exact even
         # if it were not: the key left out of the frame is the one it is read back with).
-        return frame(state.to_bytes(), state.next_deadline(), key, self._level)
+        return pack_as(state, key, self._level)
 
     def _arm(self, key: str, deadline: float | None, previous: float | None) -> None:
         if deadline is None or deadline == previous:

@@ -273,9 +273,11 @@ class GroupState(_Stored):
                 best = v
         return best
 
-    def to_bytes(self) -> bytes:
-        """Compact JSON, short names, defaults left out (see `router.engine.codec`)."""
-        return self.__pydantic_serializer__.to_json(self, exclude_defaults=True, by_alias=True)
+    def to_bytes(self, *, gone: bool = True) -> bytes:
+        """Compact JSON, short names, defaults left out (see `router.engine.codec`); without
+        `gone` if not `gone` (the stored form keeps it apart)."""
+        return self.__pydantic_serializer__.to_json(
+            self, exclude_defaults=True, by_alias=True, exclude=None if gone else {"gone"})
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview | str) -> GroupState:
