@@ -12,13 +12,15 @@ only 2x):
   0x01 | float64 LE deadline | JSON*    FRAME_PLAIN (NaN: no timer armed; * key as NUL)
   0x02 | float64 LE deadline | deflate  FRAME_DEFLATE: raw deflate of JSON*, `ZDICT_V1`
   0x05 | float64 LE deadline | uint32 LE n | n bytes as 0x01 | gone       FRAME_PLAIN_GONE
-  0x06 | float64 LE deadline | uint32 LE n | n bytes as 0x02 | gone       FRAME_DEFLATE_GONE
+  0x06 | float64 LE deadline | uint32 LE n | n bytes as 0x02 | deflate    FRAME_DEFLATE_GONE
 
 The last two are for a group with compacted resolved alerts (`GroupState.gone`, kept for
 `resolved_retention`, so it grows with time at constant load): the JSON leaves `g` out and it
-follows as plain `orjson` (`{"<alert key>":[time, *changes], ...}`), neither validated by
-pydantic nor deflated, which made it most of what a busy group's state cost to decode and
-encode after half an hour (issue 18).
+follows on its own as `orjson` (`{"<alert key>":[time, *changes], ...}`; raw deflate without
+dictionary in 0x06), not validated by pydantic. It changes only when alerts are compacted or
+forgotten, so `Engine` keeps the last section of a group with the mapping it encodes and
+neither encodes nor decodes it again while it stays the same (issue 18: it had become most of
+what a busy group's state cost to decode and encode after half an hour).
 
 An incident's record (`state.IncidentRecord`, stored beside the groups) is its `to_bytes()`
 JSON behind one tag byte, deflated the same way or not (`pack_record`):
@@ -36,6 +38,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Mapping
 
 import orjson
 
@@ -86,14 +89,33 @@ def pack(state: GroupState, level: int = 0) -> bytes:
     return pack_as(state, state.key, level)
 
 
-def pack_as(state: GroupState, key: str, level: int = 0) -> bytes:
-    """The stored form of `state` under `key` (its compacted resolved alerts after the JSON)."""
+def pack_as(state: GroupState, key: str, level: int = 0, gone: bytes | None = None) -> bytes:
+    """The stored form of `state` under `key`; `gone`: `gone_section(state.gone, level)` if
+    the caller has it already."""
     if not state.gone:
         return frame(state.to_bytes(), state.next_deadline(), key, level)
     inner = frame(state.to_bytes(gone=False), state.next_deadline(), key, level)
     tag = FRAME_DEFLATE_GONE if inner[0] == FRAME_DEFLATE else FRAME_PLAIN_GONE
+    section = gone if gone is not None else gone_section(state.gone, level)
     return b"".join((bytes((tag,)), inner[1:_HEAD.size], _LEN.pack(len(inner) - _HEAD.size),
-                     inner[_HEAD.size:], orjson.dumps(state.gone)))
+                     inner[_HEAD.size:], section))
+
+
+def gone_section(gone: Mapping[str, tuple[float, ...]], level: int = 0) -> bytes:
+    """How a stored form at zlib `level` holds a group's compacted resolved alerts."""
+    data = orjson.dumps(gone)
+    if level <= 0:
+        return data
+    packer = zlib.compressobj(min(level, 9), zlib.DEFLATED, _WBITS, _MEM_LEVEL)
+    return packer.compress(data) + packer.flush()
+
+
+def gone_of(data: bytes) -> bytes | None:
+    """The `gone` section of a stored form (None: a form without one)."""
+    if not data or data[0] not in _GONE:
+        return None
+    (n,) = _LEN.unpack_from(data, _HEAD.size)
+    return data[_HEAD.size + _LEN.size + n:]
 
 
 def frame(data: bytes, deadline: float | None, key: str, level: int = 0) -> bytes:
@@ -125,7 +147,7 @@ def unpacked(data: bytes | bytearray | memoryview, key: str) -> bytes:
     tag = data[0] if data else 0
     if tag in _GONE:
         body, gone = _split(data, key)
-        return body[:-1] + b',"g":' + gone + b"}"
+        return body[:-1] + b',"g":' + _gone_json(tag, gone) + b"}"
     if tag == FRAME_DEFLATE:
         body = zlib.decompressobj(_WBITS, ZDICT_V1).decompress(data[_HEAD.size:])
     elif tag == FRAME_PLAIN:
@@ -135,18 +157,27 @@ def unpacked(data: bytes | bytearray | memoryview, key: str) -> bytes:
     return body.replace(b"\x00", orjson.dumps(key))
 
 
-def unpack(data: bytes | bytearray | memoryview, key: str) -> GroupState:
-    """`pack` reversed, for the group `key` it is stored under (plain JSON is read too)."""
+def unpack(data: bytes | bytearray | memoryview, key: str,
+           gone: Mapping[str, tuple[float, ...]] | None = None) -> GroupState:
+    """`pack` reversed, for the group `key` it is stored under (plain JSON is read too);
+    `gone`: what its `gone_of` section holds, if the caller has it already."""
     if data and data[0] in _GONE:
-        body, gone = _split(bytes(data), key)
+        body, section = _split(bytes(data), key)
         state = GroupState.from_bytes(body)
-        return state.model_copy(update={"gone": {
-            k: tuple(v) for k, v in orjson.loads(gone).items()}})
+        if gone is None:
+            gone = {k: tuple(v) for k, v in orjson.loads(_gone_json(data[0], section)).items()}
+        return state.with_(gone=gone)
     return GroupState.from_bytes(unpacked(data, key))
 
 
+def _gone_json(tag: int, section: bytes) -> bytes:
+    if tag == FRAME_DEFLATE_GONE:
+        return zlib.decompressobj(_WBITS).decompress(section)
+    return section
+
+
 def _split(data: bytes, key: str) -> tuple[bytes, bytes]:
-    """The JSON (without `g`) and the `gone` JSON of a FRAME_*_GONE form."""
+    """The JSON (without `g`) and the `gone` section of a FRAME_*_GONE form."""
     (n,) = _LEN.unpack_from(data, _HEAD.size)
     start = _HEAD.size + _LEN.size
     inner = bytes((data[0] - 4,)) + data[1:_HEAD.size] + data[start:start + n]

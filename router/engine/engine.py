@@ -24,6 +24,8 @@ from datetime import datetime
 from router.engine import deferred, digest
 from router.engine.codec import (
     frame,
+    gone_of,
+    gone_section,
     pack_as,
     pack_record,
     packed_deadline,
@@ -174,6 +176,10 @@ class Engine:
         self._records: dict[str, bytes] = {}
         self._decoded: OrderedDict[str, tuple[IncidentRecord, int]] = OrderedDict()
         self._decoded_size = 0
+        # The `gone` section of recently stored or read groups with the mapping it encodes
+        # (`codec.gone_section`): it changes rarely, and is then neither encoded nor decoded.
+        self._gone: OrderedDict[str, tuple[Mapping[str, tuple[float, ...]], bytes]] = (
+            OrderedDict())
 
     # --- context ----------------------------------------------------------------------------
 
@@ -216,7 +222,7 @@ class Engine:
         data = self._raw.get(key)
         if data is None:
             return None
-        state = unpack(data, key)
+        state = self._unpack(key, data)
         self._remember(key, state)
         return state
 
@@ -527,7 +533,7 @@ class Engine:
     def _peek(self, key: str) -> GroupState:
         """A held group's state, decoded without displacing the hot ones."""
         hot = self._hot.get(key)
-        return hot[0] if hot is not None else unpack(self._raw[key], key)
+        return hot[0] if hot is not None else self._unpack(key, self._raw[key])
 
     def _service_candidates(self, services: set[str], run: _Run) -> list[str]:
         """Groups with an alert of one of `services`, as `run` left them."""
@@ -676,7 +682,36 @@ class Engine:
     def _pack(self, key: str, state: GroupState) -> bytes:
         # `codec.pack` for the key it is stored under (the same as `state.key`, but exact even
         # if it were not: the key left out of the frame is the one it is read back with).
-        return pack_as(state, key, self._level)
+        section = None
+        if state.gone:
+            held = self._gone.get(key)
+            if held is not None and held[0] is state.gone:
+                section = held[1]
+                self._gone.move_to_end(key)
+            else:
+                section = gone_section(state.gone, self._level)
+                self._keep_gone(key, state.gone, section)
+        return pack_as(state, key, self._level, section)
+
+    def _unpack(self, key: str, data: bytes) -> GroupState:
+        """`codec.unpack`, with the `gone` mapping it held last for the same section."""
+        section = gone_of(data)
+        if section is None:
+            return unpack(data, key)
+        held = self._gone.get(key)
+        if held is not None and held[1] == section:
+            self._gone.move_to_end(key)
+            return unpack(data, key, held[0])
+        state = unpack(data, key)
+        self._keep_gone(key, state.gone, section)
+        return state
+
+    def _keep_gone(self, key: str, gone: Mapping[str, tuple[float, ...]], section: bytes,
+                   ) -> None:
+        self._gone[key] = (gone, section)
+        self._gone.move_to_end(key)
+        if len(self._gone) > _GONE_SECTIONS:
+            self._gone.popitem(last=False)
 
     def _arm(self, key: str, deadline: float | None, previous: float | None) -> None:
         if deadline is None or deadline == previous:
@@ -719,6 +754,8 @@ class Engine:
 
 # Decoded incident records kept, in timeline entries and alerts (each a few hundred bytes).
 _RECORD_ENTRIES = 20_000
+# Groups whose `gone` section is kept with its mapping (`Engine._pack`).
+_GONE_SECTIONS = 4096
 
 
 def _services(state: GroupState) -> set[str]:
