@@ -169,7 +169,8 @@ class Engine:
         # then kept by `_store`; None again after a `load` (restore, partitions assigned).
         self._by_service: dict[str, set[str]] | None = None
         # Group keys by label values that silences pin (`labels.LabelIndex`): built on the
-        # first silence change, kept by `_store`, None again after a `load` or `drop`.
+        # first silence change, kept by `_store`, None again after a `load`. A key dropped
+        # stays listed (looked up keys are checked against the held ones).
         self._labels: LabelIndex | None = None
         # Incident records (`incidents.record`) in their stored form by incident id, and the
         # recently written ones decoded (at most `_RECORD_ENTRIES` alerts and entries in all).
@@ -341,7 +342,6 @@ class Engine:
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
-            self._labels = None
 
     # --- deciding -----------------------------------------------------------------------------
 
