@@ -318,6 +318,7 @@ class Engine:
         self._records.clear()
         self._decoded.clear()
         self._decoded_size = 0
+        self._gone.clear()
         self.ids = self.ids.loaded(None)
         self.noise = Noise()
         self.digest = Digest()
@@ -342,6 +343,7 @@ class Engine:
                 continue
             self._raw.pop(key, None)
             self._forget_hot(key)
+            self._gone.pop(key, None)
 
     # --- deciding -----------------------------------------------------------------------------
 
