@@ -4,14 +4,14 @@
                                        [--concurrency 64] [--loop auto|uvloop|asyncio]
 
 Each row runs in its own child process pinned to core 0 with a fresh embedded database
-(router.backends.sqlite.Database with router.backends.embedded_outbox.SCHEMA, relaxed like the
-end-to-end benchmark): `--count` SEV1 trigger notifications, one per group (so one lane each),
-are enqueued with `insert_notifications`, then a Dispatcher with one receiver of concurrency
-`--concurrency` delivers them all. `webhook` posts to bench/sink.py (a subprocess pinned to
-core 1); `log` writes JSON lines to /dev/null, which leaves the outbox and record bookkeeping
-without HTTP. Printed per row: notifications/s, CPU seconds of the router process (the
-database thread included) per 1,000 notifications, and peak RSS; with `--repeat` the median.
-The event loop is the server's (`router.cli.new_event_loop`: uvloop when installed).
+(router.backends.embedded.sqlite.Database with router.backends.embedded.outbox.SCHEMA, relaxed
+like the end-to-end benchmark): `--count` SEV1 trigger notifications, one per group (so one
+lane each), are enqueued with `insert_notifications`, then a Dispatcher with one receiver of
+concurrency `--concurrency` delivers them all. `webhook` posts to bench/sink.py (a subprocess
+pinned to core 1); `log` writes JSON lines to /dev/null, which leaves the outbox and record
+bookkeeping without HTTP. Printed per row: notifications/s, CPU seconds of the router process
+(the database thread included) per 1,000 notifications, and peak RSS; with `--repeat` the
+median. The event loop is the server's (`router.cli.new_event_loop`: uvloop when installed).
 """
 
 from __future__ import annotations
@@ -84,13 +84,13 @@ async def run_row(kind: str, count: int, concurrency: int, sink_port: int | None
     from prometheus_client import CollectorRegistry
     from pydantic import TypeAdapter
 
-    from router.backends.embedded_outbox import (
+    from router.backends.embedded.outbox import (
         SCHEMA,
         SqliteDeliveryStore,
         SqliteOutbox,
         insert_notifications,
     )
-    from router.backends.sqlite import Database
+    from router.backends.embedded.sqlite import Database
     from router.delivery.dispatcher import Dispatcher
     from router.delivery.receivers import ReceiverConfig, build_receivers
     from router.delivery.session import new_session

@@ -398,7 +398,7 @@ def scenario_embedded(s: Settings) -> list[Row]:
 
 def kafka_available() -> str | None:
     try:
-        from router.backends.kafka import KafkaBackend  # noqa: F401
+        from router.backends.kafka.backend import KafkaBackend  # noqa: F401
     except ImportError:
         return "kafka backend not available (router.backends.kafka.KafkaBackend missing)"
     if not shutil.which("java"):

@@ -39,9 +39,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from prometheus_client import CollectorRegistry
 
-from router.backends.embedded import EmbeddedBackend
-from router.backends.embedded_retention import RetentionPolicy
-from router.backends.metrics import TABLES
+from router.backends.embedded.backend import EmbeddedBackend
+from router.backends.embedded.metrics import TABLES
+from router.backends.embedded.retention import RetentionPolicy
 from router.config import EmbeddedBackendConfig, IncidentsConfig
 from router.durations import parse_duration
 from router.engine.state import EngineContext

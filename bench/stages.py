@@ -25,12 +25,12 @@ from typing import Any
 # (stage, pattern on one frame "function (file:line)"); per frame, the first that matches.
 STAGES: list[tuple[str, str]] = [
     ("render", r"router/delivery/render\.py|jinja2/"),
-    ("record", r"SqliteDeliveryStore\.|<lambda> \(router/backends/embedded_outbox\.py|"
+    ("record", r"SqliteDeliveryStore\.|<lambda> \(router/backends/embedded/outbox\.py|"
                r"Dispatcher\._check_records|mark_delivered"),
     ("send", r"router/delivery/receivers/|router/delivery/(http|sink|session|retry)\.py|"
              r"LogSink\."),
     ("outbox", r"SqliteOutbox\.|router/delivery/(dispatcher|outbox|ratelimit)\.py"),
-    ("engine", r"router/engine/|router/backends/embedded_engine\.py|router/noise/"),
+    ("engine", r"router/engine/|router/backends/embedded/engine\.py|router/noise/"),
     # The durable group commit: the log's work, its thread hop and the fsync'ed COMMIT.
     ("append", r"EmbeddedLog\.|Database\._flush|Database\._run|concurrent/futures/thread\.py|"
                r"router/backends/gate\.py"),

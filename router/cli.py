@@ -121,43 +121,37 @@ def _config_or_none(args: argparse.Namespace) -> Config | None:
 
 
 def _dlq(args: argparse.Namespace) -> int:
-    from router.backends.embedded_outbox import SCHEMA, SqliteOutbox
-    from router.backends.sqlite import Database
-    from router.config import EmbeddedBackendConfig
+    """On either backend, through its own dead-letter store (`factory.dead_letters`)."""
+    from router.backends.base import StoreUnavailable
+    from router.backends.factory import KafkaNotInstalled, dead_letters
 
     config = _config_or_none(args)
     if config is None:
         return 1
-    backend = config.backend
-    if not isinstance(backend, EmbeddedBackendConfig):
-        print("dlq: with the kafka backend use GET/POST /api/v1/dlq of a running router",
-              file=sys.stderr)
-        return 1
 
     async def run() -> int:
-        db = Database(config.resolve(backend.path), SCHEMA)
-        await db.open()
-        try:
-            outbox = SqliteOutbox(db)
+        async with dead_letters(config) as store:
             if args.dlq_command == "list":
-                for d in await outbox.list(receiver=args.receiver):
+                for d in await store.list(receiver=args.receiver):
                     n = d.notification
                     print(f"{d.id}\t{d.failed_at.isoformat()}\t{d.receiver}\t{n.kind.value}\t"
                           f"{n.group_key}\t{d.reason}")
                 return 0
-            count = await outbox.replay(id=args.id, receiver=args.receiver)
+            count = await store.replay(id=args.id, receiver=args.receiver)
             print(f"replayed {count} notification(s); a running router delivers them now")
             return 0 if count or not args.id else 1
-        finally:
-            await db.close()
 
-    return asyncio.run(run())
+    try:
+        return asyncio.run(run())
+    except (KafkaNotInstalled, StoreUnavailable) as exc:
+        print(f"dlq: {exc}", file=sys.stderr)
+        return 1
 
 
 def _kafka_init(args: argparse.Namespace) -> int:
     from aiokafka.errors import KafkaError
 
-    from router.backends.kafka import TopicLayoutError, init_topics
+    from router.backends.kafka.backend import TopicLayoutError, init_topics
     from router.config import KafkaBackendConfig
 
     config = _config_or_none(args)
@@ -206,7 +200,7 @@ def _postmortem(args: argparse.Namespace) -> int:
 async def _postmortem_embedded(config: Config, incident_id: str) -> tuple[int, str]:
     """Read the incident from the SQLite view without starting an engine (a running router may
     own the database; the CLI only reads)."""
-    from router.backends.embedded import EmbeddedBackend
+    from router.backends.embedded.backend import EmbeddedBackend
     from router.backends.factory import engine_context
     from router.config import EmbeddedBackendConfig
     from router.incidents import postmortem_input

@@ -118,7 +118,7 @@ class IntakeGateConfig(Strict):
 class EmbeddedBackendConfig(IntakeGateConfig):
     type: Literal["embedded"] = "embedded"
     path: str = "data/router.db"
-    # Retention (router.backends.embedded_retention): every `prune_interval` the router deletes
+    # Retention (router.backends.embedded.retention): every `prune_interval` the router deletes
     # rows older than their age, then gives the freed pages back to the file system. Log
     # entries go as soon as the engine has consumed them; open incidents, firing alerts and
     # undelivered notifications are never deleted. An age of 0 keeps that kind forever.
@@ -154,7 +154,7 @@ class KafkaBackendConfig(IntakeGateConfig):
     # (/readyz answers 503 meanwhile). See docs/kafka.md.
     engine_call_timeout_seconds: float = Field(default=10.0, gt=0)
     engine_stall_seconds: float = Field(default=30.0, gt=0)
-    # Topic retention set by `kafka init` / topic creation (router.backends.kafka_topics):
+    # Topic retention set by `kafka init` / topic creation (router.backends.kafka.topics):
     # `retention.ms` of the alerts log and the outbox, and of the compacted dead-letter and
     # delivery-record topics (cleanup.policy compact,delete). 0 keeps that topic's records
     # forever (retention.ms -1; compaction only for the compacted ones).

@@ -14,7 +14,6 @@ from router.api.drain import DRAIN, Drain, refuse_while_draining
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.api.requests import request_context
 from router.api.runbooks import add_routes as add_runbooks
-from router.backends.embedded import EmbeddedBackend
 from router.backends.factory import engine_context, make_backend
 from router.config import ConfigError
 from router.delivery.dispatcher import Dispatcher
@@ -85,9 +84,7 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
         runtime.on_reload.append(swap)
         runtime.receivers_follow_reload = True
         store.engine.on_outbox = dispatcher.wake
-        if isinstance(store, EmbeddedBackend):  # its intake gate watches this dispatcher
-            store.delivery_backlog = lambda: dispatcher.backlog
-            dispatcher.on_done = store.gate.poke
+        store.watch_delivery(dispatcher)  # the intake gate's view of delivery
         app[DISPATCHER] = dispatcher
         await dispatcher.start()
         yield

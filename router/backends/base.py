@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from router.backends.filters import AlertField, AlertQuery
+from router.backends.filters import AlertField, AlertQuery, LabelTest
 from router.backends.pages import Page
 from router.delivery.outbox import DeadLetters, Outbox
 from router.delivery.records import DeliveryStore
@@ -27,6 +27,10 @@ class LogUnavailable(Exception):
     def __init__(self, message: str, *, maybe_stored: bool = False) -> None:
         super().__init__(message)
         self.maybe_stored = maybe_stored
+
+
+class StoreUnavailable(Exception):
+    """A backend's storage cannot be reached or used (a command line tool reports it)."""
 
 
 class Log(Protocol):
@@ -53,6 +57,16 @@ class EngineHandle(Protocol):
         ...
 
 
+class DeliveryProgress(Protocol):
+    """What a backend may watch of delivery (the Dispatcher): how much waits, and when a send
+    is done."""
+
+    on_done: Callable[[], None]
+
+    @property
+    def backlog(self) -> int: ...
+
+
 class Backend(Protocol):
     """One pipeline's storage: the log intake appends to, the engine consuming it, the outbox
     and dead letters delivery drains, delivery records, and the read side of current alerts."""
@@ -72,6 +86,12 @@ class Backend(Protocol):
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
+
+    def watch_delivery(self, delivery: DeliveryProgress) -> None:
+        """Delivery of this backend's outbox runs in `delivery`: the intake gate may watch its
+        backlog and look again when a send is done. A no-op for a backend whose outbox
+        measures that itself."""
+        ...
 
     async def ready(self) -> bool: ...
 
@@ -117,6 +137,14 @@ class Backend(Protocol):
 
     async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
         """How many current alerts `query` keeps, by their value of `by` ("" for none)."""
+        ...
+
+    async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
+                              limit: int = 100) -> Page[Alert]:
+        """The current alerts `query` keeps whose labels as silences see them (`labels_of`)
+        pass `keeps`, latest (event_time, key) first: the first `limit` of them, `total`
+        counting all (no cursor). `keeps` sees only labels, so the store reads just those of
+        each alert and decodes only the ones it returns (a regex matcher over every alert)."""
         ...
 
     async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:

@@ -1,13 +1,17 @@
-"""Choose the backend from the config: embedded SQLite (default) or Kafka."""
+"""Choose the backend from the config: embedded SQLite (default) or Kafka. Each backend
+package wires itself (`build` in its `backend` module); this only picks one."""
 
 from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import AbstractAsyncContextManager, contextmanager
 
 from prometheus_client import CollectorRegistry
 
 from router.backends.base import Backend
-from router.backends.embedded import EmbeddedBackend
-from router.backends.embedded_retention import RetentionPolicy
+from router.backends.embedded import backend as embedded
 from router.config import Config, EmbeddedBackendConfig
+from router.delivery.outbox import DeadLetters
 from router.engine.quiet import Muter, Quiet
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
@@ -57,14 +61,33 @@ def make_backend(config: Config, metrics: EngineMetrics,
                  registry: CollectorRegistry | None = None) -> Backend:
     """`registry`: where the backend's own metrics go (the embedded database's size)."""
     cfg = config.backend
+    context = engine_context(config)
     if isinstance(cfg, EmbeddedBackendConfig):
-        return EmbeddedBackend(config.resolve(cfg.path), engine_context(config), metrics,
-                               gate=cfg, retention=RetentionPolicy.of(cfg), registry=registry)
-    try:  # aiokafka is the optional `kafka` extra: the embedded backend runs without it
-        from router.backends.kafka import KafkaBackend
+        return embedded.build(config, cfg, context, metrics, registry)
+    with _kafka_extra():
+        from router.backends.kafka import backend as kafka
+    return kafka.build(config, cfg, context, metrics, registry)
+
+
+def dead_letters(config: Config) -> AbstractAsyncContextManager[DeadLetters]:
+    """The configured backend's dead-letter store alone (`incident-router dlq`), without an
+    engine or delivery; raises `StoreUnavailable` on entry when it cannot be reached."""
+    cfg = config.backend
+    if isinstance(cfg, EmbeddedBackendConfig):
+        return embedded.dead_letters(config, cfg)
+    with _kafka_extra():
+        from router.backends.kafka import backend as kafka
+    return kafka.dead_letters(config, cfg)
+
+
+@contextmanager
+def _kafka_extra() -> Iterator[None]:
+    """Around the import of the Kafka backend: aiokafka is the optional `kafka` extra (the
+    embedded backend runs without it)."""
+    try:
+        yield
     except ModuleNotFoundError as exc:
         if exc.name is None or exc.name.partition(".")[0] != "aiokafka":
             raise
         raise KafkaNotInstalled(
             "backend.type kafka needs aiokafka: install incident-router[kafka]") from exc
-    return KafkaBackend(cfg, engine_context(config), metrics)

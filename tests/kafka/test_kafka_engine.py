@@ -13,8 +13,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from router.backends.kafka import KafkaBackend, client_kwargs, topic_names
-from router.backends.kafka_engine import POSITION_KEY, KafkaEngineRunner
+from router.backends.kafka.backend import KafkaBackend, client_kwargs, topic_names
+from router.backends.kafka.engine import POSITION_KEY, KafkaEngineRunner
 from router.config import KafkaBackendConfig
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends.kafka import KafkaBackend
+from router.backends.kafka.backend import KafkaBackend
 from router.config import KafkaBackendConfig
 from router.metrics import EngineMetrics
 from router.model import Notification

@@ -18,7 +18,7 @@ from prometheus_client import CollectorRegistry
 from pydantic import SecretStr
 
 from router.backends.base import LogEvent, LogUnavailable
-from router.backends.kafka import (
+from router.backends.kafka.backend import (
     IntakeGate,
     KafkaBackend,
     KafkaLog,

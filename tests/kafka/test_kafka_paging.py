@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends.kafka import KafkaBackend
+from router.backends.kafka.backend import KafkaBackend
 from router.config import KafkaBackendConfig
 from router.incidents import Incident
 from router.metrics import EngineMetrics

@@ -5,13 +5,16 @@ in log order."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends import embedded_engine
-from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded import engine as embedded_engine
+from router.backends.embedded.backend import EmbeddedBackend
 from router.config import IntakeGateConfig
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
@@ -20,11 +23,11 @@ from router.model import Alert, AlertEvent, Severity, Status, utcnow
 CTX = EngineContext(default_receivers=("log",))
 
 
-def fire(i: int) -> AlertEvent:
+def fire(i: int, severity: Severity = Severity.SEV3) -> AlertEvent:
     now = utcnow()
     return AlertEvent.of(Alert(
         source="generic", fingerprint=f"fp-{i}", status=Status.FIRING, name=f"Alert{i}",
-        starts_at=now, received_at=now, severity=Severity.SEV3, group_key=f"g{i}",
+        starts_at=now, received_at=now, severity=severity, group_key=f"g{i}",
     ))
 
 
@@ -82,20 +85,28 @@ async def test_events_appended_before_a_restart_are_read_from_the_log(tmp_path: 
         await second.stop()
 
 
+@dataclass
+class Delivery:
+    """What the backend watches of the Dispatcher (`base.DeliveryProgress`)."""
+
+    backlog: int
+    on_done: Callable[[], None] = lambda: None
+
+
 async def test_an_append_waits_while_delivery_is_behind_and_goes_once_it_catches_up(
         tmp_path: Path) -> None:
     limits = IntakeGateConfig(intake_max_delivery_backlog=10, intake_max_wait_seconds=30)
     b = EmbeddedBackend(tmp_path / "r.db", CTX, EngineMetrics(CollectorRegistry()),
                         synchronous="NORMAL", gate=limits)
-    backlog = [11]
-    b.delivery_backlog = lambda: backlog[0]
+    delivery = Delivery(backlog=11)
+    b.watch_delivery(delivery)  # as the app does with its Dispatcher
     await b.start()
     try:
         append = asyncio.create_task(b.log.append([fire(1)]))
         await asyncio.sleep(0.2)
         assert not append.done() and await b.log_size() == 0  # nothing appended, no 2xx yet
-        backlog[0] = 10
-        b.gate.poke()  # what the Dispatcher does when an item is done
+        delivery.backlog = 10
+        delivery.on_done()  # what the Dispatcher does when an item is done
         await asyncio.wait_for(append, 5)
         assert await b.log_size() == 1
     finally:
@@ -116,3 +127,29 @@ def test_the_embedded_gate_limits_come_from_the_config(
     b.engine._last = lag
     b.delivery_backlog = lambda: backlog
     assert b._behind() is behind
+
+
+async def test_a_failed_commit_leaves_nothing_and_the_decision_is_retried(tmp_path: Path) -> None:
+    b, registry = backend(tmp_path / "r.db")
+    failures: list[int] = []
+
+    def fail_once(conn: sqlite3.Connection) -> None:
+        if not failures:  # after the step's writes, before its COMMIT: all rolled back
+            failures.append(conn.execute("SELECT count(*) FROM engine_state").fetchone()[0])
+            raise sqlite3.OperationalError("disk I/O error")
+
+    b.engine.before_commit = fail_once
+    await b.start()
+    try:
+        await b.log.append([fire(1, Severity.SEV1)])  # SEV1: no group wait, a trigger at once
+        assert await decided(b) == {"g1"}
+        assert failures == [1]  # the failed attempt had written the group's state
+        assert registry.get_sample_value(
+            "incident_router_engine_transaction_aborts_total") == 1
+        assert registry.get_sample_value("incident_router_engine_events_total") == 1
+        assert await position(b) == 1
+        rows = await b.db.read(lambda c: c.execute(
+            "SELECT receiver, group_key FROM outbox").fetchall())
+        assert rows == [("log", "g1")]  # decided once: one trigger, not two
+    finally:
+        await b.stop()

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded.backend import EmbeddedBackend
 from router.metrics import EngineMetrics
 from router.model import AlertEvent, CommandEvent, Notification
 from tests.support.paging_trace import Clock, Driver, run_trace

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from router.backends.kafka_topics import topic_configs, topic_names
+from router.backends.kafka.topics import topic_configs, topic_names
 from router.config import KafkaBackendConfig
 
 

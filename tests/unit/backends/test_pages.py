@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends.kafka import KafkaBackend
+from router.backends.kafka.backend import KafkaBackend
 from router.backends.pages import InvalidCursor, SortKey, decode_cursor, encode_cursor, page_of
 from router.config import KafkaBackendConfig
 from router.engine.state import EngineContext

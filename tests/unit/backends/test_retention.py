@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends.embedded import EmbeddedBackend
-from router.backends.embedded_outbox import insert_notifications
-from router.backends.embedded_retention import RetentionPolicy
+from router.backends.embedded.backend import EmbeddedBackend
+from router.backends.embedded.outbox import insert_notifications
+from router.backends.embedded.retention import RetentionPolicy
 from router.config import EmbeddedBackendConfig, IncidentsConfig, parse_config
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
@@ -334,7 +334,7 @@ async def test_an_older_database_is_migrated_and_switched_to_incremental_vacuum(
 async def test_a_big_older_database_is_left_as_it_is_with_a_warning(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from router.backends import sqlite
+    from router.backends.embedded import sqlite
 
     monkeypatch.setattr(sqlite, "VACUUM_AT_OPEN_MAX_BYTES", 64 * 1024)
     path = tmp_path / "router.db"

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from router.backends import sqlite as sqlite_module
-from router.backends.sqlite import Database
+from router.backends.embedded import sqlite as sqlite_module
+from router.backends.embedded.sqlite import Database
 
 SCHEMA = "CREATE TABLE IF NOT EXISTS t (k INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT NOT NULL);"
 

@@ -8,7 +8,7 @@ import contextlib
 
 import pytest
 
-from router.backends.kafka_engine import _within
+from router.backends.kafka.engine import _within
 from router.backends.watchdog import MAX_BACKOFF, stall_limit, stalled
 
 LIMIT = 30.0

@@ -11,13 +11,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends.embedded_outbox import (
+from router.backends.embedded.outbox import (
     SCHEMA,
     SqliteDeliveryStore,
     SqliteOutbox,
     insert_notifications,
 )
-from router.backends.sqlite import Database
+from router.backends.embedded.sqlite import Database
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.ratelimit import RateLimit
 from router.delivery.result import DeliveryResult

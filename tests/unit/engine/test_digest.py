@@ -12,7 +12,7 @@ import pytest
 import yaml
 from prometheus_client import CollectorRegistry
 
-from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded.backend import EmbeddedBackend
 from router.backends.factory import engine_context
 from router.config import ConfigError, parse_config
 from router.delivery.render import Renderer

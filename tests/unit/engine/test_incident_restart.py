@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from prometheus_client import CollectorRegistry
 
-from router.backends.embedded import EmbeddedBackend
+from router.backends.embedded.backend import EmbeddedBackend
 from router.metrics import EngineMetrics
 from router.model import Notification
 from tests.support.clock import Clock

@@ -3,7 +3,7 @@
 Every `interval` the pruner deletes, in small transactions:
 
 - log entries the engine has consumed: the engine restores from its state and position, never
-  from the log before it (see embedded_engine). The delete reads the committed position inside
+  from the log before it (see `engine`). The delete reads the committed position inside
   its own transaction, so a power loss that rolls the engine's relaxed commits back also rolls
   the delete back (the WAL keeps commit order);
 - resolved alerts of the alerts view, by the source's resolve time;
@@ -25,9 +25,9 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
-from router.backends.metrics import TABLES, StorageMetrics
-from router.backends.sqlite import Database
+from router.backends.embedded.metrics import TABLES, StorageMetrics
+from router.backends.embedded.outbox import SqliteDeliveryStore, SqliteOutbox
+from router.backends.embedded.sqlite import Database
 from router.backends.tasks import cancelled
 from router.config import EmbeddedBackendConfig
 

@@ -23,7 +23,7 @@ every `CHECKPOINT_EVERY` inline commits), so the event loop never copies pages o
 database file.
 
 The file is created with `auto_vacuum=INCREMENTAL`, so pages freed by retention
-(router.backends.embedded_retention) can be handed back with `incremental_vacuum`. SQLite can
+(router.backends.embedded.retention) can be handed back with `incremental_vacuum`. SQLite can
 switch an existing file to that mode only by rewriting it (VACUUM): done when the router starts
 if the file is smaller than `VACUUM_AT_OPEN_MAX_BYTES`, else logged with the one-off command.
 """

@@ -4,9 +4,11 @@ in one SQLite database (WAL). The default, so one process works out of the box.
 
 from __future__ import annotations
 
+import heapq
 import logging
 import sqlite3
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -14,17 +16,26 @@ from typing import TypeVar
 import orjson
 from prometheus_client import CollectorRegistry
 
-from router.backends import embedded_engine, embedded_outbox
-from router.backends.base import LogEvent, LogUnavailable
-from router.backends.embedded_engine import EmbeddedEngineRunner
-from router.backends.embedded_outbox import SqliteDeliveryStore, SqliteOutbox
-from router.backends.embedded_retention import Retention, RetentionPolicy
-from router.backends.filters import ALERT_FIELDS, DERIVED_LABELS, AlertField, AlertQuery
+from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable, StoreUnavailable
+from router.backends.embedded import engine as embedded_engine
+from router.backends.embedded import outbox as embedded_outbox
+from router.backends.embedded.engine import EmbeddedEngineRunner
+from router.backends.embedded.metrics import StorageMetrics
+from router.backends.embedded.outbox import SqliteDeliveryStore, SqliteOutbox
+from router.backends.embedded.retention import Retention, RetentionPolicy
+from router.backends.embedded.sqlite import Database
+from router.backends.filters import (
+    ALERT_FIELDS,
+    DERIVED_LABELS,
+    AlertField,
+    AlertQuery,
+    LabelTest,
+    seen_labels,
+)
 from router.backends.gate import IntakeGate, over_limits
-from router.backends.metrics import StorageMetrics
 from router.backends.pages import Page, SortKey, decode_cursor, encode_cursor
-from router.backends.sqlite import Database
-from router.config import IntakeGateConfig
+from router.config import Config, EmbeddedBackendConfig, IntakeGateConfig
+from router.delivery.outbox import DeadLetters
 from router.engine.engine import Engine
 from router.engine.state import EngineContext
 from router.incidents import Incident
@@ -84,6 +95,9 @@ _ALERT_SQL: dict[AlertField, str] = {
     "service": _in_body("service"), "team": _in_body("team"), "group_key": _in_body("group_key"),
 }
 
+# The classified fields silences see as labels (filters.DERIVED_LABELS), in its order.
+_DERIVED_PATHS = ", ".join(f"'$.{field}'" for field in DERIVED_LABELS.values())
+
 _UPSERT_ALERT = """
 INSERT INTO alerts (key, source, status, event_time, body) VALUES (?, ?, ?, ?, ?)
 ON CONFLICT (key) DO UPDATE SET
@@ -94,7 +108,7 @@ WHERE excluded.event_time >= alerts.event_time
 
 
 # A WHERE condition and its value(s): applied only when the value is given (see `_where`).
-Condition = tuple[str, str | tuple[str, ...] | None]
+Condition = tuple[str, str | tuple[str | bytes, ...] | None]
 
 # Told after each commit: the log offset of the first event and the events, in order.
 Committed = Callable[[int, Sequence[LogEvent]], None]
@@ -156,6 +170,30 @@ class EmbeddedLog:
                 callback(first, events)
 
 
+@asynccontextmanager
+async def dead_letters(config: Config, cfg: EmbeddedBackendConfig) -> AsyncIterator[DeadLetters]:
+    """The dead-letter store alone, for `incident-router dlq` in a process of its own: the
+    database's outbox tables on a connection of their own, no engine (a running router may
+    own the database; SQLite's locking keeps the two apart)."""
+    db = Database(config.resolve(cfg.path), embedded_outbox.SCHEMA)
+    try:
+        await db.open()
+    except sqlite3.Error as exc:
+        raise StoreUnavailable(f"cannot open {config.resolve(cfg.path)}: {exc}") from exc
+    try:
+        yield SqliteOutbox(db)
+    finally:
+        await db.close()
+
+
+def build(config: Config, cfg: EmbeddedBackendConfig, context: EngineContext,
+          metrics: EngineMetrics, registry: CollectorRegistry | None = None) -> EmbeddedBackend:
+    """The backend `cfg` (the `backend:` section of `config`, whose file relative paths are
+    resolved against) describes."""
+    return EmbeddedBackend(config.resolve(cfg.path), context, metrics, gate=cfg,
+                           retention=RetentionPolicy.of(cfg), registry=registry)
+
+
 class EmbeddedBackend:
     """Owns the database: the log, the engine consuming it, the outbox and dead letters, and
     their retention. `clock` is the time of every part (tests and benchmarks inject one)."""
@@ -183,11 +221,17 @@ class EmbeddedBackend:
                                    retention or RetentionPolicy(), clock,
                                    StorageMetrics(registry or CollectorRegistry()))
         self.log.on_commit.append(self.engine.appended)
-        # Notifications waiting for delivery: the app points this at its Dispatcher.
+        # Notifications waiting for delivery: `watch_delivery` points this at the Dispatcher.
         self.delivery_backlog: Callable[[], int] = lambda: 0
 
     def _behind(self) -> bool:
         return over_limits(self._limits, self.engine.lag, self.delivery_backlog())
+
+    def watch_delivery(self, delivery: DeliveryProgress) -> None:
+        """The intake gate watches the Dispatcher: the SQLite outbox does not know what it
+        holds in memory."""
+        self.delivery_backlog = lambda: delivery.backlog
+        delivery.on_done = self.gate.poke
 
     async def start(self) -> None:
         await self.db.open()
@@ -291,6 +335,31 @@ class EmbeddedBackend:
             counts[value or ""] = counts.get(value or "", 0) + int(n)
         return counts
 
+    async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
+                              limit: int = 100) -> Page[Alert]:
+        where, args = _where(_alert_conditions(query))
+        # One JSON parse per row (several paths: a JSON array), no alert decoded; unsorted
+        # (sorting carries every row's columns through a temporary b-tree): the matches are.
+        sql = (f"SELECT key, event_time, json_extract(CAST(body AS TEXT), '$.labels', "
+               f"{_DERIVED_PATHS}) FROM alerts{_sql_where(where)}")
+
+        def q(conn: sqlite3.Connection) -> tuple[list[bytes], int]:
+            hits: list[tuple[float, str]] = []
+            loads = orjson.loads
+            for key, at, fields in conn.execute(sql, args):
+                labels, *derived = loads(fields)
+                if keeps(seen_labels(labels, derived)):
+                    hits.append((at, key))
+            keys = [key for _, key in heapq.nlargest(limit, hits)]
+            marks = ", ".join("?" * len(keys))
+            bodies = dict(conn.execute(f"SELECT key, body FROM alerts WHERE key IN ({marks})",
+                                       keys).fetchall()) if keys else {}
+            return [bodies[k] for k in keys if k in bodies], len(hits)
+
+        bodies, total = await self.db.read(q)
+        return Page(items=[Alert.model_validate(orjson.loads(b)) for b in bodies],
+                    next_cursor=None, total=total)
+
     async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
         # `status != 'resolved'` spelled as the partial index incidents_urgent has it; the
         # offset skips index entries, not decoded rows.
@@ -343,6 +412,12 @@ def _alert_conditions(query: AlertQuery) -> list[Condition]:
                 f"(json_extract(CAST(body AS TEXT), ?) = ? OR (json_extract(CAST(body AS TEXT), "
                 f"?) IS NULL AND {_in_body(field)} = ? AND ? != ''))",
                 (path, value, path, value, value)))
+    for name, low, high in query.ranges:  # the value as `labels_of` has it, "" for none
+        field = DERIVED_LABELS.get(name)
+        seen = (f"coalesce(json_extract(CAST(body AS TEXT), ?), nullif({_in_body(field)}, ''), "
+                f"'')" if field else "coalesce(json_extract(CAST(body AS TEXT), ?), '')")
+        conditions.append((f"CAST({seen} AS BLOB) BETWEEN ? AND ?",
+                           (f"$.labels.{name}", low, high)))
     return conditions
 
 

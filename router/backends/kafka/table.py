@@ -20,7 +20,7 @@ from typing import Generic, TypeVar
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.structs import ConsumerRecord, RecordMetadata
 
-from router.backends.kafka_topics import client_kwargs
+from router.backends.kafka.topics import client_kwargs
 from router.backends.tasks import cancelled
 from router.config import KafkaBackendConfig
 

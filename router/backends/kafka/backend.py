@@ -2,31 +2,34 @@
 
 Every accepted event goes to `<prefix>.alerts`, keyed by `model.event_key` (the group key), so
 all events of one incident land in one partition and reach one engine owner. The parts:
-`kafka_topics` (layout, creation, client settings), `kafka_engine` (the consumer group of
-engines with per-partition state and transactions), `kafka_outbox` (outbox, dead letters and
-delivery records for the Dispatcher), `kafka_table` (compacted topics tailed into memory).
+`topics` (layout, creation, client settings), `engine` (the consumer group of
+engines with per-partition state and transactions), `outbox` (outbox, dead letters and
+delivery records for the Dispatcher), `table` (compacted topics tailed into memory).
 See docs/kafka.md.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Generic, TypeVar
 
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
+from prometheus_client import CollectorRegistry
 
-from router.backends.base import LogEvent, LogUnavailable
-from router.backends.filters import AlertField, AlertQuery, value_of
+from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable, StoreUnavailable
+from router.backends.filters import AlertField, AlertQuery, LabelTest, value_of
 from router.backends.gate import IntakeGate, over_limits
-from router.backends.kafka_engine import KafkaEngineRunner, decode_view
-from router.backends.kafka_outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
-from router.backends.kafka_table import CompactedTable, KafkaWriter
-from router.backends.kafka_topics import (
+from router.backends.kafka.engine import KafkaEngineRunner, decode_view
+from router.backends.kafka.outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
+from router.backends.kafka.table import CompactedTable, KafkaWriter
+from router.backends.kafka.topics import (
     TopicLayoutError,
     Topics,
     check_layout,
@@ -40,13 +43,14 @@ from router.backends.kafka_topics import (
 )
 from router.backends.pages import Page, SortKey, page_of
 from router.backends.tasks import cancelled
-from router.config import KafkaBackendConfig
-from router.delivery.outbox import DeadLetter
+from router.config import Config, KafkaBackendConfig
+from router.delivery.outbox import DeadLetter, DeadLetters
 from router.engine.noise import NOISE_KEY
 from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
 from router.model import Alert, CommandEvent, event_key, utcnow
+from router.noise.muters import labels_of
 from router.noise.silences import Silence
 
 __all__ = [
@@ -71,6 +75,7 @@ _PARTITIONER = DefaultPartitioner()
 T = TypeVar("T")
 _PARTITION_CACHE = 100_000
 _DECODED_CACHE = 200_000  # distinct keys whose partition the log remembers
+_CLI_METADATA_WAIT = 10.0  # seconds `dlq` waits for the topics' metadata
 
 # --- the log ---------------------------------------------------------------------------------
 
@@ -192,6 +197,37 @@ class KafkaLog:
 # --- the backend -----------------------------------------------------------------------------
 
 
+@asynccontextmanager
+async def dead_letters(config: Config, cfg: KafkaBackendConfig) -> AsyncIterator[DeadLetters]:
+    """The dead-letter store alone, for `incident-router dlq` in a process of its own: the
+    dead-letter topic tailed into memory, and replays written to the outbox topic in one
+    transaction with their tombstones. It joins no consumer group, so the running replicas
+    keep their partitions; their delivery consumers take the replayed notifications."""
+    topics = topic_names(cfg.topic_prefix)
+    dead: CompactedTable[DeadLetter] = CompactedTable(cfg, topics.notifications_dlq,
+                                                      decode_dead_letter)
+    records: CompactedTable[bytes] = CompactedTable(cfg, topics.delivery_records, bytes)
+    outbox = KafkaOutbox(cfg, dead, records)  # never started: lists and replays only
+    try:
+        try:
+            counts = await check_layout(cfg, visible_within=_CLI_METADATA_WAIT)
+            await dead.start(counts[dead.topic])
+        except (KafkaError, TopicLayoutError) as exc:
+            raise StoreUnavailable(
+                f"kafka dead letters on {dead.topic} unavailable: {exc}") from exc
+        yield outbox
+    finally:
+        await outbox.stop()
+        await dead.stop()
+
+
+def build(config: Config, cfg: KafkaBackendConfig, context: EngineContext,
+          metrics: EngineMetrics, registry: CollectorRegistry | None = None) -> KafkaBackend:
+    """The backend `cfg` (the `backend:` section of `config`) describes; its metrics are the
+    engine's (`registry` is for a backend's own, and Kafka has none)."""
+    return KafkaBackend(cfg, context, metrics)
+
+
 class KafkaBackend:
     """`router.backends.base.Backend` on Kafka: N replicas in one consumer group."""
 
@@ -206,6 +242,7 @@ class KafkaBackend:
         self._view: CompactedTable[bytes] = CompactedTable(cfg, self.topics.alerts_view, bytes)
         # Each alert with its place in the lists (computing it costs more than comparing).
         self._view_cache = _Decoded(_keyed_view)
+        self._seen_labels: dict[int, tuple[Alert, Mapping[str, str]]] = {}  # alerts_matching
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
@@ -228,6 +265,9 @@ class KafkaBackend:
 
     def _behind(self) -> bool:
         return over_limits(self.cfg, self.engine.last_lag, self.outbox.backlog)
+
+    def watch_delivery(self, delivery: DeliveryProgress) -> None:
+        """Nothing to watch: the outbox counts its own backlog and pokes the gate itself."""
 
     async def start(self) -> None:
         if self.cfg.create_topics:
@@ -336,6 +376,31 @@ class KafkaBackend:
                 value = value_of(a, by)
                 counts[value] = counts.get(value, 0) + 1
         return counts
+
+    async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
+                              limit: int = 100) -> Page[Alert]:
+        # The view holds decoded alerts already: their labels cost nothing more to read.
+        # (Status and source are `_alert_rows`' filter; the other fields and the labels' only
+        # when given: this runs once per alert.)
+        fields = query.model_copy(update={"labels": (), "ranges": (), "status": None,
+                                          "source": None})
+        fields_keep = fields.predicate() if fields.given() else None
+        labels_keep = query.label_predicate() if query.labels or query.ranges else None
+        found = []
+        # Each alert's labels_of from the last scan, by id (the entry holds the alert, so the
+        # id stays its own); kept for the alerts this scan saw, which the view holds anyway.
+        cache, self._seen_labels = self._seen_labels, {}
+        for row in self._alert_rows(query.status, query.source):
+            alert = row[1]
+            if fields_keep is None or fields_keep(alert):
+                hit = cache.get(id(alert))
+                if hit is None or hit[0] is not alert:
+                    hit = (alert, labels_of(alert))
+                self._seen_labels[id(alert)] = hit
+                if (labels_keep is None or labels_keep(hit[1])) and keeps(hit[1]):
+                    found.append(row)
+        return Page(items=[a for _, a in heapq.nlargest(limit, found, key=_first)],
+                    next_cursor=None, total=len(found))
 
     async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
         rows = self._incident_rows("open", None)

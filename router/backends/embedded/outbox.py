@@ -19,7 +19,7 @@ from datetime import UTC, datetime
 
 import orjson
 
-from router.backends.sqlite import Database
+from router.backends.embedded.sqlite import Database
 from router.delivery.outbox import DeadLetter, OutboxItem
 from router.delivery.records import DeliveryStore
 from router.model import Notification

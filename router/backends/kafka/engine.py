@@ -11,7 +11,9 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
 3. seek the alerts partition to the next undecided offset: the one the changelog holds under
    `POSITION_KEY` (or the group's committed offset, if higher or the only one); only then
    process it.
-4. each batch: `engine.apply` (and due timers), then ONE transaction: state changes (and the
+4. each batch goes through the engine's step (`router.engine.runner`, the same on both
+   backends; `_PartitionStore` is this partition's `EngineStore`): `engine.apply` (and due
+   timers), then ONE transaction (aiokafka's `producer.transaction()`): state changes (and the
    partition's incident id counter, `ids.IDS_KEY`), notifications, the changed groups'
    alerts view, the changed incidents' view (`incidents-view`, keyed by incident id), and the
    next alerts offset (`POSITION_KEY` in the state partition: it commits with the state it
@@ -54,11 +56,12 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
-from router.backends.kafka_topics import Topics, client_kwargs, decode_event, topic_names
+from router.backends.kafka.topics import Topics, client_kwargs, decode_event, topic_names
 from router.backends.watchdog import stall_limit, stalled, waiting
 from router.config import KafkaBackendConfig
 from router.engine.engine import Batch, Engine
 from router.engine.ids import IncidentIds
+from router.engine.runner import Outcome, step_safely
 from router.engine.state import EngineContext, GroupState
 from router.metrics import EngineMetrics
 from router.model import Alert, CommandEvent, utcnow
@@ -512,29 +515,8 @@ class KafkaEngineRunner:
         self.on_progress()
 
     async def _decide_safely(self, part: Partition, records: list[Record], now: datetime) -> None:
-        try:
-            await self._decide(part, records, now)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:
-            self._metrics.aborts.inc()
-            self._failing = True
-            with contextlib.suppress(Exception):  # the transaction context aborted it already
-                await self._bounded(part.producer.abort_transaction())
-            if isinstance(exc, ProducerFenced):
-                # A newer owner exists: stop here, the rebalance hands the partition over.
-                log.warning("partition %d: fenced by a newer owner", part.tp.partition)
-                part.fenced = True
-                return
-            log.warning("partition %d: transaction aborted (%s); restoring from the changelog",
-                        part.tp.partition, type(exc).__name__)
-            try:
-                await self._open(part.tp)  # False: the run loop tries again
-            except Exception as again:
-                log.warning("partition %d: restore failed (%s), retrying",
-                            part.tp.partition, type(again).__name__)
-
-    async def _decide(self, part: Partition, records: list[Record], now: datetime) -> None:
+        """One step of the partition's engine (`runner.step_safely`): decide, commit, count;
+        on a failure abort and rebuild the partition."""
         events = []
         for r in records:
             try:
@@ -542,22 +524,43 @@ class KafkaEngineRunner:
             except ValueError:
                 log.error("partition %d offset %d: undecodable event skipped",
                           part.tp.partition, r.offset)
-        batch = part.engine.apply(events, now)
-        if batch.empty and not records:
+        position = records[-1].offset + 1 if records else None
+        outcome = await step_safely(part.engine, _PartitionStore(self, part), events, position,
+                                    now, self._metrics)
+        if outcome is Outcome.IDLE:
             self._progress(decided=False)  # a due timer with nothing to say: handled
-            return
+
+    async def _committed(self, part: Partition, batch: Batch, position: int | None) -> None:
+        """`EngineStore.commit` of `part`: the transaction, then what follows from it."""
         views = self._views(part, batch)
-        await self._commit(part, batch, views, records)
-        if records:
-            part.position = records[-1].offset + 1
+        await self._commit(part, batch, views, position)
+        if position is not None:
+            part.position = position
         self._progress(decided=True)
         for key, value in views.items():
             if value is None:
                 part.views.pop(key, None)
             else:
                 part.views[key] = hash(value)
-        self._metrics.events.inc(len(events))
-        self._metrics.count(batch)
+
+    async def _recover(self, part: Partition, exc: Exception) -> None:
+        """`EngineStore.recover` of `part`: abort, then rebuild it from the changelog (or, when
+        a newer owner fenced it, wait for the revocation)."""
+        self._failing = True
+        with contextlib.suppress(Exception):  # the transaction context aborted it already
+            await self._bounded(part.producer.abort_transaction())
+        if isinstance(exc, ProducerFenced):
+            # A newer owner exists: stop here, the rebalance hands the partition over.
+            log.warning("partition %d: fenced by a newer owner", part.tp.partition)
+            part.fenced = True
+            return
+        log.warning("partition %d: transaction aborted (%s); restoring from the changelog",
+                    part.tp.partition, type(exc).__name__)
+        try:
+            await self._open(part.tp)  # False: the run loop tries again
+        except Exception as again:
+            log.warning("partition %d: restore failed (%s), retrying",
+                        part.tp.partition, type(again).__name__)
 
     @staticmethod
     def _views(part: Partition, batch: Batch) -> dict[str, bytes | None]:
@@ -580,7 +583,7 @@ class KafkaEngineRunner:
         return partition if alerts is not None and counts.get(topic) == alerts else None
 
     async def _commit(self, part: Partition, batch: Batch, views: dict[str, bytes | None],
-                      records: list[Record]) -> None:
+                      position: int | None) -> None:
         producer = part.producer
         topics = self._topics
         p = part.tp.partition
@@ -609,9 +612,9 @@ class KafkaEngineRunner:
             for incident_id, value in incidents:
                 sent.append(await send(topics.incidents_view, key=incident_id.encode(),
                                        value=value))
-            if records:
+            if position is not None:
                 sent.append(await send(topics.state, key=_POSITION_KEY_BYTES, partition=p,
-                                       value=b"%d" % (records[-1].offset + 1)))
+                                       value=b"%d" % position))
             results = await asyncio.gather(*sent, return_exceptions=True)
             for result in results:
                 if isinstance(result, BaseException):
@@ -626,8 +629,8 @@ class KafkaEngineRunner:
             self.on_outbox()
         if batch.commands and self.on_commands is not None:
             await self.on_commands(batch.commands)
-        if records:
-            self._positions[part.tp] = records[-1].offset + 1
+        if position is not None:
+            self._positions[part.tp] = position
             self._offsets_due.set()
 
     # --- group offsets ---------------------------------------------------------------------
@@ -805,6 +808,20 @@ def _position(value: bytes | None) -> int | None:
 
 
 _POSITION_KEY_BYTES = POSITION_KEY.encode()
+
+
+@dataclass(frozen=True)
+class _PartitionStore:
+    """The `runner.EngineStore` of one owned partition."""
+
+    runner: KafkaEngineRunner
+    part: Partition
+
+    async def commit(self, batch: Batch, position: int | None) -> None:
+        await self.runner._committed(self.part, batch, position)
+
+    async def recover(self, error: Exception) -> None:
+        await self.runner._recover(self.part, error)
 
 
 class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]

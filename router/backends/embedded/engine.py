@@ -1,9 +1,12 @@
 """The engine on the embedded backend: consume the SQLite log, decide, commit atomically.
 
-Each step reads the next events after the consumed position, runs them (and any due timers)
-through the in-memory `Engine`, then writes the changed group states, the new outbox rows and
-the new position in ONE transaction. A crash before the commit replays the same events from the
-same state (the decisions are deterministic, ids included); a crash after it replays nothing.
+Each step reads the next events after the consumed position and hands them to the engine's
+step (`router.engine.runner`, the same on both backends), which runs them (and any due
+timers) through the in-memory `Engine` and commits here (`EngineStore`): the changed group
+states, the new outbox rows and the new position in ONE transaction. A crash before the commit
+replays the same events from the same state (the decisions are deterministic, ids included); a
+crash after it replays nothing. A failed commit rolls back, and `recover` restores memory from
+the database before the events are read again.
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ from datetime import datetime
 import orjson
 from pydantic import TypeAdapter
 
-from router.backends.embedded_outbox import insert_notifications
-from router.backends.sqlite import Database
+from router.backends.embedded.outbox import insert_notifications
+from router.backends.embedded.sqlite import Database
 from router.backends.tasks import cancelled
 from router.engine.engine import Batch, Engine
+from router.engine.runner import Outcome, step_safely
 from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
@@ -116,6 +120,9 @@ class EmbeddedEngineRunner:
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
+        # Test seam: called inside each commit's transaction after its writes (raising rolls
+        # the transaction back, as a failing disk would).
+        self.before_commit: Callable[[sqlite3.Connection], None] | None = None
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -178,13 +185,9 @@ class EmbeddedEngineRunner:
                 busy = await self.step()
             except asyncio.CancelledError:
                 raise
-            except Exception:
-                # The commit did not happen: rebuild memory from what is durable, then retry.
+            except Exception as exc:  # the log could not be read: as a failed commit
                 self._metrics.aborts.inc()
-                log.exception("engine step failed; restoring state from the database")
-                await asyncio.sleep(1)
-                with contextlib.suppress(Exception):
-                    await self._restore()
+                await self.recover(exc)
                 continue
             if busy or self._wake.is_set():
                 # Reads and commits run inline and need not yield: let intake and delivery
@@ -202,20 +205,25 @@ class EmbeddedEngineRunner:
                     await self._wake.wait()
 
     async def step(self) -> bool:
-        """Decide the next batch of log events and due timers; True if there may be more."""
+        """Decide the next batch of log events and due timers; True if there may be more (or
+        the step failed and the events are to be read again)."""
         events, position = self._take_fresh()
         if not events:
             events, position = await self._read_log()
-        now = self.clock()
-        batch = self.engine.tick(now)
-        if events:
-            batch = batch.merge(self.engine.apply(events, now))
-            self._metrics.events.inc(len(events))
-        if events or not batch.empty:
-            await self._commit(batch, position)
+        outcome = await step_safely(self.engine, self, events, position if events else None,
+                                    self.clock(), self._metrics, timers_first=True)
         self._metrics.lag.set(self.lag)
         self._metrics.groups.set(len(self.engine))
-        return len(events) == self._batch_size or (position + 1) in self._fresh
+        return (outcome is Outcome.FAILED or len(events) == self._batch_size
+                or (position + 1) in self._fresh)
+
+    async def recover(self, error: Exception) -> None:
+        """`EngineStore`: the commit did not happen; rebuild memory from what is durable (the
+        position included), after a pause, so the events are read and decided again."""
+        log.error("engine step failed; restoring state from the database", exc_info=error)
+        await asyncio.sleep(1)
+        with contextlib.suppress(Exception):
+            await self._restore()
 
     def _take_fresh(self) -> tuple[list[Event], int]:
         """The events right after the position that this process appended, in offset order,
@@ -249,7 +257,13 @@ class EmbeddedEngineRunner:
             del self._fresh[offset]
         return [_EVENT.validate_python(orjson.loads(body)) for _, body in rows], up_to
 
-    async def _commit(self, batch: Batch, position: int) -> None:
+    async def commit(self, batch: Batch, position: int | None) -> None:
+        """`EngineStore`: the batch and the position after its events (None: unchanged) in one
+        transaction."""
+        if position is None:
+            position = self._position
+        before_commit = self.before_commit
+
         def work(conn: sqlite3.Connection) -> None:
             upserts = [(k, v) for k, v in batch.encoded.items() if v is not None]
             deletes = [(k,) for k, v in batch.encoded.items() if v is None]
@@ -268,10 +282,11 @@ class EmbeddedEngineRunner:
                 "ON CONFLICT (id) DO UPDATE SET offset = excluded.offset",
                 (position,),
             )
+            if before_commit is not None:
+                before_commit(conn)
 
         await self._db.transaction(work)
         self._position = position
         self.on_progress()
-        self._metrics.count(batch)
         if batch.notifications:
             self.on_outbox()

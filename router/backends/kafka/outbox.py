@@ -39,8 +39,8 @@ from dataclasses import dataclass, field
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, ConsumerRebalanceListener, TopicPartition
 
-from router.backends.kafka_table import CompactedTable
-from router.backends.kafka_topics import client_kwargs, topic_names
+from router.backends.kafka.table import CompactedTable
+from router.backends.kafka.topics import client_kwargs, topic_names
 from router.config import KafkaBackendConfig
 from router.delivery.outbox import DeadLetter, OutboxItem, Release, Released
 from router.model import Notification, utcnow
@@ -353,8 +353,7 @@ class KafkaOutbox:
         chosen.sort(key=lambda d: (d.receiver, d.notification.group_key, d.seq))
         async with self._replay_lock:
             producer = await self._replay_producer()
-            await producer.begin_transaction()
-            try:
+            async with producer.transaction():  # aborted if anything in it raises
                 for d in chosen:
                     n = d.notification
                     await producer.send(self._topic, key=n.group_key.encode(),
@@ -362,11 +361,6 @@ class KafkaOutbox:
                 tombstones = [await producer.send(self._dead.topic, key=d.id.encode(), value=None)
                               for d in chosen]
                 metas = await asyncio.gather(*tombstones)
-                await producer.commit_transaction()
-            except BaseException:
-                with contextlib.suppress(Exception):
-                    await producer.abort_transaction()
-                raise
         for d, meta in zip(chosen, metas, strict=True):
             self._dead.applied(d.id, None, meta.partition, meta.offset)
         self.on_items()
