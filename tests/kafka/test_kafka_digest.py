@@ -14,8 +14,8 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
 from router.backends.factory import engine_context
-from router.backends.kafka import KafkaBackend
-from router.backends.kafka_topics import decode_event, topic_names
+from router.backends.kafka.backend import KafkaBackend
+from router.backends.kafka.topics import decode_event, topic_names
 from router.config import KafkaBackendConfig, parse_config
 from router.engine.digest import DIGEST_GROUP, ITEMS
 from router.engine.state import EngineContext

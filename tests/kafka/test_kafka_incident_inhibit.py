@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 from aiokafka.partitioner import DefaultPartitioner
 
-from router.backends.kafka_topics import decode_event, topic_names
+from router.backends.kafka.topics import decode_event, topic_names
 from router.config import KafkaBackendConfig
 from router.engine.noise import INCIDENT_INHIBITS
 from router.model import AlertEvent, CommandEvent, Severity
