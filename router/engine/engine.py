@@ -583,7 +583,9 @@ class Engine:
         for key, state in run.work.items():
             if state is not None and not services.isdisjoint(_services(state, below)):
                 keys[key] = None
-        return list(keys)
+        # Sorted: the index holds sets (hash order differs per process), and the order groups
+        # are decided in allocates incident ids, which a replay must allocate the same.
+        return sorted(keys)
 
     def _index(self, key: str, old: GroupState | None, new: GroupState | None) -> None:
         index = self._by_service

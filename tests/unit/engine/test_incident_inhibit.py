@@ -291,3 +291,43 @@ def test_a_more_severe_incident_takes_the_lead() -> None:
     (cmd,) = [c for c in batch.commands if c.group_key == NOISE_KEY]
     assert cmd.args["leads"]["checkout"]["severity"] == "SEV1"
     assert len(engine.noise.services["checkout"].own) == 2
+
+
+_WAKE_ORDER = """
+from router.engine import Engine
+from router.model import AlertEvent, Severity
+from tests.unit.engine.test_incident_inhibit import other
+from tests.unit.engine.test_incidents import CTX, command, fire, run
+engine = Engine(CTX)
+run(engine, [(0, [fire()])])
+quiet = [AlertEvent(alert=other(Severity.SEV2, 1).alert.replace(
+    name=f"Latency{i}", fingerprint=f"f{i}", group_key=f"Latency{i}|checkout"))
+    for i in range(30)]
+run(engine, [(1, quiet), (5, [])])
+run(engine, [(20, [command("resolve", 20, note="fixed")]), (21, [])])
+for i in range(30):
+    state = engine.get(f"Latency{i}|checkout")
+    print(i, [inc.view.id for inc in state.incidents] if state else None)
+"""
+
+
+def test_groups_woken_by_a_closing_incident_get_the_same_incident_ids_in_every_process() -> None:
+    """The service index holds sets, whose order follows the per-process string hash; the
+    order groups are woken in allocates their incident ids, which a replay on another replica
+    (or after a restart) must allocate the same."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[3]
+    outs = {
+        subprocess.run([sys.executable, "-c", _WAKE_ORDER], check=True, capture_output=True,
+                       text=True, cwd=root,
+                       env={**os.environ, "PYTHONPATH": str(root), "PYTHONHASHSEED": seed}
+                       ).stdout
+        for seed in ("0", "1", "2")
+    }
+    assert len(outs) == 1
+    (out,) = outs
+    assert out.count("INC-") == 30  # each woken SEV2 group opened its own incident
