@@ -9,6 +9,9 @@ Every `interval` the pruner deletes, in small transactions:
 - resolved alerts of the alerts view, by the source's resolve time;
 - resolved incidents, by their resolve time;
 - delivery records, unless their notification is in the outbox again (`prune` of the store);
+- delivery refs (Slack thread ts, Statuspage incident ids, incident channels), with the group
+  whose delivery wrote them: once last written longer ago than the closed-incident age and
+  nothing of that group is live any more (`_DEAD_REF`);
 - dead letters nobody replayed, by the time they were parked.
 
 Then `incremental_vacuum` hands the freed pages back to the file system and a checkpoint
@@ -34,6 +37,20 @@ from router.config import EmbeddedBackendConfig
 log = logging.getLogger(__name__)
 
 _DEFAULTS = EmbeddedBackendConfig()
+
+
+# A ref nothing can need: last written before the cutoff, and its group is gone from the
+# engine, has no incident open or resolved since the cutoff, and no notification waiting in
+# the outbox or as a dead letter (a replay would continue its thread). A ref written outside
+# a delivery (no group) goes by its age alone.
+_DEAD_REF = """at < ?
+AND NOT EXISTS (SELECT 1 FROM engine_state WHERE key = delivery_refs.group_key)
+AND NOT EXISTS (SELECT 1 FROM incidents WHERE incidents.group_key = delivery_refs.group_key
+                AND (status != 'resolved' OR resolved_at >= ?))
+AND NOT EXISTS (SELECT 1 FROM outbox WHERE outbox.receiver = delivery_refs.receiver
+                AND outbox.group_key = delivery_refs.group_key)
+AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE dead_letters.receiver = delivery_refs.receiver
+                AND dead_letters.group_key = delivery_refs.group_key)"""
 
 
 @dataclass(frozen=True)
@@ -100,9 +117,11 @@ class Retention:
                 "alerts", "status = 'resolved' AND event_time < ?",
                 (now - p.resolved_alerts.total_seconds(),))
         if p.closed_incidents:
+            cutoff = now - p.closed_incidents.total_seconds()
             deleted["incidents"] = await self._db.delete_in_chunks(
-                "incidents", "status = 'resolved' AND resolved_at < ?",
-                (now - p.closed_incidents.total_seconds(),))
+                "incidents", "status = 'resolved' AND resolved_at < ?", (cutoff,))
+            deleted["delivery_refs"] = await self._db.delete_in_chunks(
+                "delivery_refs", _DEAD_REF, (cutoff, cutoff))
         if p.delivery_records:
             deleted["deliveries"] = await self._records.prune(
                 p.delivery_records.total_seconds())
