@@ -158,6 +158,15 @@ class CompactedTable(Generic[T]):
         except ValueError:
             log.error("skipping an undecodable record in %s", self.topic)
 
+    def forget(self, keys: Iterable[str]) -> int:
+        """Drop `keys` from memory only, without a tombstone (the broker deletes them by the
+        topic's `retention.ms`); returns how many were held."""
+        dropped = 0
+        for key in keys:
+            if self.rows.pop(key, None) is not None:
+                dropped += 1
+        return dropped
+
     # --- writing ---------------------------------------------------------------------------
 
     async def put(self, key: str, value: bytes | None) -> None:
