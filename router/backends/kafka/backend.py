@@ -245,7 +245,7 @@ class KafkaBackend:
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
-            cfg, self.topics.delivery_records, bytes, self._writer)
+            cfg, self.topics.delivery_records, bytes, self._writer, timed=True)
         # Written by the engines' transactions, and tombstoned by retention after its age.
         self._incidents: CompactedTable[bytes] = CompactedTable(
             cfg, self.topics.incidents_view, bytes, self._writer)

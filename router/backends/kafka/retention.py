@@ -10,8 +10,9 @@ Every `prune_interval` each replica looks through the tables it tails:
   e.g. its post-mortem marked done), it is back until the next pass, as an engine commit
   re-inserts a deleted row on the embedded backend. Every replica does this (any may be the
   last one running); two tombstones of one incident do no harm.
-- delivery records older than `delivery_records_max_age` leave memory. The broker deletes them
-  after that same age (the topic's `retention.ms`), so they are only forgotten here.
+- delivery records and vendor refs written longer ago than `delivery_records_max_age` leave
+  memory. The broker deletes them after that same age (the topic's `retention.ms`), so they
+  are only forgotten here, as a restart would not read them either.
 
 An age of 0 keeps that kind forever.
 """
@@ -21,9 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 
-import orjson
 from aiokafka.errors import KafkaError
 
 from router.backends.kafka.table import CompactedTable
@@ -33,9 +33,7 @@ from router.incidents import Incident, IncidentStatus
 
 log = logging.getLogger(__name__)
 
-DELIVERED = "delivered\x1f"  # key prefix of a delivery record (`outbox.KafkaDeliveryStore`)
 _SEND_AT_ONCE = 500  # tombstones in flight together (the first pass after an upgrade)
-_YIELD_EVERY = 10_000  # records looked at between two turns of the event loop
 
 
 class KafkaRetention:
@@ -73,8 +71,8 @@ class KafkaRetention:
             pruned["incidents"] = await self._tombstone_incidents(
                 now - self._cfg.closed_incidents_max_age)
         if self._cfg.delivery_records_max_age:
-            pruned["deliveries"] = await self._forget_records(
-                now - self._cfg.delivery_records_max_age)
+            pruned["delivery_records"] = self._records.forget_older(
+                (now - self._cfg.delivery_records_max_age).timestamp())
         if any(pruned.values()):
             log.info("pruned %s", ", ".join(f"{n} {t}" for t, n in pruned.items() if n))
         return pruned
@@ -87,20 +85,3 @@ class KafkaRetention:
                                    for incident_id in old[i:i + _SEND_AT_ONCE]))
         return len(old)
 
-    async def _forget_records(self, cutoff: datetime) -> int:
-        old: list[str] = []
-        for n, (key, raw) in enumerate(list(self._records.rows.items()), 1):
-            if key.startswith(DELIVERED) and _recorded_at(raw) < cutoff:
-                old.append(key)
-            if n % _YIELD_EVERY == 0:
-                await asyncio.sleep(0)  # let intake and delivery have the loop
-        return self._records.forget(old)
-
-
-def _recorded_at(raw: bytes) -> datetime:
-    """When a delivery record was written (`{"at": iso}`); far future if it does not say, so
-    a record that cannot be read is kept."""
-    try:
-        return datetime.fromisoformat(orjson.loads(raw)["at"])
-    except (ValueError, KeyError, TypeError):
-        return datetime.max.replace(tzinfo=UTC)
