@@ -17,16 +17,18 @@ from aiohttp import ClientSession
 from prometheus_client import CollectorRegistry
 
 from router.backends.embedded.backend import EmbeddedBackend
+from router.backends.embedded.outbox import insert_notifications
 from router.backends.embedded.retention import RetentionPolicy
 from router.config import IncidentsConfig
 from router.delivery.dispatcher import Dispatcher
 from router.delivery.ratelimit import RateLimit
 from router.delivery.receivers.slack import SlackConfig, build
+from router.delivery.records import sending_group
 from router.delivery.retry import RetryPolicy
 from router.delivery.sink import Receiver, SinkContext
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
-from router.model import Alert, AlertEvent, Severity, Status
+from router.model import Alert, AlertEvent, Notification, NotificationKind, Severity, Status
 from router.policy import SeverityPolicies, SeverityPolicy
 from tests.fakes.slack import FakeSlack
 from tests.unit.delivery.conftest import FAST_RETRY, Serve
@@ -162,5 +164,38 @@ async def test_refs_of_an_older_database_are_kept_for_the_age_from_the_upgrade(
         clock.now = T0 + 31 * DAY
         assert (await backend.retention.prune()).deleted["delivery_refs"] == 1
         assert await backend.records.get_ref("s", "slack-thread:d1") is None
+    finally:
+        await backend.stop()
+
+
+async def test_a_ref_stays_while_a_notification_of_its_group_waits(tmp_path: Path) -> None:
+    clock = Clock()
+    backend = EmbeddedBackend(tmp_path / "router.db", EngineContext(),
+                              EngineMetrics(CollectorRegistry()), synchronous="NORMAL",
+                              clock=clock, retention=RetentionPolicy(
+                                  closed_incidents=30 * DAY, dead_letters=60 * DAY))
+    await backend.start()
+    try:
+        for group in ("g-queued", "g-dead", "g-done"):
+            token = sending_group.set(group)
+            await backend.records.put_ref("s", f"slack-thread:{group}", {"ts": group})
+            sending_group.reset(token)
+        await backend.db.transaction(lambda c: insert_notifications(c, [
+            Notification(id=f"n-{g}", receiver="s", kind=NotificationKind.UPDATE, group_key=g,
+                         dedup_key=g, severity=Severity.SEV3, title=g, created_at=T0)
+            for g in ("g-queued", "g-dead")]))
+        queued, dead = await backend.outbox.pending(10)
+        await backend.outbox.dead_letter(dead, "http_500")
+        clock.now = T0 + 31 * DAY
+
+        assert (await backend.retention.prune()).deleted["delivery_refs"] == 1
+
+        assert await backend.records.get_ref("s", "slack-thread:g-done") is None
+        await backend.outbox.mark_delivered([queued.id])
+        assert (await backend.retention.prune()).deleted["delivery_refs"] == 1
+        assert await backend.records.get_ref("s", "slack-thread:g-dead") == {"ts": "g-dead"}
+        clock.now = T0 + 61 * DAY  # the dead letter's age: nobody will replay it now
+        await backend.retention.prune()
+        assert await backend.records.get_ref("s", "slack-thread:g-dead") is None
     finally:
         await backend.stop()
