@@ -8,7 +8,9 @@ through the Alertmanager webhook (severity label `error` = SEV2, one group per i
 engine opens one incident per group), waits until the engine has decided everything, then
 requests each console page `--repeat` times from an in-process client over loopback and prints
 the median and worst time per page (the server's handler time plus a loopback round trip).
-Open access (no tokens), so no login in the measurement. Prints a table, or JSON with --json.
+Open access (no tokens), so no login in the measurement. Then the same store reads on the
+Kafka backend's in-memory views, filled in process with the same alerts and incidents (no
+broker). Prints a table, or JSON with --json.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -28,13 +31,23 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from prometheus_client import CollectorRegistry
+from pydantic import TypeAdapter
 
 from router.api.app import build_app
 from router.api.keys import BACKEND
+from router.backends.factory import engine_context
 from router.backends.filters import AlertQuery
-from router.config import parse_config
+from router.backends.kafka.backend import KafkaBackend
+from router.config import Config, KafkaBackendConfig, parse_config
+from router.incidents import Incident
+from router.metrics import EngineMetrics
+from router.model import Alert
+from router.noise.matchers import parse_matchers
 from router.runtime import build_snapshot
+from router.ui.matching import inhibitor_of, label_test, narrowing
 
 BATCH = 200
 SILENCES = 100
@@ -48,6 +61,15 @@ rules_dir: {work / 'rules'}
 receivers: []
 severities:
   SEV2: {{ack_sla: 30m, resolve_sla: 4h, group_wait: 0s, response: page_oncall}}
+# What the alert page checks for "inhibited by" (nothing here fires as a source): the usual
+# critical-over-lower rule, and one whose source side has only a regex and no `equal` (every
+# firing alert's labels are tested).
+inhibit_rules:
+  - source_matchers: ['severity="critical"']
+    target_matchers: ['severity="error"']
+    equal: [alertname, service]
+  - source_matchers: ['alertname=~"NodeDown|ClusterDown"']
+    target_matchers: ['severity="error"']
 """
 
 
@@ -73,7 +95,10 @@ def silence(n: int) -> dict[str, Any]:
             "createdBy": "bench", "comment": f"bench silence {n}"}
 
 
-async def measure(client: TestClient, path: str, repeat: int) -> tuple[float, float, int]:
+Client = TestClient[web.Request, web.Application]
+
+
+async def measure(client: Client, path: str, repeat: int) -> tuple[float, float, int]:
     times = []
     size = 0
     for _ in range(repeat):
@@ -86,7 +111,7 @@ async def measure(client: TestClient, path: str, repeat: int) -> tuple[float, fl
     return statistics.median(times), max(times), size
 
 
-async def measure_post(client: TestClient, path: str, form: dict[str, str],
+async def measure_post(client: Client, path: str, form: dict[str, str],
                        repeat: int) -> tuple[float, float, int]:
     """`measure` for a form post (with the CSRF token of the session's pages)."""
     page = await (await client.get("/ui/silences/new")).text()
@@ -127,6 +152,7 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
             found = await backend.urgent_incidents(limit=1)
             some_alert = (await backend.alert_page(limit=1)).items[0]
             team = AlertQuery(team="team3")
+            regex = parse_matchers('instance=~"i1.*"')
             backend_reads = []
             for what, call in (("(backend) read every alert", backend.current_alerts(limit=alerts)),
                                ("(backend) read open incidents",
@@ -135,6 +161,9 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                                 backend.alert_search(team, limit=100)),
                                ("(backend) a team's alerts by group",
                                 backend.alert_counts("group_key", team)),
+                               ("(backend) firing alerts whose labels match a regex",
+                                backend.alerts_matching(narrowing(regex), label_test(regex),
+                                                        limit=50)),
                                ("(backend) 100 most urgent incidents",
                                 backend.urgent_incidents(limit=100)),
                                ("(backend) open incidents by severity",
@@ -153,7 +182,8 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                 ("alerts filtered by team", "/ui/alerts?team=team3"),
                 ("alerts by severity+service+status", "/ui/alerts?severity=SEV2&service=svc5"
                                                       "&status=firing"),
-                ("alert detail", f"/ui/alerts/{quote(some_alert.key, safe='')}"),
+                ("alert detail (with 2 inhibit rules)",
+                 f"/ui/alerts/{quote(some_alert.key, safe='')}"),
                 ("incidents (100 most urgent + 50 resolved)", "/ui/incidents"),
                 ("incidents live rows", "/ui/incidents/rows"),
                 ("incidents, next 100 by urgency", "/ui/incidents?from=100"),
@@ -167,10 +197,11 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
                 ("new silence from an alert", f"/ui/silences/new?alert={quote(some_alert.key)}"),
             ]
             opened = sum((await backend.incident_counts(status="open")).values())
-            rows = [{"page": "(setup)", "path": "", "p50_ms": None, "max_ms": None,
-                     "bytes": None, "note": f"{alerts} alerts, {opened} open incidents "
-                                            f"loaded in {load_s:.1f} s, {silences} silences"},
-                    *backend_reads]
+            rows: list[dict[str, Any]] = [
+                {"page": "(setup)", "path": "", "p50_ms": None, "max_ms": None, "bytes": None,
+                 "note": f"{alerts} alerts, {opened} open incidents loaded in {load_s:.1f} s, "
+                         f"{silences} silences"},
+                *backend_reads]
             for name, path in pages:
                 p50, worst, size = await measure(client, path, repeat)
                 rows.append({"page": name, "path": path, "p50_ms": round(p50, 1),
@@ -178,13 +209,63 @@ async def run(alerts: int, incidents: int, silences: int, repeat: int) -> list[d
             for name, matchers in (
                     ("silence preview, the alert's labels", "\n".join(
                         f'{k}="{v}"' for k, v in some_alert.labels.items())),
-                    ("silence preview, a regex only (full scan)", 'instance=~"i1.*"')):
+                    # Regex matchers only: every firing alert's labels are tested.
+                    ("silence preview, regex only, unique values", 'instance=~"i1.*"'),
+                    ("silence preview, regex only, 37 values", 'service=~"svc1.*"'),
+                    ("silence preview, regex !~ matching all", 'alertname!~"Watchdog"')):
                 form = {"matchers": matchers, "hours": "2", "comment": "bench"}
                 p50, worst, size = await measure_post(client, "/ui/silences/preview", form,
                                                       repeat)
                 rows.append({"page": name, "path": "/ui/silences/preview",
                              "p50_ms": round(p50, 1), "max_ms": round(worst, 1), "bytes": size})
+            rows += await kafka_view_reads(
+                snapshot.config, await backend.current_alerts(limit=alerts),
+                await backend.incidents(limit=incidents * 2), repeat)
             return rows
+
+
+async def kafka_view_reads(config: Config, alerts: list[Alert], incidents: list[Incident],
+                           repeat: int) -> list[dict[str, Any]]:
+    """The console's store reads on the Kafka backend's in-memory views (every replica holds
+    them whole), filled in process with what the embedded run holds: no broker, so only the
+    reads' own cost (the pages around them are the same code as above)."""
+    kafka = KafkaBackend(KafkaBackendConfig(bootstrap_servers=["127.0.0.1:9"]),
+                         engine_context(config), EngineMetrics(CollectorRegistry()))
+    groups: dict[str, list[Alert]] = {}
+    for a in alerts:
+        groups.setdefault(a.group_key or a.name, []).append(a)
+    view = TypeAdapter(list[Alert])
+    for n, (key, members) in enumerate(groups.items()):  # as the engine writes the view
+        kafka._view.applied(key, view.dump_json(members), 0, n)
+    for n, i in enumerate(incidents):
+        kafka.engine.on_incident(i.id, i.model_dump_json().encode(), 0, n)
+    await kafka.alert_counts("status", AlertQuery())  # the first read decodes the views
+    await kafka.incident_counts()
+    some = alerts[0]
+    regex = parse_matchers('instance=~"i1.*"')
+    reads: dict[str, Callable[[], Awaitable[object]]] = {
+        "one page of a team's alerts": lambda: kafka.alert_search(AlertQuery(team="team3")),
+        "a team's alerts by group": lambda: kafka.alert_counts(
+            "group_key", AlertQuery(team="team3")),
+        "firing alerts whose labels match a regex": lambda: kafka.alerts_matching(
+            narrowing(regex), label_test(regex), limit=50),
+        "the inhibitor of an alert (2 rules)": lambda: inhibitor_of(
+            kafka, some, config.inhibit_rules),
+        "one alert by key": lambda: kafka.alert(some.key),
+        "100 most urgent incidents": lambda: kafka.urgent_incidents(limit=100),
+        "open incidents by severity": lambda: kafka.incident_counts(status="open"),
+    }
+    rows = []
+    for name, read in reads.items():
+        times = []
+        for _ in range(repeat):
+            t0 = time.perf_counter()
+            await read()
+            times.append((time.perf_counter() - t0) * 1000)
+        rows.append({"page": f"(kafka views) {name}", "path": "",
+                     "p50_ms": round(statistics.median(times), 1),
+                     "max_ms": round(max(times), 1), "bytes": None})
+    return rows
 
 
 def main() -> None:

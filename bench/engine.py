@@ -5,7 +5,9 @@
 Scenarios: new firing alerts in distinct groups, their duplicates, the timer flush that sends
 their first notifications, their resolutions, a storm of one group with 5,000 alerts, and the
 end-to-end benchmark's load: new SEV1 alerts in distinct groups with incidents enabled, so each
-alert is a TRIGGER at once (SEV1 group_wait 0) and opens its own incident.
+alert is a TRIGGER at once (SEV1 group_wait 0) and opens its own incident. Then 100 silences
+created one at a time (each matching one alert's instance, as from the console) over the
+`--alerts` groups: each looks again at the groups it can match, not at every group.
 
 Rates are per CPU second of this process (`time.process_time`: the machine is shared), and the
 pre-built inputs are frozen out of the garbage collector (`gc.freeze`), so that its walks cost
@@ -22,8 +24,11 @@ from datetime import UTC, datetime, timedelta
 
 from router.config import IncidentsConfig
 from router.engine.engine import Engine
+from router.engine.noise import NOISE_KEY, SILENCE
 from router.engine.state import EngineContext
-from router.model import Alert, AlertEvent, Severity, Status
+from router.model import Alert, AlertEvent, CommandEvent, Severity, Status
+from router.noise.matchers import Matcher, Matchers
+from router.noise.silences import Silence
 
 T0 = datetime(2026, 11, 27, 10, 0, tzinfo=UTC)
 BATCH = 500
@@ -43,6 +48,15 @@ def event(i: int, status: Status, group: str | None = None,
 
 def with_service(e: AlertEvent, i: int) -> AlertEvent:
     return AlertEvent.of(e.alert.replace(service=f"svc-{i}"))
+
+
+def silence(i: int) -> CommandEvent:
+    """A silence of alert `i`'s instance for an hour, as the console's "silence" makes it."""
+    s = Silence(id=f"s-{i}", matchers=Matchers.of(Matcher.of("instance", f"host-{i}:9100")),
+                starts_at=T0, ends_at=T0 + timedelta(hours=1), created_by="bench",
+                comment="bench", updated_at=T0)
+    return CommandEvent(command=SILENCE, group_key=NOISE_KEY, actor="api:bench", at=T0,
+                        args={"silence": s.model_dump(mode="json")})
 
 
 def rate(label: str, count: int, run: Callable[[], object]) -> None:
@@ -93,6 +107,12 @@ def main() -> None:
                   for i in range(1_000)]
     rate(f"SEV1 incidents of a service, {n:,} groups", 1_000,
          lambda: [crowd.apply([e], T0) for e in inhibiting])
+    # Silences created one by one over the groups of the first scenarios.
+    quiet = Engine(EngineContext())
+    apply_all(quiet, firing, T0)
+    silences = [silence(i * (n // 100)) for i in range(100)]
+    rate(f"silences created, {n:,} groups", 100,
+         lambda: [quiet.apply([s], T0) for s in silences])
 
 
 if __name__ == "__main__":

@@ -52,11 +52,15 @@ def quiet_reasons(alerts: Iterable[Alert], silences: Iterable[Silence], request:
     quiet: Quiet = noise.quiet(quiet_of(config),
                                incidents=config.incidents.inhibit_lower_severity)
     firing = [(a, labels_of(a)) for a in alerts if a.status is Status.FIRING]
+    # Only the alerts some rule's source side matches can inhibit: each target is tried
+    # against those, not against everything that fires.
+    sources = [(a, lb) for a, lb in firing
+               if any(r.source_matchers.matches(lb) for r in config.inhibit_rules)]
     out: dict[str, dict[str, Any]] = {}
     ts = now.timestamp()
     for alert, labels in firing:
         silenced = list(silences_for(labels, silences, now))
-        inhibitors = _inhibitors(labels, firing, config.inhibit_rules)
+        inhibitors = _inhibitors(labels, sources, config.inhibit_rules)
         mute: Mute | None = quiet.mute(alert, ts)
         if mute is not None and mute.reason == INHIBITED and not inhibitors:
             mute = None  # the engine's sources may lag the read side: go by what fires

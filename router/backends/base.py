@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
-from router.backends.filters import AlertField, AlertQuery
+from router.backends.filters import AlertField, AlertQuery, LabelTest
 from router.backends.pages import Page
 from router.delivery.outbox import DeadLetters, Outbox
 from router.delivery.records import DeliveryStore
@@ -137,6 +137,14 @@ class Backend(Protocol):
 
     async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
         """How many current alerts `query` keeps, by their value of `by` ("" for none)."""
+        ...
+
+    async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
+                              limit: int = 100) -> Page[Alert]:
+        """The current alerts `query` keeps whose labels as silences see them (`labels_of`)
+        pass `keeps`, latest (event_time, key) first: the first `limit` of them, `total`
+        counting all (no cursor). `keeps` sees only labels, so the store reads just those of
+        each alert and decodes only the ones it returns (a regex matcher over every alert)."""
         ...
 
     async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:

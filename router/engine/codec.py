@@ -11,6 +11,22 @@ only 2x):
   b"{..."                               to_bytes() as is (older stores; still read)
   0x01 | float64 LE deadline | JSON*    FRAME_PLAIN (NaN: no timer armed; * key as NUL)
   0x02 | float64 LE deadline | deflate  FRAME_DEFLATE: raw deflate of JSON*, `ZDICT_V1`
+  0x05 | float64 LE deadline | uint32 LE n | n bytes as 0x01 | gone       FRAME_PLAIN_GONE
+  0x06 | float64 LE deadline | uint32 LE n | n bytes as 0x02 | deflate    FRAME_DEFLATE_GONE
+
+The last two are for a group with compacted resolved alerts (`GroupState.gone`, kept for
+`resolved_retention`, so it grows with time at constant load): the JSON leaves `g` out and it
+follows on its own as `orjson` (`{"<alert key>":[time, *changes], ...}`; raw deflate without
+dictionary in 0x06), not validated by pydantic. It changes only when alerts are compacted or
+forgotten, so `Engine` keeps the last section of a group with the mapping it encodes and
+neither encodes nor decodes it again while it stays the same (issue 18: it had become most of
+what a busy group's state cost to decode and encode after half an hour).
+
+An incident's record (`state.IncidentRecord`, stored beside the groups) is its `to_bytes()`
+JSON behind one tag byte, deflated the same way or not (`pack_record`):
+
+  0x03 | JSON                           RECORD_PLAIN
+  0x04 | deflate                        RECORD_DEFLATE: raw deflate of the JSON, `ZDICT_V1`
 
 ZDICT_V1 must never change (frames written with it must stay readable): a new dictionary
 takes a new tag. The short field names live here and in the aliases of `router.engine.state`
@@ -22,14 +38,21 @@ from __future__ import annotations
 import math
 import struct
 import zlib
+from collections.abc import Mapping
 
 import orjson
 
-from router.engine.state import INCIDENT_TIMERS, GroupState
+from router.engine.state import INCIDENT_TIMERS, GroupState, IncidentRecord
 
 FRAME_PLAIN = 1
 FRAME_DEFLATE = 2
+FRAME_PLAIN_GONE = 5
+FRAME_DEFLATE_GONE = 6
+RECORD_PLAIN = 3
+RECORD_DEFLATE = 4
 _HEAD = struct.Struct("<Bd")
+_LEN = struct.Struct("<I")
+_GONE = (FRAME_PLAIN_GONE, FRAME_DEFLATE_GONE)
 _WBITS = -15
 _MEM_LEVEL = 4
 # Field names and common values, the most frequent last (deflate finds near ones cheaper).
@@ -63,7 +86,36 @@ ZDICT_V1 = (
 def pack(state: GroupState, level: int = 0) -> bytes:
     """The stored form of `state` (stored under `state.key`): deflated at zlib `level` 1-9, 0
     keeps the JSON plain."""
-    return frame(state.to_bytes(), state.next_deadline(), state.key, level)
+    return pack_as(state, state.key, level)
+
+
+def pack_as(state: GroupState, key: str, level: int = 0, gone: bytes | None = None) -> bytes:
+    """The stored form of `state` under `key`; `gone`: `gone_section(state.gone, level)` if
+    the caller has it already."""
+    if not state.gone:
+        return frame(state.to_bytes(), state.next_deadline(), key, level)
+    inner = frame(state.to_bytes(gone=False), state.next_deadline(), key, level)
+    tag = FRAME_DEFLATE_GONE if inner[0] == FRAME_DEFLATE else FRAME_PLAIN_GONE
+    section = gone if gone is not None else gone_section(state.gone, level)
+    return b"".join((bytes((tag,)), inner[1:_HEAD.size], _LEN.pack(len(inner) - _HEAD.size),
+                     inner[_HEAD.size:], section))
+
+
+def gone_section(gone: Mapping[str, tuple[float, ...]], level: int = 0) -> bytes:
+    """How a stored form at zlib `level` holds a group's compacted resolved alerts."""
+    data = orjson.dumps(gone)
+    if level <= 0:
+        return data
+    packer = zlib.compressobj(min(level, 9), zlib.DEFLATED, _WBITS, _MEM_LEVEL)
+    return packer.compress(data) + packer.flush()
+
+
+def gone_of(data: bytes) -> bytes | None:
+    """The `gone` section of a stored form (None: a form without one)."""
+    if not data or data[0] not in _GONE:
+        return None
+    (n,) = _LEN.unpack_from(data, _HEAD.size)
+    return data[_HEAD.size + _LEN.size + n:]
 
 
 def frame(data: bytes, deadline: float | None, key: str, level: int = 0) -> bytes:
@@ -90,9 +142,12 @@ def _packer(level: int) -> zlib._Compress:
 
 
 def unpacked(data: bytes | bytearray | memoryview, key: str) -> bytes:
-    """The `to_bytes()` JSON inside a stored form (any of the three) of group `key`."""
+    """The `to_bytes()` JSON inside a stored form (any of them) of group `key`."""
     data = bytes(data)
     tag = data[0] if data else 0
+    if tag in _GONE:
+        body, gone = _split(data, key)
+        return body[:-1] + b',"g":' + _gone_json(tag, gone) + b"}"
     if tag == FRAME_DEFLATE:
         body = zlib.decompressobj(_WBITS, ZDICT_V1).decompress(data[_HEAD.size:])
     elif tag == FRAME_PLAIN:
@@ -102,18 +157,60 @@ def unpacked(data: bytes | bytearray | memoryview, key: str) -> bytes:
     return body.replace(b"\x00", orjson.dumps(key))
 
 
-def unpack(data: bytes | bytearray | memoryview, key: str) -> GroupState:
-    """`pack` reversed, for the group `key` it is stored under (plain JSON is read too)."""
+def unpack(data: bytes | bytearray | memoryview, key: str,
+           gone: Mapping[str, tuple[float, ...]] | None = None) -> GroupState:
+    """`pack` reversed, for the group `key` it is stored under (plain JSON is read too);
+    `gone`: what its `gone_of` section holds, if the caller has it already."""
+    if data and data[0] in _GONE:
+        body, section = _split(bytes(data), key)
+        state = GroupState.from_bytes(body)
+        if gone is None:
+            gone = {k: tuple(v) for k, v in orjson.loads(_gone_json(data[0], section)).items()}
+        return state.with_(gone=gone)
     return GroupState.from_bytes(unpacked(data, key))
+
+
+def _gone_json(tag: int, section: bytes) -> bytes:
+    if tag == FRAME_DEFLATE_GONE:
+        return zlib.decompressobj(_WBITS).decompress(section)
+    return section
+
+
+def _split(data: bytes, key: str) -> tuple[bytes, bytes]:
+    """The JSON (without `g`) and the `gone` section of a FRAME_*_GONE form."""
+    (n,) = _LEN.unpack_from(data, _HEAD.size)
+    start = _HEAD.size + _LEN.size
+    inner = bytes((data[0] - 4,)) + data[1:_HEAD.size] + data[start:start + n]
+    return unpacked(inner, key), data[start + n:]
 
 
 def packed_deadline(data: bytes | bytearray | memoryview) -> float | None:
     """The next deadline of a stored form, from its header (plain JSON: parsed)."""
     tag = data[0] if data else 0
-    if tag in (FRAME_DEFLATE, FRAME_PLAIN):
+    if tag in (FRAME_DEFLATE, FRAME_PLAIN, *_GONE):
         when: float = _HEAD.unpack_from(data)[1]
         return None if when != when else when  # NaN: none
     return _deadline_of_json(bytes(data))
+
+
+def pack_record(record: IncidentRecord, level: int = 0) -> bytes:
+    """The stored form of an incident's record: deflated at zlib `level` 1-9, 0 plain."""
+    body = record.to_bytes()
+    if level <= 0:
+        return bytes((RECORD_PLAIN,)) + body
+    packer = _packer(level).copy()
+    return bytes((RECORD_DEFLATE,)) + packer.compress(body) + packer.flush()
+
+
+def unpack_record(data: bytes | bytearray | memoryview) -> IncidentRecord:
+    """`pack_record` reversed."""
+    data = bytes(data)
+    tag = data[0] if data else 0
+    if tag == RECORD_DEFLATE:
+        return IncidentRecord.from_bytes(zlib.decompressobj(_WBITS, ZDICT_V1).decompress(data[1:]))
+    if tag == RECORD_PLAIN:
+        return IncidentRecord.from_bytes(data[1:])
+    raise ValueError(f"not an incident record (tag {tag})")
 
 
 _TIMERS = ("w", "u", "r", "f", "x", "qu", "hb")

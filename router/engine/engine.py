@@ -22,16 +22,35 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from router.engine import deferred, digest
-from router.engine.codec import frame, packed_deadline, unpack
+from router.engine.codec import (
+    frame,
+    gone_of,
+    gone_section,
+    pack_as,
+    pack_record,
+    packed_deadline,
+    unpack,
+    unpack_record,
+)
 from router.engine.decide import Event, decide, is_duplicate, rearm
 from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target, inhibit
 from router.engine.incidents.inhibit import OpenIncident
+from router.engine.incidents.record import full_view, hot_view, pending, record_of
 from router.engine.instant import Instant, from_ts, to_ts
+from router.engine.labels import LabelIndex, changed_silences, indexable
 from router.engine.noise import NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
-from router.engine.state import EngineContext, GroupState, Tick, group_key_of
+from router.engine.state import (
+    RECORD_PREFIX,
+    EngineContext,
+    GroupState,
+    IncidentRecord,
+    IncidentState,
+    Tick,
+    group_key_of,
+)
 from router.incidents import Incident
 from router.model import AlertEvent, AlertsEvent, CommandEvent, Notification, NotificationKind
 from router.noise.heartbeats import HEARTBEAT
@@ -149,6 +168,19 @@ class Engine:
         # concerns only their services' groups. Built on first use (a decode of every group),
         # then kept by `_store`; None again after a `load` (restore, partitions assigned).
         self._by_service: dict[str, set[str]] | None = None
+        # Group keys by label values that silences pin (`labels.LabelIndex`): built on the
+        # first silence change, kept by `_store`, None again after a `load`. A key dropped
+        # stays listed (looked up keys are checked against the held ones).
+        self._labels: LabelIndex | None = None
+        # Incident records (`incidents.record`) in their stored form by incident id, and the
+        # recently written ones decoded (at most `_RECORD_ENTRIES` alerts and entries in all).
+        self._records: dict[str, bytes] = {}
+        self._decoded: OrderedDict[str, tuple[IncidentRecord, int]] = OrderedDict()
+        self._decoded_size = 0
+        # The `gone` section of recently stored or read groups with the mapping it encodes
+        # (`codec.gone_section`): it changes rarely, and is then neither encoded nor decoded.
+        self._gone: OrderedDict[str, tuple[Mapping[str, tuple[float, ...]], bytes]] = (
+            OrderedDict())
 
     # --- context ----------------------------------------------------------------------------
 
@@ -191,7 +223,7 @@ class Engine:
         data = self._raw.get(key)
         if data is None:
             return None
-        state = unpack(data, key)
+        state = self._unpack(key, data)
         self._remember(key, state)
         return state
 
@@ -199,6 +231,22 @@ class Engine:
         """The stored form of one group (`codec.pack`: what the changelog / SQLite row holds;
         `codec.unpacked(data, key)` gives its `to_bytes()` JSON)."""
         return self._raw.get(key)
+
+    def stored(self) -> dict[str, bytes]:
+        """Everything a backend holds for this engine, by key, as `Batch.encoded` wrote it:
+        the groups, the incident records, the id counter, the noise state and the digest
+        (`load` of each restores an equal engine)."""
+        out = dict(self._raw)
+        out.update((RECORD_PREFIX + ident, data) for ident, data in self._records.items())
+        out[IDS_KEY] = self.ids.to_bytes()
+        out[NOISE_KEY] = self.noise.to_bytes()
+        out[DIGEST_KEY] = self.digest.to_bytes()
+        return out
+
+    def view(self, incident: IncidentState) -> Incident:
+        """The whole view of an incident of a held group (its state keeps a hot view only:
+        `router.engine.incidents.record`)."""
+        return full_view(self._record(incident.view.id), incident.view)
 
     def next_deadline(self) -> datetime | None:
         """When `tick` next has something to do; None when no timer is armed."""
@@ -242,6 +290,12 @@ class Engine:
         if key == DIGEST_KEY:
             self.digest = Digest.from_bytes(None if isinstance(state, GroupState) else state)
             return
+        if key.startswith(RECORD_PREFIX):
+            self._forget_record(key)
+            self._records.pop(key[len(RECORD_PREFIX):], None)
+            if state is not None and not isinstance(state, GroupState):
+                self._records[key[len(RECORD_PREFIX):]] = bytes(state)
+            return
         if state is None:
             self.drop([key])
             return
@@ -255,11 +309,16 @@ class Engine:
         self._raw[key] = data
         self._forget_hot(key)
         self._by_service = None  # rebuilt when next needed
+        self._labels = None
         self._arm(key, packed_deadline(data), packed_deadline(held) if held else None)
 
     def clear(self) -> None:
         """Forget everything, the incident counter included (before a full restore)."""
         self.drop(list(self._raw))
+        self._records.clear()
+        self._decoded.clear()
+        self._decoded_size = 0
+        self._gone.clear()
         self.ids = self.ids.loaded(None)
         self.noise = Noise()
         self.digest = Digest()
@@ -278,8 +337,13 @@ class Engine:
             if key == DIGEST_KEY:
                 self.digest = Digest()
                 continue
+            if key.startswith(RECORD_PREFIX):
+                self._forget_record(key)
+                self._records.pop(key[len(RECORD_PREFIX):], None)
+                continue
             self._raw.pop(key, None)
             self._forget_hot(key)
+            self._gone.pop(key, None)
 
     # --- deciding -----------------------------------------------------------------------------
 
@@ -326,6 +390,8 @@ class Engine:
                 # Only inhibiting incidents (another engine's): their services' groups.
                 services = _changed_services(noise_before.incidents, self.noise.incidents)
                 wake = [*wake, *self._service_candidates(services, run)]
+            elif self.noise.sources is noise_before.sources:  # silences only
+                wake = [*wake, *self._quiet_candidates(noise_before.silences, run)]
             else:
                 wake = [*wake, *self._quiet_candidates()]
         due.update(dict.fromkeys(k for k in wake if k in self._raw))
@@ -339,7 +405,9 @@ class Engine:
         self._deferred_posts(run)
         digest_before = self.digest
         self._digest(run)
+        records = self._file(run)
         changed, encoded = self._store(run.before, run.work)
+        encoded.update(records)
         if self.digest != digest_before:
             encoded[DIGEST_KEY] = self.digest.to_bytes()
         if self.ids != ids_before:
@@ -427,14 +495,47 @@ class Engine:
         self.context = self._base.with_(quiet=quiet)
         return self.apply((), now, wake=self._quiet_candidates())
 
-    def _quiet_candidates(self, run: _Run | None = None) -> list[str]:
-        """Groups a change of silences or inhibitors may concern: those with a firing alert
-        or a mute (a decode of every group: such changes are rare), as `run` left them."""
+    def _quiet_candidates(self, silences: Mapping[str, Silence] | None = None,
+                          run: _Run | None = None) -> list[str]:
+        """Groups a change of silences or inhibitors may concern, as `run` left them. When
+        only silences changed (from `silences` to the noise state's), the groups the changed
+        ones can match (`labels.LabelIndex`) and the batch's; else, or when a changed silence
+        pins no label value, those with a firing alert or a mute (a decode of every group)."""
         work = run.work if run is not None else {}
+        if silences is not None and run is not None:
+            # A version already expired mutes nothing (retention drops those): no matter.
+            changed = [x for x in changed_silences(silences, self.noise.silences)
+                       if x.ends_at > run.now]
+            found = self._silence_candidates(changed)
+            if found is not None:
+                return sorted(found.union(work).intersection(self._raw))
         keys = dict.fromkeys([*self._raw, *work])
         return [key for key in keys
-                if (s := work[key] if key in work else self.get(key)) is not None
+                if (s := work[key] if key in work else self._peek(key)) is not None
                 and (s.firing or s.quiet_until)]
+
+    def _silence_candidates(self, silences: list[Silence]) -> set[str] | None:
+        """The groups `silences` can match, or None when one of them pins no label value."""
+        names = set()
+        for silence in silences:
+            name = indexable(silence.matchers)
+            if name is None:
+                return None
+            names.add(name)
+        index = self._labels
+        if index is None:
+            index = self._labels = LabelIndex()
+        for name in sorted(names - index.names):  # a decode of every group, once per name
+            index.add_name(name, ((key, self._peek(key)) for key in list(self._raw)))
+        found: set[str] = set()
+        for silence in silences:
+            found |= index.lookup(silence.matchers) or set()
+        return found
+
+    def _peek(self, key: str) -> GroupState:
+        """A held group's state, decoded without displacing the hot ones."""
+        hot = self._hot.get(key)
+        return hot[0] if hot is not None else self._unpack(key, self._raw[key])
 
     def _service_candidates(self, services: set[str], run: _Run) -> list[str]:
         """Groups with an alert of one of `services`, as `run` left them."""
@@ -490,6 +591,8 @@ class Engine:
             old = before[key]
             if new is not old:
                 self._index(key, old, new)
+                if self._labels is not None:
+                    self._labels.update(key, old, new)
             if new is None:
                 if old is not None:
                     self.drop([key])
@@ -513,10 +616,104 @@ class Engine:
             self._rebuild_timers()
         return changed, encoded
 
+    def _file(self, run: _Run) -> dict[str, bytes | None]:
+        """What the batch added to incident views goes to their records: the changed groups
+        keep hot views, `run.views` become whole views, and the records that changed (or went
+        with their incident) are returned in their stored form, by their keys."""
+        records: dict[str, IncidentRecord] = {}
+        gone: set[str] = set()
+        for key, new in run.work.items():
+            old = run.before[key]
+            if new is old:
+                continue
+            kept = {x.view.id for x in new.incidents} if new is not None else set()
+            if old is not None:
+                gone.update(x.view.id for x in old.incidents if x.view.id not in kept)
+            if new is None or not any(pending(x.view) for x in new.incidents):
+                continue
+            incidents = []
+            for x in new.incidents:
+                if pending(x.view):
+                    full = full_view(self._record(x.view.id), x.view)
+                    records[x.view.id] = record_of(full)
+                    x = x.with_(view=hot_view(full, new.alerts))
+                incidents.append(x)
+            run.work[key] = new.with_(incidents=tuple(incidents))
+        for ident, view in run.views.items():  # from the records as the batch found them
+            run.views[ident] = full_view(self._record(ident), view)
+        out: dict[str, bytes | None] = {}
+        for ident in gone - records.keys():
+            self._forget_record(RECORD_PREFIX + ident)
+            if self._records.pop(ident, None) is not None:
+                out[RECORD_PREFIX + ident] = None
+        for ident, record in records.items():
+            data = pack_record(record, self._level)
+            if self._records.get(ident) != data:
+                self._records[ident] = data
+                out[RECORD_PREFIX + ident] = data
+            self._keep_record(ident, record)
+        return out
+
+    def _record(self, ident: str) -> IncidentRecord | None:
+        hot = self._decoded.get(ident)
+        if hot is not None:
+            self._decoded.move_to_end(ident)
+            return hot[0]
+        data = self._records.get(ident)
+        if data is None:
+            return None
+        record = unpack_record(data)
+        self._keep_record(ident, record)
+        return record
+
+    def _keep_record(self, ident: str, record: IncidentRecord) -> None:
+        self._forget_record(RECORD_PREFIX + ident)
+        size = len(record.timeline) + len(record.alerts) + 1
+        self._decoded[ident] = (record, size)
+        self._decoded_size += size
+        while self._decoded_size > _RECORD_ENTRIES and len(self._decoded) > 1:
+            _, (_, evicted) = self._decoded.popitem(last=False)
+            self._decoded_size -= evicted
+
+    def _forget_record(self, key: str) -> None:
+        """Drop the decoded copy of the record stored under `key` (its bytes stay)."""
+        hot = self._decoded.pop(key[len(RECORD_PREFIX):], None)
+        if hot is not None:
+            self._decoded_size -= hot[1]
+
     def _pack(self, key: str, state: GroupState) -> bytes:
         # `codec.pack` for the key it is stored under (the same as `state.key`, but exact even
         # if it were not: the key left out of the frame is the one it is read back with).
-        return frame(state.to_bytes(), state.next_deadline(), key, self._level)
+        section = None
+        if state.gone:
+            held = self._gone.get(key)
+            if held is not None and held[0] is state.gone:
+                section = held[1]
+                self._gone.move_to_end(key)
+            else:
+                section = gone_section(state.gone, self._level)
+                self._keep_gone(key, state.gone, section)
+        return pack_as(state, key, self._level, section)
+
+    def _unpack(self, key: str, data: bytes) -> GroupState:
+        """`codec.unpack`, with the `gone` mapping it held last for the same section."""
+        section = gone_of(data)
+        if section is None:
+            return unpack(data, key)
+        held = self._gone.get(key)
+        if held is not None and held[1] == section:
+            self._gone.move_to_end(key)
+            return unpack(data, key, held[0])
+        state = unpack(data, key)
+        self._keep_gone(key, state.gone, section)
+        return state
+
+    def _keep_gone(self, key: str, gone: Mapping[str, tuple[float, ...]], section: bytes,
+                   ) -> None:
+        self._gone[key] = (gone, section)
+        self._gone.move_to_end(key)
+        if len(self._gone) > _GONE_SECTIONS:
+            self._gone.popitem(last=False)
 
     def _arm(self, key: str, deadline: float | None, previous: float | None) -> None:
         if deadline is None or deadline == previous:
@@ -555,6 +752,12 @@ class Engine:
         hot = self._hot.pop(key, None)
         if hot is not None:
             self._hot_size -= hot[1]
+
+
+# Decoded incident records kept, in timeline entries and alerts (each a few hundred bytes).
+_RECORD_ENTRIES = 20_000
+# Groups whose `gone` section is kept with its mapping (`Engine._pack`).
+_GONE_SECTIONS = 4096
 
 
 def _services(state: GroupState) -> set[str]:

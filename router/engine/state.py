@@ -22,7 +22,7 @@ from router.config import IncidentsConfig
 from router.engine.instant import from_ts, to_ts
 from router.engine.quiet import NO_QUIET, Quiet
 from router.escalation import OnCallConfig
-from router.incidents import Incident, IncidentStatus
+from router.incidents import Incident, IncidentStatus, TimelineEntry
 from router.model import Alert, Frozen, Severity, Status, default_group_key, stable_id
 from router.noise.digest import DigestConfig
 from router.noise.heartbeats import Heartbeat
@@ -174,6 +174,29 @@ class IncidentState(_Stored):
         return best
 
 
+class IncidentRecord(_Stored):
+    """What an incident's view accumulates, kept out of the group's hot state: its alerts,
+    their details (`details.alert_info`) and its timeline. The engine holds it beside the
+    groups (`Engine`, stored under `RECORD_PREFIX` + incident id) and writes it only when it
+    changes; decisions never read it, so a group decodes and encodes only what they need
+    (`router.engine.incidents.record`)."""
+
+    alerts: tuple[str, ...] = Field(default=(), alias="a")
+    alert_info: dict[str, object] | None = Field(default=None, alias="i")
+    timeline: tuple[TimelineEntry, ...] = Field(default=(), alias="t")
+
+    def to_bytes(self) -> bytes:
+        return self.__pydantic_serializer__.to_json(self, exclude_defaults=True, by_alias=True)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> IncidentRecord:
+        return cls.model_validate_json(data)
+
+
+# Where incident records are stored beside the groups (a group key never starts with NUL).
+RECORD_PREFIX = "\x00incident:"
+
+
 # Group keys of hand-declared incidents.
 MANUAL_PREFIX = "manual:"
 # Short names of the incident timers in the stored form (read without a full decode).
@@ -250,9 +273,11 @@ class GroupState(_Stored):
                 best = v
         return best
 
-    def to_bytes(self) -> bytes:
-        """Compact JSON, short names, defaults left out (see `router.engine.codec`)."""
-        return self.__pydantic_serializer__.to_json(self, exclude_defaults=True, by_alias=True)
+    def to_bytes(self, *, gone: bool = True) -> bytes:
+        """Compact JSON, short names, defaults left out (see `router.engine.codec`); without
+        `gone` if not `gone` (the stored form keeps it apart)."""
+        return self.__pydantic_serializer__.to_json(
+            self, exclude_defaults=True, by_alias=True, exclude=None if gone else {"gone"})
 
     @classmethod
     def from_bytes(cls, data: bytes | bytearray | memoryview | str) -> GroupState:

@@ -18,12 +18,14 @@ from router.api.quiet import open_incidents, quiet_reasons
 from router.backends.pages import InvalidCursor
 from router.incidents import Incident, IncidentStatus, TimelineKind, postmortem_input
 from router.model import Alert, Severity, Status
+from router.noise.muters import labels_of
 from router.noise.silences import Silence, SilenceState
 from router.oncall import shifts
 from router.postmortem import render_postmortem
 from router.ui.guard import PREFIX
 from router.ui.html import html, render
 from router.ui.keys import CLOCK, role_of, session_of
+from router.ui.matching import inhibitor_of
 from router.ui.views import (
     FILTERS,
     PAGE_ROWS,
@@ -35,8 +37,6 @@ from router.ui.views import (
     silence_batches,
 )
 
-# Firing alerts the alert page reads to find what inhibits it (only when inhibit rules exist).
-SCAN_LIMIT = 10_000
 RESOLVED_SHOWN = 50
 # Open incidents one page of the list renders, the most urgent first; the next page shows
 # the next as many.
@@ -82,14 +82,18 @@ async def _alert_context(request: web.Request) -> dict[str, Any]:
 
 def _quiet(request: web.Request, alerts: list[Alert], active: list[Silence],
            now: datetime, incidents: list[Incident]) -> dict[str, dict[str, Any]]:
-    """Why the shown alerts are quiet. Inhibition here looks only at the alerts shown (an
-    alert's own page looks at everything that fires), so with inhibit rules they are worked
-    out together; without, each batch against only the silences that can mute it."""
-    if request.config_dict[RUNTIME].snapshot.config.inhibit_rules or incidents:
-        return quiet_reasons(alerts, active, request, now, incidents)
+    """Why the shown alerts are quiet: each batch against only the silences that can mute it.
+    Inhibition here looks only at the alerts shown (an alert's own page asks the store), so
+    each batch is worked out with the shown alerts that can inhibit, in the list's order."""
+    rules = request.config_dict[RUNTIME].snapshot.config.inhibit_rules
+    sources = {a.key for a in alerts if rules and a.status is Status.FIRING
+               and any(r.source_matchers.matches(labels_of(a)) for r in rules)}
     quiet: dict[str, dict[str, Any]] = {}
     for batch, silences in silence_batches(alerts, active):
-        quiet.update(quiet_reasons(batch, silences, request, now))
+        keys = {a.key for a in batch}
+        peers = [a for a in alerts if a.key in keys or a.key in sources] if sources else batch
+        found = quiet_reasons(peers, silences, request, now, incidents)
+        quiet.update((k, v) for k, v in found.items() if k in keys)
     return quiet
 
 
@@ -133,12 +137,11 @@ async def alert(request: web.Request) -> web.Response:
     sent = [e for e in incident.timeline if e.kind in (TimelineKind.NOTIFIED, TimelineKind.PAGED)
             ] if incident else []
     parked = [d for d in await backend.outbox.list() if d.notification.group_key == group_key]
-    # Inhibition depends on what else fires: read every firing alert only when rules exist.
-    config = request.config_dict[RUNTIME].snapshot.config
-    peers = await backend.current_alerts(status=Status.FIRING.value, limit=SCAN_LIMIT) \
-        if config.inhibit_rules else [found]
-    quiet = quiet_reasons([found, *(a for a in peers if a.key != found.key)],
-                          await backend.silences(), request, request.config_dict[CLOCK](),
+    # Inhibition depends on what else fires: only the alert that inhibits this one, if any.
+    rules = request.config_dict[RUNTIME].snapshot.config.inhibit_rules
+    source = await inhibitor_of(backend, found, rules) if rules else None
+    quiet = quiet_reasons([found, *([source] if source else [])], await backend.silences(),
+                          request, request.config_dict[CLOCK](),
                           await open_incidents(backend, request))
     return page(request, "alert.html", alert=found, incident=incident, sent=sent, parked=parked,
                 quiet=quiet.get(found.key), key=found.key)

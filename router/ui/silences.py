@@ -18,16 +18,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from router.api.amv2 import expire_silence, store_silence
 from router.api.keys import BACKEND, RUNTIME
 from router.backends.base import LogUnavailable
-from router.backends.filters import LABEL_NAME, AlertQuery
-from router.model import Alert, Status
-from router.noise.matchers import Matcher, MatcherError, Matchers, MatchType, parse_matcher
-from router.noise.muters import labels_of
+from router.model import Alert
+from router.noise.matchers import Matcher, MatcherError, Matchers, parse_matcher
 from router.noise.silences import Silence, SilenceDraft, SilenceError, SilenceState
 from router.noise.windows import MaintenanceWindow, current_span, next_change
 from router.ui import pages
 from router.ui.actions import actor_of, form_of, problem_of
 from router.ui.guard import PREFIX
 from router.ui.keys import CLOCK
+from router.ui.matching import label_test, narrowing
 
 # Expired silences listed (the most recently ended first); the engine prunes older ones anyway.
 EXPIRED_SHOWN = 50
@@ -88,20 +87,6 @@ def window_rows(windows: Sequence[MaintenanceWindow], now: datetime) -> list[dic
     return rows
 
 
-def narrowing(matchers: Matchers) -> AlertQuery | None:
-    """The firing alerts whose labels have the values of the equality matchers (on a
-    non-empty value and a plain name): every alert the silence can mute is among them. None
-    when no matcher narrows."""
-    equal = tuple((m.name, m.value) for m in matchers
-                  if m.type is MatchType.EQUAL and m.value and LABEL_NAME.fullmatch(m.name))
-    return AlertQuery(status=Status.FIRING.value, labels=equal) if equal else None
-
-
-def matching(alerts: Sequence[Alert], matchers: Matchers) -> list[Alert]:
-    """The firing alerts a silence with `matchers` would mute (when active)."""
-    return [a for a in alerts if a.status is Status.FIRING and matchers.matches(labels_of(a))]
-
-
 async def silences(request: web.Request) -> web.Response:
     now = request.config_dict[CLOCK]()
     held = await request.config_dict[BACKEND].silences()
@@ -142,16 +127,12 @@ async def preview(request: web.Request) -> web.Response:
     if isinstance(parsed, str):
         return await new_form(request, 400, problem=parsed, form=dict(await form_of(request)))
     form, _, matchers = parsed
-    backend = request.config_dict[BACKEND]
-    narrow = narrowing(matchers)
-    if narrow:  # the store finds the alerts the equality matchers allow; the rest here
-        found = await backend.alert_search(narrow, limit=pages.SCAN_LIMIT)
-        alerts = found.items
-    else:
-        alerts = await backend.current_alerts(status=Status.FIRING.value, limit=pages.SCAN_LIMIT)
-    hits = matching(alerts, matchers)
+    # The store finds the alerts the equality matchers allow and tests the rest on their
+    # labels alone, decoding only the alerts listed.
+    found = await request.config_dict[BACKEND].alerts_matching(
+        narrowing(matchers), label_test(matchers), limit=PREVIEW_SHOWN)
     return await new_form(request, form=form, preview={
-        "alerts": hits[:PREVIEW_SHOWN], "count": len(hits), "matchers": str(matchers)})
+        "alerts": found.items, "count": found.total, "matchers": str(matchers)})
 
 
 async def create(request: web.Request) -> web.Response:

@@ -1,6 +1,7 @@
 """The console's filtered and summary reads, the same answers on both backends (issue 17).
 
-`alert`, `alert_search`, `alert_counts`, `urgent_incidents` and `incident_counts` of
+`alert`, `alert_search`, `alert_counts`, `alerts_matching`, `urgent_incidents` and
+`incident_counts` of
 router.backends.base.Backend, against a real SQLite file and the real broker: the alerts and
 incidents go in through the log and the engine, in process, and are read back through the
 backend as the console reads them.
@@ -8,7 +9,7 @@ backend as the console reads them.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -22,6 +23,8 @@ from router.backends.kafka.backend import KafkaBackend
 from router.config import KafkaBackendConfig
 from router.metrics import EngineMetrics
 from router.model import Alert, AlertEvent, CommandEvent, Severity, Status
+from router.noise.matchers import parse_matchers
+from router.noise.muters import labels_of
 from tests.kafka.test_kafka_engine import eventually
 from tests.unit.engine.test_incidents import CTX, command
 
@@ -121,6 +124,13 @@ def names(alerts: list[Alert]) -> list[str]:
     (AlertQuery(labels=(("alertname", "A6"),)), []),  # its label says Renamed
     (AlertQuery(labels=(("alertname", "Renamed"),), status="firing"), ["A6"]),
     (AlertQuery(labels=(("env", ""),)), []),  # a missing label is not an empty one here
+    # Label values within bounds (UTF-8, byte order), a missing label as "".
+    (AlertQuery(ranges=(("env", b"pr", b"prz"),)), ["A6", "A1", "A0"]),
+    (AlertQuery(ranges=(("team", b"d", b"e"),)), ["A7", "A5", "A3", "A0"]),
+    (AlertQuery(ranges=(("alertname", b"A5", b"A7"),)), ["A7", "A5"]),
+    (AlertQuery(ranges=(("severity", b"SEV1", b"SEV1"),)), ["A6", "A0"]),
+    (AlertQuery(ranges=(("env", b"", b"a"),)), ["A7", "A5", "A4", "A3", "A2"]),
+    (AlertQuery(ranges=(("team", b"", b""),), labels=(("service", "shop"),)), ["A4"]),
 ])
 async def test_alert_search_filters_by_every_field_newest_first(
         store: Backend, query: AlertQuery, expect: list[str]) -> None:
@@ -157,6 +167,47 @@ async def test_alert_counts_by_field_within_a_filter(store: Backend) -> None:
     assert await store.alert_counts("service", AlertQuery(team="nobody")) == {}
     assert await store.alert_counts("severity", AlertQuery(labels=(("env", "prod"),))) == {
         "SEV1": 2, "SEV2": 1}
+
+
+@pytest.mark.parametrize(("query", "matchers", "expect"), [
+    (AlertQuery(), 'env=~"pr.*"', ["A6", "A1", "A0"]),
+    (AlertQuery(status="firing"), 'alertname!~"A[0-4]"', ["A7", "A6"]),  # A6 is Renamed
+    (AlertQuery(status="firing"), 'alertname=~"Renamed|A2"', ["A6", "A2"]),
+    (AlertQuery(team="db"), 'team=~"over.*"', ["A1"]),  # the label, not the field
+    (AlertQuery(), 'severity=~"SEV[12]", service!~"orders"', ["A2"]),
+    (AlertQuery(labels=(("env", "prod"),)), 'team=~"db|web"', ["A6", "A0"]),
+    (AlertQuery(status="firing"), 'env=""', ["A7", "A4", "A3", "A2"]),  # missing matches ""
+    (AlertQuery(source="generic"), 'service=~".+"', ["A7", "A3"]),
+    (AlertQuery(), 'nothing=~".+"', []),
+    (AlertQuery(ranges=(("service", b"o", b"p"),)), 'env=~"prod"', ["A6", "A1", "A0"]),
+])
+async def test_alerts_matching_tests_labels_as_silences_see_them_newest_first(
+        store: Backend, query: AlertQuery, matchers: str, expect: list[str]) -> None:
+    await load_alerts(store)
+    test = parse_matchers(matchers)
+    found = await store.alerts_matching(query, test.matches, limit=100)
+    assert names(found.items) == expect
+    assert found.total == len(expect) and found.next_cursor is None
+    assert set(expect) == {a.name for a in ALERTS  # one definition: labels_of
+                           if query.keeps(a) and test.matches(labels_of(a))}
+
+
+async def test_alerts_matching_returns_the_newest_few_and_counts_them_all(
+        store: Backend) -> None:
+    await load_alerts(store)
+    seen: dict[str, Mapping[str, str]] = {}
+
+    def everything(labels: Mapping[str, str]) -> bool:
+        seen[labels["alertname"]] = dict(labels)
+        return True
+
+    found = await store.alerts_matching(AlertQuery(), everything, limit=3)
+    assert names(found.items) == ["A7", "A6", "A5"] and found.total == len(ALERTS)
+    # What `keeps` was shown is what silences see, for every alert (and only labels).
+    assert seen == {labels_of(a)["alertname"]: labels_of(a) for a in ALERTS}
+    assert (await store.alerts_matching(AlertQuery(), everything, limit=0)).items == []
+    none = await store.alerts_matching(AlertQuery(status="firing"), lambda _: False)
+    assert (none.items, none.total) == ([], 0)
 
 
 async def test_one_alert_by_key(store: Backend) -> None:

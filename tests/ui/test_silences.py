@@ -12,9 +12,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from router.api.keys import BACKEND
-from router.backends.filters import AlertQuery
 from router.noise.matchers import parse_matchers
-from router.ui.silences import narrowing
+from router.ui.matching import label_test, narrowing
 from tests.conftest import RouterClient, read_testdata
 from tests.ui.test_guard import RO, RW, TOKENS, log_in
 
@@ -45,13 +44,27 @@ def text(html: str) -> str:
 @pytest.mark.parametrize(("matchers", "labels"), [
     ('alertname="DiskFull", instance=~"db-.*"', (("alertname", "DiskFull"),)),
     ('env="prod", team="db"', (("env", "prod"), ("team", "db"))),
-    ('instance!="db-1", env=~"prod|stage"', None),  # nothing the store can narrow by
-    ('env=""', None),  # matches a missing label too
+    ('instance!="db-1", env=~"prod|stage"', ()),  # nothing the store can narrow by
+    ('env=""', ()),  # matches a missing label too
 ])
 def test_a_preview_asks_the_store_for_the_alerts_the_equality_matchers_allow(
-        matchers: str, labels: tuple[tuple[str, str], ...] | None) -> None:
-    expect = AlertQuery(status="firing", labels=labels) if labels else None
-    assert narrowing(parse_matchers(matchers)) == expect
+        matchers: str, labels: tuple[tuple[str, str], ...]) -> None:
+    narrow = narrowing(parse_matchers(matchers))
+    assert (narrow.status, narrow.labels) == ("firing", labels)
+
+
+@pytest.mark.parametrize("matchers", [
+    'service=~"api.*"', 'alertname!~"Watchdog"', 'env=~"prod|stage", service!="api-2"',
+    'env=""', 'team=~"", service=~"api-1|web"', 'nothing!~"x"',
+])
+def test_the_preview_s_label_test_answers_as_the_matchers_do(matchers: str) -> None:
+    parsed = parse_matchers(matchers)
+    test = label_test(parsed)
+    label_sets = [{"alertname": a, "service": s, **({"env": e} if e else {})}
+                  for a in ("Watchdog", "Up") for s in ("api-1", "api-2", "web")
+                  for e in ("prod", "stage", "")]
+    for labels in [*label_sets, *label_sets]:  # the second time from what it remembered
+        assert test(labels) == parsed.matches(labels), labels
 
 
 async def test_silence_an_alert_from_its_page_then_expire_it(
@@ -107,6 +120,85 @@ async def test_silence_an_alert_from_its_page_then_expire_it(
     assert "Not quiet" in text(await (await client.get(f"/ui/alerts/{key}")).text())
     listing = await (await client.get("/ui/silences")).text()
     assert f'id="s-{ident}"' in listing.split('id="expired-h"')[1]
+
+
+async def test_only_regex_matchers_preview_every_firing_alert_they_match(
+        router_client: RouterClient) -> None:
+    client = await router_client(TOKENS)
+    await firing_alert(client)
+    csrf = await log_in(client)
+    cases = {'instance=~"db-.*"': "Would silence 2 firing alerts",
+             'instance=~"db-2|web-1"': "Would silence 1 firing alert ",
+             'alertname!~"DiskFull"': "Would silence 0 firing alerts",
+             'severity=~"warn.*"\ninstance!="db-2"': "Would silence 1 firing alert "}
+    for matchers, expect in cases.items():
+        resp = await client.post("/ui/silences/preview", data={
+            "csrf": csrf, "matchers": matchers, "hours": "1", "comment": "x"})
+        assert resp.status == 200 and expect in text(await resp.text()), matchers
+
+
+def am(fingerprint: str, hours: tuple[int, int | None] = (13, None),
+       **labels: str) -> dict[str, Any]:
+    """An Alertmanager alert from `hours[0]` o'clock, resolved at `hours[1]` if given."""
+    start, end = hours
+    return {"status": "firing" if end is None else "resolved", "labels": labels,
+            "annotations": {}, "fingerprint": fingerprint,
+            "startsAt": f"2026-11-27T{start}:00:00Z",
+            "endsAt": "0001-01-01T00:00:00Z" if end is None else f"2026-11-27T{end}:00:00Z"}
+
+
+async def fire(client: TestClient, *alerts: dict[str, Any]) -> None:
+    resp = await client.post("/webhooks/alertmanager", headers=AUTH, json={
+        "version": "4", "status": "firing", "receiver": "r", "groupKey": "{}:{}",
+        "alerts": list(alerts)})
+    assert resp.status == 200, await resp.text()
+    await client.server.app[BACKEND].engine.drained()
+
+
+async def test_an_alert_page_names_the_firing_alert_that_inhibits_it(
+        router_client: RouterClient) -> None:
+    client = await router_client({**TOKENS, "inhibit_rules": [
+        {"source_matchers": ['alertname="NodeDown"'], "target_matchers": ['alertname="DiskFull"'],
+         "equal": ["instance"]},
+        {"source_matchers": ['severity=~"crit.*"'],  # no equality: the store tests labels
+         "target_matchers": ['alertname="DiskFull"'], "equal": ["team"]}]})
+    db1 = await firing_alert(client)
+    db2 = db1.replace("1a30ba71cca2921f", "2b41cb82ddb3a320")
+    await log_in(client)
+
+    async def why(key: str) -> str:
+        page = text(await (await client.get(f"/ui/alerts/{key}")).text())
+        api = await client.get("/api/v2/alerts", headers=AUTH)
+        by_api = {a["fingerprint"]: a["status"]["inhibitedBy"] for a in await api.json()}
+        found = re.search(r"inhibited by the firing alert (\S+)", page)
+        # The page's answer is the API's, which looks at every firing alert.
+        assert by_api[key.split(":", 1)[1]] == ([found[1]] if found else []), page
+        return found[1] if found else ("Not quiet" if "Not quiet" in page else page)
+
+    await fire(client, am("down2", alertname="NodeDown", instance="db-2"),
+               am("critweb", alertname="Outage", severity="critical", team="web"),
+               am("critdb", (11, 12), alertname="Outage", severity="critical", team="db"))
+    assert (await why(db1), await why(db2)) == ("Not quiet", "down2")
+    await fire(client, am("critdb", alertname="Outage", severity="critical", team="db"))
+    assert (await why(db1), await why(db2)) == ("critdb", "down2")  # the first rule first
+    # The list marks them from the alerts it shows; the DiskFull alerts in a batch of their
+    # own, with a silence that could mute them by their severity but does not.
+    resp = await client.post("/api/v2/silences", headers=AUTH, json={
+        "matchers": [{"name": "severity", "value": "warning", "isRegex": False},
+                     {"name": "team", "value": "db", "isRegex": False, "isEqual": False}],
+        "startsAt": datetime.now(UTC).isoformat(),
+        "endsAt": (datetime.now(UTC) + timedelta(hours=1)).isoformat(),
+        "createdBy": "amtool", "comment": "not DiskFull"})
+    assert resp.status == 200
+    await client.server.app[BACKEND].engine.drained()
+    rows = re.findall(r'<tr class="firing">(.*?)</tr>',
+                      await (await client.get("/ui/alerts/rows")).text(), re.S)
+    marks = sorted((re.search(r">(\w+)</a>", r)[1],  # type: ignore[index]
+                    m[1] if (m := re.search(r'quiet-mark">(\w+)<', r)) else "") for r in rows)
+    assert marks == [("DiskFull", "inhibited"), ("DiskFull", "inhibited"), ("NodeDown", ""),
+                     ("Outage", ""), ("Outage", "")]
+    await fire(client, am("down2", (13, 14), alertname="NodeDown", instance="db-2"))
+    assert (await why(db1), await why(db2)) == ("critdb", "critdb")
 
 
 async def test_a_bad_silence_is_refused_with_the_reason(router_client: RouterClient) -> None:

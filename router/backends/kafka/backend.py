@@ -12,8 +12,9 @@ See docs/kafka.md.
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Generic, TypeVar
@@ -24,7 +25,7 @@ from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
 from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable, StoreUnavailable
-from router.backends.filters import AlertField, AlertQuery, value_of
+from router.backends.filters import AlertField, AlertQuery, LabelTest, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka.engine import KafkaEngineRunner, decode_view
 from router.backends.kafka.outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
@@ -51,6 +52,7 @@ from router.engine.state import EngineContext
 from router.incidents import Incident
 from router.metrics import EngineMetrics
 from router.model import Alert, CommandEvent, event_key, utcnow
+from router.noise.muters import labels_of
 from router.noise.silences import Silence
 
 __all__ = [
@@ -242,6 +244,7 @@ class KafkaBackend:
         self._view: CompactedTable[bytes] = CompactedTable(cfg, self.topics.alerts_view, bytes)
         # Each alert with its place in the lists (computing it costs more than comparing).
         self._view_cache = _Decoded(_keyed_view)
+        self._seen_labels: dict[int, tuple[Alert, Mapping[str, str]]] = {}  # alerts_matching
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
@@ -381,6 +384,31 @@ class KafkaBackend:
                 value = value_of(a, by)
                 counts[value] = counts.get(value, 0) + 1
         return counts
+
+    async def alerts_matching(self, query: AlertQuery, keeps: LabelTest,
+                              limit: int = 100) -> Page[Alert]:
+        # The view holds decoded alerts already: their labels cost nothing more to read.
+        # (Status and source are `_alert_rows`' filter; the other fields and the labels' only
+        # when given: this runs once per alert.)
+        fields = query.model_copy(update={"labels": (), "ranges": (), "status": None,
+                                          "source": None})
+        fields_keep = fields.predicate() if fields.given() else None
+        labels_keep = query.label_predicate() if query.labels or query.ranges else None
+        found = []
+        # Each alert's labels_of from the last scan, by id (the entry holds the alert, so the
+        # id stays its own); kept for the alerts this scan saw, which the view holds anyway.
+        cache, self._seen_labels = self._seen_labels, {}
+        for row in self._alert_rows(query.status, query.source):
+            alert = row[1]
+            if fields_keep is None or fields_keep(alert):
+                hit = cache.get(id(alert))
+                if hit is None or hit[0] is not alert:
+                    hit = (alert, labels_of(alert))
+                self._seen_labels[id(alert)] = hit
+                if (labels_keep is None or labels_keep(hit[1])) and keeps(hit[1]):
+                    found.append(row)
+        return Page(items=[a for _, a in heapq.nlargest(limit, found, key=_first)],
+                    next_cursor=None, total=len(found))
 
     async def urgent_incidents(self, limit: int = 100, offset: int = 0) -> list[Incident]:
         rows = self._incident_rows("open", None)

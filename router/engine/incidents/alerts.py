@@ -78,7 +78,7 @@ def observe(before: GroupState | None, s: GroupState, inc: IncidentState, now: I
         entries.append(entry(utc(now.dt), TK.NOTIFIED, ROUTER,
                              f"{kind.value} sent to {receivers}", now))
     if len(keys) > MAX_ALERTS:
-        keys, info = _bounded(keys, info)
+        keys, info = bounded(keys, info)
     rc = tuple(names((*inc.receivers, *s.receivers)))
     view = inc.view.with_(
         alerts=tuple(keys),
@@ -114,7 +114,7 @@ def _named(a: Alert) -> str:
     return f"{a.name} ({where})" if where else a.name
 
 
-def _bounded(keys: list[str], info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
+def bounded(keys: list[str], info: dict[str, Any]) -> tuple[list[str], dict[str, Any]]:
     """The incident's alerts without its oldest resolved ones beyond MAX_ALERTS."""
     excess = len(keys) - MAX_ALERTS
     drop: set[str] = set()

@@ -90,7 +90,7 @@ def test_a_lower_severity_alert_under_an_open_sev1_incident_goes_on_its_timeline
     assert batch.quieted == {"incident": 1}
     assert run(engine, [(2, []), (10, [])]) == []  # past SEV3's group_wait: nothing
     inc = engine.get(KEY).incidents[0]  # type: ignore[union-attr]
-    (entry,) = [e for e in inc.view.timeline if e.kind is TimelineKind.QUIETED]
+    (entry,) = [e for e in engine.view(inc).timeline if e.kind is TimelineKind.QUIETED]
     assert entry.text == (
         f"SEV3 alert LatencyHigh (group {OTHER}) inhibited by the open SEV1 incident "
         f"{inc.view.id} of service checkout: not paged while it is open")
@@ -164,7 +164,7 @@ def test_another_engine_learns_the_incident_from_the_broadcast_commands() -> Non
     assert run(second, [(5, [])]) == []
     first.apply([note], at(3))
     inc = first.get(KEY).incidents[0]  # type: ignore[union-attr]
-    assert any(e.kind is TimelineKind.QUIETED for e in inc.view.timeline)
+    assert any(e.kind is TimelineKind.QUIETED for e in first.view(inc).timeline)
 
 
 def restarted(engine: Engine) -> Engine:

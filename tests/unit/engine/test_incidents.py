@@ -92,7 +92,8 @@ def run(engine: Engine, steps: list[tuple[float, list[Any]]]) -> list[str]:
 def only_incident(engine: Engine, key: str = KEY) -> Any:
     state = engine.get(key)
     assert state is not None and len(state.incidents) == 1
-    return state.incidents[0]
+    inc = state.incidents[0]
+    return inc.with_(view=engine.view(inc))  # the whole view (the state keeps a hot one)
 
 
 @pytest.mark.parametrize(

@@ -120,3 +120,51 @@ def test_a_maintenance_window_keeps_its_alerts_quiet_then_they_notify_if_still_f
     end = engine.next_deadline()
     assert end == datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
     assert [n.kind.value for n in engine.tick(end).notifications] == ["trigger"]
+
+
+def named(name: str, fp: str) -> AlertEvent:
+    """A SEV3 alert (30 s group_wait) of its own group."""
+    a = fire(sev=Severity.SEV3, fp=fp).alert
+    return AlertEvent(alert=a.replace(name=name, labels={"alertname": name},
+                                      group_key=f"{name}|checkout"))
+
+
+def test_a_new_silence_mutes_the_groups_it_matches_and_only_those() -> None:
+    """Groups are found by the label value the silence pins (an index kept as groups change),
+    not by decoding every group; one that fired after the index was built is found too."""
+    engine = Engine(CTX)
+    engine.apply([named("DiskFull", "d"), named("CpuHot", "c")], at(0))
+    # The first silence builds the index of alertname values; its group is muted at once.
+    first = engine.apply([silence(0.1, 60, '{alertname="DiskFull"}', sid="s-1")], at(0.1))
+    assert first.quieted == {"silenced": 1}
+    assert run(engine, [(1, [])]) == ["1 trigger slack"]  # CpuHot's
+    engine.apply([named("MemLow", "m")], at(1.1))  # a group after the index
+    second = engine.apply([silence(1.2, 60, '{alertname="MemLow"}', sid="s-2")], at(1.2))
+    assert second.quieted == {"silenced": 1}
+    assert run(engine, [(2, [])]) == []
+    state = engine.get("MemLow|checkout")
+    assert state is not None and state.alerts["alertmanager:m"].muted == "silenced:s-2"
+    # Expired early: the group it muted looks again and notifies at once.
+    out = run(engine, [(3, [silence(1.2, 3, '{alertname="MemLow"}', sid="s-2")])])
+    assert out == ["3 trigger slack"]
+
+
+def test_a_silence_of_regexes_only_still_reaches_every_group() -> None:
+    engine = Engine(CTX)
+    engine.apply([named("DiskFull", "d"), named("CpuHot", "c")], at(0))
+    batch = engine.apply([silence(0.1, 60, '{alertname=~"Disk.*|Cpu.*"}')], at(0.1))
+    assert batch.quieted == {"silenced": 2}
+    assert run(engine, [(1, [])]) == []
+    state = engine.get("CpuHot|checkout")
+    assert state is not None and state.alerts["alertmanager:c"].muted == "silenced:s-1"
+
+
+def test_the_silence_index_follows_a_restart() -> None:
+    engine = Engine(CTX)
+    engine.apply([named("DiskFull", "d")], at(0))
+    engine.apply([silence(0.1, 60, '{alertname="CpuHot"}', sid="s-1")], at(0.1))
+    engine = restarted(engine)
+    assert engine.apply([named("CpuHot", "c")], at(0.2)).quieted == {"silenced": 1}
+    batch = engine.apply([silence(0.3, 60, '{alertname="DiskFull"}', sid="s-2")], at(0.3))
+    assert batch.quieted == {"silenced": 1}  # DiskFull, restored before the index existed
+    assert run(engine, [(1, [])]) == []

@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from router.engine import IDS_KEY, Engine, GroupState
+from router.engine import Engine, GroupState
 from router.engine.quiet import Quiet
 from router.incidents import Incident
 from router.model import AlertEvent, Notification, NotificationKind, Severity, Status
@@ -64,7 +64,12 @@ class Paging(RuleBasedStateMachine):
         self.problems += step_problems(emitted, self.views.values(), {KEY: self._state()})
 
     def _state(self) -> GroupState | None:
-        return self.engine.get(KEY)
+        """The group's state with its incidents' whole views (it keeps hot ones)."""
+        state = self.engine.get(KEY)
+        if state is None:
+            return None
+        views = tuple(x.with_(view=self.engine.view(x)) for x in state.incidents)
+        return state.with_(incidents=views)
 
     def _incident_id(self) -> str | None:
         s = self._state()
@@ -133,12 +138,9 @@ class Paging(RuleBasedStateMachine):
 
     @rule()
     def restart(self) -> None:
-        held = list(self.engine.keys())
-        stored = {key: self.engine.encoded(key) for key in held}
         engine = Engine(self.engine.context)
-        for key, data in stored.items():
+        for key, data in self.engine.stored().items():
             engine.load(key, data)
-        engine.load(IDS_KEY, self.engine.ids.to_bytes())
         self.engine = engine
 
     @invariant()

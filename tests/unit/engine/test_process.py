@@ -68,7 +68,7 @@ def test_an_incident_with_nothing_firing_and_nobody_acting_resolves_itself_after
     assert {n.receiver for n in batch.notifications} == {"slack", "sp", "pd-page"}
     inc = engine.get("manual:x").incidents[0]  # type: ignore[union-attr]
     assert inc.view.status is IncidentStatus.RESOLVED
-    assert inc.view.timeline[-1].text.startswith(
+    assert engine.view(inc).timeline[-1].text.startswith(
         "resolved: no alert activity and no human action for 4 h")
 
 
