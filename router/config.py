@@ -115,21 +115,28 @@ class IntakeGateConfig(Strict):
     intake_max_wait_seconds: float = Field(default=0.5, ge=0)
 
 
-class EmbeddedBackendConfig(IntakeGateConfig):
+class RetentionConfig(IntakeGateConfig):
+    """What both backends prune alike: every `prune_interval` resolved incidents older than
+    `closed_incidents_max_age` leave the incident view (embedded: deleted with their groups'
+    delivery refs; Kafka: tombstoned, router.backends.kafka.retention). 0 keeps them."""
+
+    prune_interval: Duration = Field(default=timedelta(minutes=1), gt=timedelta(0))
+    closed_incidents_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
+
+
+class EmbeddedBackendConfig(RetentionConfig):
     type: Literal["embedded"] = "embedded"
     path: str = "data/router.db"
     # Retention (router.backends.embedded.retention): every `prune_interval` the router deletes
     # rows older than their age, then gives the freed pages back to the file system. Log
     # entries go as soon as the engine has consumed them; open incidents, firing alerts and
     # undelivered notifications are never deleted. An age of 0 keeps that kind forever.
-    prune_interval: Duration = Field(default=timedelta(minutes=1), gt=timedelta(0))
     resolved_alerts_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
-    closed_incidents_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
     delivery_records_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
     dead_letters_max_age: Duration = Field(default=timedelta(days=30), ge=timedelta(0))
 
 
-class KafkaBackendConfig(IntakeGateConfig):
+class KafkaBackendConfig(RetentionConfig):
     """Kafka scale-out backend. Security settings pass straight through to aiokafka."""
 
     type: Literal["kafka"] = "kafka"

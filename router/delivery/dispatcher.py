@@ -44,7 +44,7 @@ from router.delivery.outbox import (
     Released,
 )
 from router.delivery.ratelimit import TokenBucket
-from router.delivery.records import BatchDeliveryStore, DeliveryStore
+from router.delivery.records import BatchDeliveryStore, DeliveryStore, sending_group
 from router.delivery.result import DeliveryResult
 from router.delivery.retry import send_with_retry
 from router.delivery.sink import Receiver
@@ -476,6 +476,7 @@ class Dispatcher:
             # From here until recorded (or failed), a drain or a release waits for this task.
             self._sending.add(task)
             self._sending_ids.add(item.id)
+            group = sending_group.set(n.group_key)
             try:
                 result = await receiver.sink.send(n)
             except Exception as exc:  # a sink bug; its text may hold a URL, so only the type
@@ -483,6 +484,8 @@ class Dispatcher:
                           extra=_fields(n, name))
                 result = DeliveryResult.failed("server_error", retryable=True,
                                                detail=type(exc).__name__)
+            finally:
+                sending_group.reset(group)
             if not result.ok:
                 self._sending.discard(task)  # not delivered: nothing to record
                 self._sending_ids.discard(item.id)

@@ -9,7 +9,12 @@ the first message, Statuspage's incident id.
 from __future__ import annotations
 
 from collections.abc import Iterable
+from contextvars import ContextVar
 from typing import Protocol, runtime_checkable
+
+# The group of the notification a sink is sending (the Dispatcher sets it around `send`): a
+# store files the refs the sink writes under it, so retention drops them with the group.
+sending_group: ContextVar[str | None] = ContextVar("sending_group", default=None)
 
 
 class DeliveryStore(Protocol):

@@ -22,7 +22,7 @@ from router.backends.filters import AlertQuery
 from router.backends.kafka.backend import KafkaBackend
 from router.config import KafkaBackendConfig
 from router.metrics import EngineMetrics
-from router.model import Alert, AlertEvent, Severity, Status
+from router.model import Alert, AlertEvent, CommandEvent, Severity, Status
 from router.noise.matchers import parse_matchers
 from router.noise.muters import labels_of
 from tests.kafka.test_kafka_engine import eventually
@@ -34,15 +34,32 @@ M = timedelta(minutes=1)
 T0 = datetime.now(UTC).replace(second=0, microsecond=0) - 20 * M
 
 
+class Clock:
+    """The backends' clock: the real time until a test moves it (retention)."""
+
+    def __init__(self) -> None:
+        self.now: datetime | None = None
+
+    def __call__(self) -> datetime:
+        return self.now or datetime.now(UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
 @pytest.fixture(params=["embedded", pytest.param("kafka", marks=pytest.mark.kafka)])
-async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Backend]:
+async def store(request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+                ) -> AsyncIterator[Backend]:
     backend: EmbeddedBackend | KafkaBackend
     if request.param == "embedded":
-        backend = EmbeddedBackend(tmp_path / "router.db", CTX, EngineMetrics(CollectorRegistry()))
+        backend = EmbeddedBackend(tmp_path / "router.db", CTX, EngineMetrics(CollectorRegistry()),
+                                  clock=clock)
         await backend.start()
     else:  # only this parameter asks for the broker
         cfg: KafkaBackendConfig = request.getfixturevalue("kafka_config")
-        backend = KafkaBackend(cfg, CTX, EngineMetrics(CollectorRegistry()))
+        backend = KafkaBackend(cfg, CTX, EngineMetrics(CollectorRegistry()), clock=clock)
         await backend.start()
         await backend.wait_ready()
     try:
@@ -228,3 +245,46 @@ async def test_urgent_incidents_worst_severity_then_longest_open_and_counts(
     assert await store.incident_counts(status="open") == {"SEV1": 2, "SEV2": 1, "SEV3": 1}
     assert await store.incident_counts(status="resolved") == {"SEV1": 1}
     assert await store.incident_counts() == {"SEV1": 3, "SEV2": 1, "SEV3": 1}
+
+
+def order(name: str, at: datetime, group_key: str, incident_id: str | None = None,
+          **args: str) -> CommandEvent:
+    return CommandEvent(command=name, incident_id=incident_id, group_key=group_key,
+                        actor="api", at=at, args=args)
+
+
+async def test_resolved_incidents_leave_after_the_retention_age_and_open_ones_stay(
+        store: Backend, clock: Clock) -> None:
+    assert isinstance(store, EmbeddedBackend | KafkaBackend)
+    age = timedelta(days=30)  # closed_incidents_max_age, the default of both backends
+    names = ("closed", "open", "closed-late")
+    await store.log.append([order("declare", T0, f"manual:{n}", title=n, severity="SEV3")
+                            for n in names])
+    await store.engine.drained()
+
+    async def listed(expect: set[str]) -> bool:
+        return {i.group_key for i in await store.incidents()} == expect
+
+    await eventually(lambda: listed({f"manual:{n}" for n in names}))
+    ids = {i.group_key: i.id for i in await store.incidents()}
+    await store.log.append([
+        order("resolve", T0 + M, "manual:closed", ids["manual:closed"]),
+        order("resolve", T0 + 10 * age / 30, "manual:closed-late", ids["manual:closed-late"]),
+    ])
+    clock.now = T0 + age + 2 * age / 30  # past the age of the first resolve, not the second
+    await store.engine.drained()
+
+    async def reminded() -> bool:
+        # The engines' last word on a resolved incident: the post-mortem reminder (48 h).
+        return len([i for i in await store.incidents(status="resolved")
+                    if any(e.kind == "postmortem" for e in i.timeline)]) == 2
+
+    await eventually(reminded)
+
+    await store.retention.prune()
+
+    await eventually(lambda: listed({"manual:open", "manual:closed-late"}))
+    assert await store.incident(ids["manual:closed"]) is None
+    clock.now += age
+    await store.retention.prune()
+    await eventually(lambda: listed({"manual:open"}))

@@ -206,8 +206,11 @@ class EmbeddedBackend:
         schema = SCHEMA + embedded_engine.SCHEMA + embedded_outbox.SCHEMA + READ_INDEXES
         self._limits = gate or IntakeGateConfig()
         self.gate = IntakeGate(self._behind, self._limits.intake_max_wait_seconds)
-        self.db = Database(path, schema, synchronous=synchronous,
-                           migrate=embedded_engine.migrate)
+        def migrate(conn: sqlite3.Connection) -> None:
+            embedded_engine.migrate(conn)
+            embedded_outbox.migrate(conn, clock().timestamp())
+
+        self.db = Database(path, schema, synchronous=synchronous, migrate=migrate)
         self.log = EmbeddedLog(self.db, self.gate, clock)
 
         def seconds() -> float:  # delivery records and dead letters keep wall-clock seconds

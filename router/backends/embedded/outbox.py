@@ -21,7 +21,7 @@ import orjson
 
 from router.backends.embedded.sqlite import Database
 from router.delivery.outbox import DeadLetter, OutboxItem
-from router.delivery.records import DeliveryStore
+from router.delivery.records import DeliveryStore, sending_group
 from router.model import Notification
 
 SCHEMA = """
@@ -50,13 +50,28 @@ CREATE TABLE IF NOT EXISTS deliveries (
     PRIMARY KEY (notification_id, receiver)
 );
 CREATE INDEX IF NOT EXISTS deliveries_at ON deliveries (at);
+-- `group_key`: the group whose delivery wrote the ref (NULL: written outside a delivery);
+-- `at`: when it was last written. Retention prunes refs by both.
 CREATE TABLE IF NOT EXISTS delivery_refs (
-    receiver TEXT NOT NULL,
-    key      TEXT NOT NULL,
-    ref      BLOB NOT NULL,
+    receiver  TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    ref       BLOB NOT NULL,
+    group_key TEXT,
+    at        REAL,
     PRIMARY KEY (receiver, key)
 );
 """
+
+
+def migrate(conn: sqlite3.Connection, now: float) -> None:
+    """Bring `delivery_refs` of an older database up to `SCHEMA`: its refs count as written
+    `now`, by no group (so they are kept for the retention age from the upgrade)."""
+    columns = {row[1] for row in conn.execute("PRAGMA table_info(delivery_refs)")}
+    if "at" not in columns:
+        conn.execute("ALTER TABLE delivery_refs ADD COLUMN group_key TEXT")
+        conn.execute("ALTER TABLE delivery_refs ADD COLUMN at REAL")
+        conn.execute("UPDATE delivery_refs SET at = ?", (now,))
+    conn.execute("CREATE INDEX IF NOT EXISTS delivery_refs_at ON delivery_refs (at)")
 
 
 def insert_notifications(conn: sqlite3.Connection, notifications: Sequence[Notification]) -> None:
@@ -301,9 +316,10 @@ class SqliteDeliveryStore:
         return ref
 
     async def put_ref(self, receiver: str, key: str, ref: dict[str, str]) -> None:
+        row = (receiver, key, orjson.dumps(ref), sending_group.get(), self._now())
         await self._db.write_batched(lambda c: c.execute(
-            "INSERT OR REPLACE INTO delivery_refs (receiver, key, ref) VALUES (?, ?, ?)",
-            (receiver, key, orjson.dumps(ref)),
+            "INSERT OR REPLACE INTO delivery_refs (receiver, key, ref, group_key, at) "
+            "VALUES (?, ?, ?, ?, ?)", row,
         ), durable=False)
 
     async def prune(self, older_than_seconds: float) -> int:

@@ -9,6 +9,9 @@ Every `interval` the pruner deletes, in small transactions:
 - resolved alerts of the alerts view, by the source's resolve time;
 - resolved incidents, by their resolve time;
 - delivery records, unless their notification is in the outbox again (`prune` of the store);
+- delivery refs (Slack thread ts, Statuspage incident ids, incident channels), with the group
+  whose delivery wrote them: once last written longer ago than the closed-incident age and
+  nothing of that group is live any more (`_DEAD_REF`);
 - dead letters nobody replayed, by the time they were parked.
 
 Then `incremental_vacuum` hands the freed pages back to the file system and a checkpoint
@@ -34,6 +37,20 @@ from router.config import EmbeddedBackendConfig
 log = logging.getLogger(__name__)
 
 _DEFAULTS = EmbeddedBackendConfig()
+
+
+# A ref nothing can need: last written before the cutoff, and its group is gone from the
+# engine, has no incident open or resolved since the cutoff, and no notification waiting in
+# the outbox or as a dead letter (a replay would continue its thread). A ref written outside
+# a delivery (no group) goes by its age alone. The outbox has no index by group: its group
+# keys are read once per statement (NOT IN), not once per ref.
+_DEAD_REF = """at < ?
+AND NOT EXISTS (SELECT 1 FROM engine_state WHERE key = delivery_refs.group_key)
+AND NOT EXISTS (SELECT 1 FROM incidents WHERE incidents.group_key = delivery_refs.group_key
+                AND (status != 'resolved' OR resolved_at >= ?))
+AND (group_key IS NULL OR group_key NOT IN (SELECT group_key FROM outbox))
+AND NOT EXISTS (SELECT 1 FROM dead_letters WHERE dead_letters.receiver = delivery_refs.receiver
+                AND dead_letters.group_key = delivery_refs.group_key)"""
 
 
 @dataclass(frozen=True)
@@ -99,15 +116,18 @@ class Retention:
             deleted["alerts"] = await self._db.delete_in_chunks(
                 "alerts", "status = 'resolved' AND event_time < ?",
                 (now - p.resolved_alerts.total_seconds(),))
+        cutoff = now - p.closed_incidents.total_seconds()
         if p.closed_incidents:
             deleted["incidents"] = await self._db.delete_in_chunks(
-                "incidents", "status = 'resolved' AND resolved_at < ?",
-                (now - p.closed_incidents.total_seconds(),))
+                "incidents", "status = 'resolved' AND resolved_at < ?", (cutoff,))
         if p.delivery_records:
             deleted["deliveries"] = await self._records.prune(
                 p.delivery_records.total_seconds())
         if p.dead_letters:
             deleted["dead_letters"] = await self._outbox.prune(p.dead_letters.total_seconds())
+        if p.closed_incidents:  # last: what keeps a ref alive was pruned above
+            deleted["delivery_refs"] = await self._db.delete_in_chunks(
+                "delivery_refs", _DEAD_REF, (cutoff, cutoff))
         freed = await self._db.incremental_vacuum()
         await self._db.checkpoint()
         for table, n in deleted.items():

@@ -4,7 +4,8 @@ Every accepted event goes to `<prefix>.alerts`, keyed by `model.event_key` (the 
 all events of one incident land in one partition and reach one engine owner. The parts:
 `topics` (layout, creation, client settings), `engine` (the consumer group of
 engines with per-partition state and transactions), `outbox` (outbox, dead letters and
-delivery records for the Dispatcher), `table` (compacted topics tailed into memory).
+delivery records for the Dispatcher), `table` (compacted topics tailed into memory),
+`retention` (what leaves those tables after its age).
 See docs/kafka.md.
 """
 
@@ -28,6 +29,7 @@ from router.backends.filters import AlertField, AlertQuery, LabelTest, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka.engine import KafkaEngineRunner, decode_view
 from router.backends.kafka.outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
+from router.backends.kafka.retention import KafkaRetention
 from router.backends.kafka.table import CompactedTable, KafkaWriter
 from router.backends.kafka.topics import (
     TopicLayoutError,
@@ -246,10 +248,14 @@ class KafkaBackend:
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
-            cfg, self.topics.delivery_records, bytes, self._writer)
+            cfg, self.topics.delivery_records, bytes, self._writer, timed=True)
+        # Written by the engines' transactions, and tombstoned by retention after its age.
         self._incidents: CompactedTable[bytes] = CompactedTable(
-            cfg, self.topics.incidents_view, bytes)
+            cfg, self.topics.incidents_view, bytes, self._writer)
         self._incident_cache = _Decoded(Incident.model_validate_json)
+        self.retention = KafkaRetention(cfg, self._incidents,
+                                        lambda: self._incident_rows(None, None),
+                                        self._records, clock)
         self.engine = KafkaEngineRunner(cfg, context, metrics, clock=clock)
         self.engine.on_incident = self._incidents.applied
         self.engine.on_progress = self.gate.poke
@@ -282,6 +288,7 @@ class KafkaBackend:
                 await table.start(counts[table.topic])
             await self.outbox.start()
             await self.engine.start()
+            await self.retention.start()
         except BaseException:
             await self.stop()
             raise
@@ -312,6 +319,7 @@ class KafkaBackend:
     async def stop(self) -> None:
         """Stop every part that started, in reverse order (also after a failed start)."""
         self._started = False
+        await self.retention.stop()
         await self.engine.stop()
         if self._commands_sent is not None:
             await cancelled(self._commands_sent)

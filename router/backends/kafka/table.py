@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Iterable
 from typing import Generic, TypeVar
 
@@ -61,12 +62,14 @@ class CompactedTable(Generic[T]):
     """`key -> decoded value` of a compacted topic; tombstones delete."""
 
     def __init__(self, cfg: KafkaBackendConfig, topic: str, decode: Callable[[bytes], T],
-                 writer: KafkaWriter | None = None) -> None:
+                 writer: KafkaWriter | None = None, *, timed: bool = False) -> None:
         self._cfg = cfg
         self.topic = topic
         self._decode = decode
         self._writer = writer
         self.rows: dict[str, T] = {}
+        # timed: key -> when its row was written (epoch seconds), for `forget_older`.
+        self._times: dict[str, float] | None = {} if timed else None
         # key -> (partition, offset) of the latest local write not yet seen by the tail.
         self._written: dict[str, tuple[int, int]] = {}
         self._consumer: AIOKafkaConsumer | None = None
@@ -147,16 +150,34 @@ class CompactedTable(Generic[T]):
                 if (r.partition, r.offset) < written:
                     continue  # older than what this replica wrote and already applied
                 del self._written[key]
-            self._set(key, r.value)
+            self._set(key, r.value, r.timestamp / 1000 if r.timestamp else time.time())
 
-    def _set(self, key: str, value: bytes | None) -> None:
+    def _set(self, key: str, value: bytes | None, at: float) -> None:
         if value is None:
             self.rows.pop(key, None)
+            if self._times is not None:
+                self._times.pop(key, None)
             return
         try:
             self.rows[key] = self._decode(value)
         except ValueError:
             log.error("skipping an undecodable record in %s", self.topic)
+            return
+        if self._times is not None:
+            self._times[key] = at
+
+    def forget_older(self, cutoff: float) -> int:
+        """Drop the rows written before `cutoff` (epoch seconds) from memory only, without a
+        tombstone: for a topic the broker deletes by age (`retention.ms`), so that memory
+        does not keep what a restart would no longer read. Returns how many went."""
+        times = self._times
+        if times is None:
+            raise RuntimeError(f"table {self.topic} does not keep write times")
+        old = [key for key, at in times.items() if at < cutoff]
+        for key in old:
+            del times[key]
+            self.rows.pop(key, None)
+        return len(old)
 
     # --- writing ---------------------------------------------------------------------------
 
@@ -170,4 +191,4 @@ class CompactedTable(Generic[T]):
     def applied(self, key: str, value: bytes | None, partition: int, offset: int) -> None:
         """A write made elsewhere in this process (e.g. in a transaction) was committed."""
         self._written[key] = (partition, offset)
-        self._set(key, value)
+        self._set(key, value, time.time())
