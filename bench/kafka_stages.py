@@ -1,4 +1,7 @@
-"""Where a Kafka e2e alert's latency goes, stage by stage, from the records' own timestamps.
+"""Where a Kafka e2e alert's latency goes, stage by stage, from the records' own timestamps;
+and where its CPU goes, from a py-spy profile of the row:
+
+    .venv/bin/python bench/kafka_stages.py bench/results/<stamp>-e2e-kafka.txt
 
 Called by `bench/run.py` after a Kafka e2e or delivery row (the broker is still up; the
 topics stay). Per alert (its `bench_seq` label), four moments on one clock:
@@ -24,10 +27,13 @@ the sink, mapped to wall time once (`wall = monotonic + offset`): about 1 ms res
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import re
 import time
+from collections import Counter
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -131,3 +137,52 @@ def describe(s: dict[str, Any]) -> str:
     return "stages ms p50/p99 (slowest 1% mean): " + ", ".join(
         f"{st} {s[st]['p50_ms']:.0f}/{s[st]['p99_ms']:.0f} ({s[st]['slowest_1pct_mean_ms']:.0f})"
         for st in STAGES)
+
+
+# (share, pattern on the whole stack "frame;frame;..."): the first that matches. What runs in
+# aiokafka's own tasks (sender, fetcher, connection reader) has no router frame above it.
+SHARES: list[tuple[str, str]] = [
+    ("delivery: record (produce)", r"KafkaDeliveryStore\.record|CompactedTable\.put"),
+    ("delivery: render", r"router/delivery/render\.py"),
+    ("delivery: HTTP send", r"router/delivery/http\.py|aiohttp/client"),
+    ("delivery: other", r"router/delivery/"),
+    ("engine: decide", r"Engine\.apply"),
+    ("engine: transaction", r"KafkaEngineRunner\._commit"),
+    ("engine: other", r"KafkaEngineRunner"),
+    ("outbox fetch", r"KafkaOutbox"),
+    ("views' tails", r"CompactedTable"),
+    ("intake: produce", r"KafkaLog"),
+    ("intake: active-alert cap", r"check_active"),
+    ("intake: HTTP, parse, rules", r"web_protocol|router/api/"),
+    ("aiokafka: producers' senders", r"aiokafka/producer/sender"),
+    ("aiokafka: consumers' fetchers", r"aiokafka/consumer/"),
+    ("aiokafka: connections", r"aiokafka/"),
+]
+_SHARES = [(name, re.compile(p)) for name, p in SHARES]
+
+
+def profile_shares(profile: Path) -> dict[str, float]:
+    """Percent of the samples of a collapsed-stack profile (`run.py --profile py-spy`) per
+    share (`SHARES`, else "other: event loop, GC, aiohttp server")."""
+    counts: Counter[str] = Counter()
+    for line in profile.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        name = next((name for name, p in _SHARES if p.search(stack)),
+                    "other: event loop, GC, aiohttp server")
+        counts[name] += int(n)
+    total = sum(counts.values()) or 1
+    return {name: 100 * n / total for name, n in counts.most_common()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="CPU shares of a Kafka row's py-spy profile")
+    parser.add_argument("profile", type=Path)
+    args = parser.parse_args()
+    for name, share in profile_shares(args.profile).items():
+        print(f"{share:5.1f}%  {name}")
+
+
+if __name__ == "__main__":
+    main()
