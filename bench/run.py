@@ -66,6 +66,7 @@ class Settings:
     payloads: set[str] | None = None
     systems: set[str] | None = None
     kafka_partitions: int = 12
+    kafka_batch_interval: float | None = None  # engine_batch_interval_seconds; None: default
     replicas: tuple[int, ...] = (1,)  # Kafka delivery/e2e rows: router processes per row
 
     def wants(self, kind: str) -> bool:
@@ -436,7 +437,9 @@ def close_broker() -> None:
 
 def kafka_backend(s: Settings, bootstrap: str, name: str) -> dict[str, Any]:
     return {"type": "kafka", "bootstrap_servers": [bootstrap], "topic_prefix": f"bench-{name}",
-            "group_id": f"bench-{name}", "partitions": s.kafka_partitions}
+            "group_id": f"bench-{name}", "partitions": s.kafka_partitions,
+            **({"engine_batch_interval_seconds": s.kafka_batch_interval}
+               if s.kafka_batch_interval is not None else {})}
 
 
 def scenario_kafka(s: Settings) -> list[Row]:
@@ -914,6 +917,8 @@ def main() -> None:
                         "alertmanager")
     parser.add_argument("--kafka-partitions", type=int, default=12,
                         help="partitions of the Kafka rows' topics (default 12)")
+    parser.add_argument("--kafka-batch-interval", type=float,
+                        help="the Kafka rows' engine_batch_interval_seconds")
     parser.add_argument("--replicas", default="1",
                         help="Kafka delivery/e2e rows with these router process counts, "
                         "e.g. 1,2 (default 1)")
@@ -947,6 +952,7 @@ def main() -> None:
                  payloads=payload_set,
                  systems=set(args.systems.split(",")) if args.systems else None,
                  kafka_partitions=args.kafka_partitions,
+                 kafka_batch_interval=args.kafka_batch_interval,
                  replicas=tuple(int(n) for n in args.replicas.split(",")))
     info = machine()
     print(f"bench: {info['nproc']} CPUs ({info['cpu']}), load {info['loadavg_at_start'][0]:.2f};"
