@@ -220,15 +220,18 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], flo
     threads_start: dict[str, float] = {}
     threads: dict[str, float] = {}
     used: list[float] = [0.0] * len(pids)
+    window = 0.0
     rss = 0
     result: dict[str, Any] = {}
     for line in proc.stdout:
         text = line.strip()
         if text == b"measure":
+            window = time.monotonic()
             start = [cpu_seconds(p) for p in pids]
             threads_start = thread_cpu_seconds(pids[0])
         elif text == b"done":
             used = [cpu_seconds(p) - s for p, s in zip(pids, start, strict=True)]
+            window = time.monotonic() - window
             threads = {k: v - threads_start.get(k, 0.0)
                        for k, v in thread_cpu_seconds(pids[0]).items()}
             rss = max(peak_rss(p) for p in pids)
@@ -237,6 +240,7 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], flo
             result["peak_rss"] = rss
             result["thread_cpu_s"] = threads  # of the first process
             result["cpu_s_by_process"] = used
+            result["cpu_window_s"] = window  # measured window plus the requests' tail
     if proc.wait() != 0 or not result:
         raise RuntimeError(f"load generator failed (exit {proc.returncode})")
     return result, sum(used)
@@ -650,7 +654,7 @@ def replica_extra(backend: str, ports: list[int], result: dict[str, Any],
     if backend != "kafka":
         return {}
     cpu = result.get("cpu_s_by_process", [])
-    seconds = result.get("measure_end", 0) - result.get("measure_start", 0)
+    seconds = result.get("cpu_window_s", 0.0)
     return {
         "replicas": len(ports),
         "owned_partitions": [owned_partitions(p) for p in ports],
