@@ -38,6 +38,7 @@ sys.path.insert(0, str(BENCH))
 sys.path.insert(0, str(ROOT))
 
 from classify import generated_rules  # noqa: E402
+from kafka_stages import describe, stage_times, summary, wall_offset  # noqa: E402
 
 PY = sys.executable
 ROUTER_BIN = str(Path(PY).parent / "incident-router")
@@ -64,6 +65,9 @@ class Settings:
     stamp: str
     payloads: set[str] | None = None
     systems: set[str] | None = None
+    kafka_partitions: int = 12
+    kafka_batch_interval: float | None = None  # engine_batch_interval_seconds; None: default
+    replicas: tuple[int, ...] = (1,)  # Kafka delivery/e2e rows: router processes per row
 
     def wants(self, kind: str) -> bool:
         return self.payloads is None or kind in self.payloads
@@ -212,19 +216,22 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], flo
     assert proc.stdin is not None and proc.stdout is not None
     proc.stdin.write(json.dumps(spec).encode())
     proc.stdin.close()
-    start = sum(cpu_seconds(p) for p in pids)
+    start = [cpu_seconds(p) for p in pids]
     threads_start: dict[str, float] = {}
     threads: dict[str, float] = {}
-    used = 0.0
+    used: list[float] = [0.0] * len(pids)
+    window = 0.0
     rss = 0
     result: dict[str, Any] = {}
     for line in proc.stdout:
         text = line.strip()
         if text == b"measure":
-            start = sum(cpu_seconds(p) for p in pids)
+            window = time.monotonic()
+            start = [cpu_seconds(p) for p in pids]
             threads_start = thread_cpu_seconds(pids[0])
         elif text == b"done":
-            used = sum(cpu_seconds(p) for p in pids) - start
+            used = [cpu_seconds(p) - s for p, s in zip(pids, start, strict=True)]
+            window = time.monotonic() - window
             threads = {k: v - threads_start.get(k, 0.0)
                        for k, v in thread_cpu_seconds(pids[0]).items()}
             rss = max(peak_rss(p) for p in pids)
@@ -232,9 +239,11 @@ def run_load(spec: dict[str, Any], pids: list[int]) -> tuple[dict[str, Any], flo
             result = json.loads(text)
             result["peak_rss"] = rss
             result["thread_cpu_s"] = threads  # of the first process
+            result["cpu_s_by_process"] = used
+            result["cpu_window_s"] = window  # measured window plus the requests' tail
     if proc.wait() != 0 or not result:
         raise RuntimeError(f"load generator failed (exit {proc.returncode})")
-    return result, used
+    return result, sum(used)
 
 
 def load_row(scenario: str, result: dict[str, Any], cpu: float, note: str = "") -> Row:
@@ -430,9 +439,11 @@ def close_broker() -> None:
         _BROKER.pop().close()
 
 
-def kafka_backend(bootstrap: str, name: str) -> dict[str, Any]:
+def kafka_backend(s: Settings, bootstrap: str, name: str) -> dict[str, Any]:
     return {"type": "kafka", "bootstrap_servers": [bootstrap], "topic_prefix": f"bench-{name}",
-            "group_id": f"bench-{name}", "partitions": 12}
+            "group_id": f"bench-{name}", "partitions": s.kafka_partitions,
+            **({"engine_batch_interval_seconds": s.kafka_batch_interval}
+               if s.kafka_batch_interval is not None else {})}
 
 
 def scenario_kafka(s: Settings) -> list[Row]:
@@ -451,13 +462,16 @@ def scenario_kafka(s: Settings) -> list[Row]:
                 try:
                     for i, port in enumerate(ports):
                         cfg = router_config(s.work, f"{name}-{i}", port, sink_port,
-                                            kafka_backend(bootstrap, name), False)
+                                            kafka_backend(s, bootstrap, name), False)
                         procs.append(router_proc(s, f"{name}-{i}", cfg, port))
                     with running(*procs):
+                        partition_spread(ports, s.kafka_partitions)
                         pids = [p.pid for p in procs]
                         b0 = cpu_seconds(broker_pid)
                         result, cpu = run_load(load_spec(s, ports, "am10"), pids)
                         broker_cpu = cpu_seconds(broker_pid) - b0
+                        replicas = replica_extra("kafka", ports, result,
+                                                 result["requests"] * 10)
                 except RuntimeError as exc:
                     rows.append(Row(f"3 router kafka x{n}", "am10", note=str(exc)[:200]))
                     continue
@@ -465,6 +479,7 @@ def scenario_kafka(s: Settings) -> list[Row]:
             row = load_row(f"3 router kafka x{n}", result, cpu,
                            f"routers on core {SERVER_CPU}, broker on core {LOAD_CPU}")
             row.extra["broker_cpu_s_per_1k"] = broker_cpu / (alerts / 1000) if alerts else None
+            row.extra.update(replicas)
             rows.append(row)
     return rows
 
@@ -563,8 +578,10 @@ def pct(values: list[float], p: float) -> float | None:
 
 
 def _delivery_targets(s: Settings, backend: str, name: str, sink_port: int,
-                      stack: contextlib.ExitStack) -> tuple[list[Proc], list[int], str]:
-    """Start the system under test delivering to the sink: (processes, ports, kind prefix)."""
+                      stack: contextlib.ExitStack,
+                      replicas: int = 1) -> tuple[list[Proc], list[int], str]:
+    """Start the system under test delivering to the sink: (processes, ports, kind prefix).
+    Kafka: `replicas` router processes in one consumer group, each with its own port."""
     if backend == "alertmanager":
         proc, port = alertmanager_proc(s, name, sink_port)
         stack.enter_context(running(proc))
@@ -573,37 +590,90 @@ def _delivery_targets(s: Settings, backend: str, name: str, sink_port: int,
         cfg_backend = embedded_backend(s.work, name)
     else:
         bootstrap, _ = stack.enter_context(kafka_broker(s))
-        cfg_backend = kafka_backend(bootstrap, name)
-    port = free_port()
-    cfg = router_config(s.work, name, port, sink_port, cfg_backend, deliver_to_sink=True)
-    proc = router_proc(s, name, cfg, port)
-    stack.enter_context(running(proc))
-    return [proc], [port], "e2e-"
+        cfg_backend = kafka_backend(s, bootstrap, name)
+    procs, ports = [], []
+    for i in range(replicas):
+        port = free_port()
+        proc_name = name if replicas == 1 else f"{name}-{i}"
+        cfg = router_config(s.work, proc_name, port, sink_port, cfg_backend,
+                            deliver_to_sink=True)
+        proc = router_proc(s, proc_name, cfg, port)
+        stack.enter_context(running(proc))
+        procs.append(proc)
+        ports.append(port)
+    if backend == "kafka":
+        partition_spread(ports, s.kafka_partitions)
+    return procs, ports, "e2e-"
 
 
-def _systems(s: Settings) -> list[tuple[str, str]]:
+def owned_partitions(port: int) -> int | None:
+    """`incident_router_engine_owned_partitions` of the router on `port` (None: no answer)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as resp:
+            text = resp.read().decode()
+    except OSError:
+        return None
+    for line in text.splitlines():
+        if line.startswith("incident_router_engine_owned_partitions "):
+            return int(float(line.split()[1]))
+    return None
+
+
+def partition_spread(ports: list[int], partitions: int, within: float = 60.0) -> list[int]:
+    """Wait until the replicas on `ports` own all `partitions` between them, each some (the
+    group settled after the last one joined); their counts, in port order."""
+    deadline = time.monotonic() + within
+    counts: list[int | None] = []
+    while time.monotonic() < deadline:
+        counts = [owned_partitions(p) for p in ports]
+        if all(c for c in counts) and sum(c or 0 for c in counts) == partitions and all(
+                http_ok(f"http://127.0.0.1:{p}/readyz") for p in ports):
+            return [c or 0 for c in counts]
+        time.sleep(0.5)
+    raise RuntimeError(f"kafka replicas did not settle on {partitions} partitions: {counts}")
+
+
+def _systems(s: Settings) -> list[tuple[str, str, int]]:
+    """(label, backend, router processes) of the delivery and e2e rows."""
     wanted = s.systems or {"embedded", "kafka", "alertmanager"}
     systems = []
     if "embedded" in wanted:
-        systems.append(("router embedded", "embedded"))
+        systems.append(("router embedded", "embedded", 1))
     if "kafka" in wanted and kafka_available() is None:
-        systems.append(("router kafka", "kafka"))
+        systems.extend(("router kafka" + (f" x{n}" if n > 1 else ""), "kafka", n)
+                       for n in s.replicas)
     if "alertmanager" in wanted:
-        systems.append((f"alertmanager {alertmanager_version()}", "alertmanager"))
+        systems.append((f"alertmanager {alertmanager_version()}", "alertmanager", 1))
     return systems
+
+
+def replica_extra(backend: str, ports: list[int], result: dict[str, Any],
+                  alerts: float) -> dict[str, Any]:
+    """Kafka rows: partitions owned and CPU per 1,000 alerts of each replica (of all alerts
+    the row counts: the replicas share them) and the CPU each used per second."""
+    if backend != "kafka":
+        return {}
+    cpu = result.get("cpu_s_by_process", [])
+    seconds = result.get("cpu_window_s", 0.0)
+    return {
+        "replicas": len(ports),
+        "owned_partitions": [owned_partitions(p) for p in ports],
+        "cpu_s_per_1k_by_replica": [c / (alerts / 1000) if alerts else None for c in cpu],
+        "cpu_util_by_replica": [c / seconds if seconds > 0 else None for c in cpu],
+    }
 
 
 def scenario_delivery(s: Settings) -> list[Row]:
     """Closed-loop ingest of 10-alert requests, every alert its own notification to the sink:
     notifications delivered per second in the window, and POST-to-sink latency."""
     rows = []
-    for label, backend in _systems(s):
+    for label, backend, replicas in _systems(s):
         with contextlib.ExitStack() as stack:
             sink, sink_port = start_sink(s)
             stack.enter_context(running(sink))
             try:
-                procs, ports, prefix = _delivery_targets(s, backend, f"delivery-{backend}",
-                                                         sink_port, stack)
+                procs, ports, prefix = _delivery_targets(
+                    s, backend, f"delivery-{backend}-x{replicas}", sink_port, stack, replicas)
             except RuntimeError as exc:
                 rows.append(Row(f"4 delivery {label}", "e2e-10", note=str(exc)[:200]))
                 continue
@@ -620,25 +690,43 @@ def scenario_delivery(s: Settings) -> list[Row]:
                 f"alerts/s = delivered/s; ingest {result['alerts_s']:.0f}/s; "
                 f"{arrived}/{sent * 10} delivered within 5 s",
                 {"ingest_alerts_s": result["alerts_s"], "sent": sent * 10,
-                 "delivered": arrived},
+                 "delivered": arrived, **replica_extra(backend, ports, result, alerts)},
             ))
     return rows
+
+
+def kafka_stage_summary(s: Settings, backend: str, name: str, sink_port: int,
+                        sends: dict[str, float]) -> dict[str, Any]:
+    """Kafka rows: per-stage latency from the records' timestamps (bench/kafka_stages.py)."""
+    if backend != "kafka" or not _BROKER:
+        return {}
+    arrivals = http_json(f"http://127.0.0.1:{sink_port}/stats")["arrivals"]
+    try:
+        cfg = kafka_backend(s, "", name)
+        per_alert = stage_times(_BROKER[0].bootstrap, cfg["topic_prefix"], cfg["partitions"],
+                                sends, arrivals, wall_offset())
+    except Exception as exc:  # the row stands without its breakdown
+        return {"error": f"{type(exc).__name__}: {exc}"[:200]}
+    return summary(per_alert)
 
 
 def scenario_e2e(s: Settings) -> list[Row]:
     """Open loop at a steady rate of 1-alert requests: POST to the sink's arrival, p50/p99."""
     rows = []
-    variants: list[tuple[str, str, str | None]] = [(lb, b, None) for lb, b in _systems(s)]
-    if any(b == "embedded" for _, b, _ in variants):
+    variants: list[tuple[str, str, int, str | None]] = [
+        (lb, b, n, None) for lb, b, n in _systems(s)]
+    if any(b == "embedded" for _, b, _, _ in variants):
         # Each alert its own SEV1 incident too (timeline, SLA timers, incident view).
-        variants.insert(1, ("router embedded, SEV1 incidents", "embedded", "inc-"))
-    for label, backend, kind in variants:
+        variants.insert(1, ("router embedded, SEV1 incidents", "embedded", 1, "inc-"))
+    for label, backend, replicas, kind in variants:
         with contextlib.ExitStack() as stack:
             sink, sink_port = start_sink(s)
             stack.enter_context(running(sink))
             try:
-                name = f"e2e-{backend}" + ("-incidents" if kind else "")
-                procs, ports, prefix = _delivery_targets(s, backend, name, sink_port, stack)
+                name = f"e2e-{backend}" + ("-incidents" if kind else "") + (
+                    f"-x{replicas}" if replicas > 1 else "")
+                procs, ports, prefix = _delivery_targets(s, backend, name, sink_port, stack,
+                                                         replicas)
             except RuntimeError as exc:
                 rows.append(Row(f"5 e2e {label}", "e2e-1", note=str(exc)[:200]))
                 continue
@@ -650,14 +738,16 @@ def scenario_e2e(s: Settings) -> list[Row]:
             lat, sent, arrived, rate = sink_latencies(
                 sink_port, result["sends"], (result["measure_start"], result["measure_end"]),
                 settle=10)
+            stages = kafka_stage_summary(s, backend, name, sink_port, result["sends"])
             rows.append(Row(
                 f"5 e2e @{s.e2e_rate:.0f}/s {label}", f"{prefix}1", rate, result["req_s"],
                 pct(lat, 0.5), pct(lat, 0.99), result["peak_rss"] / 2**20,
                 cpu / (result["requests"] / 1000) if result["requests"] else None,
                 f"p50/p99 = POST to sink; HTTP p99 {result['p99_ms']:.1f} ms; "
-                f"{arrived}/{sent} delivered",
+                f"{arrived}/{sent} delivered" + (f"; {describe(stages)}" if stages else ""),
                 {"http_p50_ms": result["p50_ms"], "http_p99_ms": result["p99_ms"],
-                 "sent": sent, "delivered": arrived},
+                 "sent": sent, "delivered": arrived, "kafka_stages": stages,
+                 **replica_extra(backend, ports, result, result["requests"])},
             ))
     return rows
 
@@ -742,7 +832,9 @@ def ratios(rows: list[Row]) -> list[tuple[str, str, str, bool | None]]:
     ratio("embedded / alertmanager delivered/s (1 notification per alert)",
           find(rows, "4 delivery router embedded", "e2e-10"),
           find(rows, "4 delivery alertmanager", "e2e-v2-10"), 1.0)
-    e2e_emb = find(rows, "5 e2e", "e2e-1")
+    e2e_emb = next((r for r in rows if r.scenario.startswith("5 e2e")
+                    and r.scenario.endswith("router embedded") and r.payload == "e2e-1"
+                    and r.alerts_s is not None), None)
     e2e_am = find(rows, "5 e2e", "e2e-v2-1")
     e2e_kafka = next((r for r in rows if r.scenario.startswith("5 e2e")
                       and "kafka" in r.scenario and r.p99_ms is not None), None)
@@ -827,6 +919,13 @@ def main() -> None:
                         "alertmanager, e.g. am10,storm")
     parser.add_argument("--systems", help="delivery/e2e only for these of embedded,kafka,"
                         "alertmanager")
+    parser.add_argument("--kafka-partitions", type=int, default=12,
+                        help="partitions of the Kafka rows' topics (default 12)")
+    parser.add_argument("--kafka-batch-interval", type=float,
+                        help="the Kafka rows' engine_batch_interval_seconds")
+    parser.add_argument("--replicas", default="1",
+                        help="Kafka delivery/e2e rows with these router process counts, "
+                        "e.g. 1,2 (default 1)")
     parser.add_argument("--profile", choices=("cprofile", "py-spy"),
                         help="profile every router process (files next to the JSON)")
     parser.add_argument("--keep", action="store_true", help="keep the work directory")
@@ -855,7 +954,10 @@ def main() -> None:
                  sns_pool=1000 if quick else 4000, profile=args.profile, work=work,
                  results=results, stamp=stamp,
                  payloads=payload_set,
-                 systems=set(args.systems.split(",")) if args.systems else None)
+                 systems=set(args.systems.split(",")) if args.systems else None,
+                 kafka_partitions=args.kafka_partitions,
+                 kafka_batch_interval=args.kafka_batch_interval,
+                 replicas=tuple(int(n) for n in args.replicas.split(",")))
     info = machine()
     print(f"bench: {info['nproc']} CPUs ({info['cpu']}), load {info['loadavg_at_start'][0]:.2f};"
           f" server on core {SERVER_CPU}, load on core {LOAD_CPU}; warm-up {warmup:g} s,"

@@ -161,6 +161,11 @@ class KafkaBackendConfig(RetentionConfig):
     # (/readyz answers 503 meanwhile). See docs/kafka.md.
     engine_call_timeout_seconds: float = Field(default=10.0, gt=0)
     engine_stall_seconds: float = Field(default=30.0, gt=0)
+    # Each partition commits its own transactions: its next batch starts when its previous
+    # transaction returned and at least this long after that one started, so records arriving
+    # sooner wait and share one transaction. 0: at once (lowest latency; one transaction per
+    # partition per commit round trip, the most CPU under load). See docs/kafka.md, "Sizing".
+    engine_batch_interval_seconds: float = Field(default=0.0, ge=0, le=1)
     # Topic retention set by `kafka init` / topic creation (router.backends.kafka.topics):
     # `retention.ms` of the alerts log and the outbox, and of the compacted dead-letter and
     # delivery-record topics (cleanup.policy compact,delete). 0 keeps that topic's records

@@ -18,7 +18,16 @@ from router.backends.kafka.engine import POSITION_KEY, KafkaEngineRunner
 from router.config import KafkaBackendConfig
 from router.engine.state import EngineContext
 from router.metrics import EngineMetrics
-from router.model import Alert, AlertEvent, Notification, NotificationKind, Severity, Status, utcnow
+from router.model import (
+    Alert,
+    AlertEvent,
+    Notification,
+    NotificationKind,
+    Severity,
+    Status,
+    event_key,
+    utcnow,
+)
 from router.policy import SeverityPolicies, SeverityPolicy
 
 pytestmark = pytest.mark.kafka
@@ -347,3 +356,68 @@ async def end_offsets(cfg: KafkaBackendConfig,
         return dict(await consumer.end_offsets(tps))
     finally:
         await consumer.stop()
+
+
+async def test_a_partition_commits_while_another_partitions_transaction_is_open(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    """Partitions commit on their own: one whose transaction hangs holds back only itself."""
+    # Nothing else ends the hang first: not the call timeout, not the watchdog.
+    cfg = kafka_config.model_copy(update={"engine_call_timeout_seconds": 300.0,
+                                          "engine_stall_seconds": 300.0})
+    replica = await start(replicas, cfg)
+    await replica.backend.wait_ready()
+    held: list[TopicPartition] = []
+    release = asyncio.Event()
+
+    async def hold_the_first(tp: TopicPartition) -> None:
+        if not held:
+            held.append(tp)
+        if tp == held[0]:
+            await release.wait()
+
+    replica.backend.engine.before_commit = hold_the_first
+    first = firing("fp-first", name="First")
+    await replica.backend.log.append([first])
+    await eventually(lambda: held)
+    events = [firing(f"fp-{i}", name=f"Other{i}") for i in range(12)]
+    await replica.backend.log.append(events)
+    everything = list(range(kafka_config.partitions))
+    elsewhere = sum(1 for e in events if DefaultPartitioner()(
+        event_key(e).encode(), everything, everything) != held[0].partition)
+    assert elsewhere  # the twelve groups do not all hash to the held partition
+
+    async def others_decided() -> bool:
+        return len(await notifications(kafka_config)) >= elsewhere
+
+    await eventually(others_decided)
+    assert event_key(first) not in {n.group_key for n in await notifications(kafka_config)}
+    release.set()
+    await replica.backend.engine.drained()
+    assert len(await notifications(kafka_config)) == 13
+
+
+async def test_the_batch_interval_holds_a_partitions_next_batch(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    """`engine_batch_interval_seconds`: records arriving within it of the partition's last
+    batch wait for it to end (the runner's monotonic clock), then go in one batch."""
+    cfg = kafka_config.model_copy(update={"engine_batch_interval_seconds": 1.0})
+    replica = Replica(cfg)
+    clock = [1000.0]
+    replica.backend.engine.monotonic = lambda: clock[0]
+    await replica.backend.start()
+    replicas.append(replica)
+    await replica.backend.wait_ready()
+    engine = replica.backend.engine
+    await replica.backend.log.append([firing("fp-1")])
+    await engine.drained()
+    assert replica.metric("incident_router_engine_events_total") == 1
+
+    # The same group, so the same partition, still inside its interval: fetched, not decided.
+    await replica.backend.log.append([firing("fp-2"), firing("fp-3")])
+    await eventually(lambda: engine.lag() == 2)
+    assert replica.metric("incident_router_engine_events_total") == 1
+    clock[0] += 1.0
+    await eventually(lambda: replica.metric("incident_router_engine_events_total") == 3)
+    assert engine.lag() == 0

@@ -19,6 +19,7 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Generic, TypeVar
 
+import orjson
 from aiokafka import AIOKafkaProducer
 from aiokafka.errors import KafkaError
 from aiokafka.partitioner import DefaultPartitioner
@@ -245,6 +246,7 @@ class KafkaBackend:
         # Each alert with its place in the lists (computing it costs more than comparing).
         self._view_cache = _Decoded(_keyed_view)
         self._seen_labels: dict[int, tuple[Alert, Mapping[str, str]]] = {}  # alerts_matching
+        self._view_statuses = _Decoded(_statuses)
         self._dead: CompactedTable[DeadLetter] = CompactedTable(
             cfg, self.topics.notifications_dlq, decode_dead_letter, self._writer)
         self._records: CompactedTable[bytes] = CompactedTable(
@@ -377,6 +379,8 @@ class KafkaBackend:
         return _alert_page(found, limit, cursor)
 
     async def alert_counts(self, by: AlertField, query: AlertQuery) -> dict[str, int]:
+        if by == "status" and not query.labels and set(query.given()) <= {"status"}:
+            return self._status_counts(query.status)
         counts: dict[str, int] = {}
         keeps = query.predicate()
         for _, a in self._alert_rows(query.status, query.source):
@@ -421,6 +425,18 @@ class KafkaBackend:
             counts[i.severity.value] = counts.get(i.severity.value, 0) + 1
         return counts
 
+    def _status_counts(self, status: str | None) -> dict[str, int]:
+        """Alerts by status from each group's counts, counted once per view value: intake's
+        active-alert cap asks every second, and a pass validating every alert cost 4-5% of
+        the CPU at 1,000 alerts/s (bench/README.md, Kafka)."""
+        counts: dict[str, int] = {}
+        statuses = self._view_statuses.get
+        for key, raw in list(self._view.rows.items()):
+            for value, n in statuses(key, raw).items():
+                if not status or value == status:
+                    counts[value] = counts.get(value, 0) + n
+        return counts
+
     def _alert_rows(self, status: str | None, source: str | None) -> list[_AlertRow]:
         decode = self._view_cache.get
         return [
@@ -461,6 +477,14 @@ _AlertRow = tuple[SortKey, Alert]  # an alert with its `_alert_key`
 
 def _keyed_view(raw: bytes) -> list[_AlertRow]:
     return [(_alert_key(a), a) for a in decode_view(raw)]
+
+
+def _statuses(raw: bytes) -> dict[str, int]:
+    """Alerts per status of one alerts-view value (`encode_view`), without validating them."""
+    counts: dict[str, int] = {}
+    for alert in orjson.loads(raw):
+        counts[alert["status"]] = counts.get(alert["status"], 0) + 1
+    return counts
 
 
 def _first(row: _AlertRow) -> SortKey:

@@ -21,8 +21,10 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
    costs). Any failure aborts it; the engine is rebuilt from the changelog and the partition
    re-read from the position there, so a decision is neither lost nor repeated. After the
    commit the position is also committed as the group's offset (in the background, for lag
-   monitoring and `drained()`; a lower bound of the changelog's).
-5. revoked: wait for the batch in progress, drop the engine, close the producer.
+   monitoring and `drained()`; a lower bound of the changelog's). Partitions commit on their
+   own: a partition's next batch starts as soon as its own transaction returns, with what was
+   fetched for it meanwhile, not when the slowest partition of a round is done.
+5. revoked: wait for the partition's batch in progress, drop the engine, close the producer.
 
 `ready()` is false until every assigned partition is restored, and while the engine is stalled.
 
@@ -44,6 +46,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterable
@@ -77,6 +80,10 @@ _ALERTS: TypeAdapter[list[Alert]] = TypeAdapter(list[Alert])
 POSITION_KEY = "\x00alerts-position"
 _BEHIND_FACTOR = 10  # at most batch_size * this per round while behind
 _RESTORE_RECORDS = 50_000  # per getmany while restoring
+# The group offsets are for lag monitoring and `drained()` (the changelog's position is what
+# a new owner resumes from): one commit request per round was about 6% of the engine's
+# requests at 300 alerts/s (bench/README.md, Kafka).
+_OFFSETS_EVERY = 0.1
 _RESTORE_FETCH_BYTES = 16 * 1024 * 1024  # per partition and fetch while restoring
 
 
@@ -106,6 +113,7 @@ class Partition:
     position: int  # next alerts offset to decide; records below it were already decided
     views: dict[str, int] = field(default_factory=dict)  # group -> hash of last view written
     fenced: bool = False  # another owner took the producer: wait for the revocation
+    started: float = float("-inf")  # monotonic start of its last batch (the batch interval)
 
 
 class KafkaEngineRunner:
@@ -138,13 +146,21 @@ class KafkaEngineRunner:
         self._parts: dict[TopicPartition, Partition] = {}
         self._assigned: set[TopicPartition] = set()
         self._joined = False
-        self._lock = asyncio.Lock()  # one batch at a time; a rebalance waits for it
+        # Held to start batches, to restore, and by a rebalance (which also waits for the
+        # batches of the partitions it takes away).
+        self._lock = asyncio.Lock()
+        self._busy: dict[TopicPartition, asyncio.Task[None]] = {}  # a batch in progress
+        # Fetched while the partition's batch was in progress: the next batch.
+        self._pending: dict[TopicPartition, list[Record]] = {}
+        # Bumped at every seek of a partition: records fetched before it are not its any more.
+        self._seeks: dict[TopicPartition, int] = {}
         self._task: asyncio.Task[None] | None = None
         self._openers: set[asyncio.Task[bool]] = set()
         self._positions: dict[TopicPartition, int] = {}  # decided, not yet a group offset
         self._offsets_due = asyncio.Event()
         self._offsets_task: asyncio.Task[None] | None = None
         self._call_timeout = cfg.engine_call_timeout_seconds
+        self._interval = cfg.engine_batch_interval_seconds
         self._stall_seconds = cfg.engine_stall_seconds
         self.monotonic: Callable[[], float] = time.monotonic  # the watchdog's clock
         self._last_progress = 0.0  # monotonic: the engine moved or was seen with nothing to do
@@ -166,12 +182,15 @@ class KafkaEngineRunner:
         self._watchdog = None
         for opener in list(self._openers):
             await self._end(opener, "a partition restore")
-        # Let the batch in progress commit, unless it hangs (each of its calls is bounded).
+        # Let the batches in progress commit, unless they hang (each of their calls is
+        # bounded); none starts while the lock is held.
         lock, held = self._lock, False
         try:
             async with asyncio.timeout(self._call_timeout):
                 await lock.acquire()
-            held = True
+                held = True
+                if self._busy:
+                    await asyncio.wait(list(self._busy.values()))
         except TimeoutError:
             log.warning("engine batch did not finish within %gs; cancelling it",
                         self._call_timeout)
@@ -226,6 +245,8 @@ class KafkaEngineRunner:
         self._assigned.clear()
         self._joined = False
         self._positions.clear()
+        self._busy.clear()  # the loop that ran them ended first
+        self._pending.clear()
         restorer, self._restorer = self._restorer, None
         if restorer is not None:
             await self._bounded_stop(restorer.stop(), "restore consumer")
@@ -310,10 +331,20 @@ class KafkaEngineRunner:
         task.add_done_callback(self._openers.discard)
 
     async def revoked(self, tps: Iterable[TopicPartition]) -> None:
-        async with self._lock:  # waits for the batch or the restore in progress
-            gone = set(tps)
+        gone = set(tps)
+        async with self._lock:  # waits for a restore in progress; no batch starts meanwhile
             self._assigned -= gone
-            await self._close([tp for tp in self._parts if tp in gone])
+            parts = [self._parts.pop(tp) for tp in list(self._parts) if tp in gone]
+            batches = [task for tp, task in self._busy.items() if tp in gone]
+            for tp in gone:
+                self._pending.pop(tp, None)
+        # Their batches finish (commit or abort) before the producers close; outside the lock,
+        # which a failed batch takes to rebuild (it finds its partition gone and does not).
+        if batches:
+            await asyncio.wait(batches)
+        async with self._lock:
+            for part in parts:
+                await self._stop_producer(part.producer)
             self._metrics.owned_partitions.set(len(self._parts))
             self._metrics.groups.set(sum(len(p.engine) for p in self._parts.values()))
 
@@ -376,6 +407,8 @@ class KafkaEngineRunner:
             group_offset = committed[tp]
             offset = max((o for o in (position, group_offset) if o is not None), default=None)
             self._positions.pop(tp, None)
+            self._pending.pop(tp, None)
+            self._seeks[tp] = self._seeks.get(tp, 0) + 1
             if offset is not None:
                 consumer.seek(tp, offset)
             else:
@@ -448,29 +481,75 @@ class KafkaEngineRunner:
     # --- the loop --------------------------------------------------------------------------
 
     async def _run(self) -> None:
+        """Fetch, and start a batch for each partition that has records (or a due timer) and
+        no batch in progress; wake on whichever comes first: records, a batch done, a timer."""
         consumer = self._consumer
         assert consumer is not None
-        while True:
-            try:
-                await self._reopen_failed()
-                data = await self._bounded(consumer.getmany(
-                    timeout_ms=self._poll_timeout_ms(), max_records=self._max_records()))
-                async with self._lock:
-                    now = self.clock()
-                    work = []
-                    for tp, part in self._parts.items():
-                        records = [r for r in data.get(tp, ()) if r.offset >= part.position]
-                        deadline = part.engine.next_deadline()
-                        if part.fenced or (not records and (deadline is None or deadline > now)):
-                            continue
-                        work.append(self._decide_safely(part, records, now))
-                    await asyncio.gather(*work)
-                    self._update_gauges()
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:  # e.g. the broker is away; aiokafka reconnects
-                log.warning("engine loop: %s", type(exc).__name__)
-                await asyncio.sleep(1)
+        fetch: asyncio.Task[tuple[dict[TopicPartition, list[Record]],
+                                  dict[TopicPartition, int]]] | None = None
+        try:
+            while True:
+                try:
+                    await self._reopen_failed()
+                    if fetch is None:
+                        fetch = asyncio.create_task(self._fetch(consumer))
+                    await asyncio.wait([fetch, *self._busy.values()],
+                                       timeout=self._poll_timeout_ms() / 1000,
+                                       return_when=asyncio.FIRST_COMPLETED)
+                    if fetch.done():
+                        done, fetch = fetch, None
+                        data, seeks = done.result()
+                        for tp, records in data.items():
+                            # Fetched before a seek (a rebuild, which re-reads from the
+                            # position it restored): not the partition's next records.
+                            if seeks.get(tp) == self._seeks.get(tp):
+                                self._pending.setdefault(tp, []).extend(records)
+                    async with self._lock:
+                        self._start_batches()
+                        self._update_gauges()
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:  # e.g. the broker is away; aiokafka reconnects
+                    log.warning("engine loop: %s", type(exc).__name__)
+                    await asyncio.sleep(1)
+        finally:
+            if fetch is not None:
+                fetch.cancel()
+            batches = list(self._busy.values())
+            for task in batches:
+                task.cancel()
+            if batches:
+                await asyncio.wait(batches)
+
+    async def _fetch(self, consumer: AIOKafkaConsumer) -> tuple[
+            dict[TopicPartition, list[Record]], dict[TopicPartition, int]]:
+        """The next records, with the seek counts as they were returned (nothing runs in
+        between: aiokafka returns only records at the position a seek left)."""
+        data = await self._bounded(consumer.getmany(timeout_ms=1000,
+                                                    max_records=self._max_records()))
+        return data, dict(self._seeks)
+
+    def _start_batches(self) -> None:
+        now = self.clock()
+        started = self.monotonic()
+        for tp in [tp for tp in self._pending if tp not in self._parts]:
+            del self._pending[tp]  # revoked, or being rebuilt (it re-reads from its position)
+        for tp, part in self._parts.items():
+            if tp in self._busy or part.fenced or started - part.started < self._interval:
+                continue
+            records = [r for r in self._pending.pop(tp, ()) if r.offset >= part.position]
+            deadline = part.engine.next_deadline()
+            if not records and (deadline is None or deadline > now):
+                continue
+            part.started = started
+            task = asyncio.create_task(self._decide_safely(part, records, now),
+                                       name=f"kafka-engine-{tp.partition}")
+            self._busy[tp] = task
+            task.add_done_callback(functools.partial(self._batch_done, tp))
+
+    def _batch_done(self, tp: TopicPartition, task: asyncio.Task[None]) -> None:
+        if self._busy.get(tp) is task:
+            del self._busy[tp]
 
     def _max_records(self) -> int:
         """Records for the next round: `batch_size`, up to `_BEHIND_FACTOR` times more while
@@ -494,11 +573,19 @@ class KafkaEngineRunner:
         return lag
 
     def _poll_timeout_ms(self) -> int:
-        """Sleep until the earliest timer (at most 1 s); new records wake getmany earlier."""
-        deadlines = [d for p in self._parts.values() if (d := p.engine.next_deadline())]
-        if not deadlines:
-            return 1000
-        seconds = (min(deadlines) - self.clock()).total_seconds()
+        """Sleep until the earliest timer of a partition with no batch in progress, or the end
+        of a batch interval with records waiting (at most 1 s); new records and finished
+        batches wake the loop earlier."""
+        deadlines = [d for tp, p in self._parts.items()
+                     if tp not in self._busy and not p.fenced and (d := p.engine.next_deadline())]
+        seconds = 1.0
+        if deadlines:
+            seconds = (min(deadlines) - self.clock()).total_seconds()
+        now = self.monotonic()
+        for tp in self._pending:  # records waiting for a batch (interval 0: at once)
+            part = self._parts.get(tp)
+            if part is not None and tp not in self._busy and not part.fenced:
+                seconds = min(seconds, part.started + self._interval - now)
         return int(min(1.0, max(0.0, seconds)) * 1000)
 
     async def _reopen_failed(self) -> None:
@@ -557,7 +644,9 @@ class KafkaEngineRunner:
         log.warning("partition %d: transaction aborted (%s); restoring from the changelog",
                     part.tp.partition, type(exc).__name__)
         try:
-            await self._open(part.tp)  # False: the run loop tries again
+            async with self._lock:  # no batch of another partition starts meanwhile
+                if self._parts.get(part.tp) is part:  # not revoked meanwhile
+                    await self._open(part.tp)  # False: the run loop tries again
         except Exception as again:
             log.warning("partition %d: restore failed (%s), retrying",
                         part.tp.partition, type(again).__name__)
@@ -636,8 +725,8 @@ class KafkaEngineRunner:
     # --- group offsets ---------------------------------------------------------------------
 
     async def _commit_offsets(self) -> None:
-        """Commit decided positions as the group's offsets, one request for all partitions;
-        a commit in progress collects what the next one sends."""
+        """Commit decided positions as the group's offsets, one request for all partitions,
+        at most every `_OFFSETS_EVERY`: what is decided meanwhile goes with the next one."""
         consumer = self._consumer
         assert consumer is not None
         while True:
@@ -650,6 +739,7 @@ class KafkaEngineRunner:
             except Exception as exc:  # a rebalance or an outage: the changelog has them
                 log.info("engine offset commit failed: %s", type(exc).__name__)
                 await asyncio.sleep(0.5)
+            await asyncio.sleep(_OFFSETS_EVERY)
 
     async def _commit_positions(self, consumer: AIOKafkaConsumer) -> None:
         owned = consumer.assignment()

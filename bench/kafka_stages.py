@@ -1,0 +1,188 @@
+"""Where a Kafka e2e alert's latency goes, stage by stage, from the records' own timestamps;
+and where its CPU goes, from a py-spy profile of the row:
+
+    .venv/bin/python bench/kafka_stages.py bench/results/<stamp>-e2e-kafka.txt
+
+Called by `bench/run.py` after a Kafka e2e or delivery row (the broker is still up; the
+topics stay). Per alert (its `bench_seq` label), four moments on one clock:
+
+- `post`: when the load generator scheduled the POST (open loop: counts queueing);
+- `logged`: the alerts record's CreateTime (aiokafka stamps it when intake hands it over);
+- `decided`: the notification's `created_at` (the engine's clock when its round began);
+- `produced`: the notification record's CreateTime (handed to the transaction);
+- `arrived`: the sink's receipt of the alert.
+
+The stages between them:
+
+| stage | from - to | what it holds |
+|---|---|---|
+| intake | post - logged | loadgen queueing, HTTP, parse, classify, the router's core being busy |
+| fetch | logged - decided | produce ack, the engine's fetch (and its wait for the round before) |
+| decide | decided - produced | the engine round up to this send (other partitions too) |
+| deliver | produced - arrived | transaction commit, outbox read_committed fetch, Dispatcher, POST |
+
+Timestamps are milliseconds (Kafka's) against the monotonic clock of the load generator and
+the sink, mapped to wall time once (`wall = monotonic + offset`): about 1 ms resolution.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import re
+import time
+from collections import Counter
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+_SEQ = re.compile(rb'"bench_seq":"([0-9a-f]+)-')
+_CREATED = re.compile(rb'"created_at":"([^"]+)"')
+STAGES = ("intake", "fetch", "decide", "deliver")
+
+
+async def _read(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, bytes]]:
+    """(CreateTime ms, value) of every committed record of `topic`."""
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
+                                enable_auto_commit=False, isolation_level="read_committed",
+                                auto_offset_reset="earliest", fetch_max_wait_ms=50)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        end = await consumer.end_offsets(tps)
+        out: list[tuple[int, bytes]] = []
+        behind = {tp for tp in tps if end[tp] > 0}
+        while behind:
+            data = await consumer.getmany(*behind, timeout_ms=500, max_records=10_000)
+            for records in data.values():
+                out.extend((r.timestamp, r.value or b"") for r in records)
+            for tp in list(behind):
+                if await consumer.position(tp) >= end[tp]:
+                    behind.discard(tp)
+        return out
+    finally:
+        await consumer.stop()
+
+
+def _iso_ms(value: bytes) -> float:
+    return datetime.fromisoformat(value.decode()).timestamp() * 1000
+
+
+def stage_times(bootstrap: str, prefix: str, partitions: int, sends: dict[str, float],
+                arrivals: dict[str, float], offset: float) -> dict[int, dict[str, float]]:
+    """Per request seq, each stage's milliseconds (`offset` = wall - monotonic seconds)."""
+    alerts, notifications = asyncio.run(_both(bootstrap, prefix, partitions))
+    logged: dict[int, float] = {}
+    for ts, value in alerts:
+        for m in _SEQ.finditer(value):
+            logged.setdefault(int(m.group(1), 16), float(ts))
+    produced: dict[int, tuple[float, float]] = {}
+    for ts, value in notifications:
+        created = _CREATED.search(value)
+        if created is None:
+            continue
+        for m in _SEQ.finditer(value):
+            produced.setdefault(int(m.group(1), 16), (_iso_ms(created.group(1)), float(ts)))
+    arrived = {int(label.split("-", 1)[0], 16): t for label, t in arrivals.items()}
+    out: dict[int, dict[str, float]] = {}
+    for key, due in sends.items():
+        seq = int(key)
+        if seq not in logged or seq not in produced or seq not in arrived:
+            continue
+        decided, made = produced[seq]
+        marks = [(due + offset) * 1000, logged[seq], decided, made,
+                 (arrived[seq] + offset) * 1000]
+        out[seq] = {stage: marks[i + 1] - marks[i] for i, stage in enumerate(STAGES)}
+    return out
+
+
+async def _both(bootstrap: str, prefix: str, partitions: int
+                ) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+    return (await _read(bootstrap, f"{prefix}.alerts", partitions),
+            await _read(bootstrap, f"{prefix}.notifications", partitions))
+
+
+def wall_offset() -> float:
+    """wall - monotonic, seconds (both clocks read back to back)."""
+    return time.time() - time.monotonic()
+
+
+def summary(per_alert: dict[int, dict[str, float]]) -> dict[str, Any]:
+    """p50/p99 of each stage, and the mean of each stage over the slowest 1% of alerts (what
+    the end-to-end p99 is made of)."""
+    if not per_alert:
+        return {}
+    rows = list(per_alert.values())
+    totals = sorted((sum(r.values()), i) for i, r in enumerate(rows))
+    tail = [rows[i] for _, i in totals[int(0.99 * len(totals)):]]
+    out: dict[str, Any] = {"alerts": len(rows)}
+    for stage in STAGES:
+        values = sorted(r[stage] for r in rows)
+        out[stage] = {
+            "p50_ms": values[len(values) // 2],
+            "p99_ms": values[min(len(values) - 1, int(0.99 * len(values)))],
+            "slowest_1pct_mean_ms": sum(r[stage] for r in tail) / len(tail),
+        }
+    return out
+
+
+def describe(s: dict[str, Any]) -> str:
+    """One line: `stage p50/p99 (slowest 1%: mean)` per stage."""
+    if not s or "error" in s:
+        return f"stages: {s.get('error', 'no timestamps')}"
+    return "stages ms p50/p99 (slowest 1% mean): " + ", ".join(
+        f"{st} {s[st]['p50_ms']:.0f}/{s[st]['p99_ms']:.0f} ({s[st]['slowest_1pct_mean_ms']:.0f})"
+        for st in STAGES)
+
+
+# (share, pattern on the whole stack "frame;frame;..."): the first that matches. What runs in
+# aiokafka's own tasks (sender, fetcher, connection reader) has no router frame above it.
+SHARES: list[tuple[str, str]] = [
+    ("delivery: record (produce)", r"KafkaDeliveryStore\.record|CompactedTable\.put"),
+    ("delivery: render", r"router/delivery/render\.py"),
+    ("delivery: HTTP send", r"router/delivery/http\.py|aiohttp/client"),
+    ("delivery: other", r"router/delivery/"),
+    ("engine: decide", r"Engine\.apply"),
+    ("engine: transaction", r"KafkaEngineRunner\._commit"),
+    ("engine: other", r"KafkaEngineRunner"),
+    ("outbox fetch", r"KafkaOutbox"),
+    ("views' tails", r"CompactedTable"),
+    ("intake: produce", r"KafkaLog"),
+    ("intake: active-alert cap", r"check_active"),
+    ("intake: HTTP, parse, rules", r"web_protocol|router/api/"),
+    ("aiokafka: producers' senders", r"aiokafka/producer/sender"),
+    ("aiokafka: consumers' fetchers", r"aiokafka/consumer/"),
+    ("aiokafka: connections", r"aiokafka/"),
+]
+_SHARES = [(name, re.compile(p)) for name, p in SHARES]
+
+
+def profile_shares(profile: Path) -> dict[str, float]:
+    """Percent of the samples of a collapsed-stack profile (`run.py --profile py-spy`) per
+    share (`SHARES`, else "other: event loop, GC, aiohttp server")."""
+    counts: Counter[str] = Counter()
+    for line in profile.read_text().splitlines():
+        stack, _, n = line.rpartition(" ")
+        if not n.isdigit():
+            continue
+        name = next((name for name, p in _SHARES if p.search(stack)),
+                    "other: event loop, GC, aiohttp server")
+        counts[name] += int(n)
+    total = sum(counts.values()) or 1
+    return {name: 100 * n / total for name, n in counts.most_common()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="CPU shares of a Kafka row's py-spy profile")
+    parser.add_argument("profile", type=Path)
+    args = parser.parse_args()
+    for name, share in profile_shares(args.profile).items():
+        print(f"{share:5.1f}%  {name}")
+
+
+if __name__ == "__main__":
+    main()
