@@ -367,6 +367,7 @@ class Engine:
             if t != at:
                 self._settle(run, t)
                 at = run.now = t
+                run.now_ts = to_ts(t)
             key = event_group_key(event)
             if key == NOISE_KEY:
                 assert isinstance(event, CommandEvent)
@@ -381,7 +382,7 @@ class Engine:
             else:
                 run.unknown_commands += 1
         self._settle(run, now)
-        run.now = now
+        run.now, run.now_ts = now, to_ts(now)
         due: dict[str, None] = {}
         if self.noise is not noise_before:  # silences or inhibitors changed: look again
             if (self.noise.silences is noise_before.silences
@@ -596,11 +597,13 @@ class Engine:
             late |= self._take_due(run, at)
         if late:
             run.now = _instant(until)
+            run.now_ts = to_ts(run.now)
             for key in sorted(late):
                 run.decide(key, Tick.build(group_key=key))
         while (at := self._next_due(run, until)) is not None:
             keys = self._take_due(run, at)
             run.now = _instant(at)
+            run.now_ts = to_ts(run.now)
             for key in sorted(keys):
                 run.decide(key, Tick.build(group_key=key))
 
@@ -878,6 +881,7 @@ class _Run:
     def __init__(self, engine: Engine, now: datetime) -> None:
         self.engine = engine
         self.now = now
+        self.now_ts = to_ts(now)  # kept with `now` by `Engine`
         self.before: dict[str, GroupState | None] = {}
         self.work: dict[str, GroupState | None] = {}
         self.notes: list[Notification] = []
@@ -921,7 +925,7 @@ class _Run:
         if isinstance(event, AlertEvent):
             self.touched[key] = None
         elif new is not None:
-            self.arm(key, new, to_ts(self.now) if isinstance(event, Tick) else None)
+            self.arm(key, new, self.now_ts if isinstance(event, Tick) else None)
         self.work[key] = new
         self.notes.extend(emitted)
         old_incidents = state.incidents if state is not None else ()
