@@ -629,10 +629,10 @@ class Engine:
                 data = raw.get(key)
                 if key not in work and data is not None and packed_deadline(data) == at:
                     keys.add(key)
+        armed = run.armed
         while later and later[0][0] == at:
             _, key = heapq.heappop(later)
-            state = work.get(key)
-            if state is not None and state.next_deadline() == at:
+            if armed.get(key) == at and key not in run.touched:
                 keys.add(key)
         return keys
 
@@ -891,8 +891,10 @@ class _Run:
         # Groups changed by alert events: re-armed once after the events of one time
         # (decide.rearm).
         self.touched: dict[str, None] = {}
-        # (deadline, key) of the groups decided in this run (`Engine._fire` checks them).
+        # (deadline, key) of the groups decided in this run (`Engine._fire` checks them), and
+        # the deadline each was last armed for (earlier entries of a key are stale).
         self.timers: list[tuple[float, str]] = []
+        self.armed: dict[str, float] = {}
 
     def arm(self, key: str, state: GroupState, after: float | None = None) -> None:
         """`Engine._fire` looks at the group at its next deadline (if later than `after`: a
@@ -900,6 +902,9 @@ class _Run:
         deadline = state.next_deadline()
         if deadline is not None and (after is None or deadline > after):
             heapq.heappush(self.timers, (deadline, key))
+            self.armed[key] = deadline
+        else:
+            self.armed.pop(key, None)
 
     def decide(self, key: str, event: Event) -> None:
         fresh = key not in self.work
@@ -926,6 +931,8 @@ class _Run:
             self.touched[key] = None
         elif new is not None:
             self.arm(key, new, self.now_ts if isinstance(event, Tick) else None)
+        else:
+            self.armed.pop(key, None)
         self.work[key] = new
         self.notes.extend(emitted)
         old_incidents = state.incidents if state is not None else ()
