@@ -19,7 +19,7 @@ import heapq
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from router.engine import deferred, digest
 from router.engine.codec import (
@@ -37,7 +37,7 @@ from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target, inhibit
 from router.engine.incidents.record import full_view, hot_view, pending, record_of
-from router.engine.instant import Instant, from_ts, to_ts
+from router.engine.instant import Instant, from_ts, to_ts, utc
 from router.engine.labels import LabelIndex, changed_silences, indexable
 from router.engine.noise import INHIBITORS_KEY, NOISE_KEY, Noise, incident_commands
 from router.engine.quiet import Quiet
@@ -364,17 +364,26 @@ class Engine:
 
     def apply(self, events: Sequence[Event | AlertsEvent], now: datetime,
               wake: Iterable[str] = ()) -> Batch:
-        """Decide a batch of events at engine time `now`, then fire every timer due by `now`
+        """Decide a batch of events in the order of their recorded times (`recorded_at`),
+        firing each timer at its own deadline between them, then every timer due by `now`
         (and look at the groups in `wake` as if one were due).
 
-        Updates and resolutions are sent by timers, so firing them after the whole batch has
-        been applied makes one notification of all its changes.
+        Before an event, the timers due at or before its time fire; events of one recorded
+        time are decided together (their changes arm a group's timers once, so they make one
+        notification). What is decided is thus a function of the events and their times, not
+        of where a batch ends or when the step runs (docs/architecture.md).
         """
         run = _Run(self, now)
         ids_before = self.ids
         noise_before = self.noise
         digest_before = self.digest
+        at: datetime | None = None  # the recorded time of the events decided since timers fired
         for event in events:
+            t = recorded_at(event, now)
+            if t != at:
+                self._settle(run, t)
+                at = run.now = t
+                run.now_ts = to_ts(t)
             key = event_group_key(event)
             if key == NOISE_KEY:
                 assert isinstance(event, CommandEvent)
@@ -383,7 +392,7 @@ class Engine:
                     self._requiet()
             elif key == DIGEST_KEY:
                 assert isinstance(event, CommandEvent)
-                self.digest = digest.received(self.digest, event, Instant.of(now), self.context)
+                self.digest = digest.received(self.digest, event, Instant.of(run.now), self.context)
             elif isinstance(event, AlertsEvent):
                 for alert in event.alerts:  # one request's alerts of one group, together
                     run.decide(key or group_key_of(alert), AlertEvent.of(alert))
@@ -391,18 +400,9 @@ class Engine:
                 run.decide(key, event)
             else:
                 run.unknown_commands += 1
-        quiet: list[str] = []
-        for key in run.touched:
-            state = run.work.get(key)
-            if state is not None:
-                state = run.work[key] = rearm(state, now, self.context)
-                if state is not None and state.quiet_until is not None and state.incidents:
-                    quiet.append(key)  # its incident's timeline says so now (a Tick)
-        run.touched.clear()  # re-armed: their Ticks below need not do it again
-        now_ts = to_ts(now)
-        due: dict[str, None] = dict.fromkeys(self._pop_due(now_ts))
-        self._fired.update(due)
-        due.update(dict.fromkeys(quiet))
+        self._settle(run, now)
+        run.now, run.now_ts = now, to_ts(now)
+        due: dict[str, None] = {}
         if self.noise is not noise_before:  # silences or inhibitors changed: look again
             if (self.noise.silences is noise_before.silences
                     and self.noise.sources is noise_before.sources):
@@ -413,11 +413,7 @@ class Engine:
                 wake = [*wake, *self._quiet_candidates(noise_before.silences, run)]
             else:
                 wake = [*wake, *self._quiet_candidates()]
-        due.update(dict.fromkeys(k for k in wake if k in self._raw))
-        for key, state in run.work.items():
-            deadline = state.next_deadline() if state is not None else None
-            if deadline is not None and deadline <= now_ts:
-                due[key] = None
+        due.update(dict.fromkeys(k for k in wake if k in self._raw or run.work.get(k)))
         for key in due:
             run.decide(key, Tick.build(group_key=key))
         self._incident_rule(run)
@@ -605,16 +601,75 @@ class Engine:
 
     # --- internals ----------------------------------------------------------------------------
 
-    def _pop_due(self, now_ts: float) -> Iterator[str]:
-        times, due, raw = self._times, self._due, self._raw
-        while times and times[0] <= now_ts:
-            at = heapq.heappop(times)
+    def _settle(self, run: _Run, until: datetime) -> None:
+        """Arm the timers of the groups alert events changed since the last call (once each,
+        at the time of those events: `decide.rearm`), then fire every timer due by `until`."""
+        quiet: list[str] = []
+        for key in run.touched:
+            state = run.work.get(key)
+            if state is not None:
+                state = run.work[key] = rearm(state, run.now, self.context)
+                if state is not None:
+                    run.arm(key, state)
+                    if state.quiet_until is not None and state.incidents:
+                        quiet.append(key)  # its incident's timeline says so now (a Tick)
+        run.touched.clear()
+        for key in quiet:
+            run.decide(key, Tick.build(group_key=key))
+        self._fire(run, to_ts(until))
+
+    def _fire(self, run: _Run, until: float) -> None:
+        """Fire the timers due by `until`, earliest first, each group at its deadline (so the
+        notification and the next deadlines do not depend on when the step ran), the groups
+        of one deadline in key order. Held groups' timers are in the buckets; those of groups
+        decided in this run in `run.timers` (a bucket entry of such a group is stale).
+
+        A timer `CATCH_UP_SECONDS` or more overdue (the engine was down or far behind) fires once
+        at `until` instead: a group sends what is due by then, not every reminder or
+        escalation step it missed."""
+        late: set[str] = set()
+        while (at := self._next_due(run, until - CATCH_UP_SECONDS)) is not None:
+            late |= self._take_due(run, at)
+        if late:
+            run.now = _instant(until)
+            run.now_ts = to_ts(run.now)
+            for key in sorted(late):
+                run.decide(key, Tick.build(group_key=key))
+        while (at := self._next_due(run, until)) is not None:
+            keys = self._take_due(run, at)
+            run.now = _instant(at)
+            run.now_ts = to_ts(run.now)
+            for key in sorted(keys):
+                run.decide(key, Tick.build(group_key=key))
+
+    def _next_due(self, run: _Run, until: float) -> float | None:
+        """The earliest deadline of a bucket or of `run.timers` if due by `until`."""
+        times, later = self._times, run.timers
+        at = times[0] if times and times[0] <= until else None
+        if later and later[0][0] <= until and (at is None or later[0][0] < at):
+            at = later[0][0]
+        return at
+
+    def _take_due(self, run: _Run, at: float) -> set[str]:
+        """The groups whose timer is due at `at`, taken off the buckets and `run.timers`."""
+        times, due, raw, work, fired, later = (
+            self._times, self._due, self._raw, run.work, self._fired, run.timers)
+        keys: set[str] = set()
+        if times and times[0] == at:
+            heapq.heappop(times)
             bucket = due.pop(at)
             self._armed -= len(bucket)
+            fired.update(bucket)  # `_store` arms them again from their new state
             for key in bucket:
                 data = raw.get(key)
-                if data is not None and packed_deadline(data) == at:
-                    yield key  # _store arms it again from its new state
+                if key not in work and data is not None and packed_deadline(data) == at:
+                    keys.add(key)
+        armed = run.armed
+        while later and later[0][0] == at:
+            _, key = heapq.heappop(later)
+            if armed.get(key) == at and key not in run.touched:
+                keys.add(key)
+        return keys
 
     def _store(
         self, before: dict[str, GroupState | None], work: dict[str, GroupState | None]
@@ -789,10 +844,36 @@ class Engine:
             self._hot_size -= hot[1]
 
 
+# How overdue a timer may be and still fire at its deadline (`Engine._fire`): within it,
+# decisions do not depend on when the engine ran; beyond, it was down and catches up at once.
+CATCH_UP_SECONDS = 15 * 60.0
+
 # Decoded incident records kept, in timeline entries and alerts (each a few hundred bytes).
 _RECORD_ENTRIES = 20_000
 # Groups whose `gone` section is kept with its mapping (`Engine._pack`).
 _GONE_SECTIONS = 4096
+
+
+def recorded_at(event: Event | AlertsEvent, now: datetime) -> datetime:
+    """The time an event is decided at: when the router received it (an alert's
+    `received_at`, a command's `at`), or `now` if that is later (a clock ahead of the engine's
+    never fires a timer early)."""
+    if isinstance(event, AlertEvent):
+        t = event.alert.received_at
+    elif isinstance(event, AlertsEvent):
+        t = max(a.received_at for a in event.alerts)
+    elif isinstance(event, CommandEvent):
+        t = event.at
+    else:
+        return now
+    t = utc(t)
+    return t if t < now else now
+
+
+def _instant(ts: float) -> datetime:
+    """The datetime of a deadline, rounded up to the microsecond: a timer fired at it is due."""
+    dt = from_ts(ts)
+    return dt if to_ts(dt) >= ts else dt + timedelta(microseconds=1)
 
 
 def _services(state: GroupState, below: Severity) -> set[str]:
@@ -831,14 +912,30 @@ class _Run:
     def __init__(self, engine: Engine, now: datetime) -> None:
         self.engine = engine
         self.now = now
+        self.now_ts = to_ts(now)  # kept with `now` by `Engine`
         self.before: dict[str, GroupState | None] = {}
         self.work: dict[str, GroupState | None] = {}
         self.notes: list[Notification] = []
         self.commands: list[CommandEvent] = []
         self.views: dict[str, Incident] = {}
         self.duplicates = self.stale = self.flapping = self.unknown_commands = 0
-        # Groups changed by alert events: re-armed once after the batch (decide.rearm).
+        # Groups changed by alert events: re-armed once after the events of one time
+        # (decide.rearm).
         self.touched: dict[str, None] = {}
+        # (deadline, key) of the groups decided in this run (`Engine._fire` checks them), and
+        # the deadline each was last armed for (earlier entries of a key are stale).
+        self.timers: list[tuple[float, str]] = []
+        self.armed: dict[str, float] = {}
+
+    def arm(self, key: str, state: GroupState, after: float | None = None) -> None:
+        """`Engine._fire` looks at the group at its next deadline (if later than `after`: a
+        Tick that left one due is not fired again in the same run)."""
+        deadline = state.next_deadline()
+        if deadline is not None and (after is None or deadline > after):
+            heapq.heappush(self.timers, (deadline, key))
+            self.armed[key] = deadline
+        else:
+            self.armed.pop(key, None)
 
     def decide(self, key: str, event: Event) -> None:
         fresh = key not in self.work
@@ -863,6 +960,10 @@ class _Run:
                                                flush=False)
         if isinstance(event, AlertEvent):
             self.touched[key] = None
+        elif new is not None:
+            self.arm(key, new, self.now_ts if isinstance(event, Tick) else None)
+        else:
+            self.armed.pop(key, None)
         self.work[key] = new
         self.notes.extend(emitted)
         old_incidents = state.incidents if state is not None else ()

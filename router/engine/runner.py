@@ -1,6 +1,7 @@
 """The engine's step, one for both backends: decide the events taken from the log together with
-every timer due, commit the decision and the log position atomically, count it; when that
-fails, recover from what is durable so that the same events are decided again.
+every timer due (in the order of their times, whatever the batch), commit the decision and the
+log position atomically, count it; when that fails, recover from what is durable so that the
+same events are decided again.
 
 A backend implements `EngineStore` for each engine it runs: the embedded backend for its one
 engine over the SQLite log, Kafka for each owned partition (one engine per partition, each with
@@ -50,20 +51,15 @@ class Outcome(enum.Enum):
 
 
 async def step(engine: Engine, store: EngineStore[P], events: Sequence[Event],
-               position: P | None, now: datetime, metrics: EngineMetrics, *,
-               timers_first: bool = False) -> Outcome:
-    """Decide `events` at engine time `now` and fire every timer due by then, then commit with
-    `position` (None: no events were taken from the log). Raises what the commit raised.
+               position: P | None, now: datetime, metrics: EngineMetrics) -> Outcome:
+    """Decide `events` and fire every timer due by `now`, then commit with `position` (None:
+    no events were taken from the log). Raises what the commit raised.
 
-    `timers_first`: fire the timers already due before applying the events (the embedded
-    backend's order), instead of after them (Kafka's: a due timer's notification then
-    carries the events of the same step)."""
-    if timers_first:
-        batch = engine.tick(now)
-        if events:
-            batch = batch.merge(engine.apply(events, now))
-    else:
-        batch = engine.apply(events, now)
+    The engine decides in the order of the events' recorded times, with each timer fired at
+    its deadline between them (`Engine.apply`): a step's decisions do not depend on where the
+    batch ends or on when the step runs, only on the events, their times, and what is due by
+    `now`."""
+    batch = engine.apply(events, now)
     if position is None and batch.empty:
         return Outcome.IDLE
     await store.commit(batch, position)
@@ -73,13 +69,11 @@ async def step(engine: Engine, store: EngineStore[P], events: Sequence[Event],
 
 
 async def step_safely(engine: Engine, store: EngineStore[P], events: Sequence[Event],
-                      position: P | None, now: datetime, metrics: EngineMetrics, *,
-                      timers_first: bool = False) -> Outcome:
+                      position: P | None, now: datetime, metrics: EngineMetrics) -> Outcome:
     """`step`, and on any failure (cancellation aside) count an abort and let the store
     recover; the caller takes the events again from the position the store restored."""
     try:
-        return await step(engine, store, events, position, now, metrics,
-                          timers_first=timers_first)
+        return await step(engine, store, events, position, now, metrics)
     except asyncio.CancelledError:
         raise
     except Exception as exc:

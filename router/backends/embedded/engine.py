@@ -211,7 +211,7 @@ class EmbeddedEngineRunner:
         if not events:
             events, position = await self._read_log()
         outcome = await step_safely(self.engine, self, events, position if events else None,
-                                    self.clock(), self._metrics, timers_first=True)
+                                    self.clock(), self._metrics)
         self._metrics.lag.set(self.lag)
         self._metrics.groups.set(len(self.engine))
         return (outcome is Outcome.FAILED or len(events) == self._batch_size

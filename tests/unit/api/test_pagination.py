@@ -77,7 +77,10 @@ async def test_walking_the_incident_cursor_returns_all_1314_exactly_once(
 
 async def test_incident_pages_keep_the_filters(router_client: RouterClient) -> None:
     client = await router_client()
-    await append(client, [declare(n, T0 + timedelta(minutes=n)) for n in range(5)])
+    # Declared minutes ago (the router's clock is the real one): months-old declarations
+    # would be decided at their time and long since closed as idle by now.
+    recent = datetime.now(UTC) - timedelta(minutes=10)
+    await append(client, [declare(n, recent + timedelta(minutes=n)) for n in range(5)])
     page = await get(client, "/api/v1/incidents", limit="2", group_key="manual:3")
     assert [i["group_key"] for i in page["items"]] == ["manual:3"]
     assert page["total"] == 1 and page["next_cursor"] is None

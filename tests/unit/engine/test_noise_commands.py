@@ -122,11 +122,11 @@ def test_a_maintenance_window_keeps_its_alerts_quiet_then_they_notify_if_still_f
     assert [n.kind.value for n in engine.tick(end).notifications] == ["trigger"]
 
 
-def named(name: str, fp: str) -> AlertEvent:
-    """A SEV3 alert (30 s group_wait) of its own group."""
+def named(name: str, fp: str, minute: float = 0) -> AlertEvent:
+    """A SEV3 alert (30 s group_wait) of its own group, received at `minute`."""
     a = fire(sev=Severity.SEV3, fp=fp).alert
     return AlertEvent(alert=a.replace(name=name, labels={"alertname": name},
-                                      group_key=f"{name}|checkout"))
+                                      group_key=f"{name}|checkout", received_at=at(minute)))
 
 
 def test_a_new_silence_mutes_the_groups_it_matches_and_only_those() -> None:
@@ -138,7 +138,7 @@ def test_a_new_silence_mutes_the_groups_it_matches_and_only_those() -> None:
     first = engine.apply([silence(0.1, 60, '{alertname="DiskFull"}', sid="s-1")], at(0.1))
     assert first.quieted == {"silenced": 1}
     assert run(engine, [(1, [])]) == ["1 trigger slack"]  # CpuHot's
-    engine.apply([named("MemLow", "m")], at(1.1))  # a group after the index
+    engine.apply([named("MemLow", "m", 1.1)], at(1.1))  # a group after the index
     second = engine.apply([silence(1.2, 60, '{alertname="MemLow"}', sid="s-2")], at(1.2))
     assert second.quieted == {"silenced": 1}
     assert run(engine, [(2, [])]) == []
@@ -164,7 +164,7 @@ def test_the_silence_index_follows_a_restart() -> None:
     engine.apply([named("DiskFull", "d")], at(0))
     engine.apply([silence(0.1, 60, '{alertname="CpuHot"}', sid="s-1")], at(0.1))
     engine = restarted(engine)
-    assert engine.apply([named("CpuHot", "c")], at(0.2)).quieted == {"silenced": 1}
+    assert engine.apply([named("CpuHot", "c", 0.2)], at(0.2)).quieted == {"silenced": 1}
     batch = engine.apply([silence(0.3, 60, '{alertname="DiskFull"}', sid="s-2")], at(0.3))
     assert batch.quieted == {"silenced": 1}  # DiskFull, restored before the index existed
     assert run(engine, [(1, [])]) == []

@@ -4,6 +4,8 @@ policies: SEV1 update reminders every 15 min, acknowledgement timeout 30 min, id
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from router.delivery.render import Renderer
 from router.engine import Engine
 from router.incidents import IncidentStatus, TimelineKind, postmortem_input
@@ -131,5 +133,6 @@ def test_the_first_notification_says_when_the_next_update_is_due() -> None:
     batch = engine.apply([fire(Severity.SEV2)], at(0)).merge(engine.tick(at(1)))
     (trigger,) = [n for n in batch.notifications
                   if n.kind.value == "trigger" and n.receiver == "slack"]
-    assert trigger.details["next_update"] == at(31).isoformat()  # opened at 1, SEV2: 30 min
-    assert "Next update: by 2026-03-02 09:31 UTC" in Renderer().render(trigger).body
+    # Opened when its group_wait ended (10 s), SEV2: 30 min.
+    assert trigger.details["next_update"] == (at(30) + timedelta(seconds=10)).isoformat()
+    assert "Next update: by 2026-03-02 09:30 UTC" in Renderer().render(trigger).body

@@ -90,20 +90,48 @@ async def test_undecodable_records_still_move_the_position() -> None:
     assert store.commits[0][1] == 7 and store.commits[0][0].empty
 
 
-@pytest.mark.parametrize("timers_first", [False, True])
-async def test_timers_first_fires_a_due_timer_before_the_events_of_the_same_step(
-        timers_first: bool) -> None:
+@pytest.mark.parametrize(("received", "step_at", "in_trigger"), [
+    # Received before the group's timer was due (T0+30 s), decided after it: included.
+    (29, 31, 2),
+    # Received after the timer was due, decided in the same step: not included (an update).
+    (30.5, 31, 1),
+    # Received after the timer was due, the step long after: still not included.
+    (30.5, 600, 1),
+    # Received right at the deadline: the timer fires first.
+    (30, 31, 1),
+])
+async def test_a_timer_fires_between_the_events_by_their_received_times(
+        received: float, step_at: float, in_trigger: int) -> None:
+    """Both backends' step: what a due timer sends depends on when the events were received,
+    not on whether the step ran before or after the timer was due."""
     m, _ = metrics()
     engine, store = Engine(CTX), Store()
     await step(engine, store, [fire(1, Severity.SEV3)], 1, T0, m)  # group wait until T0+30s
-    later = T0 + timedelta(seconds=31)
-    await step(engine, store, [fire(2, Severity.SEV3, at=later)], 2, later, m,
-               timers_first=timers_first)
-    (trigger,) = store.commits[1][0].notifications
-    # Events first (Kafka): the group's first notification carries both alerts; timers first
-    # (embedded): the timer fired before the second alert was applied.
+    late = fire(2, Severity.SEV3, at=T0 + timedelta(seconds=received))
+    await step(engine, store, [late], 2, T0 + timedelta(seconds=step_at), m)
+    trigger = store.commits[1][0].notifications[0]
     assert trigger.kind is NotificationKind.TRIGGER
-    assert len(trigger.alerts) == (1 if timers_first else 2)
+    assert trigger.created_at == T0 + timedelta(seconds=30)
+    assert len(trigger.alerts) == in_trigger
+    rest = [n.kind for n in store.commits[1][0].notifications[1:]]
+    # The second alert was left out: an update carries it a group_interval (5 min) later.
+    assert rest == ([NotificationKind.UPDATE] if in_trigger == 1 and step_at >= 330 else [])
+
+
+async def test_a_step_decides_as_the_same_events_one_step_each() -> None:
+    """A lagging step (one batch, long after) sends what steps at each event's time send."""
+    events = [fire(1, Severity.SEV3), fire(2, Severity.SEV3, at=T0 + timedelta(seconds=29)),
+              fire(3, Severity.SEV3, at=T0 + timedelta(seconds=31))]
+    m, _ = metrics()
+    each, lagging = Store(), Store()
+    engine = Engine(CTX)
+    for i, e in enumerate(events):
+        await step(engine, each, [e], i, e.alert.received_at, m)
+    await step(engine, each, [], None, T0 + timedelta(minutes=6), m)
+    await step(Engine(CTX), lagging, events, 2, T0 + timedelta(minutes=6), m)
+    sent = [n for batch, _ in each.commits for n in batch.notifications]
+    assert [n.kind for n in sent] == [NotificationKind.TRIGGER, NotificationKind.UPDATE]
+    assert lagging.commits[0][0].notifications == sent
 
 
 async def test_a_failed_commit_is_counted_and_recovered_and_nothing_else_counted() -> None:
