@@ -17,14 +17,31 @@ of one second's `apply` (CPU ms: what a batch waits for the engine), and the mea
 of a group (incident records included). Constant load must give a flat table; a growing one
 means per-event cost depends on history. The last line compares the last window with the
 second (issue 18's target: within 10%).
+
+`--replay N` then runs the second and the last window again N times each, interleaved in
+10-second turns from copies of the soak taken at their start, and compares them by the least
+CPU each second took over the N replays: on a shared machine the live table moves by 10-20%
+between windows with the load of others, the replayed ratio by a few percent.
+
+`--profile DIR` runs each window's `apply` calls under cProfile and writes `DIR/window-N.prof`
+(N from 1; open with pstats or snakeviz) and prints the functions whose own time per event
+grew most from the second window to the last: what still scales with a group's history. Call
+counts are exact, so they compare windows even on a noisy machine; times are inflated by the
+profiler.
 """
 
 from __future__ import annotations
 
 import argparse
+import cProfile
+import gc
+import math
+import pickle
+import pstats
 import random
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 from router.config import IncidentsConfig
 from router.engine.engine import Engine
@@ -92,6 +109,23 @@ class Group:
             receivers=("log",), group_key=f"{name}|svc{self.index}")
 
 
+class Soak:
+    """The groups and the engine they send to, one second at a time."""
+
+    def __init__(self, groups: list[Group], engine: Engine) -> None:
+        self.groups = groups
+        self.engine = engine
+
+    def step(self, second: int) -> tuple[float, int, int]:
+        """Send the groups whose 30 s turn is `second`: CPU seconds of the engine's `apply`,
+        alert events, notifications."""
+        batch = [g.send(T0.timestamp() + second) for g in self.groups[second % CYCLE::CYCLE]]
+        began = time.process_time()
+        out = self.engine.apply(batch, T0 + timedelta(seconds=second))
+        took = time.process_time() - began
+        return took, sum(len(e.alerts) for e in batch), len(out.notifications)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=int, default=30)
@@ -102,12 +136,20 @@ def main() -> None:
                         help="every Nth group is SEV2 and opens an incident (0: none)")
     parser.add_argument("--cold-start", action="store_true",
                         help="every first alert starts at 0 (churn ramps up for 10 minutes)")
+    parser.add_argument("--profile", metavar="DIR",
+                        help="cProfile each window into DIR/window-N.prof and compare them")
+    parser.add_argument("--replay", type=int, default=0, metavar="N",
+                        help="then replay the second and the last window N times each, "
+                             "interleaved, and compare them by each second's least CPU")
     args = parser.parse_args()
+    if args.profile:
+        Path(args.profile).mkdir(parents=True, exist_ok=True)
     rng = random.Random(18)
     start = T0.timestamp()
     groups = [Group(i, args.per_group, rng, start, args.incident_every, args.cold_start)
               for i in range(args.groups)]
     engine = Engine(EngineContext(incidents=IncidentsConfig()), hot_groups=args.hot_groups)
+    soak = Soak(groups, engine)
     print("| window (min) |  events | notifications | CPU µs / event | p99 apply ms "
           "| state bytes / group | + incident records |")
     print("|--------------|---------|---------------|----------------|--------------"
@@ -116,24 +158,33 @@ def main() -> None:
     cpu = 0.0
     events = notes = 0
     applies: list[float] = []
-    for second in range(args.minutes * 60):
-        now = start + second
-        # The groups whose 30 s turn is this second.
-        batch = [g.send(now) for g in groups[second % CYCLE::CYCLE]]
-        began = time.process_time()
-        out = engine.apply(batch, T0 + timedelta(seconds=second))
-        took = time.process_time() - began
+    profiler = cProfile.Profile() if args.profile else None
+    counts: list[int] = []
+    seconds = args.minutes * 60
+    last = seconds - WINDOW  # the first second of the last window
+    copies: dict[int, bytes] = {}  # pickled: bytes are no work for the garbage collector
+    for second in range(seconds):
+        if args.replay and second in (WINDOW, last):
+            copies[second] = pickle.dumps(soak, pickle.HIGHEST_PROTOCOL)
+        if profiler is not None:
+            profiler.enable()
+        took, n, sent = soak.step(second)
+        if profiler is not None:
+            profiler.disable()
         cpu += took
         applies.append(took)
-        events += sum(len(e.alerts) for e in batch)
-        notes += len(out.notifications)
+        events += n
+        notes += sent
         if (second + 1) % WINDOW == 0:
             hot, whole = sizes(engine)
-            p99 = sorted(applies)[int(len(applies) * 0.99)] * 1e3
-            rows.append((cpu / events * 1e6, p99))
+            rows.append((cpu / events * 1e6, p99_ms(applies)))
             print(f"| {second // 60 - 4:>5}-{second // 60 + 1:<6} | {events:>7,} | "
-                  f"{notes:>13,} | {rows[-1][0]:>14.1f} | {p99:>12.2f} | {hot:>19,.0f} | "
-                  f"{whole:>18,.0f} |")
+                  f"{notes:>13,} | {rows[-1][0]:>14.1f} | {rows[-1][1]:>12.2f} | "
+                  f"{hot:>19,.0f} | {whole:>18,.0f} |")
+            if profiler is not None:
+                profiler.dump_stats(Path(args.profile) / f"window-{len(rows)}.prof")
+                profiler = cProfile.Profile()
+                counts.append(events)
             cpu = 0.0
             events = notes = 0
             applies = []
@@ -141,6 +192,89 @@ def main() -> None:
         (cpu2, p2), (cpu_n, p_n) = rows[1], rows[-1]
         print(f"\nlast window / second: CPU per event {cpu_n / cpu2:.2f}, p99 {p_n / p2:.2f} "
               "(target: at most 1.10 each)")
+    if args.replay and last > WINDOW:
+        del soak, groups, engine
+        replay(copies[WINDOW], copies[last], WINDOW, last, args.replay)
+    if args.profile and len(rows) > 2:
+        compare(Path(args.profile), 2, len(rows), counts[1], counts[-1])
+
+
+def p99_ms(applies: list[float]) -> float:
+    return sorted(applies)[int(len(applies) * 0.99)] * 1e3
+
+
+# Seconds of one window run before the other's in `replay`.
+SLICE = 10
+
+
+def replay(second: bytes, last: bytes, first_second: int, last_second: int,
+           times: int) -> None:
+    """The second and the last window again, from copies of the soak taken at their start,
+    interleaved in SLICE-second turns (which goes first alternates), so that a change of the
+    machine's load over the run's minutes weighs on both alike: their ratio is the engine's.
+    Each second does the same work in every replay, so the least CPU it took over the
+    replays is the best estimate of that work on a shared machine: the last line compares
+    the windows by those minima.
+
+    Two engines are alive at once, so what they held when copied is frozen out of the
+    garbage collector (`gc.freeze`): a full collection would otherwise scan twice the heap of
+    the run and land on one of them; what they allocate is collected as in the run."""
+    print(f"\ninterleaved replay ({SLICE} s turns), last window / second:")
+    best: list[list[float]] = [[math.inf] * WINDOW, [math.inf] * WINDOW]
+    events = [0, 0]
+    for n in range(times):
+        runs: list[tuple[Soak, int]] = [(pickle.loads(second), first_second),
+                                        (pickle.loads(last), last_second)]
+        gc.collect()
+        gc.freeze()
+        events = [0, 0]
+        applies: list[list[float]] = [[0.0] * WINDOW, [0.0] * WINDOW]
+        for turn, offset in enumerate(range(0, WINDOW, SLICE)):
+            order = (0, 1) if turn % 2 == 0 else (1, 0)
+            for i in order:
+                soak, base = runs[i]
+                for s in range(offset, min(offset + SLICE, WINDOW)):
+                    took, k, _ = soak.step(base + s)
+                    events[i] += k
+                    applies[i][s] = took
+                    best[i][s] = min(best[i][s], took)
+        del runs
+        gc.unfreeze()
+        gc.collect()
+        _compared(f"run {n + 1}", applies, events)
+    _compared(f"least per second over {times} runs", best, events)
+
+
+def _compared(what: str, applies: list[list[float]], events: list[int]) -> None:
+    a, b = (sum(applies[i]) / events[i] * 1e6 for i in (0, 1))
+    pa, pb = (p99_ms(applies[i]) for i in (0, 1))
+    print(f"  {what}: CPU µs / event {a:.1f} -> {b:.1f} ({b / a:.2f}), "
+          f"p99 ms {pa:.2f} -> {pb:.2f} ({pb / pa:.2f}); events {events[0]:,} / {events[1]:,}")
+
+
+def compare(folder: Path, first: int, last: int, events_first: int, events_last: int,
+            top: int = 15) -> None:
+    """The functions whose own time per event grew most between two profiled windows, with
+    their calls per 1,000 events in each."""
+    a = _per_function(folder / f"window-{first}.prof")
+    b = _per_function(folder / f"window-{last}.prof")
+    grown = sorted(set(a) | set(b), key=lambda f: (
+        b.get(f, (0, 0.0))[1] / events_last - a.get(f, (0, 0.0))[1] / events_first),
+        reverse=True)
+    print(f"\nown time per event, window {first} -> {last} (µs, profiled), calls per 1,000 "
+          "events:")
+    for f in grown[:top]:
+        (ca, ta), (cb, tb) = a.get(f, (0, 0.0)), b.get(f, (0, 0.0))
+        print(f"  {ta / events_first * 1e6:6.2f} -> {tb / events_last * 1e6:6.2f}  "
+              f"calls {ca / events_first * 1e3:8.1f} -> {cb / events_last * 1e3:8.1f}  {f}")
+
+
+def _per_function(path: Path) -> dict[str, tuple[int, float]]:
+    """Calls and own time by `file:line(function)` of a profile."""
+    stats: dict[tuple[str, int, str], tuple[int, int, float, float, object]] = (
+        pstats.Stats(str(path)).stats)  # type: ignore[attr-defined]
+    return {f"{Path(file).name}:{line}({name})": (calls, own)
+            for (file, line, name), (_, calls, own, _, _) in stats.items()}
 
 
 def sizes(engine: Engine) -> tuple[float, float]:

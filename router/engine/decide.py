@@ -117,6 +117,11 @@ def decide(
         s, notes, ids = incidents.after_group(before, s, notes, at, ctx, ids, timers=timers)
         followed, notes = channel.follow(before, s, notes, at, ctx)
         s = followed if followed is not None else s
+    if timers and ctx.compact_resolved:
+        # The round that announced a resolution is behind it now (the incident read the
+        # resolved alerts above): compact them here rather than at the next round, so a group
+        # never carries them through a whole group_interval of decisions.
+        s = _compact(s, at.ts - ctx.resolved_retention.total_seconds(), ctx)
     return Decision(_expire(s, at.ts, ctx, timers=timers), notes, ids)
 
 
@@ -486,18 +491,25 @@ def _expire(s: GroupState, now: float, ctx: EngineContext, *, timers: bool) -> G
 
 
 def _prune(s: GroupState, now: float, ctx: EngineContext) -> GroupState:
-    """Compact the alerts whose resolution is behind them into `gone` (time and flap history),
-    and forget those resolved longer than the retention ago. A fully resolved group keeps its
-    alerts: it expires as a whole (`_expire`), and its resolution lists them."""
+    """Forget the compacted alerts resolved longer than the retention ago, and compact what
+    is left to compact (`_compact`)."""
     cutoff = now - ctx.resolved_retention.total_seconds()
-    done = [k for k, st in s.alerts.items() if not st.firing and not st.notified
-            and (ctx.compact_resolved or st.time < cutoff)]
     gone = s.gone
     if gone and any(v[0] < cutoff for v in gone.values()):
-        gone = {k: v for k, v in gone.items() if v[0] >= cutoff}
+        s = s.with_(gone={k: v for k, v in gone.items() if v[0] >= cutoff})
+    return _compact(s, cutoff, ctx)
+
+
+def _compact(s: GroupState, cutoff: float, ctx: EngineContext) -> GroupState:
+    """Compact the alerts whose resolution is behind them (notified, or never notified as
+    firing) into `gone` (time and flap history); those resolved before `cutoff` go at once.
+    A fully resolved group keeps its alerts: it expires as a whole (`_expire`), and its
+    resolution lists them. Without `ctx.compact_resolved` only those before `cutoff` go."""
+    done = [k for k, st in s.alerts.items() if not st.firing and not st.notified
+            and (ctx.compact_resolved or st.time < cutoff)]
     if not done or len(done) == len(s.alerts):
-        return s if gone is s.gone else s.with_(gone=gone)
-    gone = dict(gone)
+        return s
+    gone = dict(s.gone)
     alerts = dict(s.alerts)
     for k in done:
         st = alerts.pop(k)

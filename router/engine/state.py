@@ -234,7 +234,8 @@ class GroupState(_Stored):
     # Alerts whose resolution is behind them (notified, or never notified as firing), kept
     # as `(time, *changes)` only until `resolved_retention` has passed: enough to drop a late
     # firing as stale and to go on counting flaps, without carrying the whole alert through
-    # every decision of a busy group (`decide._prune`).
+    # every decision of a busy group (`decide._compact`: at the end of the timed step whose
+    # round announced the resolution, or of the next timed step).
     gone: dict[str, tuple[float, ...]] = Field(default_factory=dict, alias="g")
     # Incidents of this group, oldest first; at most the last one is open.
     incidents: tuple[IncidentState, ...] = Field(default=(), alias="i")

@@ -376,6 +376,21 @@ def event_orders(draw: st.DrawFn) -> tuple[list[AlertEvent], list[int], list[int
     return ordered, cuts, gaps
 
 
+def batched_notes(engine: Engine, events: list[AlertEvent], cuts: list[int],
+                  gaps: list[int]) -> list[Notification]:
+    """The notifications of `events` applied in batches cut at `cuts`, `gaps` seconds apart,
+    then of the timers over the next two hours."""
+    notes: list[Notification] = []
+    now = 0.0
+    bounds = [0, *cuts, len(events)]
+    for (lo, hi), gap in zip(pairwise(bounds), gaps, strict=False):
+        now += gap
+        notes += engine.apply(events[lo:hi], at(now)).notifications
+    for extra in (60, 600, 7200):
+        notes += engine.tick(at(now + extra)).notifications
+    return notes
+
+
 @settings(max_examples=150, deadline=None)
 @given(event_orders(), st.sampled_from([Severity.SEV1, Severity.SEV3]))
 def test_no_interleaving_or_duplication_triggers_twice_per_epoch(
@@ -386,14 +401,7 @@ def test_no_interleaving_or_duplication_triggers_twice_per_epoch(
     # Within the retention of resolved groups (a replay of a firing after its group was
     # deleted is new to the engine; it then gets the original TRIGGER's id and dedup key).
     engine = Engine(EngineContext(resolved_retention=timedelta(days=1)))
-    notes: list[Notification] = []
-    now = 0.0
-    bounds = [0, *cuts, len(events)]
-    for (lo, hi), gap in zip(pairwise(bounds), gaps, strict=False):
-        now += gap
-        notes += engine.apply(events[lo:hi], at(now)).notifications
-    for extra in (60, 600, 7200):
-        notes += engine.tick(at(now + extra)).notifications
+    notes = batched_notes(engine, events, cuts, gaps)
     per_epoch = Counter((n.group_key, n.dedup_key, n.kind) for n in notes)
     assert all(
         count == 1 for (_, _, kind), count in per_epoch.items()
