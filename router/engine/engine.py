@@ -375,6 +375,7 @@ class Engine:
         """
         run = _Run(self, now)
         ids_before = self.ids
+        self.noise = self.noise.settled()
         noise_before = self.noise
         digest_before = self.digest
         at: datetime | None = None  # the recorded time of the events decided since timers fired

@@ -331,3 +331,32 @@ def test_groups_woken_by_a_closing_incident_get_the_same_incident_ids_in_every_p
     assert len(outs) == 1
     (out,) = outs
     assert out.count("INC-") == 30  # each woken SEV2 group opened its own incident
+
+
+def test_what_a_batch_stores_for_the_inhibitors_is_the_same_as_a_full_comparison() -> None:
+    """Noise tracks which services a batch touched, so `stored` and `changed_services` need not
+    walk every service; their answers must be those of comparing every service."""
+    from dataclasses import replace
+
+    from router.engine.incidents.inhibit import Inhibitors
+
+    def own(*ids: str, service: str) -> Inhibitors:
+        return Inhibitors().with_own({i: OpenIncident(i, service, Severity.SEV1, f"g-{i}")
+                                      for i in ids})
+
+    held = Noise().with_services({f"svc-{i}": own(f"INC-{i}", service=f"svc-{i}")
+                                  for i in range(50)}).settled()
+    after = (held
+             .with_services({"svc-3": Inhibitors(), "svc-new": own("INC-x", service="svc-new")})
+             .with_services({"svc-7": own("INC-7", "INC-y", service="svc-7")})
+             .applied(command("x", 1, group_key=NOISE_KEY).model_copy(update={
+                 "command": INCIDENT_INHIBITS,
+                 "args": {"origin": 5, "leads": {"svc-9": {"id": "INC-z", "service": "svc-9",
+                                                           "severity": "SEV1",
+                                                           "group_key": "g-z"}}}}), 0))
+    untracked = replace(after, base=None, touched=frozenset())
+    assert after.touched == {"svc-3", "svc-new", "svc-7", "svc-9"}
+    assert after.stored(held) == untracked.stored(held)
+    assert after.changed_services(held) == untracked.changed_services(held) == {
+        "svc-3", "svc-new", "svc-7", "svc-9"}
+    assert set(after.stored(held)) >= {INHIBITORS_KEY + "svc-3", INHIBITORS_KEY + "svc-9"}
