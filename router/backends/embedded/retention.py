@@ -21,17 +21,16 @@ alerts, open incidents, the outbox) is never touched. An age of zero keeps that 
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from router.backends.embedded.metrics import TABLES, StorageMetrics
 from router.backends.embedded.outbox import SqliteDeliveryStore, SqliteOutbox
 from router.backends.embedded.sqlite import Database
-from router.backends.tasks import cancelled
+from router.backends.tasks import Periodic
 from router.config import EmbeddedBackendConfig
 
 log = logging.getLogger(__name__)
@@ -75,34 +74,34 @@ class PruneReport:
     pages_freed: int = 0
 
 
-class Retention:
+class Retention(Periodic):
+    name = "retention"
+    recoverable = (sqlite3.Error,)  # e.g. the disk is full: next time, then
+    level = logging.ERROR
+
     def __init__(self, db: Database, outbox: SqliteOutbox, records: SqliteDeliveryStore,
                  policy: RetentionPolicy, clock: Callable[[], datetime],
                  metrics: StorageMetrics) -> None:
+        super().__init__(log)
         self._db = db
         self._outbox = outbox
         self._records = records
         self.policy = policy
         self._clock = clock
         self._metrics = metrics
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests step it
-        self._task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         await self.observe()
-        self._task = asyncio.create_task(self._run(), name="retention")
+        await super().start()
 
-    async def stop(self) -> None:
-        await cancelled(self._task)
-        self._task = None
+    def interval(self) -> float:
+        return self.policy.interval.total_seconds()
 
-    async def _run(self) -> None:
-        while True:
-            await self.sleep(self.policy.interval.total_seconds())
-            try:
-                await self.prune()
-            except sqlite3.Error as exc:  # e.g. the disk is full: next time, then
-                log.error("pruning the database failed: %s", exc)
+    async def run_pass(self) -> object:
+        return await self.prune()
+
+    def failed(self, exc: Exception) -> str:
+        return f"pruning the database failed: {exc}"
 
     async def prune(self) -> PruneReport:
         """One pass: delete what is past its age, shrink the file, update the metrics."""

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 
 from aiokafka.errors import KafkaError
 
 from router.backends.kafka.table import CompactedTable
-from router.backends.tasks import cancelled
+from router.backends.tasks import Periodic
 from router.config import KafkaBackendConfig
 from router.incidents import Incident, IncidentStatus
 
@@ -36,7 +36,10 @@ log = logging.getLogger(__name__)
 _SEND_AT_ONCE = 500  # tombstones in flight together (the first pass after an upgrade)
 
 
-class KafkaRetention:
+class KafkaRetention(Periodic):
+    name = "kafka-retention"
+    recoverable = (KafkaError,)  # the broker is away: next time, then
+
     def __init__(self, cfg: KafkaBackendConfig, incidents: CompactedTable[bytes],
                  decoded: Callable[[], Iterable[Incident]], records: CompactedTable[bytes],
                  clock: Callable[[], datetime]) -> None:
@@ -45,23 +48,16 @@ class KafkaRetention:
         self._decoded = decoded  # the incidents view as Incidents (the backend's cache)
         self._records = records
         self._clock = clock
-        self.sleep: Callable[[float], Awaitable[None]] = asyncio.sleep  # tests step it
-        self._task: asyncio.Task[None] | None = None
+        super().__init__(log)
 
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._run(), name="kafka-retention")
+    def interval(self) -> float:
+        return self._cfg.prune_interval.total_seconds()
 
-    async def stop(self) -> None:
-        await cancelled(self._task)
-        self._task = None
+    async def run_pass(self) -> object:
+        return await self.prune()
 
-    async def _run(self) -> None:
-        while True:
-            await self.sleep(self._cfg.prune_interval.total_seconds())
-            try:
-                await self.prune()
-            except KafkaError as exc:  # the broker is away: next time, then
-                log.warning("pruning the incidents view failed: %s", type(exc).__name__)
+    def failed(self, exc: Exception) -> str:
+        return f"pruning the incidents view failed: {type(exc).__name__}"
 
     async def prune(self) -> dict[str, int]:
         """One pass; returns how many incidents were tombstoned and records forgotten."""
