@@ -747,6 +747,8 @@ def scenario_e2e(s: Settings) -> list[Row]:
                 f"{arrived}/{sent} delivered" + (f"; {describe(stages)}" if stages else ""),
                 {"http_p50_ms": result["p50_ms"], "http_p99_ms": result["p99_ms"],
                  "sent": sent, "delivered": arrived, "kafka_stages": stages,
+                 "thread_cpu_s": result.get("thread_cpu_s", {}),
+                 "alerts": result["requests"],
                  **replica_extra(backend, ports, result, result["requests"])},
             ))
     return rows

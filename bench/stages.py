@@ -90,6 +90,19 @@ def per_alert_us(row: dict[str, Any], counts: dict[bool, Counter[str]]) -> dict[
     return dict(out)
 
 
+def _profile_of(result: Path, stamp: str, row: dict[str, Any]) -> Path | None:
+    """The py-spy profile of an embedded router row (closed-loop ingest or e2e), if taken."""
+    scenario = row["scenario"]
+    if scenario.startswith("2 router embedded"):
+        name = f"embedded-{row['payload']}"
+    elif scenario.startswith("5 e2e") and "router embedded" in scenario:
+        name = "e2e-embedded-incidents" if "incidents" in scenario else "e2e-embedded"
+    else:
+        return None
+    profile = result.with_name(f"{stamp}-{name}.txt")
+    return profile if profile.exists() else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("result", type=Path, help="bench/results/<stamp>.json")
@@ -99,10 +112,8 @@ def main() -> None:
     run = json.loads(args.result.read_text())
     stamp = args.result.stem
     for row in run["rows"]:
-        if not row["scenario"].startswith("2 router embedded") or not row["cpu_s_per_1k"]:
-            continue
-        profile = args.result.with_name(f"{stamp}-embedded-{row['payload']}.txt")
-        if not profile.exists():
+        profile = _profile_of(args.result, stamp, row)
+        if profile is None or not row["cpu_s_per_1k"]:
             continue
         counts, unmatched = stages(profile)
         us = per_alert_us(row, counts)
