@@ -28,6 +28,18 @@ JSON behind one tag byte, deflated the same way or not (`pack_record`):
   0x03 | JSON                           RECORD_PLAIN
   0x04 | deflate                        RECORD_DEFLATE: raw deflate of the JSON, `ZDICT_V1`
 
+Its timeline grows with the incident (up to `MAX_TIMELINE` alert entries, and every human
+one), so it is stored in chunks (`router.engine.incidents.record`): sealed ones of a fixed
+number of entries, each a record holding only them in the form above and written once, and a
+head with the alerts, their details and the open tail of the timeline, rewritten as it
+changes (`pack_head`); the head says how many sealed chunks come before its tail:
+
+  0x07 | uint32 LE sealed | JSON        RECORD_PLAIN_HEAD
+  0x08 | uint32 LE sealed | deflate     RECORD_DEFLATE_HEAD
+
+A RECORD_PLAIN or RECORD_DEFLATE record under the head's key (an older store) is a head with
+no sealed chunk.
+
 ZDICT_V1 must never change (frames written with it must stay readable): a new dictionary
 takes a new tag. The short field names live here and in the aliases of `router.engine.state`
 only.
@@ -38,7 +50,7 @@ from __future__ import annotations
 import math
 import struct
 import zlib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import orjson
 
@@ -50,6 +62,8 @@ FRAME_PLAIN_GONE = 5
 FRAME_DEFLATE_GONE = 6
 RECORD_PLAIN = 3
 RECORD_DEFLATE = 4
+RECORD_PLAIN_HEAD = 7
+RECORD_DEFLATE_HEAD = 8
 _HEAD = struct.Struct("<Bd")
 _LEN = struct.Struct("<I")
 _GONE = (FRAME_PLAIN_GONE, FRAME_DEFLATE_GONE)
@@ -194,7 +208,8 @@ def packed_deadline(data: bytes | bytearray | memoryview) -> float | None:
 
 
 def pack_record(record: IncidentRecord, level: int = 0) -> bytes:
-    """The stored form of an incident's record: deflated at zlib `level` 1-9, 0 plain."""
+    """The stored form of an incident's record (or of a sealed chunk of its timeline):
+    deflated at zlib `level` 1-9, 0 plain."""
     body = record.to_bytes()
     if level <= 0:
         return bytes((RECORD_PLAIN,)) + body
@@ -202,9 +217,46 @@ def pack_record(record: IncidentRecord, level: int = 0) -> bytes:
     return bytes((RECORD_DEFLATE,)) + packer.compress(body) + packer.flush()
 
 
-def unpack_record(data: bytes | bytearray | memoryview) -> IncidentRecord:
-    """`pack_record` reversed."""
+def pack_head(record: IncidentRecord, sealed: int, level: int = 0) -> bytes:
+    """The head of a record stored in chunks: `record` holds the timeline after the `sealed`
+    chunks stored apart."""
+    body = pack_record(record, level)
+    tag = RECORD_DEFLATE_HEAD if body[0] == RECORD_DEFLATE else RECORD_PLAIN_HEAD
+    return bytes((tag,)) + _LEN.pack(sealed) + body[1:]
+
+
+def head_chunks(data: bytes | bytearray | memoryview) -> int:
+    """How many sealed chunks a record's head says come before its tail (0: an older record,
+    whole)."""
+    if data and data[0] in (RECORD_PLAIN_HEAD, RECORD_DEFLATE_HEAD):
+        n: int = _LEN.unpack_from(data, 1)[0]
+        return n
+    return 0
+
+
+def unpack_record(data: bytes | bytearray | memoryview,
+                  chunks: Sequence[bytes | bytearray | memoryview] = ()) -> IncidentRecord:
+    """`pack_record` or `pack_head` reversed; `chunks`: the stored forms of the head's sealed
+    chunks, in order (as many as `head_chunks` says)."""
     data = bytes(data)
+    tag = data[0] if data else 0
+    if tag in (RECORD_PLAIN_HEAD, RECORD_DEFLATE_HEAD):
+        if len(chunks) != head_chunks(data):
+            raise ValueError(f"an incident record of {head_chunks(data)} sealed timeline "
+                             f"chunks read with {len(chunks)}")
+        body = bytes((tag - 4,)) + data[1 + _LEN.size:]
+    elif chunks:
+        raise ValueError("a whole incident record read with timeline chunks")
+    else:
+        body = data
+    head = _unpack_one(body)
+    if not chunks:
+        return head
+    timeline = [e for chunk in chunks for e in _unpack_one(bytes(chunk)).timeline]
+    return head.with_(timeline=(*timeline, *head.timeline))
+
+
+def _unpack_one(data: bytes) -> IncidentRecord:
     tag = data[0] if data else 0
     if tag == RECORD_DEFLATE:
         return IncidentRecord.from_bytes(zlib.decompressobj(_WBITS, ZDICT_V1).decompress(data[1:]))

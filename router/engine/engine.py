@@ -27,16 +27,22 @@ from router.engine.codec import (
     gone_of,
     gone_section,
     pack_as,
-    pack_record,
     packed_deadline,
     unpack,
-    unpack_record,
 )
 from router.engine.decide import Event, decide, is_duplicate, rearm
 from router.engine.digest import DIGEST_KEY, Digest
 from router.engine.ids import IDS_KEY, IncidentIds
 from router.engine.incidents import command_target, inhibit
-from router.engine.incidents.record import full_view, hot_view, pending, record_of
+from router.engine.incidents.record import (
+    full_view,
+    hot_view,
+    ident_of,
+    pending,
+    read_record,
+    record_of,
+    record_writes,
+)
 from router.engine.instant import Instant, from_ts, to_ts, utc
 from router.engine.labels import LabelIndex, changed_silences, indexable
 from router.engine.noise import INHIBITORS_KEY, NOISE_KEY, Noise, incident_commands
@@ -184,7 +190,8 @@ class Engine:
         # first silence change, kept by `_store`, None again after a `load`. A key dropped
         # stays listed (looked up keys are checked against the held ones).
         self._labels: LabelIndex | None = None
-        # Incident records (`incidents.record`) in their stored form by incident id, and the
+        # Incident records (`incidents.record`) in their stored form by key after
+        # `RECORD_PREFIX` (head: incident id; timeline chunks: `record.chunk_key`), and the
         # recently written ones decoded (at most `_RECORD_ENTRIES` alerts and entries in all).
         self._records: dict[str, bytes] = {}
         self._decoded: OrderedDict[str, tuple[IncidentRecord, int]] = OrderedDict()
@@ -733,16 +740,21 @@ class Engine:
         for ident, view in run.views.items():  # from the records as the batch found them
             run.views[ident] = full_view(self._record(ident), view)
         out: dict[str, bytes | None] = {}
+        held = self._records
         for ident in gone - records.keys():
             self._forget_record(RECORD_PREFIX + ident)
-            if self._records.pop(ident, None) is not None:
-                out[RECORD_PREFIX + ident] = None
-        for ident, record in records.items():
-            data = pack_record(record, self._level)
-            if self._records.get(ident) != data:
-                self._records[ident] = data
-                out[RECORD_PREFIX + ident] = data
-            self._keep_record(ident, record)
+            for key in record_writes(ident, None, None, held):
+                held.pop(key, None)
+                out[RECORD_PREFIX + key] = None
+        for ident, whole in records.items():
+            for key, data in record_writes(ident, self._record(ident), whole, held,
+                                           self._level).items():
+                if data is None:
+                    held.pop(key, None)
+                else:
+                    held[key] = data
+                out[RECORD_PREFIX + key] = data
+            self._keep_record(ident, whole)
         return out
 
     def _record(self, ident: str) -> IncidentRecord | None:
@@ -750,12 +762,10 @@ class Engine:
         if hot is not None:
             self._decoded.move_to_end(ident)
             return hot[0]
-        data = self._records.get(ident)
-        if data is None:
-            return None
-        record = unpack_record(data)
-        self._keep_record(ident, record)
-        return record
+        found = read_record(ident, self._records)
+        if found is not None:
+            self._keep_record(ident, found)
+        return found
 
     def _keep_record(self, ident: str, record: IncidentRecord) -> None:
         self._forget_record(RECORD_PREFIX + ident)
@@ -768,7 +778,7 @@ class Engine:
 
     def _forget_record(self, key: str) -> None:
         """Drop the decoded copy of the record stored under `key` (its bytes stay)."""
-        hot = self._decoded.pop(key[len(RECORD_PREFIX):], None)
+        hot = self._decoded.pop(ident_of(key[len(RECORD_PREFIX):]), None)
         if hot is not None:
             self._decoded_size -= hot[1]
 
