@@ -6,7 +6,7 @@
 Servers under test run pinned to core 0, load generator and sink to core 1 (see README.md
 for what each scenario includes and excludes). Writes bench/results/<UTC timestamp>.json.
 Scenarios (names for --only/--skip): ceiling, embedded, kafka, alertmanager, delivery, e2e,
-state, console.
+state, console, soak (not in --quick unless named in --only).
 """
 
 from __future__ import annotations
@@ -44,7 +44,7 @@ PY = sys.executable
 ROUTER_BIN = str(Path(PY).parent / "incident-router")
 TOKEN = "bench-token-not-a-secret"
 SCENARIOS = ("ceiling", "embedded", "kafka", "alertmanager", "delivery", "e2e", "state",
-             "console")
+             "console", "soak")
 CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
 SERVER_CPU = CPUS[0]
 LOAD_CPU = CPUS[1] if len(CPUS) > 1 else CPUS[0]
@@ -789,6 +789,38 @@ def scenario_console(s: Settings) -> list[Row]:
             for r in json.loads(out.stdout)]
 
 
+# The soak's second and last windows run again this many times (`soak_engine.py --replay`): on
+# a shared machine the live windows move by 10-20% with the load of others.
+SOAK_REPLAYS = 5
+
+
+def scenario_soak(s: Settings) -> list[Row]:
+    """bench/soak_engine.py on the server core: 30 simulated minutes of a constant
+    Alertmanager-like stream with churn into the engine, a row per 5-minute window, and the
+    last window against the second, replayed (issue 18: cost must not grow with time)."""
+    cmd = [PY, str(BENCH / "soak_engine.py"), "--json", "--replay", str(SOAK_REPLAYS),
+           "--cpu", str(SERVER_CPU)]
+    out = subprocess.run(cmd, capture_output=True, check=False, cwd=str(ROOT))
+    if out.returncode != 0:
+        return [Row("8 soak", "engine", note=out.stderr.decode(errors="replace")[-300:])]
+    r = json.loads(out.stdout)
+    rows = [Row("8 soak", f"min {w['minutes']}", p99_ms=w["p99_ms"],
+                cpu_s_per_1k=w["cpu_us_per_event"] / 1e3,
+                note=f"{w['cpu_us_per_event']:.1f} µs CPU/event, {w['events']:,} events; "
+                     f"p99 = one second's apply (CPU); {w['with_records']:,.0f} B/group",
+                extra=w)
+            for w in r["windows"]]
+    replayed, live = r.get("replayed"), r.get("live")
+    if replayed is not None and live is not None:
+        rows.append(Row(
+            "8 soak", "last / second",
+            note=f"CPU per event {replayed['cpu']:.2f}, p99 {replayed['p99']:.2f}: the least "
+                 f"CPU of each second over {r['replays']} interleaved replays of both windows "
+                 f"(live windows: CPU {live['cpu']:.2f}, p99 {live['p99']:.2f})",
+            extra={"replayed": replayed, "live": live, "replays": r["replays"]}))
+    return rows
+
+
 RUNNERS: dict[str, Callable[[Settings], list[Row]]] = {
     "ceiling": scenario_ceiling,
     "embedded": scenario_embedded,
@@ -798,6 +830,7 @@ RUNNERS: dict[str, Callable[[Settings], list[Row]]] = {
     "e2e": scenario_e2e,
     "state": scenario_state,
     "console": scenario_console,
+    "soak": scenario_soak,
 }
 
 
@@ -860,6 +893,14 @@ def ratios(rows: list[Row]) -> list[tuple[str, str, str, bool | None]]:
     else:
         out.append(("engine RSS per active alert (B)", "n/a", "<= 1024", None))
         out.append(("restore entries/s", "n/a", ">= 100,000", None))
+    soak = next((r for r in rows if r.scenario == "8 soak" and "replayed" in r.extra), None)
+    for what, field_ in (("soak CPU per event, last / second window", "cpu"),
+                         ("soak p99, last / second window", "p99")):
+        if soak is None:
+            out.append((what, "n/a", "<= 1.10", None))
+        else:
+            v = soak.extra["replayed"][field_]
+            out.append((what, f"{v:.2f}", "<= 1.10", v <= 1.10))
     return out
 
 
@@ -944,7 +985,8 @@ def main() -> None:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     payload_set = set(args.payloads.split(",")) if args.payloads else None
     if quick and not args.only:
-        chosen = [c for c in chosen if c != "delivery"]  # e2e covers delivery in a smoke run
+        # e2e covers delivery in a smoke run; the soak takes minutes whatever its settings.
+        chosen = [c for c in chosen if c not in ("delivery", "soak")]
     if quick and payload_set is None:
         payload_set = {"am10", "storm", "sns"}
 

@@ -23,6 +23,9 @@ second (issue 18's target: within 10%).
 CPU each second took over the N replays: on a shared machine the live table moves by 10-20%
 between windows with the load of others, the replayed ratio by a few percent.
 
+`--json` prints one JSON object instead of the tables (`bench/run.py`'s soak scenario:
+`windows`, the `live` and `replayed` last/second ratios); `--cpu N` pins the process to core N.
+
 `--profile DIR` runs each window's `apply` calls under cProfile and writes `DIR/window-N.prof`
 (N from 1; open with pstats or snakeviz) and prints the functions whose own time per event
 grew most from the second window to the last: what still scales with a group's history. Call
@@ -35,11 +38,14 @@ from __future__ import annotations
 import argparse
 import cProfile
 import gc
+import json
 import math
+import os
 import pickle
 import pstats
 import random
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -141,7 +147,13 @@ def main() -> None:
     parser.add_argument("--replay", type=int, default=0, metavar="N",
                         help="then replay the second and the last window N times each, "
                              "interleaved, and compare them by each second's least CPU")
+    parser.add_argument("--json", action="store_true",
+                        help="print one JSON object (windows and ratios) instead of tables")
+    parser.add_argument("--cpu", type=int, help="pin the process to this core")
     args = parser.parse_args()
+    if args.cpu is not None:
+        os.sched_setaffinity(0, {args.cpu})
+    say = (lambda *_: None) if args.json else print
     if args.profile:
         Path(args.profile).mkdir(parents=True, exist_ok=True)
     rng = random.Random(18)
@@ -150,11 +162,12 @@ def main() -> None:
               for i in range(args.groups)]
     engine = Engine(EngineContext(incidents=IncidentsConfig()), hot_groups=args.hot_groups)
     soak = Soak(groups, engine)
-    print("| window (min) |  events | notifications | CPU µs / event | p99 apply ms "
-          "| state bytes / group | + incident records |")
-    print("|--------------|---------|---------------|----------------|--------------"
-          "|---------------------|--------------------|")
+    say("| window (min) |  events | notifications | CPU µs / event | p99 apply ms "
+        "| state bytes / group | + incident records |")
+    say("|--------------|---------|---------------|----------------|--------------"
+        "|---------------------|--------------------|")
     rows: list[tuple[float, float]] = []
+    windows: list[dict[str, object]] = []
     cpu = 0.0
     events = notes = 0
     applies: list[float] = []
@@ -178,9 +191,13 @@ def main() -> None:
         if (second + 1) % WINDOW == 0:
             hot, whole = sizes(engine)
             rows.append((cpu / events * 1e6, p99_ms(applies)))
-            print(f"| {second // 60 - 4:>5}-{second // 60 + 1:<6} | {events:>7,} | "
-                  f"{notes:>13,} | {rows[-1][0]:>14.1f} | {rows[-1][1]:>12.2f} | "
-                  f"{hot:>19,.0f} | {whole:>18,.0f} |")
+            windows.append({"minutes": f"{second // 60 - 4}-{second // 60 + 1}",
+                            "events": events, "notifications": notes,
+                            "cpu_us_per_event": rows[-1][0], "p99_ms": rows[-1][1],
+                            "state_bytes_per_group": hot, "with_records": whole})
+            say(f"| {second // 60 - 4:>5}-{second // 60 + 1:<6} | {events:>7,} | "
+                f"{notes:>13,} | {rows[-1][0]:>14.1f} | {rows[-1][1]:>12.2f} | "
+                f"{hot:>19,.0f} | {whole:>18,.0f} |")
             if profiler is not None:
                 profiler.dump_stats(Path(args.profile) / f"window-{len(rows)}.prof")
                 profiler = cProfile.Profile()
@@ -188,13 +205,18 @@ def main() -> None:
             cpu = 0.0
             events = notes = 0
             applies = []
+    out: dict[str, object] = {"windows": windows}
     if len(rows) > 2:
         (cpu2, p2), (cpu_n, p_n) = rows[1], rows[-1]
-        print(f"\nlast window / second: CPU per event {cpu_n / cpu2:.2f}, p99 {p_n / p2:.2f} "
-              "(target: at most 1.10 each)")
+        out["live"] = {"cpu": cpu_n / cpu2, "p99": p_n / p2}
+        say(f"\nlast window / second: CPU per event {cpu_n / cpu2:.2f}, p99 {p_n / p2:.2f} "
+            "(target: at most 1.10 each)")
     if args.replay and last > WINDOW:
         del soak, groups, engine
-        replay(copies[WINDOW], copies[last], WINDOW, last, args.replay)
+        out["replayed"] = replay(copies[WINDOW], copies[last], WINDOW, last, args.replay, say)
+        out["replays"] = args.replay
+    if args.json:
+        print(json.dumps(out))
     if args.profile and len(rows) > 2:
         compare(Path(args.profile), 2, len(rows), counts[1], counts[-1])
 
@@ -208,7 +230,7 @@ SLICE = 10
 
 
 def replay(second: bytes, last: bytes, first_second: int, last_second: int,
-           times: int) -> None:
+           times: int, say: Callable[..., None] = print) -> dict[str, float]:
     """The second and the last window again, from copies of the soak taken at their start,
     interleaved in SLICE-second turns (which goes first alternates), so that a change of the
     machine's load over the run's minutes weighs on both alike: their ratio is the engine's.
@@ -219,7 +241,7 @@ def replay(second: bytes, last: bytes, first_second: int, last_second: int,
     Two engines are alive at once, so what they held when copied is frozen out of the
     garbage collector (`gc.freeze`): a full collection would otherwise scan twice the heap of
     the run and land on one of them; what they allocate is collected as in the run."""
-    print(f"\ninterleaved replay ({SLICE} s turns), last window / second:")
+    say(f"\ninterleaved replay ({SLICE} s turns), last window / second:")
     best: list[list[float]] = [[math.inf] * WINDOW, [math.inf] * WINDOW]
     events = [0, 0]
     for n in range(times):
@@ -241,15 +263,18 @@ def replay(second: bytes, last: bytes, first_second: int, last_second: int,
         del runs
         gc.unfreeze()
         gc.collect()
-        _compared(f"run {n + 1}", applies, events)
-    _compared(f"least per second over {times} runs", best, events)
+        _compared(f"run {n + 1}", applies, events, say)
+    return _compared(f"least per second over {times} runs", best, events, say)
 
 
-def _compared(what: str, applies: list[list[float]], events: list[int]) -> None:
+def _compared(what: str, applies: list[list[float]], events: list[int],
+              say: Callable[..., None]) -> dict[str, float]:
     a, b = (sum(applies[i]) / events[i] * 1e6 for i in (0, 1))
     pa, pb = (p99_ms(applies[i]) for i in (0, 1))
-    print(f"  {what}: CPU µs / event {a:.1f} -> {b:.1f} ({b / a:.2f}), "
-          f"p99 ms {pa:.2f} -> {pb:.2f} ({pb / pa:.2f}); events {events[0]:,} / {events[1]:,}")
+    say(f"  {what}: CPU µs / event {a:.1f} -> {b:.1f} ({b / a:.2f}), "
+        f"p99 ms {pa:.2f} -> {pb:.2f} ({pb / pa:.2f}); events {events[0]:,} / {events[1]:,}")
+    return {"cpu_us_per_event_second": a, "cpu_us_per_event_last": b, "cpu": b / a,
+            "p99_ms_second": pa, "p99_ms_last": pb, "p99": pb / pa}
 
 
 def compare(folder: Path, first: int, last: int, events_first: int, events_last: int,
