@@ -13,10 +13,10 @@ start together, as before, which made the early windows cheaper than the load).
 
 The clock is injected, so 30 simulated minutes take about a minute of CPU, and the numbers
 are the engine's alone (no I/O, no HTTP), per 5-minute window: CPU per 1,000 events, the p99
-of one second's `apply` (CPU ms: what a batch waits for the engine), and the mean stored size
-of a group (incident records included). Constant load must give a flat table; a growing one
-means per-event cost depends on history. The last line compares the last window with the
-second (issue 18's target: within 10%).
+of one second's `apply` (CPU ms: what a batch waits for the engine), the garbage collector's
+share of that CPU, and the mean stored size of a group (incident records included). Constant
+load must give a flat table; a growing one means per-event cost depends on history. The last
+line compares the last window with the second (issue 18's target: within 10%).
 
 `--replay N` then runs the second and the last window again N times each, interleaved in
 10-second turns from copies of the soak taken at their start, and compares them by the least
