@@ -106,8 +106,8 @@ def read_record(ident: str, held: Mapping[str, bytes]) -> IncidentRecord | None:
 
 
 def record_writes(ident: str, old: IncidentRecord | None, new: IncidentRecord | None,
-           held: Mapping[str, bytes], level: int = 0,
-           size: int = TIMELINE_CHUNK) -> dict[str, bytes | None]:
+                  held: Mapping[str, bytes], level: int = 0,
+                  size: int = TIMELINE_CHUNK) -> dict[str, bytes | None]:
     """What to store for incident `ident`'s record going from `old` (what `held` stores, by key
     after the prefix) to `new` (None: the record goes): the stored forms that change, by key
     (None: delete). Sealed chunks whose entries did not change are neither encoded nor
