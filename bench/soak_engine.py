@@ -52,6 +52,7 @@ from pathlib import Path
 from router.config import IncidentsConfig
 from router.engine.engine import Engine
 from router.engine.state import EngineContext
+from router.gcpolicy import tune as tune_gc
 from router.model import Alert, AlertsEvent, Severity, Status
 
 T0 = datetime(2026, 12, 1, 0, 0, tzinfo=UTC)
@@ -171,7 +172,12 @@ def main() -> None:
     parser.add_argument("--json", action="store_true",
                         help="print one JSON object (windows and ratios) instead of tables")
     parser.add_argument("--cpu", type=int, help="pin the process to this core")
+    parser.add_argument("--python-gc", action="store_true",
+                        help="keep Python's collector settings instead of the ones "
+                             "`incident-router serve` runs with (router/gcpolicy.py)")
     args = parser.parse_args()
+    if not args.python_gc:
+        tune_gc()
     if args.cpu is not None:
         os.sched_setaffinity(0, {args.cpu})
     say = (lambda *_: None) if args.json else print

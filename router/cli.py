@@ -35,6 +35,7 @@ def _serve(args: argparse.Namespace) -> int:
     from router.api.drain import on_sigterm
     from router.api.keys import RUNTIME
     from router.api.listener import listener
+    from router.gcpolicy import tune as tune_gc
     from router.logs import setup_logging
     from router.runtime import load_snapshot
 
@@ -55,6 +56,8 @@ def _serve(args: argparse.Namespace) -> int:
     app = build_app(snapshot, config_path=Path(args.config))
 
     async def on_startup(app: web.Application) -> None:
+        # After the backend started (cleanup contexts run first): its restored state is frozen.
+        tune_gc()
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGHUP, app[RUNTIME].reload)
         # Replaces aiohttp's handler (which exits at once): drain first (router.api.drain).
