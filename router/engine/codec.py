@@ -139,19 +139,26 @@ def frame(data: bytes, deadline: float | None, key: str, level: int = 0) -> byte
     body = data.replace(orjson.dumps(key), b"\x00")
     if level <= 0:
         return _HEAD.pack(FRAME_PLAIN, when) + body
-    packer = _packer(level).copy()
+    small = len(body) <= _SMALL_BODY
+    packer = _packer(level, _SMALL_WBITS if small else _WBITS).copy()
     return _HEAD.pack(FRAME_DEFLATE, when) + packer.compress(body) + packer.flush()
 
 
-_PACKERS: dict[int, zlib._Compress] = {}
+# A state whose JSON fits in a small window with the dictionary (most groups: one alert is
+# ~1 KB) is deflated with that window. The stream is the same, byte for byte (no match
+# reaches further back than the dictionary's start either way), but the copy of the primed
+# compressor, a third of the cost of deflating such a state, copies 37 KB instead of 135 KB.
+_SMALL_WBITS = -13
+_SMALL_BODY = (1 << 13) - 262 - len(ZDICT_V1)  # zlib's window less MIN_LOOKAHEAD
+_PACKERS: dict[tuple[int, int], zlib._Compress] = {}
 
 
-def _packer(level: int) -> zlib._Compress:
+def _packer(level: int, wbits: int = _WBITS) -> zlib._Compress:
     """A compressor primed with the dictionary: a copy of it skips hashing the dictionary."""
-    packer = _PACKERS.get(level)
+    packer = _PACKERS.get((level, wbits))
     if packer is None:
-        packer = _PACKERS[level] = zlib.compressobj(
-            min(level, 9), zlib.DEFLATED, _WBITS, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
+        packer = _PACKERS[level, wbits] = zlib.compressobj(
+            min(level, 9), zlib.DEFLATED, wbits, _MEM_LEVEL, zlib.Z_DEFAULT_STRATEGY, ZDICT_V1)
     return packer
 
 

@@ -21,6 +21,7 @@ from typing import TypeVar
 import orjson
 
 from router.engine.incidents.inhibit import IncidentMuter, Inhibitors, OpenIncident
+from router.engine.overlay import Overlay
 from router.engine.quiet import Muter, Quiet
 from router.model import Alert, AlertEvent, CommandEvent, Severity, Status
 from router.noise.heartbeats import HEARTBEAT, Heartbeat
@@ -108,12 +109,13 @@ class Noise:
         return self
 
     def with_services(self, changed: Mapping[str, Inhibitors]) -> Noise:
-        """With these services' inhibitors replaced (empty ones dropped)."""
-        services = {**self.services, **changed}
-        for svc, inh in changed.items():
-            if inh.empty:
-                del services[svc]
-        return self._services(services, changed)
+        """With these services' inhibitors replaced (empty ones dropped). An `Overlay`: the
+        services not changed are shared with this state, not copied."""
+        held = self.services
+        services = held if isinstance(held, Overlay) else Overlay(held)
+        return self._services(
+            services.updated({svc: None if inh.empty else inh for svc, inh in changed.items()}),
+            changed)
 
     def loaded(self, key: str, data: bytes | bytearray | memoryview | None) -> Noise:
         """With one stored record restored: NOISE_KEY (silences, sources) or one service's

@@ -202,11 +202,12 @@ def _round(before: GroupState | None, s: GroupState, out: list[Notification], no
     if inc is None:
         return s, out, ids
     inc = observe(before, s, inc, now, opened, out, kind)
-    tagged = [tag(n, inc) for n in out]
     more: list[Notification] = []
     if opened:
         inc, more = start(s, inc, now, ctx)
-        tagged = [tag(n, inc) for n in out]  # with the update clock start() armed
+    tagged = [tag(n, inc) for n in out]  # (opened: with the update clock start() armed)
+    if opened:
+        pass
     elif firing and severity.rank < inc.view.severity.rank:
         inc, more = set_severity(s, inc, severity, now, ctx, ROUTER, "alerts")
     elif not firing and ctx.policy(inc.view.severity).auto_resolve:

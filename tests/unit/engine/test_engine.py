@@ -479,3 +479,26 @@ def test_a_group_restored_with_compacted_alerts_still_drops_their_late_firings()
     again.load(KEY, engine.encoded(KEY))
     late = again.apply([alert_event("b", 0)], at(401))  # older than its resolution
     assert late.stale == 1 and not late.notifications
+
+
+@pytest.mark.parametrize(("alerts", "small"), [(1, True), (10, True), (21, True), (40, False)])
+def test_a_small_state_deflates_to_the_same_bytes_with_the_small_window(alerts: int,
+                                                                         small: bool) -> None:
+    """`codec.frame` deflates a state that fits in a small window with one (cheaper to copy);
+    the stream must be the one the full window gives, so stored forms do not change. Groups
+    of 1-8 alerts fit, 12 and 30 do not (the full window then)."""
+    import zlib
+
+    from router.engine import codec
+
+    engine = Engine(compress_level=1)
+    engine.apply([alert_event(f"fp-{i}") for i in range(alerts)], at(0))
+    state = engine.get(KEY)
+    assert state is not None and len(state.alerts) == alerts
+    body = state.to_bytes().replace(orjson.dumps(KEY), b"\x00")
+    full = zlib.compressobj(1, zlib.DEFLATED, -15, 4, zlib.Z_DEFAULT_STRATEGY, codec.ZDICT_V1)
+    expected = full.compress(body) + full.flush()
+    data = frame(state.to_bytes(), state.next_deadline(), KEY, 1)
+    assert data[codec._HEAD.size:] == expected
+    assert unpack(data, KEY) == state
+    assert (len(body) <= codec._SMALL_BODY) == small
