@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from router.backends.kafka.backend import KafkaBackend, client_kwargs, topic_names
+from router.backends.kafka.backend import KafkaBackend, KafkaLog, client_kwargs, topic_names
 from router.backends.kafka.engine import POSITION_KEY, KafkaEngineRunner
 from router.config import KafkaBackendConfig
 from router.engine.state import EngineContext
@@ -461,3 +461,24 @@ async def test_the_transaction_budget_is_shared_by_the_partitions(
     clock[0] += 1.0
     await eventually(lambda: replica.metric("incident_router_engine_events_total") == 4)
     assert engine.lag() == 0
+
+
+async def test_the_engine_decides_what_its_own_intake_appended_without_decoding_it(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    """The events this process appended are taken from memory when decided (none is left
+    held); one another process appended is decoded from its record. All three notify."""
+    replica = await start(replicas, kafka_config)
+    await replica.backend.wait_ready()
+    await replica.backend.log.append([firing("fp-1", name="A"), firing("fp-2", name="B")])
+    assert len(replica.backend.engine.fresh) == 2
+    other = KafkaLog(kafka_config)
+    await other.start()
+    try:
+        await other.append([firing("fp-3", name="C")])
+    finally:
+        await other.stop()
+    await replica.backend.engine.drained()
+    assert len(replica.backend.engine.fresh) == 0
+    titles = sorted(n.alerts[0].name for n in await notifications(kafka_config))
+    assert titles == ["A", "B", "C"]

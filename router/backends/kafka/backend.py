@@ -29,6 +29,7 @@ from router.backends.base import DeliveryProgress, LogEvent, LogUnavailable, Sto
 from router.backends.filters import AlertField, AlertQuery, LabelTest, value_of
 from router.backends.gate import IntakeGate, over_limits
 from router.backends.kafka.engine import KafkaEngineRunner, decode_view
+from router.backends.kafka.fresh import FreshEvents
 from router.backends.kafka.outbox import KafkaDeliveryStore, KafkaOutbox, decode_dead_letter
 from router.backends.kafka.retention import KafkaRetention
 from router.backends.kafka.table import CompactedTable, KafkaWriter
@@ -98,8 +99,11 @@ class KafkaLog:
     reach the log later. The source retries after the 503 and the engine deduplicates.
     """
 
-    def __init__(self, cfg: KafkaBackendConfig, gate: IntakeGate | None = None) -> None:
+    def __init__(self, cfg: KafkaBackendConfig, gate: IntakeGate | None = None,
+                 fresh: FreshEvents | None = None) -> None:
         self._cfg = cfg
+        # What is appended, for this process's engine (fresh.py); a private one if none.
+        self._fresh = fresh if fresh is not None else FreshEvents(0)
         self._topic = topic_names(cfg.topic_prefix).alerts
         self._timeout = cfg.produce_timeout_seconds
         self._producer: AIOKafkaProducer | None = None
@@ -155,7 +159,7 @@ class KafkaLog:
             self._partitions = sorted(await producer.partitions_for(self._topic))
         acks = []
         for event in events:
-            key, value = encode_event(event)
+            key, value = self._encode(event)
             targets = self._partitions if event_key(event) == NOISE_KEY else [
                 self._partition(key)]
             for p in targets:
@@ -163,6 +167,11 @@ class KafkaLog:
         for result in await asyncio.gather(*acks, return_exceptions=True):
             if isinstance(result, BaseException):
                 raise result
+
+    def _encode(self, event: LogEvent) -> tuple[bytes, bytes]:
+        key, value = encode_event(event)
+        self._fresh.put(value, event)
+        return key, value
 
     def _partition(self, key: bytes) -> int | None:
         partitions = self._partitions
@@ -184,12 +193,12 @@ class KafkaLog:
             await self._broadcast(producer, events)
             return
         if len(events) == 1:
-            key, value = encode_event(events[0])
+            key, value = self._encode(events[0])
             await (await send(topic, value=value, key=key, partition=self._partition(key)))
             return
         acks = []
         for event in events:
-            key, value = encode_event(event)
+            key, value = self._encode(event)
             acks.append(await send(topic, value=value, key=key, partition=self._partition(key)))
         results = await asyncio.gather(*acks, return_exceptions=True)
         for result in results:
@@ -239,7 +248,8 @@ class KafkaBackend:
         self.cfg = cfg
         self.topics = topic_names(cfg.topic_prefix)
         self.gate = IntakeGate(self._behind, cfg.intake_max_wait_seconds)
-        self.log = KafkaLog(cfg, self.gate)
+        fresh = FreshEvents()
+        self.log = KafkaLog(cfg, self.gate, fresh)
         self._writer = KafkaWriter(cfg, client_id="incident-router-delivery-writer")
         # Views stay raw bytes until read: every decision writes them, few are ever read.
         self._view: CompactedTable[bytes] = CompactedTable(cfg, self.topics.alerts_view, bytes)
@@ -259,6 +269,7 @@ class KafkaBackend:
                                         lambda: self._incident_rows(None, None),
                                         self._records, clock)
         self.engine = KafkaEngineRunner(cfg, context, metrics, clock=clock)
+        self.engine.fresh = fresh
         self.engine.on_incident = self._incidents.applied
         self.engine.on_progress = self.gate.poke
         self.engine.on_commands = self._engine_commands

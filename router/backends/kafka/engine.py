@@ -61,6 +61,7 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
+from router.backends.kafka.fresh import FreshEvents
 from router.backends.kafka.pacing import budget_for
 from router.backends.kafka.topics import Topics, client_kwargs, decode_event, topic_names
 from router.backends.watchdog import stall_limit, stalled, waiting
@@ -142,6 +143,8 @@ class KafkaEngineRunner:
         # Commands the engine addressed to other engines (`Batch.commands`), handed over after
         # the commit: the backend appends them to the log (KafkaBackend points it there).
         self.on_commands: Callable[[list[CommandEvent]], Awaitable[None]] | None = None
+        # Events this process appended (KafkaBackend shares intake's): taken instead of decoded.
+        self.fresh = FreshEvents(0)
         # Test seam: awaited inside each transaction just before its commit.
         self.before_commit: Callable[[TopicPartition], Awaitable[None]] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -627,7 +630,12 @@ class KafkaEngineRunner:
         """One step of the partition's engine (`runner.step_safely`): decide, commit, count;
         on a failure abort and rebuild the partition."""
         events = []
+        take = self.fresh.take
         for r in records:
+            event = take(r.value)
+            if event is not None:
+                events.append(event)
+                continue
             try:
                 events.append(decode_event(r.value or b""))
             except ValueError:
