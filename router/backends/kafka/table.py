@@ -76,6 +76,8 @@ class CompactedTable(Generic[T]):
         self._tps: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
+        # Told of every change of a row (None: deleted), for what is kept up to date from it.
+        self.on_change: Callable[[str, T | None], None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -154,15 +156,18 @@ class CompactedTable(Generic[T]):
 
     def _set(self, key: str, value: bytes | None, at: float) -> None:
         if value is None:
-            self.rows.pop(key, None)
+            if self.rows.pop(key, None) is not None and self.on_change is not None:
+                self.on_change(key, None)
             if self._times is not None:
                 self._times.pop(key, None)
             return
         try:
-            self.rows[key] = self._decode(value)
+            row = self.rows[key] = self._decode(value)
         except ValueError:
             log.error("skipping an undecodable record in %s", self.topic)
             return
+        if self.on_change is not None:
+            self.on_change(key, row)
         if self._times is not None:
             self._times[key] = at
 
@@ -176,7 +181,8 @@ class CompactedTable(Generic[T]):
         old = [key for key, at in times.items() if at < cutoff]
         for key in old:
             del times[key]
-            self.rows.pop(key, None)
+            if self.rows.pop(key, None) is not None and self.on_change is not None:
+                self.on_change(key, None)
         return len(old)
 
     # --- writing ---------------------------------------------------------------------------
