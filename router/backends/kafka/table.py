@@ -28,6 +28,12 @@ from router.config import KafkaBackendConfig
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A tail's fetch is answered once this much is there or after the wait: under load one fetch
+# per wait instead of one per commit (each engine transaction writes the alerts view, each
+# delivery a record), at the price of other replicas' views being up to the wait behind (a
+# replica reads its own writes at once, `applied`).
+_TAIL_MIN_BYTES = 256 * 1024
+_TAIL_WAIT_MS = 100
 
 
 class KafkaWriter:
@@ -87,6 +93,7 @@ class CompactedTable(Generic[T]):
         consumer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
+            fetch_min_bytes=_TAIL_MIN_BYTES, fetch_max_wait_ms=_TAIL_WAIT_MS,
         )
         await consumer.start()
         self._consumer = consumer
