@@ -8,18 +8,23 @@ topics stay). Per alert (its `bench_seq` label), four moments on one clock:
 
 - `post`: when the load generator scheduled the POST (open loop: counts queueing);
 - `logged`: the alerts record's CreateTime (aiokafka stamps it when intake hands it over);
-- `decided`: the notification's `created_at` (the engine's clock when its round began);
-- `produced`: the notification record's CreateTime (handed to the transaction);
+- `produced`: the notification record's CreateTime (handed to the engine's transaction);
 - `arrived`: the sink's receipt of the alert.
 
-The stages between them:
+(A notification's `created_at` is the alert's `received_at`, the time it is decided at, not
+when the engine decided it: no mark between `logged` and `produced`.)
+
+The stages between them (the partition's turn: its transaction in flight, the budget's):
 
 | stage | from - to | what it holds |
 |---|---|---|
 | intake | post - logged | loadgen queueing, HTTP, parse, classify, the router's core being busy |
-| fetch | logged - decided | produce ack, the engine's fetch (and its wait for the round before) |
-| decide | decided - produced | the engine round up to this send (other partitions too) |
+| engine | logged - produced | produce ack, engine fetch, the partition's turn, decisions |
 | deliver | produced - arrived | transaction commit, outbox read_committed fetch, Dispatcher, POST |
+
+And the engine transactions that carried the alerts: a transaction's notifications are
+consecutive offsets of their partition, and its commit marker takes the next offset, so a
+gap in a partition's committed offsets ends a transaction.
 
 Timestamps are milliseconds (Kafka's) against the monotonic clock of the load generator and
 the sink, mapped to wall time once (`wall = monotonic + offset`): about 1 ms resolution.
@@ -32,19 +37,19 @@ import asyncio
 import re
 import time
 from collections import Counter
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 _SEQ = re.compile(rb'"bench_seq":"([0-9a-f]+)-')
-_CREATED = re.compile(rb'"created_at":"([^"]+)"')
-STAGES = ("intake", "fetch", "decide", "deliver")
+STAGES = ("intake", "engine", "deliver")
+BATCH = "batch"  # per alert: the alerts its engine transaction carried
 
 
-async def _read(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, bytes]]:
-    """(CreateTime ms, value) of every committed record of `topic`."""
+async def _read(bootstrap: str, topic: str, partitions: int
+                ) -> list[tuple[int, int, int, bytes]]:
+    """(partition, offset, CreateTime ms, value) of every committed record of `topic`."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=None,
                                 enable_auto_commit=False, isolation_level="read_committed",
                                 auto_offset_reset="earliest", fetch_max_wait_ms=50)
@@ -54,12 +59,13 @@ async def _read(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, 
         consumer.assign(tps)
         await consumer.seek_to_beginning(*tps)
         end = await consumer.end_offsets(tps)
-        out: list[tuple[int, bytes]] = []
+        out: list[tuple[int, int, int, bytes]] = []
         behind = {tp for tp in tps if end[tp] > 0}
         while behind:
             data = await consumer.getmany(*behind, timeout_ms=500, max_records=10_000)
             for records in data.values():
-                out.extend((r.timestamp, r.value or b"") for r in records)
+                out.extend((r.partition, r.offset, r.timestamp, r.value or b"")
+                       for r in records)
             for tp in list(behind):
                 if await consumer.position(tp) >= end[tp]:
                     behind.discard(tp)
@@ -68,40 +74,45 @@ async def _read(bootstrap: str, topic: str, partitions: int) -> list[tuple[int, 
         await consumer.stop()
 
 
-def _iso_ms(value: bytes) -> float:
-    return datetime.fromisoformat(value.decode()).timestamp() * 1000
-
-
 def stage_times(bootstrap: str, prefix: str, partitions: int, sends: dict[str, float],
                 arrivals: dict[str, float], offset: float) -> dict[int, dict[str, float]]:
     """Per request seq, each stage's milliseconds (`offset` = wall - monotonic seconds)."""
     alerts, notifications = asyncio.run(_both(bootstrap, prefix, partitions))
     logged: dict[int, float] = {}
-    for ts, value in alerts:
+    for _, _, ts, value in alerts:
         for m in _SEQ.finditer(value):
             logged.setdefault(int(m.group(1), 16), float(ts))
-    produced: dict[int, tuple[float, float]] = {}
-    for ts, value in notifications:
-        created = _CREATED.search(value)
-        if created is None:
-            continue
+    produced: dict[int, float] = {}
+    batch_of: dict[int, tuple[int, int]] = {}  # seq -> (partition, first offset of its batch)
+    batches: Counter[tuple[int, int]] = Counter()
+    last: dict[int, int] = {}  # partition -> offset of the record before
+    first: dict[int, int] = {}  # partition -> first offset of the batch in progress
+    for partition, position, ts, value in sorted(notifications, key=lambda n: n[:2]):
+        if last.get(partition) != position - 1:  # a marker (or an aborted batch) in between
+            first[partition] = position
+        last[partition] = position
+        batch = (partition, first[partition])
         for m in _SEQ.finditer(value):
-            produced.setdefault(int(m.group(1), 16), (_iso_ms(created.group(1)), float(ts)))
+            seq = int(m.group(1), 16)
+            if seq not in produced:
+                produced[seq] = float(ts)
+                batch_of[seq] = batch
+                batches[batch] += 1
     arrived = {int(label.split("-", 1)[0], 16): t for label, t in arrivals.items()}
     out: dict[int, dict[str, float]] = {}
     for key, due in sends.items():
         seq = int(key)
         if seq not in logged or seq not in produced or seq not in arrived:
             continue
-        decided, made = produced[seq]
-        marks = [(due + offset) * 1000, logged[seq], decided, made,
+        marks = [(due + offset) * 1000, logged[seq], produced[seq],
                  (arrived[seq] + offset) * 1000]
         out[seq] = {stage: marks[i + 1] - marks[i] for i, stage in enumerate(STAGES)}
+        out[seq][BATCH] = batches[batch_of[seq]]
     return out
 
 
 async def _both(bootstrap: str, prefix: str, partitions: int
-                ) -> tuple[list[tuple[int, bytes]], list[tuple[int, bytes]]]:
+                ) -> tuple[list[tuple[int, int, int, bytes]], list[tuple[int, int, int, bytes]]]:
     return (await _read(bootstrap, f"{prefix}.alerts", partitions),
             await _read(bootstrap, f"{prefix}.notifications", partitions))
 
@@ -113,13 +124,16 @@ def wall_offset() -> float:
 
 def summary(per_alert: dict[int, dict[str, float]]) -> dict[str, Any]:
     """p50/p99 of each stage, and the mean of each stage over the slowest 1% of alerts (what
-    the end-to-end p99 is made of)."""
+    the end-to-end p99 is made of); and the engine transactions that carried the alerts, with
+    the mean alerts per transaction."""
     if not per_alert:
         return {}
     rows = list(per_alert.values())
-    totals = sorted((sum(r.values()), i) for i, r in enumerate(rows))
+    totals = sorted((sum(r[st] for st in STAGES), i) for i, r in enumerate(rows))
     tail = [rows[i] for _, i in totals[int(0.99 * len(totals)):]]
-    out: dict[str, Any] = {"alerts": len(rows)}
+    transactions = sum(1 / r[BATCH] for r in rows)
+    out: dict[str, Any] = {"alerts": len(rows), "transactions": round(transactions),
+                           "alerts_per_transaction": len(rows) / transactions}
     for stage in STAGES:
         values = sorted(r[stage] for r in rows)
         out[stage] = {
@@ -136,7 +150,8 @@ def describe(s: dict[str, Any]) -> str:
         return f"stages: {s.get('error', 'no timestamps')}"
     return "stages ms p50/p99 (slowest 1% mean): " + ", ".join(
         f"{st} {s[st]['p50_ms']:.0f}/{s[st]['p99_ms']:.0f} ({s[st]['slowest_1pct_mean_ms']:.0f})"
-        for st in STAGES)
+        for st in STAGES) + (f"; {s['transactions']} transactions, "
+                             f"{s['alerts_per_transaction']:.1f} alerts each")
 
 
 # (share, pattern on the whole stack "frame;frame;..."): the first that matches. What runs in

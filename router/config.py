@@ -166,6 +166,10 @@ class KafkaBackendConfig(RetentionConfig):
     # sooner wait and share one transaction. 0: at once (lowest latency; one transaction per
     # partition per commit round trip, the most CPU under load). See docs/kafka.md, "Sizing".
     engine_batch_interval_seconds: float = Field(default=0.0, ge=0, le=1)
+    # Transactions per second a replica's engine starts, all its partitions together: above
+    # it a partition waits its turn (oldest records first) and its next transaction carries
+    # what arrived meanwhile. Caps the transactions' CPU under load; 0: no limit.
+    engine_transactions_per_second: float = Field(default=0.0, ge=0)
     # Topic retention set by `kafka init` / topic creation (router.backends.kafka.topics):
     # `retention.ms` of the alerts log and the outbox, and of the compacted dead-letter and
     # delivery-record topics (cleanup.policy compact,delete). 0 keeps that topic's records

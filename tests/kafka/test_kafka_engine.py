@@ -13,7 +13,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from aiokafka.partitioner import DefaultPartitioner
 from prometheus_client import CollectorRegistry
 
-from router.backends.kafka.backend import KafkaBackend, client_kwargs, topic_names
+from router.backends.kafka.backend import KafkaBackend, KafkaLog, client_kwargs, topic_names
 from router.backends.kafka.engine import POSITION_KEY, KafkaEngineRunner
 from router.config import KafkaBackendConfig
 from router.engine.state import EngineContext
@@ -397,22 +397,30 @@ async def test_a_partition_commits_while_another_partitions_transaction_is_open(
     assert len(await notifications(kafka_config)) == 13
 
 
-async def test_the_batch_interval_holds_a_partitions_next_batch(
-    kafka_config: KafkaBackendConfig, replicas: list[Replica]
-) -> None:
-    """`engine_batch_interval_seconds`: records arriving within it of the partition's last
-    batch wait for it to end (the runner's monotonic clock), then go in one batch."""
-    cfg = kafka_config.model_copy(update={"engine_batch_interval_seconds": 1.0})
+async def decided_once_on_a_clock(replicas: list[Replica], cfg: KafkaBackendConfig,
+                                  event: AlertEvent) -> tuple[Replica, list[float]]:
+    """A ready replica whose engine runs on a monotonic clock the test moves (`clock[0]`),
+    with `event` decided."""
     replica = Replica(cfg)
     clock = [1000.0]
     replica.backend.engine.monotonic = lambda: clock[0]
     await replica.backend.start()
     replicas.append(replica)
     await replica.backend.wait_ready()
-    engine = replica.backend.engine
-    await replica.backend.log.append([firing("fp-1")])
-    await engine.drained()
+    await replica.backend.log.append([event])
+    await replica.backend.engine.drained()
     assert replica.metric("incident_router_engine_events_total") == 1
+    return replica, clock
+
+
+async def test_the_batch_interval_holds_a_partitions_next_batch(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    """`engine_batch_interval_seconds`: records arriving within it of the partition's last
+    batch wait for it to end (the runner's monotonic clock), then go in one batch."""
+    cfg = kafka_config.model_copy(update={"engine_batch_interval_seconds": 1.0})
+    replica, clock = await decided_once_on_a_clock(replicas, cfg, firing("fp-1"))
+    engine = replica.backend.engine
 
     # The same group, so the same partition, still inside its interval: fetched, not decided.
     await replica.backend.log.append([firing("fp-2"), firing("fp-3")])
@@ -421,3 +429,56 @@ async def test_the_batch_interval_holds_a_partitions_next_batch(
     clock[0] += 1.0
     await eventually(lambda: replica.metric("incident_router_engine_events_total") == 3)
     assert engine.lag() == 0
+
+
+async def test_the_transaction_budget_is_shared_by_the_partitions(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    """`engine_transactions_per_second`: with the budget spent, records of two partitions
+    wait (fetched, not decided); each new token (the runner's monotonic clock) starts one
+    partition's batch, not both, and a partition's waiting records go in one batch."""
+    cfg = kafka_config.model_copy(update={"engine_transactions_per_second": 1.0})
+    # The first batch takes the budget's one token.
+    replica, clock = await decided_once_on_a_clock(replicas, cfg, firing("fp-0"))
+    engine = replica.backend.engine
+
+    everything = list(range(cfg.partitions))
+
+    def partition(name: str) -> int:
+        key = event_key(firing("fp", name=name)).encode()
+        return int(DefaultPartitioner()(key, everything, everything))
+
+    first = partition("HighErrorRate")
+    other = next(n for i in range(100) if partition(n := f"Other{i}") != first)
+    await replica.backend.log.append([firing("fp-1"), firing("fp-2")])
+    await replica.backend.log.append([firing("fp-3", name=other)])
+    await eventually(lambda: engine.lag() == 3)
+    assert replica.metric("incident_router_engine_events_total") == 1
+
+    clock[0] += 1.0  # one token: the oldest waiting partition's two records, in one batch
+    await eventually(lambda: replica.metric("incident_router_engine_events_total") == 3)
+    assert engine.lag() == 1
+    clock[0] += 1.0
+    await eventually(lambda: replica.metric("incident_router_engine_events_total") == 4)
+    assert engine.lag() == 0
+
+
+async def test_the_engine_decides_what_its_own_intake_appended_without_decoding_it(
+    kafka_config: KafkaBackendConfig, replicas: list[Replica]
+) -> None:
+    """The events this process appended are taken from memory when decided (none is left
+    held); one another process appended is decoded from its record. All three notify."""
+    replica = await start(replicas, kafka_config)
+    await replica.backend.wait_ready()
+    await replica.backend.log.append([firing("fp-1", name="A"), firing("fp-2", name="B")])
+    assert len(replica.backend.engine.fresh) == 2
+    other = KafkaLog(kafka_config)
+    await other.start()
+    try:
+        await other.append([firing("fp-3", name="C")])
+    finally:
+        await other.stop()
+    await replica.backend.engine.drained()
+    assert len(replica.backend.engine.fresh) == 0
+    titles = sorted(n.alerts[0].name for n in await notifications(kafka_config))
+    assert titles == ["A", "B", "C"]

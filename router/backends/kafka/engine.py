@@ -23,7 +23,9 @@ Lifecycle of a partition (mirrors aiokafka's `local_state_consumer` example):
    commit the position is also committed as the group's offset (in the background, for lag
    monitoring and `drained()`; a lower bound of the changelog's). Partitions commit on their
    own: a partition's next batch starts as soon as its own transaction returns, with what was
-   fetched for it meanwhile, not when the slowest partition of a round is done.
+   fetched for it meanwhile, not when the slowest partition of a round is done; and, with
+   `engine_transactions_per_second`, when the replica's transaction budget (pacing.py) has
+   one for it, the partition whose records are oldest first.
 5. revoked: wait for the partition's batch in progress, drop the engine, close the producer.
 
 `ready()` is false until every assigned partition is restored, and while the engine is stalled.
@@ -59,6 +61,8 @@ from aiokafka.errors import ProducerFenced
 from aiokafka.structs import ConsumerRecord
 from pydantic import TypeAdapter
 
+from router.backends.kafka.fresh import FreshEvents
+from router.backends.kafka.pacing import budget_for
 from router.backends.kafka.topics import Topics, client_kwargs, decode_event, topic_names
 from router.backends.watchdog import stall_limit, stalled, waiting
 from router.config import KafkaBackendConfig
@@ -139,6 +143,8 @@ class KafkaEngineRunner:
         # Commands the engine addressed to other engines (`Batch.commands`), handed over after
         # the commit: the backend appends them to the log (KafkaBackend points it there).
         self.on_commands: Callable[[list[CommandEvent]], Awaitable[None]] | None = None
+        # Events this process appended (KafkaBackend shares intake's): taken instead of decoded.
+        self.fresh = FreshEvents(0)
         # Test seam: awaited inside each transaction just before its commit.
         self.before_commit: Callable[[TopicPartition], Awaitable[None]] | None = None
         self._consumer: AIOKafkaConsumer | None = None
@@ -161,6 +167,10 @@ class KafkaEngineRunner:
         self._offsets_task: asyncio.Task[None] | None = None
         self._call_timeout = cfg.engine_call_timeout_seconds
         self._interval = cfg.engine_batch_interval_seconds
+        # Transactions per second of all partitions together (pacing.py); a partition whose
+        # turn has not come keeps fetching into its next batch.
+        self._budget = budget_for(cfg.engine_transactions_per_second)
+        self._budget_waits = False  # the last `_start_batches` left work for the budget
         self._stall_seconds = cfg.engine_stall_seconds
         self.monotonic: Callable[[], float] = time.monotonic  # the watchdog's clock
         self._last_progress = 0.0  # monotonic: the engine moved or was seen with nothing to do
@@ -530,16 +540,29 @@ class KafkaEngineRunner:
         return data, dict(self._seeks)
 
     def _start_batches(self) -> None:
+        """Start a batch for each partition that is free and has work, oldest work first, as
+        long as the transaction budget allows; the others keep what they have for later."""
         now = self.clock()
         started = self.monotonic()
         for tp in [tp for tp in self._pending if tp not in self._parts]:
             del self._pending[tp]  # revoked, or being rebuilt (it re-reads from its position)
+        ready: list[tuple[float, Partition, list[Record]]] = []
         for tp, part in self._parts.items():
             if tp in self._busy or part.fenced or started - part.started < self._interval:
                 continue
             records = [r for r in self._pending.pop(tp, ()) if r.offset >= part.position]
             deadline = part.engine.next_deadline()
-            if not records and (deadline is None or deadline > now):
+            if records:  # waiting since its oldest record was logged (CreateTime, ms)
+                ready.append((records[0].timestamp / 1000, part, records))
+            elif deadline is not None and deadline <= now:
+                ready.append((deadline.timestamp(), part, records))
+        self._budget_waits = False
+        for _, part, records in sorted(ready, key=lambda w: w[0]):
+            tp = part.tp
+            if self._budget_waits or not self._budget.take(started):
+                self._budget_waits = True  # its records stay next in line
+                if records:
+                    self._pending[tp] = records
                 continue
             part.started = started
             task = asyncio.create_task(self._decide_safely(part, records, now),
@@ -586,6 +609,8 @@ class KafkaEngineRunner:
             part = self._parts.get(tp)
             if part is not None and tp not in self._busy and not part.fenced:
                 seconds = min(seconds, part.started + self._interval - now)
+        if self._budget_waits:  # work waits for the transaction budget
+            seconds = max(seconds, self._budget.wait(now))
         return int(min(1.0, max(0.0, seconds)) * 1000)
 
     async def _reopen_failed(self) -> None:
@@ -605,7 +630,12 @@ class KafkaEngineRunner:
         """One step of the partition's engine (`runner.step_safely`): decide, commit, count;
         on a failure abort and rebuild the partition."""
         events = []
+        take = self.fresh.take
         for r in records:
+            event = take(r.value)
+            if event is not None:
+                events.append(event)
+                continue
             try:
                 events.append(decode_event(r.value or b""))
             except ValueError:

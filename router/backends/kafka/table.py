@@ -28,6 +28,12 @@ from router.config import KafkaBackendConfig
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+# A tail's fetch is answered once this much is there or after the wait: under load one fetch
+# per wait instead of one per commit (each engine transaction writes the alerts view, each
+# delivery a record), at the price of other replicas' views being up to the wait behind (a
+# replica reads its own writes at once, `applied`).
+_TAIL_MIN_BYTES = 256 * 1024
+_TAIL_WAIT_MS = 100
 
 
 class KafkaWriter:
@@ -76,6 +82,8 @@ class CompactedTable(Generic[T]):
         self._tps: list[TopicPartition] = []
         self._task: asyncio.Task[None] | None = None
         self._progress = asyncio.Event()
+        # Told of every change of a row (None: deleted), for what is kept up to date from it.
+        self.on_change: Callable[[str, T | None], None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -85,6 +93,7 @@ class CompactedTable(Generic[T]):
         consumer = AIOKafkaConsumer(
             **client_kwargs(self._cfg), group_id=None, enable_auto_commit=False,
             isolation_level="read_committed", auto_offset_reset="earliest",
+            fetch_min_bytes=_TAIL_MIN_BYTES, fetch_max_wait_ms=_TAIL_WAIT_MS,
         )
         await consumer.start()
         self._consumer = consumer
@@ -154,15 +163,18 @@ class CompactedTable(Generic[T]):
 
     def _set(self, key: str, value: bytes | None, at: float) -> None:
         if value is None:
-            self.rows.pop(key, None)
+            if self.rows.pop(key, None) is not None and self.on_change is not None:
+                self.on_change(key, None)
             if self._times is not None:
                 self._times.pop(key, None)
             return
         try:
-            self.rows[key] = self._decode(value)
+            row = self.rows[key] = self._decode(value)
         except ValueError:
             log.error("skipping an undecodable record in %s", self.topic)
             return
+        if self.on_change is not None:
+            self.on_change(key, row)
         if self._times is not None:
             self._times[key] = at
 
@@ -176,7 +188,8 @@ class CompactedTable(Generic[T]):
         old = [key for key, at in times.items() if at < cutoff]
         for key in old:
             del times[key]
-            self.rows.pop(key, None)
+            if self.rows.pop(key, None) is not None and self.on_change is not None:
+                self.on_change(key, None)
         return len(old)
 
     # --- writing ---------------------------------------------------------------------------
