@@ -46,7 +46,7 @@ from router.delivery.outbox import (
 from router.delivery.ratelimit import TokenBucket
 from router.delivery.records import BatchDeliveryStore, DeliveryStore, sending_group
 from router.delivery.result import DeliveryResult
-from router.delivery.retry import send_with_retry
+from router.delivery.retry import retry_after
 from router.delivery.sink import Receiver
 from router.model import Notification
 
@@ -367,11 +367,13 @@ class Dispatcher:
 
     async def _work(self, name: str, lane: Lane) -> None:
         """One of a receiver's workers: runs `lane`, then every lane waiting for a worker."""
+        task = asyncio.current_task()
+        assert task is not None
         try:
             while True:
                 self._active.add(lane)
                 try:
-                    await self._run_lane(lane)
+                    await self._run_lane(lane, task)
                 finally:
                     self._active.discard(lane)
                 ready = self._ready.get(name)
@@ -381,12 +383,12 @@ class Dispatcher:
         finally:
             self._workers[name] -= 1
 
-    async def _run_lane(self, lane: Lane) -> None:
+    async def _run_lane(self, lane: Lane, task: asyncio.Task[None]) -> None:
         queue = self._lanes[lane]
         while queue:
             item = queue[0]
             try:
-                await self._deliver_until_recorded(item)
+                await self._deliver_until_recorded(item, task)
             except GivenUp:
                 pass  # its new owner sends it
             except Draining:
@@ -398,10 +400,11 @@ class Dispatcher:
 
     # --- one item --------------------------------------------------------------------------
 
-    async def _deliver_until_recorded(self, item: OutboxItem) -> None:
+    async def _deliver_until_recorded(self, item: OutboxItem, task: asyncio.Task[None]) -> None:
+        """`task`: the worker running this (a drain waits for it while it sends)."""
         while True:
             try:
-                await self._deliver(item)
+                await self._deliver(item, task)
                 return
             except (asyncio.CancelledError, Draining):
                 raise
@@ -410,9 +413,7 @@ class Dispatcher:
                             item.id, type(exc).__name__)
                 await self._sleep(self._poll_interval, item.id)
             finally:
-                task = asyncio.current_task()
-                if task is not None:
-                    self._sending.discard(task)  # (a task: `_deliver` only runs in workers)
+                self._sending.discard(task)
                 self._sending_ids.discard(item.id)
 
     def _check(self, item_id: str) -> None:
@@ -434,7 +435,7 @@ class Dispatcher:
                 async with asyncio.timeout_at(deadline):
                     await self._interrupt.wait()
 
-    async def _deliver(self, item: OutboxItem) -> None:
+    async def _deliver(self, item: OutboxItem, task: asyncio.Task[None]) -> None:
         self._check(item.id)
         n = item.notification
         unrecorded = item.id in self._unrecorded
@@ -465,45 +466,22 @@ class Dispatcher:
 
         bucket = self._buckets[name]
         started = time.monotonic()
+        # The first attempt directly: a retry's closures are set up only when it failed.
+        result = await self._attempt(item, receiver, bucket, task)
+        if not result.ok:
 
-        task = asyncio.current_task()
-        assert task is not None
+            def on_retry(result: DeliveryResult, sleep: float) -> None:
+                self.metrics.retries.labels(name).inc()
+                log.info("receiver %s: %s %s failed (%s), retrying in %.1fs",
+                         name, n.kind.value, n.id, describe(result), sleep,
+                         extra=_fields(n, name))
 
-        async def attempt() -> DeliveryResult:
-            if not bucket.idle():
-                await bucket.acquire()
-            self._check(item.id)
-            # From here until recorded (or failed), a drain or a release waits for this task.
-            self._sending.add(task)
-            self._sending_ids.add(item.id)
-            group = sending_group.set(n.group_key)
-            try:
-                result = await receiver.sink.send(n)
-            except Exception as exc:  # a sink bug; its text may hold a URL, so only the type
-                log.error("receiver %s: sink raised %s", name, type(exc).__name__,
-                          extra=_fields(n, name))
-                result = DeliveryResult.failed("server_error", retryable=True,
-                                               detail=type(exc).__name__)
-            finally:
-                sending_group.reset(group)
-            if not result.ok:
-                self._sending.discard(task)  # not delivered: nothing to record
-                self._sending_ids.discard(item.id)
-                if result.reason is not None:
-                    self.metrics.failed.labels(name, result.reason).inc()
-                    if result.reason == "rate_limited" and result.retry_after:
-                        bucket.pause(result.retry_after)
-            return result
+            async def sleep(seconds: float) -> None:
+                await self._sleep(seconds, item.id)
 
-        def on_retry(result: DeliveryResult, sleep: float) -> None:
-            self.metrics.retries.labels(name).inc()
-            log.info("receiver %s: %s %s failed (%s), retrying in %.1fs",
-                     name, n.kind.value, n.id, describe(result), sleep, extra=_fields(n, name))
-
-        async def sleep(seconds: float) -> None:
-            await self._sleep(seconds, item.id)
-
-        result = await send_with_retry(attempt, receiver.retry, on_retry=on_retry, sleep=sleep)
+            result = await retry_after(
+                result, started, lambda: self._attempt(item, receiver, bucket, task),
+                receiver.retry, on_retry=on_retry, sleep=sleep)
         if result.ok:
             if self._recording is not None:
                 await self._recording.mark_delivered_recorded(item.id, n.id, name)
@@ -514,14 +492,45 @@ class Dispatcher:
                 await self._outbox.mark_delivered([item.id])
             self._sent[name].inc()
             self._latency[name].observe(time.monotonic() - started)
-            log.debug("receiver %s: %s %s delivered", name, n.kind.value, n.id,
-                      extra=_fields(n, name))
+            if log.isEnabledFor(logging.DEBUG):
+                log.debug("receiver %s: %s %s delivered", name, n.kind.value, n.id,
+                          extra=_fields(n, name))
             return
         reason = describe(result)
         await self._outbox.dead_letter(item, reason)
         self.metrics.dead_lettered_one(name, result.reason or "server_error")
         log.warning("receiver %s: %s %s dead-lettered: %s", name, n.kind.value, n.id, reason,
                     extra=_fields(n, name))
+
+    async def _attempt(self, item: OutboxItem, receiver: Receiver, bucket: TokenBucket,
+                       task: asyncio.Task[None]) -> DeliveryResult:
+        """One send of `item` by `task`, its worker; a failure is counted here."""
+        if not bucket.idle():
+            await bucket.acquire()
+        self._check(item.id)
+        # From here until recorded (or failed), a drain or a release waits for this task.
+        self._sending.add(task)
+        self._sending_ids.add(item.id)
+        n = item.notification
+        name = receiver.name
+        group = sending_group.set(n.group_key)
+        try:
+            result = await receiver.sink.send(n)
+        except Exception as exc:  # a sink bug; its text may hold a URL, so only the type
+            log.error("receiver %s: sink raised %s", name, type(exc).__name__,
+                      extra=_fields(n, name))
+            result = DeliveryResult.failed("server_error", retryable=True,
+                                           detail=type(exc).__name__)
+        finally:
+            sending_group.reset(group)
+        if not result.ok:
+            self._sending.discard(task)  # not delivered: nothing to record
+            self._sending_ids.discard(item.id)
+            if result.reason is not None:
+                self.metrics.failed.labels(name, result.reason).inc()
+                if result.reason == "rate_limited" and result.retry_after:
+                    bucket.pause(result.retry_after)
+        return result
 
 
 def _fields(n: Notification, receiver: str) -> dict[str, str | None]:

@@ -55,6 +55,7 @@ class DeliveryMetrics:
         self._names: set[str] = set()
         # Every name a gauge was set for, configured or not: each is reset when it empties.
         self._gauged: set[str] = set()
+        self._backlog: dict[str, Gauge] = {}  # the backlog gauge's child per receiver name
         for name in receivers:
             self.add_receiver(name)
 
@@ -84,11 +85,17 @@ class DeliveryMetrics:
             self.dead_letters.labels(name).set(tally.get(name, 0))
 
     def taken(self, receiver: str) -> None:
-        self.backlog.labels(receiver).inc()
-        self._gauged.add(receiver)
+        child = self._backlog.get(receiver)
+        if child is None:  # looked up once per name: `labels()` per item was a hot spot
+            child = self._backlog[receiver] = self.backlog.labels(receiver)
+            self._gauged.add(receiver)
+        child.inc()
 
     def done(self, receiver: str) -> None:
-        self.backlog.labels(receiver).dec()
+        child = self._backlog.get(receiver)
+        if child is None:
+            child = self._backlog[receiver] = self.backlog.labels(receiver)
+        child.dec()
 
     def clear_backlog(self) -> None:
         for name in self._names | self._gauged:

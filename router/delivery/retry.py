@@ -77,7 +77,21 @@ async def send_with_retry(
     """
 
     started = time.monotonic()
-    first = await attempt()
+    return await retry_after(await attempt(), started, attempt, policy, on_retry=on_retry,
+                             sleep=sleep)
+
+
+async def retry_after(
+    first: DeliveryResult,
+    started: float,
+    attempt: Callable[[], Awaitable[DeliveryResult]],
+    policy: RetryPolicy,
+    *,
+    on_retry: Callable[[DeliveryResult, float], None] | None = None,
+    sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+) -> DeliveryResult:
+    """`send_with_retry` once its first attempt, made at `started` (time.monotonic), came to
+    `first`: a caller that makes that attempt itself sets nothing up for the usual success."""
     if not _is_retryable(first) or policy.max_attempts <= 1:
         return first
     # Tenacity's clock starts now: take the first attempt's time off the elapsed-time cap.

@@ -4,6 +4,8 @@ delivered mark in one write, and dead letters shared with another process (`dlq 
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -50,6 +52,35 @@ async def test_sqlite_records_and_marks_delivered_in_one_write(tmp_path: Path) -
     finally:
         await s.stop()
         await other.stop()
+
+
+async def test_records_made_together_are_written_together_and_a_failed_write_tells_each(
+    tmp_path: Path,
+) -> None:
+    s = SqliteStore(tmp_path / "o.db")
+    await s.start()
+    try:
+        await s.add(*(note(i) for i in range(1, 8)))
+        # Five deliveries recorded at once (one relaxed write), then one more (the next).
+        await asyncio.gather(*(s.sqlite.mark_delivered_recorded(f"n{i}", f"n{i}", "slack")
+                               for i in range(1, 6)))
+        await s.sqlite.mark_delivered_recorded("n6", "n6", "slack")
+        assert [i.id for i in await s.outbox.pending(10)] == ["n7"]
+        keys = [(f"n{i}", "slack") for i in range(1, 8)]
+        assert await s.records.delivered_among(keys) == set(keys[:6])
+
+        await s.db.transaction(lambda c: c.execute("ALTER TABLE deliveries RENAME TO gone"))
+        failed = await asyncio.gather(
+            s.sqlite.mark_delivered_recorded("n7", "n7", "slack"),
+            s.sqlite.mark_delivered_recorded("n7", "n7", "teams"), return_exceptions=True)
+        assert all(isinstance(e, sqlite3.OperationalError) for e in failed)
+        assert [i.id for i in await s.outbox.pending(10)] == ["n7"]  # nothing half-written
+        await s.db.transaction(lambda c: c.execute("ALTER TABLE gone RENAME TO deliveries"))
+        await s.sqlite.mark_delivered_recorded("n7", "n7", "slack")  # a fresh write
+        assert await s.outbox.pending(10) == []
+        assert await s.records.already_delivered("n7", "slack")
+    finally:
+        await s.stop()
 
 
 async def test_holds_sees_replays_by_another_process_and_new_dead_letters(

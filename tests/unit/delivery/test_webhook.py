@@ -10,9 +10,9 @@ from aiohttp import ClientSession
 from router.delivery.receivers.webhook import WebhookConfig, WebhookSink, build, sign
 from router.delivery.records import MemoryDeliveryStore
 from router.delivery.sink import SinkContext
-from router.model import NotificationKind
+from router.model import NotificationKind, Status
 from tests.fakes.webhook import PATH, FakeWebhookConsumer
-from tests.unit.delivery.conftest import Serve, notification
+from tests.unit.delivery.conftest import Serve, alert, notification
 
 SECRET = "whsec_" + base64.b64encode(b"0123456789abcdef0123456789abcdef").decode()
 OLD_SECRET = "whsec_" + base64.b64encode(b"old-old-old-old-old-old-old-old!").decode()
@@ -72,6 +72,24 @@ async def test_signed_event_is_verified_by_a_standard_consumer(
     assert (data["id"], data["kind"], data["dedup_key"], data["severity"]) == (
         n.id, kind.value, "inc:g1", "SEV2")
     assert data["message"].startswith("[SEV2]")
+
+
+async def test_the_alerts_arrive_as_their_json_form_with_awkward_values(
+    serve: Serve, session: ClientSession
+) -> None:
+    fake, sink = await hook(serve, session)
+    alerts = [alert(value=1e-7, labels={"alertname": "Disk", "host": "wézel\u2028\x00"}),
+              alert(Status.RESOLVED, name="Other", value=float("nan")),
+              alert(value=1e22, annotations={})]
+    n = notification(alerts=alerts, receiver="w")
+    assert (await sink.send(n)).ok
+    (event,) = fake.events
+    sent = event["data"]["alerts"]
+    assert sent == [a.model_dump(mode="json") for a in alerts[:1]] + [
+        {**alerts[1].model_dump(mode="json"), "value": None},  # NaN is not JSON: null
+        alerts[2].model_dump(mode="json")]
+    assert sent[0]["labels"]["host"] == "wézel\u2028\x00"
+    assert sent[1]["ends_at"] == "2026-11-27T10:42:00Z"
 
 
 async def test_retries_keep_the_id_and_sign_a_fresh_timestamp(
