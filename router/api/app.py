@@ -10,7 +10,7 @@ from aiohttp import web
 from prometheus_client import CollectorRegistry
 
 from router.api import amv2, dlq, incidents, oncall, ops, pagerduty, slack, status, webhooks
-from router.api.drain import DRAIN, Drain, refuse_while_draining
+from router.api.drain import DRAIN, Drain
 from router.api.keys import BACKEND, DISPATCHER, HTTP, RUNTIME, SNS_VERIFIER
 from router.api.requests import request_context
 from router.api.runbooks import add_routes as add_runbooks
@@ -34,7 +34,7 @@ def build_app(snapshot: Snapshot, config_path: Path | None = None,
     registry = registry or CollectorRegistry()
     # The body limit is enforced by intake itself, with a 413 that names the limit.
     app = web.Application(client_max_size=config.server.max_body_bytes + 1,
-                          middlewares=[request_context, refuse_while_draining])
+                          middlewares=[request_context])
     app[DRAIN] = Drain(config.server.shutdown_grace_seconds)
     app[RUNTIME] = Runtime(snapshot, IntakeMetrics(registry), config_path)
     engine_metrics = EngineMetrics(registry)

@@ -15,11 +15,10 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import orjson
 from aiohttp import web
-from aiohttp.typedefs import Handler
 
 from router.api.keys import DISPATCHER
-from router.api.webhooks import error_response
 from router.delivery.dispatcher import DrainReport
 
 log = logging.getLogger(__name__)
@@ -61,13 +60,19 @@ class Drain:
 DRAIN = web.AppKey("drain", Drain)
 
 
-@web.middleware
-async def refuse_while_draining(request: web.Request, handler: Handler) -> web.StreamResponse:
+_REFUSAL = orjson.dumps({"status": "error", "error": "this router is shutting down: retry, "
+                         "another replica (or this one, restarted) takes it"})
+
+
+def refusal(request: web.Request) -> web.Response | None:
+    """The 503 for a request that would take new work while this process drains, else None.
+    Checked by the one request middleware (router.api.requests), not a middleware of its own:
+    every layer costs each request."""
     drain = request.config_dict.get(DRAIN)
     if drain is not None and drain.draining and request.method not in _READS:
-        return error_response(503, "this router is shutting down: retry, another replica "
-                              "(or this one, restarted) takes it", **{"Retry-After": "2"})
-    return await handler(request)
+        return web.Response(status=503, body=_REFUSAL, content_type="application/json",
+                            headers={"Retry-After": "2"})
+    return None
 
 
 def _exit(drained: asyncio.Task[DrainReport]) -> None:

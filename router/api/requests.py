@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from router.api.drain import refusal
 from router.api.keys import RUNTIME
 
 log = logging.getLogger("router.api.requests")
@@ -84,15 +85,21 @@ def _expire(request: web.Request, seconds: float) -> None:
 
 @web.middleware
 async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
-    given = request.headers.get(REQUEST_ID_HEADER, "")
-    rid = given if _SANE_ID.fullmatch(given) else new_request_id()
+    """The app's one middleware (each layer costs every request): the request id, the body
+    deadline, the refusal while draining (router.api.drain) and the refusal log line."""
+    given = request.headers.get(REQUEST_ID_HEADER)
+    rid = given if given and _SANE_ID.fullmatch(given) else new_request_id()
     request[REQUEST_ID] = rid
-    seconds = request.app[RUNTIME].snapshot.config.server.read_timeout_seconds
     deadline = None
-    if not request.content.is_eof():
-        deadline = asyncio.get_running_loop().call_later(seconds, _expire, request, seconds)
     try:
-        response = await handler(request)
+        if (refused := refusal(request)) is not None:
+            response: web.StreamResponse = refused
+        else:
+            if not request.content.is_eof():  # a small body has usually arrived already
+                seconds = request.app[RUNTIME].snapshot.config.server.read_timeout_seconds
+                deadline = asyncio.get_running_loop().call_later(seconds, _expire, request,
+                                                                 seconds)
+            response = await handler(request)
     except BodyTimeout as exc:
         # The same JSON error shape as every other refusal (router.api.webhooks).
         response = web.Response(status=408, content_type="application/json",

@@ -63,13 +63,18 @@ def check_alert_limits(alerts: Sequence[Alert], *, max_alerts: int, max_labels: 
         raise Rejected(413, "too_many_alerts",
                        f"request carries {len(alerts)} alerts, more than the limit of "
                        f"{max_alerts} (server.max_alerts_per_request)")
+    # A UTF-8 character is at most 4 bytes: only strings that might be too long are encoded,
+    # and the lengths are looked at in C (`map(len, ...)`), the pairs one by one only if one
+    # of them may be over.
+    short = max_bytes // 4
     for i, alert in enumerate(alerts):
         for what, pairs in (("labels", alert.labels), ("annotations", alert.annotations)):
             if len(pairs) > max_labels:
                 raise Rejected(422, "too_many_labels",
                                f"alert {i} has {len(pairs)} {what}, more than the limit of "
                                f"{max_labels} (server.max_labels_per_alert)")
-            _check_sizes(i, what, pairs, max_bytes)
+            if pairs and max(max(map(len, pairs)), max(map(len, pairs.values()))) > short:
+                _check_sizes(i, what, pairs, max_bytes)
 
 
 def _check_sizes(index: int, what: str, pairs: Mapping[str, str], max_bytes: int) -> None:
