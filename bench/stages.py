@@ -47,11 +47,20 @@ ORDER = ["intake/HTTP", "parse+validate", "classify", "active-alert cap", "appen
 _COMPILED = [(stage, re.compile(p)) for stage, p in STAGES]
 
 
+# aiohttp's client shares its HTTP writer and parser with the server: a stack through the
+# client (a webhook send, its response read) is the send stage, not intake's HTTP.
+_CLIENT = re.compile(r"aiohttp/client|ResponseHandler\.")
+
+
 def stage_of(frames: list[str]) -> str:
     for frame in reversed(frames):
         for stage, pattern in _COMPILED:
             if pattern.search(frame):
+                if stage == "intake/HTTP" and any(_CLIENT.search(f) for f in frames):
+                    return "send"
                 return stage
+    if any(_CLIENT.search(f) for f in frames):
+        return "send"
     return ORDER[-1]
 
 
