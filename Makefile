@@ -53,6 +53,7 @@ kafka-fetch: $(STAMP)
 	$(BIN)/python tools/kafka/broker.py fetch
 
 bench: $(STAMP) system-deps kafka-fetch
+	$(BIN)/pip install --quiet py-spy==0.4.3  # the stages scenario's profiler
 	$(BIN)/python bench/run.py
 
 ## Re-pin constraints.txt: the newest versions pyproject.toml allows (runtime + kafka extra).

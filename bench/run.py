@@ -6,7 +6,8 @@
 Servers under test run pinned to core 0, load generator and sink to core 1 (see README.md
 for what each scenario includes and excludes). Writes bench/results/<UTC timestamp>.json.
 Scenarios (names for --only/--skip): ceiling, embedded, kafka, alertmanager, delivery, e2e,
-state, console, soak (not in --quick unless named in --only).
+state, console, soak, stages (the embedded e2e rows again under py-spy, CPU per delivered
+alert by stage); delivery, soak and stages are not in --quick unless named in --only.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -39,12 +40,18 @@ sys.path.insert(0, str(ROOT))
 
 from classify import generated_rules  # noqa: E402
 from kafka_stages import describe, stage_times, summary, wall_offset  # noqa: E402
+from stages import ORDER as STAGE_ORDER  # noqa: E402
+from stages import per_alert_us  # noqa: E402
+from stages import stages as stage_samples  # noqa: E402
 
 PY = sys.executable
 ROUTER_BIN = str(Path(PY).parent / "incident-router")
 TOKEN = "bench-token-not-a-secret"
 SCENARIOS = ("ceiling", "embedded", "kafka", "alertmanager", "delivery", "e2e", "state",
-             "console", "soak")
+             "console", "soak", "stages")
+# On PATH, or installed beside this Python (`make bench` installs it into the venv).
+PYSPY = shutil.which("py-spy") or next(
+    (str(p) for p in [Path(PY).parent / "py-spy"] if p.exists()), None)
 CPUS = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else [0]
 SERVER_CPU = CPUS[0]
 LOAD_CPU = CPUS[1] if len(CPUS) > 1 else CPUS[0]
@@ -333,10 +340,10 @@ def router_proc(s: Settings, name: str, config: Path, port: int) -> Proc:
         cmd = [PY, "-m", "cProfile", "-o", f"{prof}.prof", *cmd]
     proc = Proc(name, cmd, s.work / f"{name}.log", SERVER_CPU, stdout_null=True)
     proc.wait_ready(f"http://127.0.0.1:{port}/readyz")
-    if s.profile == "py-spy" and shutil.which("py-spy"):
+    if s.profile == "py-spy" and PYSPY:
         # Collapsed stacks (one line per stack with its sample count): grep-able, and
         # flamegraph.pl or speedscope draw them.
-        subprocess.Popen(["py-spy", "record", "--pid", str(proc.pid), "--format", "raw",
+        subprocess.Popen([PYSPY, "record", "--pid", str(proc.pid), "--format", "raw",
                           "--output", f"{prof}.txt", "--duration",
                           str(int(s.warmup + s.duration + 2))],
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -825,6 +832,32 @@ def scenario_soak(s: Settings) -> list[Row]:
     return rows
 
 
+def scenario_stages(s: Settings) -> list[Row]:
+    """The embedded e2e rows again under py-spy, their CPU per delivered alert split by stage
+    (bench/stages.py): where the router's CPU goes, beside Alertmanager's in scenario 5."""
+    if not PYSPY:
+        return [Row("9 stages", "e2e-1", note="py-spy not found (make bench installs it)")]
+    profiled = replace(s, profile="py-spy", systems={"embedded"}, stamp=f"{s.stamp}-stages")
+    rows: list[Row] = []
+    for row in scenario_e2e(profiled):
+        kind = row.payload
+        name = "e2e-embedded-incidents" if "incidents" in row.scenario else "e2e-embedded"
+        profile = s.results / f"{profiled.stamp}-{name}.txt"
+        deadline = time.monotonic() + 15  # py-spy writes its file once the router is gone
+        while not profile.exists() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not profile.exists() or not row.cpu_s_per_1k:
+            rows.append(Row(f"9 stages {kind}", "-", note=f"no profile: {row.note}"[:200]))
+            continue
+        us = per_alert_us(row.__dict__, stage_samples(profile)[0])
+        total = sum(us.values())
+        for stage in STAGE_ORDER:
+            rows.append(Row(f"9 stages {kind}", stage, cpu_s_per_1k=us.get(stage, 0.0) / 1e3,
+                            note=f"{us.get(stage, 0.0) / total:.1%} of {total:.0f} µs CPU "
+                                 f"per delivered alert ({row.alerts_s or 0:,.0f}/s, py-spy)"))
+    return rows
+
+
 RUNNERS: dict[str, Callable[[Settings], list[Row]]] = {
     "ceiling": scenario_ceiling,
     "embedded": scenario_embedded,
@@ -835,6 +868,7 @@ RUNNERS: dict[str, Callable[[Settings], list[Row]]] = {
     "state": scenario_state,
     "console": scenario_console,
     "soak": scenario_soak,
+    "stages": scenario_stages,
 }
 
 
@@ -989,8 +1023,9 @@ def main() -> None:
         parser.error(f"unknown scenarios: {', '.join(sorted(unknown))}")
     payload_set = set(args.payloads.split(",")) if args.payloads else None
     if quick and not args.only:
-        # e2e covers delivery in a smoke run; the soak takes minutes whatever its settings.
-        chosen = [c for c in chosen if c not in ("delivery", "soak")]
+        # e2e covers delivery in a smoke run; the soak takes minutes whatever its settings;
+        # the stages re-run e2e under a profiler.
+        chosen = [c for c in chosen if c not in ("delivery", "soak", "stages")]
     if quick and payload_set is None:
         payload_set = {"am10", "storm", "sns"}
 
