@@ -176,6 +176,8 @@ class SqliteOutbox:
         error: BaseException | None = None
         try:
             await self._db.write_batched(work, durable=False)
+        except Exception as exc:  # its callers raise it: nobody awaits this task
+            error = exc
         except BaseException as exc:
             error = exc
             raise
