@@ -12,6 +12,8 @@ import time
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from router.tokens import Tokens
+
 
 class RateLimit(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
@@ -26,19 +28,16 @@ class TokenBucket:
     """Reserve-ahead token bucket: each caller gets a slot time and sleeps until it."""
 
     def __init__(self, limit: RateLimit) -> None:
-        self._rate = limit.per_second
-        self._burst = float(limit.burst)
-        self._tokens = float(limit.burst)
-        self._stamp = time.monotonic()
+        self._tokens = Tokens(rate=limit.per_second, burst=float(limit.burst))
         self._paused_until = 0.0
         self._lock = asyncio.Lock()
 
     def idle(self) -> bool:
         """True when `acquire` would return at once (no limit, not paused): skip the call."""
-        return self._rate <= 0 and self._paused_until <= time.monotonic()
+        return self._tokens.rate <= 0 and self._paused_until <= time.monotonic()
 
     async def acquire(self) -> None:
-        if self._rate <= 0 and self._paused_until <= time.monotonic():
+        if self.idle():
             return
         async with self._lock:
             # Under the lock the waits are serialised, which is what keeps the order of slots.
@@ -46,17 +45,11 @@ class TokenBucket:
             if self._paused_until > now:
                 await asyncio.sleep(self._paused_until - now)
                 now = time.monotonic()
-            if self._rate <= 0:
-                return
-            self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-            self._stamp = now
-            if self._tokens < 1.0:
-                wait = (1.0 - self._tokens) / self._rate
+            wait = self._tokens.wait(now)
+            if wait > 0:
                 await asyncio.sleep(wait)
                 now = time.monotonic()
-                self._tokens = min(self._burst, self._tokens + (now - self._stamp) * self._rate)
-                self._stamp = now
-            self._tokens = max(0.0, self._tokens - 1.0)
+            self._tokens.spend(now)
 
     def pause(self, seconds: float) -> None:
         """Hold every caller for `seconds` (the vendor said Retry-After)."""

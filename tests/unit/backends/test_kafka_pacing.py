@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-from router.backends.kafka.pacing import TransactionBudget, budget_for
+from router.backends.kafka.pacing import budget_for
+from router.tokens import Tokens
 
 
 @pytest.mark.parametrize(("rate", "takes", "granted"), [
@@ -22,7 +23,7 @@ def test_takes(rate: float, takes: list[float], granted: list[bool]) -> None:
 
 
 def test_wait_is_the_time_to_the_next_token() -> None:
-    budget = TransactionBudget(rate=10.0, burst=1.0)
+    budget = Tokens(rate=10.0, burst=1.0)
     assert budget.wait(0.0) == 0.0
     assert budget.take(0.0)
     assert budget.wait(0.0) == pytest.approx(0.1)
