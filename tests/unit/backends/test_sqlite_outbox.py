@@ -5,6 +5,7 @@ delivered mark in one write, and dead letters shared with another process (`dlq 
 from __future__ import annotations
 
 import asyncio
+import gc
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -79,6 +80,25 @@ async def test_records_made_together_are_written_together_and_a_failed_write_tel
         await s.sqlite.mark_delivered_recorded("n7", "n7", "slack")  # a fresh write
         assert await s.outbox.pending(10) == []
         assert await s.records.already_delivered("n7", "slack")
+    finally:
+        await s.stop()
+
+
+async def test_a_failed_write_of_records_leaves_no_unretrieved_error_in_the_log(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The callers get the error; the task that wrote for them must not also leave it for
+    asyncio to log as "Task exception was never retrieved" (a line per failed write)."""
+    s = SqliteStore(tmp_path / "o.db")
+    await s.start()
+    try:
+        await s.add(note(1))
+        await s.db.transaction(lambda c: c.execute("ALTER TABLE deliveries RENAME TO gone"))
+        with pytest.raises(sqlite3.OperationalError):
+            await s.sqlite.mark_delivered_recorded("n1", "n1", "slack")
+        await asyncio.sleep(0)  # the writing task's done callbacks
+        gc.collect()  # an unretrieved task error is logged when the task is freed
+        assert not [r for r in caplog.records if "never retrieved" in r.getMessage()]
     finally:
         await s.stop()
 
